@@ -1,0 +1,56 @@
+"""Literal tables: config type name -> (config model, implementation path).
+
+No discovery, no entry points (Telegraf's registry). The implementation is named
+by a dotted path and imported only when the config uses it, so a config without
+OPC UA never imports asyncua.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from edge_agent.forward.http import HttpSinkConfig
+from edge_agent.forward.jsonl import JsonlSinkConfig
+from edge_agent.forward.mqtt import MqttSinkConfig
+from edge_agent.sources.modbus import ModbusSourceConfig
+from edge_agent.sources.opcua import OpcuaSourceConfig
+from edge_agent.sources.serial import SerialSourceConfig
+
+SOURCES: dict[str, tuple[type[Any], str]] = {
+    "modbus": (ModbusSourceConfig, "edge_agent.sources.modbus:ModbusSource"),
+    "opcua": (OpcuaSourceConfig, "edge_agent.sources.opcua:OpcuaSource"),
+    "serial": (SerialSourceConfig, "edge_agent.sources.serial:SerialSource"),
+}
+
+SINKS: dict[str, tuple[type[Any], str]] = {
+    "mqtt": (MqttSinkConfig, "edge_agent.forward.mqtt:MqttSink"),
+    "http": (HttpSinkConfig, "edge_agent.forward.http:HttpSink"),
+    "jsonl": (JsonlSinkConfig, "edge_agent.forward.jsonl:JsonlSink"),
+}
+
+SourceConfig = Annotated[
+    ModbusSourceConfig | OpcuaSourceConfig | SerialSourceConfig,
+    Field(discriminator="type"),
+]
+SinkConfig = Annotated[
+    MqttSinkConfig | HttpSinkConfig | JsonlSinkConfig,
+    Field(discriminator="type"),
+]
+
+
+def _load(dotted: str) -> Any:
+    module_name, _, attr = dotted.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def build_source(config: SourceConfig) -> Any:
+    """Instantiate the source class for ``config`` (constructors only assign)."""
+    return _load(SOURCES[config.type][1])(config)
+
+
+def build_sink(config: SinkConfig) -> Any:
+    """Instantiate the sink class for ``config`` (constructors only assign)."""
+    return _load(SINKS[config.type][1])(config)

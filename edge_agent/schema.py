@@ -1,0 +1,79 @@
+"""Building blocks of the config schema: the strict model, durations, sizes, secrets.
+
+Every ``*Config`` model derives from :class:`StrictModel` so an unknown key is an
+error. Durations are written ``500ms``, ``5s``, ``1m``, ``2h``, ``7d`` and become
+float seconds; sizes are written ``512KB``, ``200MB``, ``1GB`` and become int bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_duration(value: object) -> float:
+    """Parse ``500ms``/``5s``/``1m``/``2h``/``7d`` into seconds.
+
+    Raises:
+        ValueError: for bare numbers (ambiguous units) and unknown forms.
+    """
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f"expected a duration such as 500ms, 5s, 1m, 7d; got {value!r}")
+    match = _DURATION_RE.match(value)
+    if not match:
+        raise ValueError(f"expected a duration such as 500ms, 5s, 1m, 7d; got {value!r}")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def parse_size(value: object) -> int:
+    """Parse ``512KB``/``200MB``/``1GiB`` into bytes.
+
+    Raises:
+        ValueError: for bare numbers and unknown forms.
+    """
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f"expected a size such as 512KB, 200MB, 1GB; got {value!r}")
+    match = _SIZE_RE.match(value)
+    if not match:
+        raise ValueError(f"expected a size such as 512KB, 200MB, 1GB; got {value!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def format_duration(seconds: float) -> str:
+    """Inverse of :func:`parse_duration` for display."""
+    for unit in ("d", "h", "m", "s"):
+        size = _DURATION_UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{round(seconds * 1000)}ms"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds, written in YAML as ``500ms``, ``5s``, ``1m``, ``7d``."""
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+"""Bytes, written in YAML as ``512KB``, ``200MB``, ``1GiB``."""
+
+Secret = SecretStr
+"""A secret: usually ``${ENV_VAR}``; shown as ``**********`` in logs and reprs."""
