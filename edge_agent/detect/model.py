@@ -1,0 +1,340 @@
+"""Anomaly models: load, validate, run.
+
+A model file (ONNX, or ``.tflite`` with the ``tflite`` extra) takes one input
+``window`` float32 ``[batch, window, n_signals]`` (already normalised) and gives
+one output ``error`` float32 ``[batch, n_signals]``, the per-signal error of each
+window; the score is the mean of ``error`` over signals. Its :class:`ModelCard`
+says which signals, window, step, normalisation and threshold it was built for.
+
+Everything is checked at load, so a bad model fails at startup with a
+:class:`ModelError` that names the problem, never at the first window.
+onnxruntime and LiteRT are imported here only, inside :func:`load_model`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge_agent.detect.card import CARD_KEY, ModelCard, read_sidecar
+from edge_agent.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+INPUT = "window"
+OUTPUT = "error"
+
+
+class _Runner(Protocol):
+    """One inference backend: float32 [b, w, n] in, float32 [b, n] out."""
+
+    def check(self, card: ModelCard, name: str) -> None: ...
+
+    def run(self, windows: np.ndarray) -> np.ndarray: ...
+
+
+class AnomalyModel:
+    """A loaded, validated model with its card. Not thread-safe: one caller at a time."""
+
+    def __init__(self, path: Path, card: ModelCard, runner: _Runner, backend: str) -> None:
+        self.path = path
+        self.card = card
+        self.backend = backend
+        self._runner = runner
+
+    @property
+    def n_signals(self) -> int:
+        """Number of input signals."""
+        return len(self.card.signals)
+
+    def with_card(self, card: ModelCard) -> AnomalyModel:
+        """The same model with another card (e.g. after calibration); checked for fit."""
+        _check_expected(card, self.card.signals, self.card.window, str(self.path))
+        return AnomalyModel(self.path, card, self._runner, self.backend)
+
+    def normalise(self, raw: np.ndarray) -> np.ndarray:
+        """Apply the card's normalisation to raw values ``[..., n_signals]`` (float32)."""
+        mean = np.asarray(self.card.mean, dtype=np.float32)
+        std = np.asarray(self.card.std, dtype=np.float32)
+        return ((np.asarray(raw, dtype=np.float32) - mean) / std).astype(np.float32)
+
+    def errors(self, windows: np.ndarray) -> np.ndarray:
+        """Per-signal errors of normalised windows.
+
+        Args:
+            windows: ``[batch, window, n_signals]`` or one ``[window, n_signals]``.
+
+        Returns:
+            float32 ``[batch, n_signals]``.
+
+        Raises:
+            ModelError: wrong shape, or a NaN/inf value (gaps and BAD samples must
+                be handled by the caller, never fed to the model as numbers).
+        """
+        x = self._check_input(windows)
+        try:
+            out = self._runner.run(x)
+        except ModelError:
+            raise
+        except Exception as exc:  # the backend's own exception types, translated once
+            raise ModelError(f"{self.path.name}: inference failed: {exc}") from exc
+        if out.shape != (x.shape[0], self.n_signals):
+            raise ModelError(
+                f"{self.path.name}: output {OUTPUT!r} has shape {out.shape}, "
+                f"expected {(x.shape[0], self.n_signals)}"
+            )
+        return out
+
+    def score(self, windows: np.ndarray) -> np.ndarray:
+        """One score per window (``[batch]``): the mean error over signals."""
+        return np.asarray(self.errors(windows).mean(axis=1), dtype=np.float32)
+
+    def _check_input(self, windows: np.ndarray) -> np.ndarray:
+        x = np.asarray(windows, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[np.newaxis]
+        expected = (self.card.window, self.n_signals)
+        if x.ndim != 3 or x.shape[1:] != expected:
+            raise ModelError(
+                f"{self.path.name}: input has shape {np.shape(windows)}, "
+                f"expected [batch, {expected[0]}, {expected[1]}]"
+            )
+        if not np.isfinite(x).all():
+            bad = sorted({self.card.signals[i] for i in np.nonzero(~np.isfinite(x))[2]})
+            raise ModelError(
+                f"{self.path.name}: input has NaN/inf values for {', '.join(bad)}; "
+                "gaps and BAD samples must be handled before the model"
+            )
+        return np.ascontiguousarray(x)
+
+
+def load_model(
+    path: Path | str,
+    threads: int = 1,
+    *,
+    signals: Sequence[str] | None = None,
+    window: int | None = None,
+    card: ModelCard | None = None,
+) -> AnomalyModel:
+    """Load and validate a model.
+
+    Args:
+        path: ``.onnx`` (onnxruntime) or ``.tflite`` (ai-edge-litert, optional extra).
+        threads: intra-op threads of the backend; 1 suits a shared gateway.
+        signals: the signals the caller will feed, in order; must equal the card's.
+        window: the window length the caller expects; must equal the card's.
+        card: use this card instead of the embedded one or the one beside the file.
+
+    Raises:
+        ModelError: file missing or corrupt, no card, or any mismatch of names,
+            shapes, dtypes, signals or window, each named in the message.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    if threads < 1:
+        raise ModelError(f"{path.name}: threads must be >= 1, got {threads}")
+    suffix = path.suffix.lower()
+    runner: _Runner
+    if suffix == ".onnx":
+        runner, meta_card, backend = _load_onnx(path, threads)
+    elif suffix == ".tflite":
+        runner, meta_card, backend = _load_tflite(path, threads)
+    else:
+        raise ModelError(f"{path.name}: unknown model type {suffix!r} (use .onnx or .tflite)")
+    chosen = card or read_sidecar(path) or meta_card
+    if chosen is None:
+        raise ModelError(
+            f"{path.name}: no model card (ONNX metadata {CARD_KEY!r} or {path.stem}.card.json)"
+        )
+    runner.check(chosen, path.name)
+    _check_expected(chosen, signals, window, path.name)
+    log.info(
+        "model %s loaded (%s, %d signals, window %d)",
+        path.name,
+        backend,
+        len(chosen.signals),
+        chosen.window,
+    )
+    return AnomalyModel(path, chosen, runner, backend)
+
+
+def _check_expected(
+    card: ModelCard, signals: Sequence[str] | None, window: int | None, name: str
+) -> None:
+    """Compare the card with what the caller will feed."""
+    if signals is not None and tuple(signals) != card.signals:
+        missing = [s for s in card.signals if s not in signals]
+        extra = [s for s in signals if s not in card.signals]
+        detail = f"missing {missing}" if missing else ""
+        detail += f"{'; ' if detail else ''}unexpected {extra}" if extra else ""
+        raise ModelError(
+            f"{name}: signals do not match the model card "
+            f"({detail or 'same signals, different order'}); card has {list(card.signals)}"
+        )
+    if window is not None and window != card.window:
+        raise ModelError(f"{name}: window {window} configured, model card has {card.window}")
+
+
+def _check_dims(dims: Sequence[Any], want: Sequence[int | None], what: str) -> None:
+    """Fixed dims must match ``want``; symbolic/None dims (batch) are accepted."""
+    if len(dims) != len(want):
+        raise ModelError(f"{what} has rank {len(dims)}, expected {len(want)}")
+    for dim, expected in zip(dims, want, strict=True):
+        if expected is not None and isinstance(dim, int) and dim > 0 and dim != expected:
+            raise ModelError(f"{what} has shape {list(dims)}, expected {list(want)}")
+
+
+class _OnnxRunner:
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    def check(self, card: ModelCard, name: str) -> None:
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if [i.name for i in inputs] != [INPUT] or OUTPUT not in [o.name for o in outputs]:
+            raise ModelError(
+                f"{name}: expects input {INPUT!r} and output {OUTPUT!r}, has inputs "
+                f"{[i.name for i in inputs]} and outputs {[o.name for o in outputs]}"
+            )
+        out = next(o for o in outputs if o.name == OUTPUT)
+        for arg in (inputs[0], out):
+            if arg.type != "tensor(float)":
+                raise ModelError(f"{name}: {arg.name!r} is {arg.type}, expected tensor(float)")
+        n = len(card.signals)
+        _check_dims(inputs[0].shape, [None, card.window, n], f"{name}: input {INPUT!r}")
+        _check_dims(out.shape, [None, n], f"{name}: output {OUTPUT!r}")
+
+    def run(self, windows: np.ndarray) -> np.ndarray:
+        result = self._session.run([OUTPUT], {INPUT: windows})[0]
+        return np.asarray(result, dtype=np.float32)
+
+
+def _load_onnx(path: Path, threads: int) -> tuple[_OnnxRunner, ModelCard | None, str]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own Exception subclasses
+        raise ModelError(f"{path.name}: not a valid ONNX model ({exc})") from exc
+    meta = session.get_modelmeta().custom_metadata_map
+    card = (
+        ModelCard.from_json(meta[CARD_KEY], f"{path.name} metadata") if CARD_KEY in meta else None
+    )
+    return _OnnxRunner(session), card, "onnxruntime"
+
+
+class _TfliteRunner:
+    def __init__(self, interpreter: Any) -> None:
+        self._interp = interpreter
+        self._batch = -1
+
+    def check(self, card: ModelCard, name: str) -> None:
+        inputs = self._interp.get_input_details()
+        outputs = self._interp.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(
+                f"{name}: expects 1 input and 1 output, has {len(inputs)}/{len(outputs)}"
+            )
+        for det, want in ((inputs[0], INPUT), (outputs[0], OUTPUT)):
+            if want not in det["name"]:
+                raise ModelError(f"{name}: tensor {det['name']!r} should be named {want!r}")
+            if det["dtype"] != np.float32:
+                raise ModelError(f"{name}: {det['name']!r} is {det['dtype']}, expected float32")
+        n = len(card.signals)
+        _check_dims(_tfl_dims(inputs[0])[1:], [card.window, n], f"{name}: input {INPUT!r}")
+        _check_dims(_tfl_dims(outputs[0])[1:], [n], f"{name}: output {OUTPUT!r}")
+
+    def run(self, windows: np.ndarray) -> np.ndarray:
+        inp = self._interp.get_input_details()[0]
+        if windows.shape[0] != self._batch:
+            self._interp.resize_tensor_input(inp["index"], list(windows.shape))
+            self._interp.allocate_tensors()
+            self._batch = windows.shape[0]
+        self._interp.set_tensor(inp["index"], windows)
+        self._interp.invoke()
+        out = self._interp.get_output_details()[0]
+        return np.array(self._interp.get_tensor(out["index"]), dtype=np.float32)
+
+
+def _tfl_dims(detail: dict[str, Any]) -> list[int]:
+    return [int(d) for d in detail.get("shape_signature", detail["shape"])]
+
+
+def _load_tflite(path: Path, threads: int) -> tuple[_TfliteRunner, ModelCard | None, str]:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError as exc:
+            raise ModelError(
+                f"{path.name}: .tflite needs ai-edge-litert (pip install 'edge-agent[tflite]')"
+            ) from exc
+    try:
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
+    except Exception as exc:  # LiteRT raises ValueError/RuntimeError for bad files
+        raise ModelError(f"{path.name}: not a valid TFLite model ({exc})") from exc
+    # TFLite files carry no edge-agent card: it must be beside the file (or passed in).
+    return _TfliteRunner(interpreter), None, "litert"
+
+
+def calibrate_card(
+    model: AnomalyModel, rows: np.ndarray, *, min_rows: int | None = None
+) -> ModelCard:
+    """Fit normalisation and threshold to one machine's normal history.
+
+    The card's ``calibration`` rule decides the threshold: ``factor`` times the
+    ``quantile`` of the scores of every window of ``rows`` after normalisation.
+
+    Args:
+        model: the model whose card is recalibrated.
+        rows: raw values ``[time, n_signals]`` on the card's step, no NaN.
+        min_rows: fewest rows accepted; default two windows.
+
+    Returns:
+        A new card with mean, std, threshold and version updated.
+
+    Raises:
+        ModelError: too few rows, NaN values or a constant signal.
+    """
+    card = model.card
+    data = np.asarray(rows, dtype=np.float64)
+    need = min_rows if min_rows is not None else 2 * card.window
+    if (
+        data.ndim != 2
+        or data.shape[1] != len(card.signals)
+        or data.shape[0] < max(need, card.window)
+    ):
+        raise ModelError(
+            f"calibration needs [time >= {max(need, card.window)}, {len(card.signals)}] rows, "
+            f"got {list(data.shape)}"
+        )
+    if not np.isfinite(data).all():
+        raise ModelError("calibration rows contain NaN/inf: fill or drop gaps first")
+    mean = data.mean(axis=0)
+    std = data.std(axis=0)
+    floor = np.maximum(np.abs(mean) * 1e-3, 1e-6)
+    std = np.maximum(std, floor)  # a flat signal on site must not divide by ~0
+    staged = model.with_card(card.replace(mean=tuple(mean.tolist()), std=tuple(std.tolist())))
+    scores = staged.score(sliding_windows(staged.normalise(data), card.window))
+    rule = {"quantile": 0.99, "factor": 1.5, **card.calibration}
+    threshold = float(np.quantile(scores, rule["quantile"]) * rule["factor"])
+    return staged.card.replace(threshold=threshold, version=card.version + 1)
+
+
+def sliding_windows(rows: np.ndarray, window: int) -> np.ndarray:
+    """All windows ``[time - window + 1, window, n]`` of ``rows`` ``[time, n]`` (a view)."""
+    view = np.lib.stride_tricks.sliding_window_view(rows, window, axis=0)
+    return np.ascontiguousarray(view.transpose(0, 2, 1))
