@@ -42,11 +42,11 @@ class AgentConfig(StrictModel):
     """The whole config file."""
 
     agent: AgentSection = AgentSection()
-    sources: list[SourceConfig] = []
+    sources: list[SourceConfig] = Field(default_factory=list)
     twin: TwinConfig = TwinConfig()
     detect: DetectConfig = DetectConfig()
     outbox: OutboxConfig = OutboxConfig()
-    sinks: list[SinkConfig] = []
+    sinks: list[SinkConfig] = Field(default_factory=list)
     _base_dir: Path = PrivateAttr(default=Path("."))
 
     @field_validator("sources", "sinks")
@@ -150,9 +150,7 @@ def format_path(at: YamlPath) -> str:
     return out or "(top)"
 
 
-def _describe(
-    exc: ValidationError, data: Any, lines: dict[YamlPath, int], path: Path
-) -> str:
+def _describe(exc: ValidationError, data: Any, lines: dict[YamlPath, int], path: Path) -> str:
     problems = []
     for error in exc.errors():
         at = _yaml_path(error["loc"], data)
@@ -198,7 +196,8 @@ def _message(error: Any, at: YamlPath, data: Any) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid":
-        return f"unknown type {error['input'].get('type')!r}; expected {error['ctx']['expected_tags']}"
+        expected = error["ctx"]["expected_tags"]
+        return f"unknown type {error['input'].get('type')!r}; expected one of {expected}"
     message = str(error["msg"]).removeprefix("Value error, ")
     return message
 

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install what the tests need (Debian/Raspberry Pi OS), then run them: lint, types, pytest.
+# Usage: ./deploy/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+missing=()
+command -v mosquitto >/dev/null || missing+=(mosquitto)
+command -v socat >/dev/null || missing+=(socat)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if ((${#missing[@]})); then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${missing[@]}"
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
+.venv/bin/ruff check .
+.venv/bin/mypy
+exec .venv/bin/pytest "$@"

@@ -1,0 +1,145 @@
+"""Wiring: one event loop, one TaskGroup, every stage in its place.
+
+A poll loop per source feeds the recorder (twin + windows); the detector loop
+turns windows into alerts in the durable outbox; a delivery loop per sink
+drains it. SIGTERM/SIGINT cancel the main task: the recorder flushes, every
+``async with`` closes its connection, the databases close, systemd hears STOPPING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from edge_agent.config import AgentConfig
+from edge_agent.detect.detector import Detector
+from edge_agent.forward.delivery import deliver_forever
+from edge_agent.forward.outbox import Outbox
+from edge_agent.notify import Notifier
+from edge_agent.registry import build_sink, build_source
+from edge_agent.sources.poll import PollStats, poll_forever
+from edge_agent.stages import DetectorLoop, Observer, Recorder, Worker
+from edge_agent.twin.store import SignalStore
+from edge_agent.twin.windows import Windows
+
+log = logging.getLogger(__name__)
+
+
+async def run_agent(config: AgentConfig, observer: Observer | None = None) -> None:
+    """Run until cancelled. Raises ModelError/ConfigError at startup, before READY."""
+    notifier = Notifier.from_env()
+    worker = Worker()
+    try:
+        await _run(config, worker, notifier, observer)
+    finally:
+        notifier.send("STOPPING=1")
+        worker.close()
+
+
+async def _run(
+    config: AgentConfig, worker: Worker, notifier: Notifier, observer: Observer | None
+) -> None:
+    detector = await worker.run(Detector.load, config.detect, config.config_path)
+    sources = [build_source(c) for c in config.sources]
+    sinks = [build_sink(c) for c in config.sinks]
+    config.data_path(".").mkdir(parents=True, exist_ok=True)
+    store = await worker.run(SignalStore.open, config.data_path(config.twin.path), config.twin)
+    try:
+        outbox = await worker.run(
+            Outbox.open,
+            config.data_path(config.outbox.path),
+            config.outbox,
+            [s.name for s in config.sinks],
+        )
+    except BaseException:
+        await worker.run(store.close)
+        raise
+    try:
+        windows = await _prepare(worker, store, detector, sources)
+        await _supervise(
+            config, worker, notifier, observer, (store, windows, detector, outbox), sources, sinks
+        )
+    finally:
+        await worker.run(outbox.close)
+        await worker.run(store.close)
+
+
+async def _prepare(
+    worker: Worker, store: SignalStore, detector: Detector, sources: list[Any]
+) -> Windows:
+    await worker.run(store.register, [info for s in sources for info in s.signals()])
+    window_s = detector.window_seconds()
+    windows = Windows(capacity=max(64, int(window_s * 20)))
+    await worker.run(windows.warm, store, detector.signals(), time.time() - window_s)
+    return windows
+
+
+async def _supervise(
+    config: AgentConfig,
+    worker: Worker,
+    notifier: Notifier,
+    observer: Observer | None,
+    stages: tuple[SignalStore, Windows, Detector, Outbox],
+    sources: list[Any],
+    sinks: list[Any],
+) -> None:
+    store, windows, detector, outbox = stages
+    recorder = Recorder(store, windows, worker, config.twin.flush_interval, observer)
+    wakes = [asyncio.Event() for _ in sinks]
+    detect = DetectorLoop(
+        detector,
+        windows,
+        outbox,
+        worker,
+        config.agent.id,
+        config.detect.interval,
+        lambda: _wake_all(wakes),
+        observer,
+    )
+    async with asyncio.TaskGroup() as tasks:
+        for source in sources:
+            tasks.create_task(poll_forever(source, recorder.accept, PollStats()))
+        tasks.create_task(recorder.record_forever())
+        tasks.create_task(detect.detect_forever())
+        for sink, wake in zip(sinks, wakes, strict=True):
+            tasks.create_task(deliver_forever(outbox, sink, sink.config.name, worker.run, wake))
+        tasks.create_task(_watchdog_forever(notifier))
+        notifier.send("READY=1")
+        log.info(
+            "agent %s running: %d source(s), %d sink(s)", config.agent.id, len(sources), len(sinks)
+        )
+
+
+def _wake_all(wakes: list[asyncio.Event]) -> None:
+    for wake in wakes:
+        wake.set()
+
+
+async def _watchdog_forever(notifier: Notifier) -> None:
+    interval = notifier.watchdog_interval
+    if interval is None:
+        return
+    while True:
+        notifier.send("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on a new event loop; SIGTERM and SIGINT cancel it cleanly."""
+
+    async def runner() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            await main
+        except asyncio.CancelledError:
+            log.info("stopping on signal")
+
+    asyncio.run(runner())

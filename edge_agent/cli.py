@@ -1,0 +1,162 @@
+"""The ``edge-agent`` command: run | check-config | read-once | demo | and the areas' tools.
+
+Each area registers its own subcommands (``register(subparsers)``) from the
+module named in :data:`COMMAND_MODULES`; those modules import heavy libraries
+only inside their handlers, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_agent import __version__
+from edge_agent.errors import EX_CONFIG, ConfigError, ModelError, SourceError
+
+log = logging.getLogger("edge_agent")
+
+COMMAND_MODULES: tuple[str, ...] = ()
+
+Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return int(args.func(args))
+    except (ConfigError, ModelError) as exc:
+        print(f"edge-agent: {type(exc).__name__}:\n{exc}", file=sys.stderr)
+        return EX_CONFIG
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command tree."""
+    parser = argparse.ArgumentParser(prog="edge-agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    parser.add_argument("--log-level", default=None, help="debug|info|warning|error")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_run(sub)
+    _add_check_config(sub)
+    _add_read_once(sub)
+    _add_demo(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def setup_logging(level: str | None) -> None:
+    """Plain lines to stderr; journald adds its own timestamps."""
+    logging.basicConfig(
+        level=(level or "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _add_run(sub: Subparsers) -> None:
+    p = sub.add_parser("run", help="run the agent (the systemd service's command)")
+    p.add_argument("--config", "-c", type=Path, required=True)
+    p.set_defaults(func=_run)
+
+
+def _add_check_config(sub: Subparsers) -> None:
+    p = sub.add_parser("check-config", help="validate a config file without opening anything")
+    p.add_argument("config", type=Path)
+    p.set_defaults(func=_check_config)
+
+
+def _add_read_once(sub: Subparsers) -> None:
+    p = sub.add_parser("read-once", help="read every signal once and print JSON lines")
+    p.add_argument("--config", "-c", type=Path, required=True)
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per source")
+    p.set_defaults(func=_read_once)
+
+
+def _add_demo(sub: Subparsers) -> None:
+    p = sub.add_parser("demo", help="simulated plant + agent, a fault injected, alerts shown")
+    p.add_argument("--duration", type=float, default=75.0, help="seconds (default 75)")
+    p.add_argument("--keep", type=Path, default=None, help="keep the demo's data in this folder")
+    p.set_defaults(func=_demo)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge_agent.agent import run_agent, run_until_signalled
+    from edge_agent.config import load_config
+
+    config = load_config(args.config)
+    if args.log_level is None:
+        logging.getLogger().setLevel(config.agent.log_level.upper())
+    run_until_signalled(run_agent(config))
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config
+
+    config = load_config(args.config)
+    signals = sum(len(_source(c).signals()) for c in config.sources)
+    print(
+        f"{args.config}: ok ({len(config.sources)} source(s), {signals} signal(s), "
+        f"{len(config.sinks)} sink(s))"
+    )
+    return 0
+
+
+def _source(config: Any) -> Any:
+    from edge_agent.registry import build_source
+
+    return build_source(config)
+
+
+def _read_once(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config
+
+    config = load_config(args.config)
+    failed = asyncio.run(_read_all([_source(c) for c in config.sources], args.timeout))
+    return 2 if failed else 0
+
+
+async def _read_all(sources: list[Any], per_source_s: float) -> int:
+    failed = 0
+    for source in sources:
+        try:
+            samples = await asyncio.wait_for(_read_source(source), per_source_s)
+        except (SourceError, TimeoutError) as exc:
+            print(f"{source.config.name}: failed: {exc or 'timed out'}", file=sys.stderr)
+            failed += 1
+            continue
+        for sample in samples.values():
+            record = {"signal": sample.signal, "ts": sample.ts}
+            record |= {"value": sample.value, "quality": str(sample.quality)}
+            print(json.dumps(record))
+    return failed
+
+
+async def _read_source(source: Any) -> dict[str, Any]:
+    """Read until every signal has a sample: subscriptions and serial lines arrive late."""
+    wanted = {info.signal for info in source.signals()}
+    latest: dict[str, Any] = {}
+    async with source:
+        deadline = time.monotonic() + max(2.0, 3 * float(source.config.interval))
+        while True:
+            for sample in await source.read():
+                latest[sample.signal] = sample
+            if wanted <= latest.keys() or time.monotonic() > deadline:
+                return latest
+            await asyncio.sleep(min(0.2, float(source.config.interval)))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from edge_agent.demo import run_demo
+
+    return run_demo(args.duration, args.keep)

@@ -1,0 +1,96 @@
+"""The generic poll loop: drift-free ticks, skipped overruns, reconnect logged once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Self
+
+import pytest
+
+from edge_agent.errors import SourceError
+from edge_agent.sources.poll import PollStats, poll_forever
+from edge_agent.types import Quality, Sample, SignalInfo
+
+
+@dataclass(frozen=True)
+class _Config:
+    name: str
+    interval: float
+
+
+class ScriptedSource:
+    """A source whose link fails on the connects and reads listed in ``fail``."""
+
+    def __init__(
+        self, interval: float, fail_connects: int = 0, fail_read: int = -1, read_delay: float = 0.0
+    ) -> None:
+        self.config = _Config("dev", interval)
+        self.fail_connects = fail_connects
+        self.fail_read = fail_read
+        self.read_delay = read_delay
+        self.connects = 0
+        self.reads = 0
+
+    def signals(self) -> list[SignalInfo]:
+        return [SignalInfo("dev.x", "dev", self.config.interval)]
+
+    async def __aenter__(self) -> Self:
+        self.connects += 1
+        if self.connects <= self.fail_connects:
+            raise SourceError("refused")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    async def read(self) -> list[Sample]:
+        self.reads += 1
+        if self.reads == self.fail_read:
+            raise SourceError("link lost")
+        await asyncio.sleep(self.read_delay)
+        return [Sample("dev.x", 0.0, float(self.reads), Quality.GOOD)]
+
+
+async def _run_for(seconds: float, source: ScriptedSource, stats: PollStats) -> list[Sample]:
+    got: list[Sample] = []
+    task = asyncio.create_task(poll_forever(source, got.extend, stats, cap=0.05))
+    await asyncio.sleep(seconds)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return got
+
+
+async def test_polls_every_interval() -> None:
+    stats = PollStats()
+    source = ScriptedSource(0.05)
+    got = await _run_for(0.5, source, stats)
+    assert len(got) >= 2 and stats.reads == source.reads == len(got)
+    assert source.connects == 1
+
+
+async def test_overrun_skips_ticks_instead_of_queueing() -> None:
+    stats = PollStats()
+    source = ScriptedSource(0.02, read_delay=0.07)
+    await _run_for(0.5, source, stats)
+    assert stats.skipped_ticks >= source.reads - 1 >= 1
+
+
+async def test_reconnects_and_logs_each_transition_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    stats = PollStats()
+    source = ScriptedSource(0.02, fail_connects=4)
+    got = await _run_for(0.6, source, stats)
+    assert got, "no samples after the device came back"
+    assert caplog.text.count("connection lost") == 1
+    assert caplog.text.count("reconnected after") == 1
+    assert stats.outages == 1
+
+
+async def test_lost_link_mid_poll_reconnects() -> None:
+    stats = PollStats()
+    source = ScriptedSource(0.02, fail_read=3)
+    await _run_for(0.4, source, stats)
+    assert source.connects == 2 and stats.outages == 1

@@ -1,0 +1,116 @@
+"""Config loading: every error names file, YAML path and line; env substitution; units."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import format_path, load_config, parse_config
+from edge_agent.errors import ConfigError
+from edge_agent.schema import format_duration, parse_duration, parse_size
+
+CASES = Path(__file__).parent / "cases" / "config"
+
+
+def _error(text: str, tmp_path: Path) -> str:
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("case", sorted(CASES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_golden_config_errors(case: Path) -> None:
+    """Each ``case.yaml`` fails with the lines listed in ``case.expected`` (path-relative)."""
+    with pytest.raises(ConfigError) as info:
+        load_config(case)
+    got = str(info.value).replace(str(case), case.name)
+    expected = case.with_suffix(".expected").read_text().strip()
+    assert got == expected
+
+
+def test_typo_names_path_line_and_suggestion(tmp_path: Path) -> None:
+    message = _error("agent:\n  id: gw1\n  data_dr: /tmp\n", tmp_path)
+    assert (
+        message
+        == f"{tmp_path / 'agent.yaml'}:3: agent.data_dr: unknown key (did you mean data_dir?)"
+    )
+
+
+def test_wrong_type_names_line(tmp_path: Path) -> None:
+    message = _error("twin:\n  flush_interval: 5\n", tmp_path)
+    assert ":2: twin.flush_interval: expected a duration" in message
+
+
+def test_missing_env_variable_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EDGE_TEST_UNSET", raising=False)
+    message = _error("agent:\n  id: ${EDGE_TEST_UNSET}\n", tmp_path)
+    assert ":2: agent.id: environment variable EDGE_TEST_UNSET is not set" in message
+
+
+def test_env_variable_is_substituted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGE_TEST_GW", "gw-7")
+    path = tmp_path / "a.yaml"
+    path.write_text("agent:\n  id: ${EDGE_TEST_GW}\n")
+    assert load_config(path).agent.id == "gw-7"
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read config"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_invalid_yaml_names_line(tmp_path: Path) -> None:
+    message = _error("agent:\n  id: [unclosed\n", tmp_path)
+    assert "invalid YAML" in message and "agent.yaml:" in message
+
+
+def test_unknown_source_type(tmp_path: Path) -> None:
+    message = _error("sources:\n  - type: modbuss\n    name: a\n", tmp_path)
+    assert ":2: sources[0]: unknown type 'modbuss'" in message
+
+
+def test_duplicate_names(tmp_path: Path) -> None:
+    text = "sinks:\n  - {type: jsonl, name: a, path: x}\n  - {type: jsonl, name: a, path: y}\n"
+    assert "name 'a' is used twice" in _error(text, tmp_path)
+
+
+def test_empty_file_is_all_defaults(tmp_path: Path) -> None:
+    config = parse_config("", tmp_path / "empty.yaml")
+    assert config.sources == [] and config.agent.id == "edge-agent"
+
+
+def test_relative_paths_resolve_against_config_and_data_dir(tmp_path: Path) -> None:
+    config = parse_config("agent:\n  data_dir: data\n", tmp_path / "c.yaml")
+    assert config.config_path("m.onnx") == tmp_path.resolve() / "m.onnx"
+    assert config.data_path("twin.db") == tmp_path.resolve() / "data" / "twin.db"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("500ms", 0.5), ("5s", 5), ("1m", 60), ("2h", 7200), ("7d", 604800)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+@pytest.mark.parametrize("bad", [5, "5", "5 sec", True, None, "-1s"])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError, match="expected a duration"):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("200MB", 200_000_000), ("1GiB", 2**30), ("512KB", 512_000)]
+)
+def test_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+def test_format_path() -> None:
+    assert (
+        format_path(("sources", 0, "registers", 3, "data_typ"))
+        == "sources[0].registers[3].data_typ"
+    )
