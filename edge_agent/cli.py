@@ -90,10 +90,11 @@ def _add_demo(sub: Subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge_agent.agent import run_agent, run_until_signalled
     from edge_agent.config import load_config
 
     config = load_config(args.config)
+    from edge_agent.agent import run_agent, run_until_signalled
+
     if args.log_level is None:
         logging.getLogger().setLevel(config.agent.log_level.upper())
     run_until_signalled(run_agent(config))
