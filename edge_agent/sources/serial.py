@@ -1,16 +1,324 @@
-"""PLACEHOLDER: being written. serial source."""
+"""Serial line sensors (pyserial): frames from a port, values from frames.
+
+The port is opened non-blocking and watched with ``loop.add_reader`` on its file
+descriptor, so reading never blocks the event loop and needs no thread. Bytes go
+through a framer (:mod:`serial_framing`) and a decoder (:mod:`serial_decode`);
+the samples wait in a bounded buffer until :meth:`SerialSource.read` takes them.
+
+``read()`` returns every sample parsed since the last call, each stamped with the
+time its frame arrived (``keep: all``): sensors often push faster than the poll
+interval and the detector's windows want the whole waveform, not one value per
+tick. ``keep: latest`` returns only the newest sample per signal, for chatty
+devices whose every line the twin need not store.
+
+pyserial is imported here only, and only when a port is opened.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+import codecs
+import logging
+import os
+import time
+from collections import Counter, deque
+from typing import TYPE_CHECKING, Any, Literal, Self
 
+from pydantic import Field, field_validator, model_validator
+
+from edge_agent.errors import SourceError
 from edge_agent.schema import Duration, StrictModel
+from edge_agent.sources.serial_decode import FrameDecoder, SerialSignalConfig
+from edge_agent.sources.serial_framing import (
+    DelimiterFraming,
+    Frame,
+    Framer,
+    FramingConfig,
+    IdleFraming,
+)
+from edge_agent.sources.serial_parse import CsvParse, ParseConfig, RegexParse
+from edge_agent.types import Sample, SignalInfo
+
+if TYPE_CHECKING:
+    import serial
+
+log = logging.getLogger(__name__)
+
+_PARITY = {"none": "N", "even": "E", "odd": "O", "mark": "M", "space": "S"}
+_READ_SIZE = 65536
 
 
 class SerialSourceConfig(StrictModel):
-    """Config of a serial source."""
+    """Config of a serial source: port settings, framing, parsing and signals."""
 
     type: Literal["serial"]
     name: str
     interval: Duration = 1.0
     asset: str = ""
+    port: str = Field(min_length=1)
+    baud: int = Field(default=9600, gt=0)
+    parity: Literal["none", "even", "odd", "mark", "space"] = "none"
+    data_bits: Literal[5, 6, 7, 8] = 8
+    stop_bits: float = 1
+    flow_control: Literal["none", "rtscts", "xonxoff"] = "none"
+    framing: FramingConfig = DelimiterFraming()
+    parse: ParseConfig
+    checksum: Literal["none", "nmea"] = "none"
+    encoding: str = "ascii"
+    signals: list[SerialSignalConfig] = Field(default_factory=list)
+    request: str = ""
+    response_timeout: Duration = 1.0
+    keep: Literal["all", "latest"] = "all"
+    max_pending: int = Field(default=10_000, ge=1)
+
+    @field_validator("stop_bits")
+    @classmethod
+    def _stop_bits(cls, value: float) -> float:
+        if value not in (1, 1.5, 2):
+            raise ValueError("stop_bits must be 1, 1.5 or 2")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"encoding {self.encoding!r} is unknown") from None
+        self.request_bytes()
+        signals = self.signal_configs()
+        if not signals:
+            raise ValueError(f"parse kind {self.parse.kind!r} needs a signals list")
+        names = [signal.name.lower() for signal in signals]
+        if len(set(names)) < len(names):
+            raise ValueError("signal names must be unique")
+        _check_selectors(self.parse, signals)
+        return self
+
+    def signal_configs(self) -> list[SerialSignalConfig]:
+        """The signals; for a regex without a list, one per named group."""
+        if self.signals or not isinstance(self.parse, RegexParse):
+            return list(self.signals)
+        return [SerialSignalConfig(name=group) for group in sorted(self.parse.selectors())]
+
+    def request_bytes(self) -> bytes:
+        """The request as bytes (latin-1, so ``"\\x05"`` is the byte 5)."""
+        try:
+            return self.request.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError("request must be bytes: characters up to \\xff") from None
+
+
+def _check_selectors(parse: ParseConfig, signals: list[SerialSignalConfig]) -> None:
+    for signal in signals:
+        selector = signal.selector()
+        if isinstance(parse, RegexParse) and selector not in parse.selectors():
+            raise ValueError(f"signal {signal.name!r}: the pattern has no group {selector!r}")
+        if isinstance(parse, CsvParse) and not selector.isdigit():
+            raise ValueError(f"signal {signal.name!r}: csv field must be a position (0, 1, ...)")
+
+
+class SerialSource:
+    """Reads frames from a serial port and turns them into samples.
+
+    Link failures (port missing, unplugged, not answering) raise
+    :class:`SourceError`; the agent's poll loop leaves the context and re-enters,
+    which reopens the port when it is back. Unreadable data never raises: it
+    gives BAD samples and counts in :attr:`counters`.
+    """
+
+    def __init__(self, config: SerialSourceConfig) -> None:
+        self.config = config
+        self._serial: serial.Serial | None = None
+        self._decoder: FrameDecoder | None = None
+        self._framer: Framer | None = None
+        self._pending: deque[Sample] = deque()
+        self._lost: str | None = None
+        self._frame_seen = asyncio.Event()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._last_rx = 0.0
+        self._dropped = 0
+
+    @property
+    def counters(self) -> Counter[str]:
+        """Frames seen, good, and failures by reason (plus ``dropped`` samples)."""
+        counts = Counter(self._decoder.counters if self._decoder else {})
+        counts["dropped"] = self._dropped
+        return counts
+
+    def signals(self) -> list[SignalInfo]:
+        """The catalogue, from config."""
+        cfg = self.config
+        return [
+            SignalInfo(
+                signal=f"{cfg.name}.{sig.name}".lower(),
+                source=cfg.name,
+                interval=cfg.interval,
+                asset=sig.asset or cfg.asset,
+                unit=sig.unit,
+                description=sig.description,
+            )
+            for sig in cfg.signal_configs()
+        ]
+
+    async def __aenter__(self) -> Self:
+        """Open the port and start watching it.
+
+        Raises:
+            SourceError: the port does not exist, is busy or refuses the settings.
+        """
+        cfg = self.config
+        if self._decoder is None:
+            self._decoder = _build_decoder(cfg)
+        self._serial = _open_port(cfg)
+        self._framer = cfg.framing.build()
+        self._lost = None
+        if not cfg.request:
+            self._decoder.expect_partial()  # we may join a streaming device mid-frame
+        asyncio.get_running_loop().add_reader(self._serial.fileno(), self._on_readable)
+        log.info("%s: opened %s", cfg.name, _describe(cfg))
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Stop watching and close the port."""
+        self._stop_watching()
+        if self._serial is not None:
+            port, self._serial = self._serial, None
+            _close_port(port)
+
+    async def read(self) -> list[Sample]:
+        """Samples parsed since the last call; with a request, ask first and await the answer.
+
+        Raises:
+            SourceError: the port went away, or the device did not answer the request.
+        """
+        self._check_link()
+        if self.config.request:
+            await self._ask()
+        samples = list(self._pending)
+        self._pending.clear()
+        if self._dropped:
+            log.warning("%s: dropped %d samples, read too slow", self.config.name, self._dropped)
+            self._dropped = 0
+        if self.config.keep == "latest":
+            samples = list({sample.signal: sample for sample in samples}.values())
+        return samples
+
+    async def _ask(self) -> None:
+        self._frame_seen.clear()
+        self._write(self.config.request_bytes())
+        try:
+            async with asyncio.timeout(self.config.response_timeout):
+                await self._frame_seen.wait()
+        except TimeoutError:
+            raise SourceError(
+                f"{self.config.name}: no answer on {self.config.port} "
+                f"within {self.config.response_timeout:g} s"
+            ) from None
+        self._check_link()
+
+    def _write(self, data: bytes) -> None:
+        assert self._serial is not None
+        try:
+            written = os.write(self._serial.fileno(), data)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
+            self._lose(f"write failed: {exc}")
+            raise SourceError(f"{self.config.name}: lost {self.config.port}: {exc}") from exc
+        if written < len(data):
+            raise SourceError(f"{self.config.name}: {self.config.port} does not accept output")
+
+    def _check_link(self) -> None:
+        if self._lost is not None:
+            raise SourceError(f"{self.config.name}: lost {self.config.port}: {self._lost}")
+
+    def _on_readable(self) -> None:
+        import serial
+
+        assert self._serial is not None and self._framer is not None
+        try:
+            data = self._serial.read(_READ_SIZE)
+        except (serial.SerialException, OSError) as exc:
+            self._lose(str(exc))
+            return
+        if not data:
+            return
+        self._last_rx = time.time()
+        for frame in self._framer.feed(data):
+            self._take(frame, self._last_rx)
+        if isinstance(self.config.framing, IdleFraming):
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+            loop = asyncio.get_running_loop()
+            self._idle_timer = loop.call_later(self.config.framing.gap, self._on_idle)
+
+    def _on_idle(self) -> None:
+        self._idle_timer = None
+        frame = self._framer.flush() if self._framer is not None else None
+        if frame is not None:
+            self._take(frame, self._last_rx)
+
+    def _take(self, frame: Frame, ts: float) -> None:
+        assert self._decoder is not None
+        samples = self._decoder.decode(frame, ts)
+        overflow = len(self._pending) + len(samples) - self.config.max_pending
+        for _ in range(max(0, overflow)):
+            if self._pending:
+                self._pending.popleft()  # the oldest go first: the newest matter most
+            self._dropped += 1
+        self._pending.extend(samples[-self.config.max_pending :])
+        self._frame_seen.set()
+
+    def _lose(self, reason: str) -> None:
+        self._lost = reason
+        self._stop_watching()
+        self._frame_seen.set()  # wake a waiting request so it reports the loss
+
+    def _stop_watching(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self._serial is not None and self._serial.fd is not None:
+            asyncio.get_running_loop().remove_reader(self._serial.fileno())
+
+
+def _build_decoder(cfg: SerialSourceConfig) -> FrameDecoder:
+    signals = cfg.signal_configs()
+    parser = cfg.parse.build({signal.selector() for signal in signals})
+    return FrameDecoder(cfg.name, parser, signals, cfg.checksum == "nmea", cfg.encoding)
+
+
+def _open_port(cfg: SerialSourceConfig) -> serial.Serial:
+    import serial
+
+    options: dict[str, Any] = {
+        "baudrate": cfg.baud,
+        "bytesize": cfg.data_bits,
+        "parity": _PARITY[cfg.parity],
+        "stopbits": cfg.stop_bits,
+        "xonxoff": cfg.flow_control == "xonxoff",
+        "rtscts": cfg.flow_control == "rtscts",
+        "timeout": 0,  # non-blocking: the loop tells us when bytes are there
+        "write_timeout": 0,
+        "exclusive": True,  # a second reader would steal bytes and break frames
+    }
+    try:
+        port = serial.Serial(cfg.port, **options)
+        port.reset_input_buffer()  # stale bytes from before we opened
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise SourceError(f"{cfg.name}: cannot open {cfg.port}: {exc}") from exc
+    return port
+
+
+def _close_port(port: serial.Serial) -> None:
+    import serial
+
+    try:
+        port.close()
+    except (serial.SerialException, OSError) as exc:
+        log.debug("closing %s: %s", port.port, exc)  # the port is gone already
+
+
+def _describe(cfg: SerialSourceConfig) -> str:
+    stop = f"{cfg.stop_bits:g}"
+    return f"{cfg.port} at {cfg.baud} {cfg.data_bits}{_PARITY[cfg.parity]}{stop}"

@@ -1,0 +1,142 @@
+"""From a frame to samples: checksum, text, parser, scale; counting and logging what fails.
+
+Pure code, no I/O. :class:`FrameDecoder` never raises on what a device sends: an
+unreadable frame (cut, wrong checksum, not text, wrong shape) makes every signal of
+the source BAD at that time; an unreadable value makes its own signal BAD. Each
+failure is counted by reason and the line's health is logged on transitions only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+
+from pydantic import Field
+
+from edge_agent.schema import StrictModel
+from edge_agent.sources.serial_framing import Frame
+from edge_agent.sources.serial_parse import FrameError, Parser, strip_nmea_checksum
+from edge_agent.types import Quality, Sample
+
+log = logging.getLogger(__name__)
+
+
+class SerialSignalConfig(StrictModel):
+    """One value read from each frame."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    field: str | int | None = None
+    """Regex group, key, or CSV position (0-based); default: the signal's name."""
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str = ""
+    asset: str = ""
+    description: str = ""
+
+    def selector(self) -> str:
+        """The field this signal is read from, as the parser keys it."""
+        return self.name if self.field is None else str(self.field)
+
+
+class FrameDecoder:
+    """Decodes frames of one source into samples and keeps the line's counters.
+
+    Attributes:
+        counters: ``frames`` seen, ``good`` ones, and one counter per failure reason
+            (``overflow``, ``checksum``, ``undecodable``, ``no_match``, ``short``,
+            ``bad_value``, ``partial``).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        parser: Parser,
+        signals: list[SerialSignalConfig],
+        checksum: bool,
+        encoding: str,
+    ) -> None:
+        self.source = source
+        self.parser = parser
+        self.signals = signals
+        self.checksum = checksum
+        self.encoding = encoding
+        self.counters: Counter[str] = Counter()
+        self._names = [f"{source}.{signal.name}".lower() for signal in signals]
+        self._failing: str | None = None
+        self._bad_run = 0
+        self._forgive = False
+
+    def expect_partial(self) -> None:
+        """The next frame may be the tail of one sent before the port was opened.
+
+        If it is unreadable it is counted as ``partial`` and dropped without BAD samples.
+        """
+        self._forgive = True
+
+    def decode(self, frame: Frame, ts: float) -> list[Sample]:
+        """Samples of one frame received at ``ts``; a blank frame gives none."""
+        forgive, self._forgive = self._forgive, False
+        self.counters["frames"] += 1
+        try:
+            text = self._text(frame)
+            if not text:
+                return []
+            fields = self.parser.fields(text)
+        except FrameError as exc:
+            if forgive:
+                self.counters["partial"] += 1
+                return []
+            self._failed(exc.reason, exc.detail)
+            return [Sample.bad(name, ts) for name in self._names]
+        return self._values(fields, ts)
+
+    def _text(self, frame: Frame) -> str:
+        if not frame.complete:
+            raise FrameError("overflow", f"no frame end after {len(frame.data)} bytes")
+        data = strip_nmea_checksum(frame.data) if self.checksum else frame.data
+        try:
+            return data.decode(self.encoding).strip()
+        except UnicodeDecodeError:
+            raise FrameError("undecodable", f"not {self.encoding}: {data[:40]!r}") from None
+
+    def _values(self, fields: dict[str, str], ts: float) -> list[Sample]:
+        samples: list[Sample] = []
+        bad: list[str] = []
+        for name, signal in zip(self._names, self.signals, strict=True):
+            raw = fields.get(signal.selector())
+            if raw is None:
+                continue
+            value = _number(raw)
+            if value is None:
+                bad.append(f"{signal.name}={raw[:20]!r}")
+                samples.append(Sample.bad(name, ts))
+            else:
+                samples.append(Sample(name, ts, value * signal.scale + signal.offset, Quality.GOOD))
+        if bad:
+            self._failed("bad_value", ", ".join(bad))
+        else:
+            self._succeeded()
+        return samples
+
+    def _failed(self, reason: str, detail: str) -> None:
+        self.counters[reason] += 1
+        self._bad_run += 1
+        if self._failing is None:
+            log.warning("%s: unreadable data on the line (%s: %s)", self.source, reason, detail)
+        self._failing = reason
+
+    def _succeeded(self) -> None:
+        self.counters["good"] += 1
+        if self._failing is not None:
+            log.info("%s: data readable again after %d bad frames", self.source, self._bad_run)
+        self._failing = None
+        self._bad_run = 0
+
+
+def _number(raw: str) -> float | None:
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
