@@ -1,0 +1,154 @@
+"""The Modbus source against a real pymodbus server over TCP on loopback."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import pytest
+
+from edge_agent.errors import SourceError
+from edge_agent.sources.modbus import ModbusSource, ModbusSourceConfig
+from edge_agent.types import Quality, Sample
+from tests.sources.modbus_server import Silence, device, start_tcp, tcp_peer
+
+
+def config(port: int, registers: list[dict[str, Any]], **extra: Any) -> ModbusSourceConfig:
+    return ModbusSourceConfig.model_validate(
+        {
+            "type": "modbus",
+            "name": "Press1",
+            "url": f"tcp://127.0.0.1:{port}",
+            "timeout": "200ms",
+            "retries": 0,
+            "registers": registers,
+            **extra,
+        }
+    )
+
+
+def values(samples: list[Sample]) -> dict[str, float | None]:
+    return {s.signal: s.value for s in samples}
+
+
+def words(fmt: str, value: float) -> list[int]:
+    raw = struct.pack(">" + fmt, value)
+    return list(struct.unpack(f">{len(raw) // 2}H", raw))
+
+
+async def test_reads_holding_input_and_bits(port: int) -> None:
+    async with tcp_peer([device(1)], port) as peer:
+        await peer.set(1, "holding", 0, words("h", -12))
+        await peer.set(1, "holding", 1, words("H", 65000))
+        await peer.set(1, "holding", 4, words("f", 2.5))
+        await peer.set(1, "input", 7, words("H", 1234))
+        await peer.set(1, "coil", 5, [True])
+        await peer.set(1, "discrete", 2, [True])
+        source = ModbusSource(
+            config(
+                port,
+                [
+                    {"name": "A", "address": 0, "data_type": "int16"},
+                    {"name": "b", "address": 1},
+                    {"name": "f", "address": 4, "data_type": "float32", "unit": "bar"},
+                    {"name": "t", "table": "input", "address": 7, "scale": 0.1, "offset": -10},
+                    {"name": "c", "table": "coil", "address": 5, "data_type": "bool"},
+                    {"name": "d", "table": "discrete", "address": 2, "data_type": "bool"},
+                    {"name": "d0", "table": "discrete", "address": 0, "data_type": "bool"},
+                ],
+            )
+        )
+        async with source:
+            samples = await source.read()
+    assert values(samples) == {
+        "press1.a": -12.0,
+        "press1.b": 65000.0,
+        "press1.f": 2.5,
+        "press1.t": pytest.approx(113.4),
+        "press1.c": 1.0,
+        "press1.d": 1.0,
+        "press1.d0": 0.0,
+    }
+    assert {s.quality for s in samples} == {Quality.GOOD}
+
+
+async def test_signals_catalogue_from_config_without_io(port: int) -> None:
+    source = ModbusSource(
+        config(
+            port,
+            [{"name": "F", "address": 4, "unit": "bar", "interval": "5s", "asset": "pump"}],
+            asset="line",
+        )
+    )
+    [info] = source.signals()
+    assert (info.signal, info.source, info.interval, info.unit, info.asset) == (
+        "press1.f", "Press1", 5.0, "bar", "pump"
+    )  # fmt: skip
+
+
+async def test_unreachable_device_raises_source_error(port: int) -> None:
+    source = ModbusSource(config(port, [{"name": "a", "address": 0}]))
+    with pytest.raises(SourceError, match="cannot connect"):
+        async with source:
+            pass
+
+
+async def test_exception_response_gives_bad_only_for_that_block(port: int) -> None:
+    async with tcp_peer([device(1, holding=((0, 10),))], port) as peer:
+        await peer.set(1, "holding", 3, [42])
+        source = ModbusSource(
+            config(port, [{"name": "ok", "address": 3}, {"name": "gone", "address": 500}])
+        )
+        async with source:
+            samples = await source.read()
+    by_name = {s.signal: s for s in samples}
+    assert by_name["press1.ok"].value == 42.0
+    assert by_name["press1.gone"].quality is Quality.BAD
+    assert by_name["press1.gone"].value is None
+
+
+async def test_server_killed_mid_poll_then_restarted(port: int) -> None:
+    peer = await start_tcp([device(1)], port)
+    await peer.set(1, "holding", 0, [7])
+    source = ModbusSource(config(port, [{"name": "a", "address": 0}]))
+    try:
+        async with source:
+            assert values(await source.read()) == {"press1.a": 7.0}
+            await peer.stop()
+            with pytest.raises(SourceError):
+                await source.read()
+        peer = await start_tcp([device(1)], port)
+        await peer.set(1, "holding", 0, [8])
+        async with source:
+            assert values(await source.read()) == {"press1.a": 8.0}
+    finally:
+        await peer.stop()
+
+
+async def test_silent_unit_beside_answering_unit(port: int) -> None:
+    silence = Silence()
+    devices = [device(1), device(2, silence=silence)]
+    async with tcp_peer(devices, port, silence=silence) as peer:
+        await peer.set(1, "holding", 0, [5])
+        source = ModbusSource(
+            config(
+                port,
+                [{"name": "alive", "address": 0}, {"name": "dead", "address": 0, "unit_id": 2}],
+            )
+        )
+        async with source:
+            first = await source.read()
+            second = await source.read()
+    for samples in (first, second):
+        by_name = {s.signal: s for s in samples}
+        assert by_name["press1.alive"].value == 5.0
+        assert by_name["press1.dead"].quality is Quality.BAD
+
+
+async def test_every_unit_silent_raises_source_error(port: int) -> None:
+    silence = Silence()
+    async with tcp_peer([device(1, silence=silence)], port, silence=silence):
+        source = ModbusSource(config(port, [{"name": "a", "address": 0}]))
+        async with source:
+            with pytest.raises(SourceError, match="no unit answers"):
+                await source.read()
