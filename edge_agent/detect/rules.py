@@ -1,0 +1,229 @@
+"""Rules beside models: threshold, rate of change, flatline, bad quality.
+
+Each rule looks at one signal in the windows at every detection step and turns
+what it sees into a :class:`~edge_agent.detect.lifecycle.Level`; a
+:class:`~edge_agent.detect.lifecycle.Tracker` per rule then raises and clears.
+
+- ``threshold``: the latest good value above ``above`` (or under ``below``),
+  continuously for ``for``; it clears once back inside the limits by
+  ``hysteresis`` (for ``clear_for``).
+- ``rate``: the value changed by more than ``max_change`` within ``over``
+  (either direction), continuously for ``for``.
+- ``flatline``: a stuck sensor: every sample in the last ``for`` within
+  ``tolerance`` of each other (at least two samples, the whole span covered).
+- ``bad_quality``: the latest sample is BAD, or there has been none for
+  ``max_age``, continuously for ``for``.
+
+A rule that cannot see a fresh good value (BAD, missing, older than
+``max_age``) reports UNKNOWN: it neither raises nor clears, and a ``for``
+streak restarts. ``bad_quality`` is the rule that watches for that.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from edge_agent.detect.align import SeriesSource, hold
+from edge_agent.detect.lifecycle import Evidence, Gate, Level, Tracker
+from edge_agent.schema import Duration, StrictModel, format_duration
+from edge_agent.types import Alert, AlertKind, Severity
+
+
+class _RuleBase(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-.]+$")
+    signal: str
+    asset: str = ""
+    severity: Literal["info", "warning", "critical"] = "warning"
+    for_: Duration = Field(default=0.0, alias="for")
+    clear_for: Duration = 0.0
+    max_age: Duration = 60.0
+
+    @property
+    def asset_name(self) -> str:
+        """The asset of the alert: ``asset``, else the signal's source name."""
+        return self.asset or self.signal.split(".", 1)[0]
+
+
+class ThresholdRuleConfig(_RuleBase):
+    """The value above ``above`` or below ``below`` for ``for``."""
+
+    type: Literal["threshold"]
+    above: float | None = None
+    below: float | None = None
+    hysteresis: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> ThresholdRuleConfig:
+        if self.above is None and self.below is None:
+            raise ValueError("a threshold rule needs `above`, `below` or both")
+        return self
+
+
+class RateRuleConfig(_RuleBase):
+    """A change larger than ``max_change`` within ``over``."""
+
+    type: Literal["rate"]
+    max_change: float = Field(gt=0.0)
+    over: Duration = 60.0
+    hysteresis: float = Field(default=0.0, ge=0.0)
+
+
+class FlatlineRuleConfig(_RuleBase):
+    """A stuck sensor: no change beyond ``tolerance`` during ``for``."""
+
+    type: Literal["flatline"]
+    tolerance: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _needs_span(self) -> FlatlineRuleConfig:
+        if self.for_ <= 0:
+            raise ValueError("a flatline rule needs `for` (how long a value may stay unchanged)")
+        return self
+
+
+class BadQualityRuleConfig(_RuleBase):
+    """BAD quality (or silence for ``max_age``) lasting ``for``."""
+
+    type: Literal["bad_quality"]
+
+
+RuleConfig = Annotated[
+    ThresholdRuleConfig | RateRuleConfig | FlatlineRuleConfig | BadQualityRuleConfig,
+    Field(discriminator="type"),
+]
+
+Verdict = tuple[Level, Evidence | None]
+
+
+class Rule:
+    """One configured rule and its alert lifecycle."""
+
+    def __init__(self, config: RuleConfig) -> None:
+        self.config = config
+        self.tracker = Tracker(
+            config.asset_name,
+            config.name,
+            AlertKind.RULE,
+            Gate(hold=0.0 if config.type == "flatline" else config.for_),
+            Gate(hold=config.clear_for),
+        )
+
+    def window_seconds(self) -> float:
+        """History the rule reads from the windows."""
+        span = self.config.over if isinstance(self.config, RateRuleConfig) else 0.0
+        return span + self.config.for_ + self.config.max_age
+
+    def step(self, windows: SeriesSource, now: float) -> Alert | None:
+        """Evaluate at ``now``; a raise or clear event, if any."""
+        level, evidence = self.evaluate(windows, now)
+        return self.tracker.update(now, level, evidence)
+
+    def evaluate(self, windows: SeriesSource, now: float) -> Verdict:
+        """The level of the rule's condition at ``now``."""
+        c = self.config
+        if isinstance(c, ThresholdRuleConfig):
+            return _threshold(c, windows, now)
+        if isinstance(c, RateRuleConfig):
+            return _rate(c, windows, now)
+        if isinstance(c, FlatlineRuleConfig):
+            return _flatline(c, windows, now)
+        return _bad_quality(c, windows, now)
+
+
+def _evidence(c: _RuleBase, score: float, threshold: float, reason: str, start: float) -> Evidence:
+    return Evidence(score, threshold, (c.signal,), reason, start, Severity(c.severity))
+
+
+def _latest(c: _RuleBase, windows: SeriesSource, now: float) -> tuple[float, float] | None:
+    """(ts, value) of the latest sample within ``max_age``, if it is good."""
+    ts, values = windows.series(c.signal, now - c.max_age)
+    ts = np.asarray(ts, np.float64)
+    causal = ts <= now
+    if not causal.any():
+        return None
+    i = int(np.flatnonzero(causal)[-1])
+    value = float(values[i])
+    return None if np.isnan(value) else (float(ts[i]), value)
+
+
+def _held_for(c: _RuleBase) -> str:
+    return f" for {format_duration(c.for_)}" if c.for_ else ""
+
+
+def _threshold(c: ThresholdRuleConfig, windows: SeriesSource, now: float) -> Verdict:
+    latest = _latest(c, windows, now)
+    if latest is None:
+        return Level.UNKNOWN, None
+    ts, v = latest
+    if c.above is not None and v > c.above:
+        reason = f"{c.signal} = {v:.4g} > {c.above:g}{_held_for(c)}"
+        return Level.ABOVE, _evidence(c, v, c.above, reason, now - c.for_)
+    if c.below is not None and v < c.below:
+        reason = f"{c.signal} = {v:.4g} < {c.below:g}{_held_for(c)}"
+        return Level.ABOVE, _evidence(c, v, c.below, reason, now - c.for_)
+    limit = c.above if c.above is not None else c.below
+    assert limit is not None
+    inside_high = c.above is None or v <= c.above - c.hysteresis
+    inside_low = c.below is None or v >= c.below + c.hysteresis
+    if inside_high and inside_low:
+        reason = f"{c.signal} = {v:.4g} back within limits"
+        return Level.BELOW, _evidence(c, v, limit, reason, ts)
+    return Level.BAND, None
+
+
+def _rate(c: RateRuleConfig, windows: SeriesSource, now: float) -> Verdict:
+    latest = _latest(c, windows, now)
+    ts, values = windows.series(c.signal, now - c.over - c.max_age)
+    start = now - c.over
+    before = hold(
+        np.asarray(ts, np.float64), np.asarray(values, np.float64), np.array([start]), c.max_age
+    )[0]
+    if latest is None or np.isnan(before):
+        return Level.UNKNOWN, None
+    change = latest[1] - float(before)
+    if abs(change) > c.max_change:
+        reason = (
+            f"{c.signal} changed by {change:+.4g} within {format_duration(c.over)} "
+            f"(limit {c.max_change:g}){_held_for(c)}"
+        )
+        return Level.ABOVE, _evidence(c, change, c.max_change, reason, start)
+    if abs(change) <= c.max_change - c.hysteresis:
+        reason = f"{c.signal} steady again ({change:+.4g} within {format_duration(c.over)})"
+        return Level.BELOW, _evidence(c, change, c.max_change, reason, start)
+    return Level.BAND, None
+
+
+def _flatline(c: FlatlineRuleConfig, windows: SeriesSource, now: float) -> Verdict:
+    if _latest(c, windows, now) is None:
+        return Level.UNKNOWN, None
+    start = now - c.for_
+    ts, values = windows.series(c.signal, start - c.max_age)
+    ts, values = np.asarray(ts, np.float64), np.asarray(values, np.float64)
+    first = hold(ts, values, np.array([start]), c.max_age)[0]
+    inside = values[(ts > start) & (ts <= now)]
+    if np.isnan(first) or inside.size == 0 or np.isnan(inside).any():
+        return Level.UNKNOWN, None
+    seen = np.append(inside, first)
+    spread = float(seen.max() - seen.min())
+    if spread <= c.tolerance:
+        reason = (
+            f"{c.signal} stuck at {first:.4g} for {format_duration(c.for_)} "
+            f"(spread {spread:.3g} <= {c.tolerance:g})"
+        )
+        return Level.ABOVE, _evidence(c, spread, c.tolerance, reason, start)
+    reason = f"{c.signal} moving again (spread {spread:.3g})"
+    return Level.BELOW, _evidence(c, spread, c.tolerance, reason, start)
+
+
+def _bad_quality(c: BadQualityRuleConfig, windows: SeriesSource, now: float) -> Verdict:
+    latest = _latest(c, windows, now)
+    if latest is not None:
+        reason = f"{c.signal} good again"
+        return Level.BELOW, _evidence(c, 0.0, c.for_, reason, latest[0])
+    ts, _ = windows.series(c.signal, now - c.max_age)
+    what = "BAD quality" if np.asarray(ts).size else f"no sample for {format_duration(c.max_age)}"
+    reason = f"{c.signal}: {what}{_held_for(c)}"
+    return Level.ABOVE, _evidence(c, 1.0, c.for_, reason, now - c.for_)

@@ -1,0 +1,165 @@
+"""The model of one asset: loaded, matched to the asset's signals, swapped when its files change.
+
+Hot swap: at every detection step the slot compares the ``(mtime, size)`` of the
+model file and of its card beside it (``<stem>.card.json``, written by
+``edge-agent calibrate``) with what it loaded. On a change it loads the new
+files *beside* the running model and validates them (the model loader's checks,
+the card's signals against the asset's, one probe window giving finite errors of
+the right shape). Only then does it replace the model, in one assignment between
+two steps: a step always uses one consistent model and card. A file that fails
+validation is logged once (ERROR) and the previous model keeps running; it is
+tried again when the file changes again. Writers should still write a new model
+to a temporary name and rename it over the old one, so a half-written file is
+never even seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edge_agent.detect.card import ModelCard, sidecar_paths
+from edge_agent.errors import ModelError
+
+if TYPE_CHECKING:
+    from edge_agent.detect.model import AnomalyModel
+
+log = logging.getLogger(__name__)
+
+FileKey = tuple[tuple[int, int] | None, ...]
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def match_signals(card_signals: Sequence[str], asset_signals: Sequence[str], who: str) -> list[str]:
+    """The asset's signals in the card's column order.
+
+    A card signal matches an asset signal by its full name, or by the name after
+    the source prefix ignoring case, spaces and punctuation (a model trained on
+    ``Volume Flow RateRMS`` reads ``pump.volume_flow_raterms``).
+
+    Raises:
+        ModelError: naming every card signal the asset does not provide.
+    """
+    exact = {s: s for s in asset_signals}
+    loose: dict[str, str] = {}
+    for signal in asset_signals:
+        loose.setdefault(_norm(signal), signal)
+        loose.setdefault(_norm(signal.split(".", 1)[-1]), signal)
+    found = [exact.get(s) or loose.get(_norm(s)) for s in card_signals]
+    missing = [s for s, f in zip(card_signals, found, strict=True) if f is None]
+    if missing:
+        raise ModelError(
+            f"{who}: the model needs signal(s) {missing} that the asset does not list "
+            f"(asset signals: {list(asset_signals)})"
+        )
+    return [f for f in found if f is not None]
+
+
+def file_key(path: Path) -> FileKey:
+    """``(mtime_ns, size)`` of the model and its card files; None for an absent file."""
+    out: list[tuple[int, int] | None] = []
+    for candidate in (path, *sidecar_paths(path)):
+        try:
+            stat = candidate.stat()
+        except FileNotFoundError:
+            out.append(None)
+        else:
+            out.append((stat.st_mtime_ns, stat.st_size))
+    return tuple(out)
+
+
+def load_checked(
+    path: Path, threads: int, asset_signals: Sequence[str], who: str
+) -> tuple[AnomalyModel, list[str]]:
+    """Load a model and check it fits the asset: ``(model, signals in card order)``.
+
+    Raises:
+        ModelError: the loader's error, a missing signal, or a bad probe result.
+    """
+    from edge_agent.detect.model import load_model
+
+    model = load_model(path, threads)
+    signals = match_signals(model.card.signals, asset_signals, who)
+    probe(model, who)
+    return model, signals
+
+
+def probe(model: AnomalyModel, who: str) -> None:
+    """Run one window of normal values (the card mean) and check the output."""
+    card = model.card
+    window = np.zeros((1, card.window, len(card.signals)), dtype=np.float32)
+    errors = model.errors(window)
+    if errors.shape != (1, len(card.signals)) or not np.isfinite(errors).all():
+        raise ModelError(f"{who}: the model gives non-finite errors on a normal window")
+
+
+class ModelSlot:
+    """Holds the current model of one asset and swaps it when its files change."""
+
+    def __init__(
+        self,
+        path: Path,
+        threads: int,
+        asset_signals: Sequence[str],
+        who: str,
+        model: AnomalyModel,
+        signals: list[str],
+        key: FileKey,
+    ) -> None:
+        self.path = path
+        self.threads = threads
+        self.asset_signals = list(asset_signals)
+        self.who = who
+        self.model = model
+        self.signals = signals
+        self._key = key
+        self._refused: FileKey | None = None
+
+    @classmethod
+    def load(cls, path: Path, threads: int, asset_signals: Sequence[str], who: str) -> ModelSlot:
+        """Load the first model; any problem is a ModelError (startup fails)."""
+        key = file_key(path)
+        model, signals = load_checked(path, threads, asset_signals, who)
+        return cls(path, threads, asset_signals, who, model, signals, key)
+
+    @property
+    def card(self) -> ModelCard:
+        """The card in use (normalisation, threshold, window, step)."""
+        return self.model.card
+
+    def use_card(self, card: ModelCard) -> None:
+        """Run the same model with another card (a calibration made in memory)."""
+        model = self.model.with_card(card)
+        probe(model, self.who)
+        self.model = model
+
+    def refresh(self) -> bool:
+        """Swap in a changed model if it validates; True when swapped."""
+        key = file_key(self.path)
+        if key == self._key or key == self._refused:
+            return False
+        try:
+            model, signals = load_checked(self.path, self.threads, self.asset_signals, self.who)
+        except ModelError as exc:
+            log.error("%s: new model refused, keeping the running one: %s", self.who, exc)
+            self._refused = key
+            return False
+        old = self.model.card
+        self.model, self.signals, self._key, self._refused = model, signals, key, None
+        log.info(
+            "%s: model swapped (%s v%d -> %s v%d)",
+            self.who,
+            old.name,
+            old.version,
+            model.card.name,
+            model.card.version,
+        )
+        return True
