@@ -1,0 +1,114 @@
+"""Which nodes to read: node and group config, and resolving them on a session.
+
+A node is named by NodeId (``ns=2;s=Pump1.Temperature``, ``i=2258``) or by a
+browse path from the Root folder (``0:Objects/2:Plant/2:Pump1/2:Temperature``).
+Browse paths are translated in one TranslateBrowsePathsToNodeIds request at
+every connect, because a server restart may give the same variable a new NodeId.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Self
+
+from pydantic import Field, model_validator
+
+from edge_agent.schema import Duration, StrictModel
+
+_NODE_ID_RE = re.compile(r"^(ns=\d+;|nsu=[^;]+;)?(i=\d+|s=.+|g=[0-9a-fA-F-]{36}|b=.+)$")
+PATH_ELEMENT_RE = re.compile(r"^(\d+):(.+)$")
+
+
+class OpcuaNodeConfig(StrictModel):
+    """One variable to read.
+
+    Attributes:
+        name: signal name within the source (the signal is ``<source>.<name>``).
+        node: NodeId, e.g. ``ns=2;s=Pump1.Temperature`` or ``i=2258``.
+        path: browse path from Root, e.g. ``0:Objects/2:Plant/2:Pump1/2:Temperature``.
+        unit: engineering unit, for the catalogue.
+        asset: asset of this signal; defaults to the source's asset.
+        description: free text for people.
+    """
+
+    name: str = Field(min_length=1)
+    node: str = ""
+    path: str = ""
+    unit: str = ""
+    asset: str = ""
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _node_or_path(self) -> Self:
+        if bool(self.node) == bool(self.path):
+            raise ValueError("give exactly one of node (a NodeId) or path (a browse path)")
+        if self.node and not _NODE_ID_RE.match(self.node):
+            raise ValueError(f"node {self.node!r} is not a NodeId such as ns=2;s=Name or i=2258")
+        if self.path:
+            for element in self.path.strip("/").split("/"):
+                if not PATH_ELEMENT_RE.match(element):
+                    raise ValueError(
+                        f"path element {element!r} must be <namespace index>:<BrowseName>, "
+                        "e.g. 2:Pump1"
+                    )
+        return self
+
+
+class DeadbandConfig(StrictModel):
+    """A data-change filter: report only moves larger than ``value``.
+
+    Attributes:
+        type: ``absolute`` (engineering units) or ``percent`` (of the node's EURange).
+        value: the deadband.
+    """
+
+    type: Literal["absolute", "percent"]
+    value: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _percent_range(self) -> Self:
+        if self.type == "percent" and self.value > 100:
+            raise ValueError("a percent deadband must be between 0 and 100")
+        return self
+
+
+class OpcuaGroupConfig(StrictModel):
+    """Nodes read the same way.
+
+    Attributes:
+        mode: ``poll`` (one batched Read per tick) or ``subscribe`` (monitored items).
+        publishing_interval: subscribe: how often the server sends changes
+            (default: the source's interval).
+        sampling_interval: subscribe: how often the server samples each node
+            (default: the publishing interval).
+        queue_size: subscribe: changes the server keeps per node between publishes.
+        deadband: subscribe: report only changes larger than this.
+        nodes: the variables.
+    """
+
+    mode: Literal["poll", "subscribe"] = "poll"
+    publishing_interval: Duration | None = None
+    sampling_interval: Duration | None = None
+    queue_size: int = Field(default=1, ge=1, le=10_000)
+    deadband: DeadbandConfig | None = None
+    nodes: list[OpcuaNodeConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _subscribe_keys(self) -> Self:
+        if self.mode == "poll":
+            used = [key for key in _SUBSCRIBE_KEYS if key in self.model_fields_set]
+            if used:
+                raise ValueError(f"{', '.join(used)}: only for mode: subscribe")
+        return self
+
+
+_SUBSCRIBE_KEYS = ("publishing_interval", "sampling_interval", "queue_size", "deadband")
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A configured node and the NodeId it has on this session (None: not found)."""
+
+    signal: str
+    node: Any  # asyncua.ua.NodeId | None

@@ -1,0 +1,222 @@
+"""The asyncua session of an OPC UA source: open, close, batched reads, error translation.
+
+Imported only from inside OpcuaSource's methods, so asyncua loads when a config
+uses OPC UA and not before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from asyncua import ua as _ua
+from asyncua.client.client import Client
+from asyncua.client.ua_client import UaClientState
+
+from edge_agent.errors import SourceError
+from edge_agent.sources.opcua_certs import default_application_uri
+from edge_agent.sources.opcua_nodes import PATH_ELEMENT_RE, OpcuaNodeConfig, Resolved
+from edge_agent.sources.opcua_security import apply_auth, apply_security
+
+if TYPE_CHECKING:
+    from edge_agent.sources.opcua import OpcuaSourceConfig
+
+log = logging.getLogger(__name__)
+# asyncua's generated ua types (Int32/Boolean classes, implicit re-exports) do not
+# type-check under mypy --strict; the namespace is used as dynamic on purpose.
+ua: Any = _ua
+
+_REFUSED_USER = {
+    "BadUserAccessDenied",
+    "BadIdentityTokenRejected",
+    "BadIdentityTokenInvalid",
+    "BadUserSignatureInvalid",
+}
+_REFUSED_CERT = {
+    "BadCertificateUntrusted",
+    "BadCertificateInvalid",
+    "BadCertificateUriInvalid",
+    "BadCertificateTimeInvalid",
+    "BadCertificateUseNotAllowed",
+    "BadSecurityChecksFailed",
+    "BadSecurityPolicyRejected",
+}
+_LOST = {"BadSessionIdInvalid", "BadSessionClosed", "BadSecureChannelClosed", "BadConnectionClosed"}
+
+
+async def open_client(config: OpcuaSourceConfig) -> Client:
+    """A connected, activated asyncua Client for ``config``.
+
+    Raises:
+        SourceError: unreachable, refused security or identity, with the reason in words.
+    """
+    client = Client(
+        config.url, timeout=config.timeout, watchdog_intervall=min(config.interval, 5.0)
+    )
+    client.application_uri = config.application_uri or default_application_uri()
+    client.name = client.description = f"edge-agent {config.name}"
+    client.session_timeout = int(config.session_timeout * 1000)
+    with translate_errors(config.name, config):
+        await apply_security(client, config.security, config.name)
+        await apply_auth(client, config.auth, config.name)
+        await client.connect(auto_reconnect=False)
+    # Silence is detected and repaired by Subscriptions.watch, which also covers a
+    # subscription that never delivered anything; two repairers would race.
+    task = client._stale_watchdog_task
+    if task is not None:
+        task.cancel()
+    return client
+
+
+async def close_client(client: Client) -> None:
+    """Close the session and socket; a peer already gone is not an error here."""
+    try:
+        await asyncio.wait_for(client.disconnect(), timeout=2.0)
+    except (OSError, TimeoutError, ua.UaError, ConnectionError):
+        log.debug("disconnect after loss: nothing to close", exc_info=True)
+        client.disconnect_socket()
+
+
+def check_alive(client: Client, name: str) -> None:
+    """Raise SourceError when asyncua's supervisor found the session dead."""
+    state = client.uaclient.state
+    if state is not UaClientState.CONNECTED:
+        raise SourceError(f"{name}: session lost ({state.value})")
+
+
+async def max_nodes_per_read(client: Client) -> int:
+    """The server's MaxNodesPerRead (0: no limit)."""
+    node = client.get_node(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead)
+    try:
+        return int(await node.read_value() or 0)
+    except ua.UaStatusCodeError:
+        return 0  # optional node: a server without it states no limit
+
+
+class Poller:
+    """One Read request per tick for the polled nodes, prepared once per session."""
+
+    def __init__(self, nodes: list[Resolved], max_per_read: int) -> None:
+        self.nodes = nodes
+        self.found = [r for r in nodes if r.node is not None]
+        self.missing = [r.signal for r in nodes if r.node is None]
+        size = max_per_read or len(self.found) or 1
+        self.requests = [
+            self._request(self.found[i : i + size]) for i in range(0, len(self.found), size)
+        ]
+
+    @staticmethod
+    def _request(chunk: list[Resolved]) -> ua.ReadParameters:
+        params = ua.ReadParameters()
+        params.MaxAge = 0  # the device's value now, not a server cache
+        params.TimestampsToReturn = ua.TimestampsToReturn.Both
+        params.NodesToRead = [
+            ua.ReadValueId(NodeId=r.node, AttributeId=ua.AttributeIds.Value) for r in chunk
+        ]
+        return params
+
+    async def read(self, client: Client) -> list[tuple[str, Any]]:
+        """``(signal, DataValue)`` for every polled node; unresolved ones read BAD."""
+        values: list[Any] = []
+        for params in self.requests:
+            values.extend(await client.uaclient.read(params))
+        pairs = [(r.signal, v) for r, v in zip(self.found, values, strict=True)]
+        unknown = ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown))
+        pairs.extend((signal, unknown) for signal in self.missing)
+        return pairs
+
+
+async def resolve(
+    client: Client, signals: list[str], nodes: list[OpcuaNodeConfig]
+) -> list[Resolved]:
+    """NodeIds for ``nodes``; browse paths translated in one request.
+
+    A path the server cannot translate resolves to None (its signal reads BAD)
+    and is logged; the other nodes still work.
+    """
+    paths = [(i, node.path) for i, node in enumerate(nodes) if node.path]
+    found: dict[int, Any] = {}
+    if paths:
+        results = await client.uaclient.translate_browsepaths_to_nodeids(
+            [_browse_path(path) for _, path in paths]
+        )
+        for (i, path), result in zip(paths, results, strict=True):
+            found[i] = _target(result, path, signals[i])
+    return [
+        Resolved(signal, found.get(i) if node.path else ua.NodeId.from_string(node.node))
+        for i, (signal, node) in enumerate(zip(signals, nodes, strict=True))
+    ]
+
+
+def _browse_path(path: str) -> Any:
+    elements = []
+    for element in path.strip("/").split("/"):
+        match = PATH_ELEMENT_RE.match(element)
+        assert match is not None  # checked by OpcuaNodeConfig
+        elements.append(
+            ua.RelativePathElement(
+                ReferenceTypeId=ua.NodeId(ua.ObjectIds.HierarchicalReferences),
+                IsInverse=False,
+                IncludeSubtypes=True,
+                TargetName=ua.QualifiedName(match.group(2), int(match.group(1))),
+            )
+        )
+    return ua.BrowsePath(
+        StartingNode=ua.NodeId(ua.ObjectIds.RootFolder), RelativePath=ua.RelativePath(elements)
+    )
+
+
+def _target(result: Any, path: str, signal: str) -> Any:
+    if result.StatusCode.is_good() and result.Targets:
+        return result.Targets[0].TargetId
+    log.error("%s: browse path %s not found (%s)", signal, path, result.StatusCode.name)
+    return None
+
+
+@contextlib.contextmanager
+def translate_errors(name: str, config: OpcuaSourceConfig) -> Iterator[None]:
+    """Turn asyncua and socket exceptions into SourceError with a reason people can act on."""
+    try:
+        yield
+    except SourceError:
+        raise
+    except AssertionError as exc:
+        # asyncua's only sign that the server dropped the channel after our Hello /
+        # OpenSecureChannel: in practice, the server refused our certificate.
+        raise SourceError(_refused_certificate(name, config)) from exc
+    except ua.UaStatusCodeError as exc:
+        raise SourceError(_status_message(name, config, exc)) from exc
+    except (OSError, TimeoutError, ConnectionError) as exc:
+        raise SourceError(
+            f"{name}: cannot talk to {config.url}: {exc or type(exc).__name__}"
+        ) from exc
+    except ua.UaError as exc:
+        raise SourceError(f"{name}: OPC UA error: {exc}") from exc
+
+
+def _status_message(name: str, config: OpcuaSourceConfig, exc: ua.UaStatusCodeError) -> str:
+    status = ua.StatusCode(exc.code)
+    if status.name in _REFUSED_USER:
+        who = config.auth.username or config.auth.certificate or "anonymous"
+        return (
+            f"{name}: server refused user {who!r} ({status.name}): "
+            "check the username and password (or user certificate) and the user's rights"
+        )
+    if status.name in _REFUSED_CERT:
+        return _refused_certificate(name, config) + f" ({status.name})"
+    if status.name in _LOST:
+        return f"{name}: session lost ({status.name})"
+    return f"{name}: server answered {status.name}: {status.doc}"
+
+
+def _refused_certificate(name: str, config: OpcuaSourceConfig) -> str:
+    cert = config.security.certificate or config.auth.certificate
+    if not cert:
+        return f"{name}: server {config.url} closed the connection during the handshake"
+    return (
+        f"{name}: server {config.url} refused our certificate {cert}: have its administrator "
+        "put it in the server's trusted list (and check application_uri matches the certificate)"
+    )

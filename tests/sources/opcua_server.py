@@ -1,0 +1,244 @@
+"""Real asyncua servers for the OPC UA tests, each on its own thread and event loop.
+
+A server on its own loop keeps serving whatever loop the test runs in, and
+can be stopped and started again under a running client (restart tests).
+``Server.init()`` takes about 1.5 s, so one secured server is shared by the
+whole session (``shared_server``); certificates are made once per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from asyncua import Server, ua
+from asyncua.common.utils import ServiceError
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.user_managers import UserManager
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from edge_agent.sources.opcua_certs import make_certificate
+from tests.conftest import free_port
+
+T = TypeVar("T")
+NS = "urn:edge-agent:test"
+USER, PASSWORD = "operator", "s3cret"
+SERVER_URI = "urn:edge-agent:test-server"
+CLIENT_URI = "urn:edge-agent:test-client"
+T0 = dt.datetime(2026, 11, 22, 12, 0, 0, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Certificates for one test session (paths; DER certs, PEM keys)."""
+
+    root: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path  # trusted by the server
+    client_key: Path
+    rogue_cert: Path  # not trusted by the server
+    rogue_key: Path
+    user_cert: Path  # an X.509 user identity the server knows
+    user_key: Path
+
+    @classmethod
+    def make(cls, root: Path) -> Pki:
+        """Generate every certificate (about 0.1 s each)."""
+        paths = {}
+        for name, uri, server in (
+            ("server", SERVER_URI, True),
+            ("client", CLIENT_URI, False),
+            ("rogue", CLIENT_URI, False),
+            ("user", "urn:edge-agent:test-user", False),
+        ):
+            cert, key = root / f"{name}.der", root / f"{name}.key.pem"
+            make_certificate(cert, key, uri, "localhost", days=30, server=server)
+            paths[f"{name}_cert"], paths[f"{name}_key"] = cert, key
+        return cls(root=root, **paths)
+
+    def trust_dir(self, name: str) -> Path:
+        """A fresh client trust directory holding the server's certificate."""
+        folder = self.root / f"trust-{name}"
+        folder.mkdir()
+        (folder / "server.der").write_bytes(self.server_cert.read_bytes())
+        return folder
+
+
+class _Users(UserManager):
+    """Anonymous, one username/password, one X.509 user.
+
+    asyncua passes the secure channel's client certificate for anonymous and
+    username tokens, and the user certificate for X.509 tokens.
+    """
+
+    def __init__(self, pki: Pki | None) -> None:
+        self.user_der = pki.user_cert.read_bytes() if pki else None
+        self.app_ders = {b"", pki.client_cert.read_bytes()} if pki else {b""}
+
+    def get_user(
+        self,
+        iserver: Any,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: Any = None,
+    ) -> User | None:
+        if username is not None:
+            return User(role=UserRole.User) if (username, password) == (USER, PASSWORD) else None
+        der = (
+            certificate.public_bytes(Encoding.DER)
+            if isinstance(certificate, x509.Certificate)
+            else certificate
+        )
+        if der is None or der == self.user_der or der in self.app_ders:
+            return User(role=UserRole.User)
+        return None
+
+
+class TestServer:
+    """An asyncua server with a small plant, running on a thread of its own."""
+
+    __test__ = False  # not a test class, whatever its name
+
+    def __init__(self, port: int, pki: Pki | None = None, many: int = 0) -> None:
+        self.port = port
+        self.pki = pki
+        self.many = many
+        self.url = f"opc.tcp://127.0.0.1:{port}/test"
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server: Server | None = None
+        self.nodes: dict[str, Any] = {}
+
+    def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``fn(*args)`` on the server's loop and wait for it (from sync code)."""
+        return asyncio.run_coroutine_threadsafe(fn(*args), self.loop).result(timeout=30)
+
+    async def arun(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``fn(*args)`` on the server's loop; await it from a test's loop."""
+        future: Future[T] = asyncio.run_coroutine_threadsafe(fn(*args), self.loop)
+        return await asyncio.wrap_future(future)
+
+    def start(self) -> None:
+        """Build the address space and listen (blocks about 1.5 s)."""
+        self.run(self._start)
+
+    def stop(self) -> None:
+        """Stop listening and drop every session."""
+        if self.server is not None:
+            self.run(self.server.stop)
+            self.server = None
+
+    def close(self) -> None:
+        """Stop the server and its thread."""
+        self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+    async def _start(self) -> None:
+        server = Server(user_manager=_Users(self.pki))
+        await server.init()
+        server.set_endpoint(self.url)
+        await server.set_application_uri(SERVER_URI)
+        if self.pki is not None:
+            await self._secure(server, self.pki)
+        idx = await server.register_namespace(NS)
+        await self._plant(server, idx)
+        await server.start()
+        self.server = server
+
+    async def _secure(self, server: Server, pki: Pki) -> None:
+        await server.load_certificate(str(pki.server_cert))
+        await server.load_private_key(str(pki.server_key))
+        server.set_identity_tokens(
+            [ua.AnonymousIdentityToken, ua.UserNameIdentityToken, ua.X509IdentityToken]
+        )
+        trusted = {pki.client_cert.read_bytes(), pki.user_cert.read_bytes()}
+
+        async def validate(cert: x509.Certificate, _app: Any) -> None:
+            if cert.public_bytes(Encoding.DER) not in trusted:
+                raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+
+        server.set_certificate_validator(validate)
+
+    async def _plant(self, server: Server, idx: int) -> None:
+        plant = await server.nodes.objects.add_folder(
+            ua.NodeId("Plant", idx), ua.QualifiedName("Plant", idx)
+        )
+        pump = await plant.add_object(ua.NodeId("Pump1", idx), ua.QualifiedName("Pump1", idx))
+        for name, value, vtype in (
+            ("Temperature", 21.5, ua.VariantType.Double),
+            ("Pressure", 1.25, ua.VariantType.Double),
+            ("Running", True, ua.VariantType.Boolean),
+            ("Count", 7, ua.VariantType.Int32),
+            ("Label", "ok", ua.VariantType.String),
+            ("Broken", 0.0, ua.VariantType.Double),
+            ("Shaky", 3.0, ua.VariantType.Double),
+            ("Level", 50.0, ua.VariantType.Double),
+        ):
+            node_id = ua.NodeId(f"Pump1.{name}", idx)
+            var = await pump.add_variable(
+                node_id, ua.QualifiedName(name, idx), ua.Variant(value, vtype)
+            )
+            await var.set_writable()
+            self.nodes[name] = var
+        await self.write("Temperature", 21.5)
+        await self.write("Broken", 0.0, ua.StatusCodes.BadSensorFailure)
+        await self.write("Shaky", 3.0, ua.StatusCodes.UncertainLastUsableValue)
+        for i in range(self.many):
+            var = await plant.add_variable(
+                ua.NodeId(f"Tag{i}", idx), ua.QualifiedName(f"Tag{i}", idx), float(i)
+            )
+            self.nodes[f"Tag{i}"] = var
+
+    async def write(
+        self,
+        name: str,
+        value: Any,
+        status: int = ua.StatusCodes.Good,
+        ts: dt.datetime | None = None,
+    ) -> None:
+        """Write a value with a source timestamp (default: now) and a status (server loop)."""
+        var = self.nodes[name]
+        vtype = await var.read_data_type_as_variant_type()
+        stamp = ts or dt.datetime.now(dt.UTC)
+        data = ua.DataValue(
+            Value=ua.Variant(value, vtype),
+            StatusCode=ua.StatusCode(status),
+            SourceTimestamp=stamp,
+            ServerTimestamp=stamp,
+        )
+        await var.write_value(data)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """Certificates for this test session."""
+    return Pki.make(tmp_path_factory.mktemp("pki"))
+
+
+_shared: list[TestServer] = []
+_users = [0]
+
+
+@pytest.fixture(scope="session")
+def shared_server(pki: Pki) -> Iterator[TestServer]:
+    """One secured server (all policies, all identities) for the whole session."""
+    if not _shared:
+        server = TestServer(free_port(), pki)
+        server.start()
+        _shared.append(server)
+    _users[0] += 1
+    yield _shared[0]
+    _users[0] -= 1
+    if not _users[0]:
+        _shared.pop().close()

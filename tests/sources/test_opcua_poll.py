@@ -1,0 +1,113 @@
+"""OpcuaSource polling against a real asyncua server."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from edge_agent.errors import SourceError
+from edge_agent.sources.opcua import OpcuaSource, OpcuaSourceConfig
+from edge_agent.types import Quality
+from tests.sources.opcua_server import T0, TestServer, pki, shared_server
+
+__all__ = ["pki", "shared_server"]  # fixtures
+
+
+def config(url: str, nodes: list[dict[str, str]], **extra: object) -> OpcuaSourceConfig:
+    return OpcuaSourceConfig.model_validate(
+        {
+            "type": "opcua",
+            "name": "Line1",
+            "url": url,
+            "interval": "100ms",
+            "groups": [{"nodes": nodes}],
+            **extra,
+        }
+    )
+
+
+def pump(name: str) -> dict[str, str]:
+    return {"name": name.lower(), "node": f"ns=2;s=Pump1.{name}"}
+
+
+async def test_poll_carries_source_timestamp_and_value(shared_server: TestServer) -> None:
+    await shared_server.arun(shared_server.write, "Pressure", 2.5, 0, T0)
+    async with OpcuaSource(
+        config(shared_server.url, [pump("Pressure"), pump("Running"), pump("Count")])
+    ) as src:
+        samples = {s.signal: s for s in await src.read()}
+    assert samples["line1.pressure"].value == 2.5
+    assert samples["line1.pressure"].ts == T0.timestamp()
+    assert samples["line1.pressure"].quality is Quality.GOOD
+    assert samples["line1.running"].value == 1.0
+    assert samples["line1.count"].value == 7.0
+
+
+async def test_status_severity_becomes_quality(shared_server: TestServer) -> None:
+    nodes = [pump("Broken"), pump("Shaky"), pump("Label")]
+    async with OpcuaSource(config(shared_server.url, nodes)) as src:
+        samples = {s.signal: s for s in await src.read()}
+    assert samples["line1.broken"].quality is Quality.BAD
+    assert samples["line1.broken"].value is None
+    assert samples["line1.shaky"].quality is Quality.UNCERTAIN
+    assert samples["line1.shaky"].value == 3.0
+    # a string is garbage for a numeric signal: BAD, not a crash
+    assert samples["line1.label"].quality is Quality.BAD
+
+
+async def test_unchanged_value_is_not_repeated_and_a_new_one_is(shared_server: TestServer) -> None:
+    stamp = T0 + dt.timedelta(seconds=5)
+    await shared_server.arun(shared_server.write, "Level", 10.0, 0, stamp)
+    async with OpcuaSource(config(shared_server.url, [pump("Level")])) as src:
+        first = await src.read()
+        again = await src.read()
+        await shared_server.arun(
+            shared_server.write, "Level", 11.0, 0, stamp + dt.timedelta(seconds=1)
+        )
+        changed = await src.read()
+    assert [s.value for s in first] == [10.0]
+    assert again == []
+    assert [(s.value, s.ts) for s in changed] == [(11.0, stamp.timestamp() + 1)]
+
+
+async def test_gateway_timestamps_give_a_sample_per_tick(shared_server: TestServer) -> None:
+    cfg = config(shared_server.url, [pump("Count")], timestamps="gateway")
+    async with OpcuaSource(cfg) as src:
+        reads = [await src.read() for _ in range(3)]
+    assert [len(r) for r in reads] == [1, 1, 1]
+
+
+async def test_browse_path_and_numeric_node_id(shared_server: TestServer) -> None:
+    nodes = [
+        {"name": "temp", "path": "0:Objects/2:Plant/2:Pump1/2:Temperature"},
+        {"name": "state", "node": "i=2259"},  # Server_ServerStatus_State
+        {"name": "ghost", "path": "0:Objects/2:Plant/2:Nope"},
+    ]
+    async with OpcuaSource(config(shared_server.url, nodes)) as src:
+        samples = {s.signal: s for s in await src.read()}
+    assert samples["line1.temp"].quality is Quality.GOOD
+    assert samples["line1.state"].value == 0.0  # Running
+    assert samples["line1.ghost"].quality is Quality.BAD
+
+
+async def test_unknown_node_id_reads_bad(shared_server: TestServer) -> None:
+    async with OpcuaSource(
+        config(shared_server.url, [{"name": "x", "node": "ns=2;s=Missing"}])
+    ) as src:
+        (sample,) = await src.read()
+    assert sample.quality is Quality.BAD
+
+
+async def test_unreachable_server_is_a_source_error(port: int) -> None:
+    with pytest.raises(SourceError, match="cannot talk to"):
+        async with OpcuaSource(
+            config(f"opc.tcp://127.0.0.1:{port}", [pump("Count")], timeout="1s")
+        ):
+            pass
+
+
+def test_signals_come_from_config_without_io() -> None:
+    cfg = config("opc.tcp://nowhere:4840", [pump("Count")], asset="press")
+    (info,) = OpcuaSource(cfg).signals()
+    assert (info.signal, info.asset, info.interval) == ("line1.count", "press", 0.1)
