@@ -133,7 +133,10 @@ class ModbusLink:
         self._lost = False
         try:
             connected = await self._client.connect()
-        except OSError as exc:  # serial ports raise instead of returning False
+        except Exception as exc:
+            # a serial port raises instead of returning False, and not only OSError:
+            # termios.error for settings the port refuses (a pty refuses parity)
+            self.close()
             raise SourceError(f"{self.name}: cannot open {self.endpoint}: {exc}") from exc
         if not connected:
             self.close()

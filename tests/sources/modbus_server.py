@@ -68,11 +68,26 @@ def device(
     )
 
 
-class Peer:
-    """A running pymodbus server and how to change its values."""
+@dataclass
+class Wire:
+    """The read requests a server received: (unit, function code, address, count)."""
 
-    def __init__(self, server: Any, silence: Silence | None = None) -> None:
+    requests: list[tuple[int, int, int, int]] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def trace(self, sending: bool, pdu: Any) -> Any:
+        if not sending and pdu.function_code in (1, 2, 3, 4):
+            self.requests.append((pdu.dev_id, pdu.function_code, pdu.address, pdu.count))
+            self.arrived.set()
+        return pdu
+
+
+class Peer:
+    """A running pymodbus server, what it received, and how to change its values."""
+
+    def __init__(self, server: Any, wire: Wire, silence: Silence | None = None) -> None:
         self.server = server
+        self.wire = wire
         self.silence = silence
 
     async def set(
@@ -93,16 +108,22 @@ async def start_tcp(
     silence: Silence | None = None,
 ) -> Peer:  # fmt: skip
     """Start a TCP server on loopback (``framer=RTU`` gives RTU over TCP)."""
-    server = ModbusTcpServer(devices, address=("127.0.0.1", port), framer=framer)
+    wire = Wire()
+    server = ModbusTcpServer(
+        devices, address=("127.0.0.1", port), framer=framer, trace_pdu=wire.trace
+    )
     await server.serve_forever(background=True)
-    return Peer(server, silence)
+    return Peer(server, wire, silence)
 
 
 async def start_rtu(devices: list[SimDevice], tty: str, silence: Silence | None = None) -> Peer:
     """Start an RTU server on one end of a pty pair."""
-    server = ModbusSerialServer(devices, port=tty, framer=FramerType.RTU, baudrate=19200)
+    wire = Wire()
+    server = ModbusSerialServer(
+        devices, port=tty, framer=FramerType.RTU, baudrate=19200, trace_pdu=wire.trace
+    )
     await server.serve_forever(background=True)
-    return Peer(server, silence)
+    return Peer(server, wire, silence)
 
 
 @contextlib.asynccontextmanager
@@ -125,7 +146,7 @@ def pty_pair(folder: Path) -> Iterator[tuple[str, str]]:
     assert socat, "socat is needed for the RTU tests (apt-get install socat)"
     server, client = folder / "server", folder / "client"
     proc = subprocess.Popen(
-        [socat, "-d0", f"pty,raw,echo=0,link={server}", f"pty,raw,echo=0,link={client}"],
+        [socat, f"pty,raw,echo=0,link={server}", f"pty,raw,echo=0,link={client}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from typing import Any
 
@@ -152,3 +153,95 @@ async def test_every_unit_silent_raises_source_error(port: int) -> None:
         async with source:
             with pytest.raises(SourceError, match="no unit answers"):
                 await source.read()
+
+
+async def test_blocks_on_the_wire(port: int) -> None:
+    registers: list[dict[str, Any]] = [{"name": f"r{a}", "address": a} for a in range(40)]
+    registers += [
+        {"name": f"f{a}", "address": a, "data_type": "float32"} for a in range(100, 120, 2)
+    ]
+    registers += [
+        {"name": f"c{a}", "table": "coil", "address": a, "data_type": "bool"}
+        for a in range(0, 60, 3)
+    ]
+    async with tcp_peer([device(1)], port) as peer:
+        await peer.set(1, "holding", 39, [39])
+        await peer.set(1, "holding", 118, words("f", -1.5))
+        source = ModbusSource(config(port, registers))
+        async with source:
+            samples = await source.read()
+    assert sorted(peer.wire.requests) == [(1, 1, 0, 58), (1, 3, 0, 40), (1, 3, 100, 20)]
+    assert len(samples) == len(registers)
+    assert values(samples)["press1.r39"] == 39.0
+    assert values(samples)["press1.f118"] == -1.5
+
+
+async def test_illegal_hole_inside_a_block_is_found_and_remembered(port: int) -> None:
+    holed = device(1, holding=((0, 10), (20, 10)))
+    async with tcp_peer([holed], port) as peer:
+        await peer.set(1, "holding", 5, [50])
+        await peer.set(1, "holding", 25, [250])
+        regs = [{"name": "a", "address": 5}, {"name": "b", "address": 25}]
+        source = ModbusSource(config(port, regs, register_gap=20))
+        async with source:
+            first = await source.read()
+            peer.wire.requests.clear()
+            second = await source.read()
+    assert values(first) == values(second) == {"press1.a": 50.0, "press1.b": 250.0}
+    assert sorted(peer.wire.requests) == [(1, 3, 5, 1), (1, 3, 25, 1)]
+
+
+async def test_refused_address_reads_bad_and_is_left_out(port: int) -> None:
+    async with tcp_peer([device(1, holding=((0, 10),))], port) as peer:
+        await peer.set(1, "holding", 2, [2, 3])
+        regs = [
+            {"name": "a", "address": 2},
+            {"name": "b", "address": 3},
+            {"name": "x", "address": 12},
+        ]
+        source = ModbusSource(config(port, regs))
+        async with source:
+            first = await source.read()
+            peer.wire.requests.clear()
+            second = await source.read()
+    for samples in (first, second):
+        assert values(samples) == {"press1.a": 2.0, "press1.b": 3.0, "press1.x": None}
+    assert peer.wire.requests == [(1, 3, 2, 2)]
+
+
+async def test_slow_signals_are_read_only_when_due(port: int) -> None:
+    async with tcp_peer([device(1)], port) as peer:
+        regs = [{"name": "fast", "address": 0}, {"name": "slow", "address": 200, "interval": "1h"}]
+        source = ModbusSource(config(port, regs))
+        async with source:
+            first = await source.read()
+            peer.wire.requests.clear()
+            second = await source.read()
+    assert set(values(first)) == {"press1.fast", "press1.slow"}
+    assert set(values(second)) == {"press1.fast"}
+    assert peer.wire.requests == [(1, 3, 0, 1)]
+
+
+async def test_silent_unit_is_backed_off_on_its_own(port: int) -> None:
+    silence = Silence()
+    async with tcp_peer([device(1), device(2, silence=silence)], port, silence=silence) as peer:
+        regs = [{"name": "alive", "address": 0}, {"name": "dead", "address": 0, "unit_id": 2}]
+        source = ModbusSource(config(port, regs, backoff="10s", retries=1))
+        async with source:
+            for _ in range(3):
+                await source.read()
+    asked = [unit for unit, *_ in peer.wire.requests]
+    assert asked.count(1) == 3
+    assert asked.count(2) == 2  # one request and its one retry, then rest
+
+
+async def test_connection_lost_while_waiting_for_an_answer(port: int) -> None:
+    silence = Silence()
+    peer = await start_tcp([device(1, silence=silence)], port, silence=silence)
+    source = ModbusSource(config(port, [{"name": "a", "address": 0}], timeout="30s"))
+    async with source:
+        reading = asyncio.create_task(source.read())
+        await peer.wire.arrived.wait()
+        await peer.stop()
+        with pytest.raises(SourceError, match="lost"):
+            await reading

@@ -1,0 +1,111 @@
+"""Modbus config: what loads, and a clear error for each mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from edge_agent.config import parse_config
+from edge_agent.errors import ConfigError
+from edge_agent.sources.modbus import ModbusSourceConfig
+from edge_agent.sources.modbus_link import Endpoint
+
+YAML = """\
+sources:
+  - type: modbus
+    name: press1
+    url: tcp://10.0.0.5:502
+    registers:
+      - {name: temp, address: 3000, data_type: float32, byte_order: CDAB, unit: degC}
+      - {name: run, table: coil, address: 0, data_typ: bool}
+"""
+
+
+def make(registers: list[dict[str, Any]], **extra: Any) -> ModbusSourceConfig:
+    data = {"type": "modbus", "name": "m", "url": "tcp://h", "registers": registers, **extra}
+    return ModbusSourceConfig.model_validate(data)
+
+
+def test_typo_names_the_yaml_path_line_and_the_fix() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(YAML, Path("agent.yaml"))
+    assert (
+        "agent.yaml:7: sources[0].registers[1].data_typ: unknown key (did you mean data_type?)"
+        in str(caught.value)
+    )
+
+
+def test_loads_from_yaml_with_durations_and_defaults() -> None:
+    text = (
+        YAML.replace("data_typ: bool", "data_type: bool") + "    interval: 500ms\n    timeout: 2s\n"
+    )
+    [source] = parse_config(text, Path("agent.yaml")).sources
+    assert isinstance(source, ModbusSourceConfig)
+    assert (source.interval, source.timeout, source.unit_id, source.max_registers) == (
+        0.5,
+        2.0,
+        1,
+        125,
+    )
+    assert source.registers[0].byte_order == "CDAB"
+
+
+@pytest.mark.parametrize(
+    ("register", "message"),
+    [
+        ({"name": "a", "table": "coil", "address": 0}, "data_type must be bool"),
+        ({"name": "a", "address": 0, "data_type": "bool"}, "needs bit"),
+        ({"name": "a", "address": 0, "bit": 3}, "only for data_type bool"),
+        (
+            {"name": "a", "table": "coil", "address": 0, "data_type": "bool", "bit": 1},
+            "not to a coil",
+        ),
+        ({"name": "a", "address": 65534, "data_type": "float64"}, "runs past address 65535"),
+        ({"name": "a", "address": 70000}, "less than or equal to 65535"),
+        ({"name": "a", "address": 0, "byte_order": "ABDC"}, "'ABCD', 'BADC', 'CDAB' or 'DCBA'"),
+        ({"name": "a", "address": 0, "interval": "100ms"}, "shorter than the source's interval"),
+    ],
+)
+def test_bad_register_is_explained(register: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        make([register])
+
+
+def test_duplicate_names_differing_in_case() -> None:
+    with pytest.raises(ValidationError, match="used twice"):
+        make([{"name": "Temp", "address": 0}, {"name": "temp", "address": 1}])
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("tcp://10.0.0.5", Endpoint("tcp", "10.0.0.5", 502)),
+        ("tcp://plc.local:1502", Endpoint("tcp", "plc.local", 1502)),
+        ("rtu+tcp://10.0.0.9:4001", Endpoint("rtu+tcp", "10.0.0.9", 4001)),
+        ("rtu:///dev/ttyUSB0", Endpoint("rtu", "/dev/ttyUSB0", 0)),
+    ],
+)
+def test_urls(url: str, expected: Endpoint) -> None:
+    assert Endpoint.parse(url) == expected
+    assert make([{"name": "a", "address": 0}], url=url).url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("udp://h:502", "unknown scheme"),
+        ("tcp://:502", "expected a host"),
+        ("rtu://", "serial device"),
+    ],
+)
+def test_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        make([{"name": "a", "address": 0}], url=url)
+
+
+def test_needs_at_least_one_register() -> None:
+    with pytest.raises(ValidationError, match="at least 1"):
+        make([])
