@@ -69,6 +69,7 @@ class SerialSourceConfig(StrictModel):
     request: str = ""
     response_timeout: Duration = 1.0
     keep: Literal["all", "latest"] = "all"
+    stale_after: Duration | None = None
     max_pending: int = Field(default=10_000, ge=1)
 
     @field_validator("stop_bits")
@@ -136,6 +137,7 @@ class SerialSource:
         self._frame_seen = asyncio.Event()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_rx = 0.0
+        self._last_bytes = 0.0
         self._dropped = 0
 
     @property
@@ -172,6 +174,7 @@ class SerialSource:
         self._serial = _open_port(cfg)
         self._framer = cfg.framing.build()
         self._lost = None
+        self._last_bytes = asyncio.get_running_loop().time()
         if not cfg.request:
             self._decoder.expect_partial()  # we may join a streaming device mid-frame
         asyncio.get_running_loop().add_reader(self._serial.fileno(), self._on_readable)
@@ -189,11 +192,13 @@ class SerialSource:
         """Samples parsed since the last call; with a request, ask first and await the answer.
 
         Raises:
-            SourceError: the port went away, or the device did not answer the request.
+            SourceError: the port went away, the device did not answer the request,
+                or sent nothing for ``stale_after``.
         """
         self._check_link()
         if self.config.request:
             await self._ask()
+        self._check_silence()
         samples = list(self._pending)
         self._pending.clear()
         if self._dropped:
@@ -232,6 +237,16 @@ class SerialSource:
         if self._lost is not None:
             raise SourceError(f"{self.config.name}: lost {self.config.port}: {self._lost}")
 
+    def _check_silence(self) -> None:
+        # A streaming sensor that stops talking while its port stays (RS-485 cable
+        # cut, sensor unpowered) looks like a lost link: reopening is the cure.
+        limit = self.config.stale_after
+        quiet = asyncio.get_running_loop().time() - self._last_bytes
+        if limit is not None and quiet > limit:
+            raise SourceError(
+                f"{self.config.name}: nothing received on {self.config.port} for {quiet:.1f} s"
+            )
+
     def _on_readable(self) -> None:
         import serial
 
@@ -244,6 +259,7 @@ class SerialSource:
         if not data:
             return
         self._last_rx = time.time()
+        self._last_bytes = asyncio.get_running_loop().time()
         for frame in self._framer.feed(data):
             self._take(frame, self._last_rx)
         if isinstance(self.config.framing, IdleFraming):

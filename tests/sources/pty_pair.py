@@ -16,9 +16,44 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+from edge_agent.sources.serial import SerialSource, SerialSourceConfig
+from edge_agent.types import Sample
 
 SOCAT = shutil.which("socat")
+WAIT = 10.0  # seconds before a test gives up waiting for the line
+VIB = r"^VIB,rms=(?P<rms>[^,]+),peak=(?P<peak>[^,]+),temp=(?P<temp>[^,]+)$"
+
+
+def make(pair: PtyPair, **keys: Any) -> SerialSource:
+    """A source named vib1 on the pair's port; by default it parses VIB lines by regex."""
+    raw = {"type": "serial", "name": "vib1", "port": str(pair.port), **keys}
+    raw.setdefault("parse", {"pattern": VIB})
+    return SerialSource(SerialSourceConfig.model_validate(raw))
+
+
+async def collect(source: SerialSource, count: int) -> list[Sample]:
+    """Read until at least ``count`` samples came (the line is asynchronous)."""
+    got: list[Sample] = []
+    async with asyncio.timeout(WAIT):
+        while len(got) < count:
+            got += await source.read()
+            await asyncio.sleep(0.005)
+    return got
+
+
+async def frames_seen(source: SerialSource, count: int) -> None:
+    """Wait until the source has decoded ``count`` frames."""
+    async with asyncio.timeout(WAIT):
+        # The counters are plain numbers with no event to await: poll them.
+        while source.counters["frames"] < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+
+def values(samples: list[Sample]) -> dict[str, float | None]:
+    """The last value of each signal."""
+    return {sample.signal: sample.value for sample in samples}
 
 
 class PtyPair:
@@ -47,6 +82,13 @@ class PtyPair:
         """Stop socat: both ends vanish (the cable is pulled)."""
         if self._proc is not None:
             self._proc.terminate()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
+    def kill(self) -> None:
+        """Kill socat hard: the links stay behind, dangling, as a stale device node would."""
+        if self._proc is not None:
+            self._proc.kill()
             self._proc.wait(timeout=10)
             self._proc = None
 

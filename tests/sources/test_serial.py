@@ -5,52 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from edge_agent.errors import SourceError
 from edge_agent.sources.serial import SerialSource, SerialSourceConfig
 from edge_agent.sources.serial_parse import with_nmea_checksum
-from edge_agent.types import Quality, Sample
-from tests.sources.pty_pair import Device, PtyPair
-
-WAIT = 10.0  # seconds before a test gives up waiting for the line
-VIB = r"^VIB,rms=(?P<rms>[^,]+),peak=(?P<peak>[^,]+),temp=(?P<temp>[^,]+)$"
+from edge_agent.types import Quality
+from tests.sources.pty_pair import VIB, Device, PtyPair, collect, frames_seen, make, values
 
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[PtyPair]:
     with PtyPair(tmp_path) as running:
         yield running
-
-
-def make(pair: PtyPair, **keys: Any) -> SerialSource:
-    raw = {"type": "serial", "name": "vib1", "port": str(pair.port), **keys}
-    raw.setdefault("parse", {"pattern": VIB})
-    return SerialSource(SerialSourceConfig.model_validate(raw))
-
-
-async def collect(source: SerialSource, count: int) -> list[Sample]:
-    """Read until at least ``count`` samples came (the line is asynchronous)."""
-    got: list[Sample] = []
-    async with asyncio.timeout(WAIT):
-        while len(got) < count:
-            got += await source.read()
-            await asyncio.sleep(0.005)
-    return got
-
-
-async def frames_seen(source: SerialSource, count: int) -> None:
-    """Wait until the source has decoded ``count`` frames."""
-    async with asyncio.timeout(WAIT):
-        # The counters are plain numbers with no event to await: poll them.
-        while source.counters["frames"] < count:  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-
-
-def values(samples: list[Sample]) -> dict[str, float | None]:
-    return {sample.signal: sample.value for sample in samples}
 
 
 async def test_vib_lines_by_regex(pair: PtyPair) -> None:
@@ -120,10 +89,11 @@ async def test_missing_port_is_a_source_error(tmp_path: Path) -> None:
             pass
 
 
-async def test_port_vanishes_and_returns(pair: PtyPair) -> None:
+@pytest.mark.parametrize("pull", ["stop", "kill"])
+async def test_port_vanishes_and_returns(pair: PtyPair, pull: str) -> None:
     source = make(pair)
     async with source:
-        pair.stop()
+        getattr(pair, pull)()  # kill -9 leaves a dangling link, like a stale device node
         with pytest.raises(SourceError, match="lost"):
             await collect(source, 1)
     with pytest.raises(SourceError, match="cannot open"):
@@ -134,6 +104,44 @@ async def test_port_vanishes_and_returns(pair: PtyPair) -> None:
             device.write(b"VIB,rms=7,peak=8,temp=9\n")
             got = await collect(source, 3)
     assert values(got)["vib1.rms"] == 7.0
+
+
+async def test_port_vanishing_during_a_request_is_a_source_error(pair: PtyPair) -> None:
+    source = make(pair, request="MEAS?\n", response_timeout="10s")
+    with Device(pair.device) as device:
+        async with source:
+            task = asyncio.create_task(source.read())
+            await device.read_until(b"\n")
+            pair.stop()
+            with pytest.raises(SourceError, match="lost"):
+                await task
+
+
+async def test_a_port_is_read_by_one_source_only(pair: PtyPair) -> None:
+    async with make(pair):
+        with pytest.raises(SourceError, match="cannot open"):
+            async with make(pair):
+                pass
+
+
+async def test_silent_stream_is_a_source_error_when_configured(pair: PtyPair) -> None:
+    source = make(pair, stale_after="20ms")
+    with Device(pair.device) as device:
+        async with source:
+            device.write(b"VIB,rms=1,peak=2,temp=3\n")
+            await collect(source, 3)
+            with pytest.raises(SourceError, match="nothing received"):
+                await collect(source, 1)
+
+
+async def test_a_reopened_port_joins_the_stream_mid_line(pair: PtyPair) -> None:
+    source = make(pair)
+    with Device(pair.device) as device:
+        async with source:
+            device.write(b"rms=1,peak=2,temp=3\nVIB,rms=4,peak=5,temp=6\n")  # tail of a line
+            got = await collect(source, 3)
+    assert values(got) == {"vib1.rms": 4.0, "vib1.peak": 5.0, "vib1.temp": 6.0}
+    assert source.counters["partial"] == 1
 
 
 async def test_request_is_sent_and_answer_awaited(pair: PtyPair) -> None:
@@ -154,3 +162,40 @@ async def test_silent_device_is_a_source_error(pair: PtyPair) -> None:
     async with source:
         with pytest.raises(SourceError, match="no answer"):
             await source.read()
+
+
+def config(**keys: object) -> SerialSourceConfig:
+    raw = {"type": "serial", "name": "s", "port": "/dev/ttyUSB0", **keys}
+    return SerialSourceConfig.model_validate(raw)
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"parse": {"kind": "csv"}}, "needs a signals list"),
+        ({"parse": {"kind": "kv"}}, "needs a signals list"),
+        ({"parse": {"kind": "csv"}, "signals": [{"name": "a"}]}, "must be a position"),
+        ({"parse": {"pattern": VIB}, "signals": [{"name": "x"}]}, "no group 'x'"),
+        ({"parse": {"pattern": "(a)"}}, "at least one named group"),
+        ({"parse": {"pattern": "(?P<a>"}}, "not a valid regular expression"),
+        ({"parse": {"kind": "xml"}}, "does not match any of the expected tags"),
+        ({"parse": {"pattern": VIB}, "stop_bits": 3}, "stop_bits must be 1, 1.5 or 2"),
+        ({"parse": {"pattern": VIB}, "data_bits": 9}, "data_bits"),
+        ({"parse": {"pattern": VIB}, "encoding": "klingon"}, "unknown"),
+        ({"parse": {"pattern": VIB}, "request": "\u20ac"}, "request must be bytes"),
+        ({"parse": {"pattern": VIB}, "framing": {"delimiter": ""}}, "at least 1 character"),
+        (
+            {"parse": {"kind": "kv"}, "signals": [{"name": "a"}, {"name": "A"}]},
+            "names must be unique",
+        ),
+    ],
+)
+def test_config_errors_are_clear(keys: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        config(**keys)
+
+
+def test_config_defaults() -> None:
+    cfg = config(parse={"pattern": VIB})
+    assert cfg.framing.kind == "delimiter"
+    assert [signal.name for signal in cfg.signal_configs()] == ["peak", "rms", "temp"]
