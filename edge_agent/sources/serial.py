@@ -139,6 +139,8 @@ class SerialSource:
         self._last_rx = 0.0
         self._last_bytes = 0.0
         self._dropped = 0
+        self._dropped_seen = 0
+        self._dropping = False
 
     @property
     def counters(self) -> Counter[str]:
@@ -201,12 +203,21 @@ class SerialSource:
         self._check_silence()
         samples = list(self._pending)
         self._pending.clear()
-        if self._dropped:
-            log.warning("%s: dropped %d samples, read too slow", self.config.name, self._dropped)
-            self._dropped = 0
+        self._note_drops()
         if self.config.keep == "latest":
             samples = list({sample.signal: sample for sample in samples}.values())
         return samples
+
+    def _note_drops(self) -> None:
+        dropping = self._dropped > self._dropped_seen
+        if dropping and not self._dropping:
+            log.warning(
+                "%s: samples arrive faster than read; dropping the oldest", self.config.name
+            )
+        elif self._dropping and not dropping:
+            log.info("%s: reads keep up again, %d samples dropped", self.config.name, self._dropped)
+        self._dropping = dropping
+        self._dropped_seen = self._dropped
 
     async def _ask(self) -> None:
         self._frame_seen.clear()
@@ -248,12 +259,10 @@ class SerialSource:
             )
 
     def _on_readable(self) -> None:
-        import serial
-
         assert self._serial is not None and self._framer is not None
         try:
             data = self._serial.read(_READ_SIZE)
-        except (serial.SerialException, OSError) as exc:
+        except OSError as exc:  # pyserial's SerialException is an OSError
             self._lose(str(exc))
             return
         if not data:
@@ -276,13 +285,11 @@ class SerialSource:
 
     def _take(self, frame: Frame, ts: float) -> None:
         assert self._decoder is not None
-        samples = self._decoder.decode(frame, ts)
-        overflow = len(self._pending) + len(samples) - self.config.max_pending
-        for _ in range(max(0, overflow)):
-            if self._pending:
-                self._pending.popleft()  # the oldest go first: the newest matter most
-            self._dropped += 1
-        self._pending.extend(samples[-self.config.max_pending :])
+        self._pending.extend(self._decoder.decode(frame, ts))
+        excess = len(self._pending) - self.config.max_pending
+        for _ in range(excess):
+            self._pending.popleft()  # the oldest go first: the newest matter most
+        self._dropped += max(0, excess)
         self._frame_seen.set()
 
     def _lose(self, reason: str) -> None:
@@ -320,18 +327,20 @@ def _open_port(cfg: SerialSourceConfig) -> serial.Serial:
     }
     try:
         port = serial.Serial(cfg.port, **options)
-        port.reset_input_buffer()  # stale bytes from before we opened
-    except (serial.SerialException, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # SerialException is an OSError
         raise SourceError(f"{cfg.name}: cannot open {cfg.port}: {exc}") from exc
+    try:
+        port.reset_input_buffer()  # stale bytes from before we opened
+    except OSError as exc:
+        _close_port(port)
+        raise SourceError(f"{cfg.name}: cannot use {cfg.port}: {exc}") from exc
     return port
 
 
 def _close_port(port: serial.Serial) -> None:
-    import serial
-
     try:
         port.close()
-    except (serial.SerialException, OSError) as exc:
+    except OSError as exc:  # SerialException included
         log.debug("closing %s: %s", port.port, exc)  # the port is gone already
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,3 +200,22 @@ def test_config_defaults() -> None:
     cfg = config(parse={"pattern": VIB})
     assert cfg.framing.kind == "delimiter"
     assert [signal.name for signal in cfg.signal_configs()] == ["peak", "rms", "temp"]
+
+
+async def test_a_full_buffer_drops_the_oldest_and_says_so(
+    pair: PtyPair, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = make(pair, max_pending=3)
+    with Device(pair.device) as device:
+        async with source:
+            device.write(b"VIB,rms=1,peak=1,temp=1\nVIB,rms=2,peak=2,temp=2\n")
+            device.write(b"VIB,rms=3,peak=3,temp=3\n")
+            await frames_seen(source, 3)
+            with caplog.at_level(logging.INFO, logger="edge_agent.sources.serial"):
+                got = await source.read()
+                device.write(b"VIB,rms=4,peak=4,temp=4\n")
+                got += await collect(source, 3)
+    assert [s.value for s in got] == [3.0] * 3 + [4.0] * 3
+    assert source.counters["dropped"] == 6
+    assert ["dropping the oldest" in m for m in caplog.messages] == [True, False]
+    assert "keep up again, 6 samples dropped" in caplog.messages[1]
