@@ -1,16 +1,237 @@
-"""PLACEHOLDER: being written. MQTT sink."""
+"""MQTT sink (aiomqtt): QoS 1, a row is acknowledged only after its PUBACK.
+
+aiomqtt's ``await client.publish(..., qos=1)`` returns when paho's ``on_publish``
+fires, which for QoS 1 is on PUBACK (paho ``_handle_pubackcomp``), so the delivery
+loop acks the outbox rows only once the broker has taken responsibility for them.
+A batch is published concurrently (up to ``max_inflight`` unacknowledged at once),
+in outbox order on one connection, so order per asset is kept.
+
+A persistent session (fixed client id, ``clean_session`` false / MQTT 5
+``clean_start`` false with a session expiry) keeps the broker's state across
+reconnects. On connect the sink publishes a retained ``online`` status; a retained
+``offline`` last will covers a lost link, and a clean exit publishes ``offline``
+itself (a will is not sent on a normal disconnect).
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+import contextlib
+import logging
+import ssl
+import string
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, Self
 
-from edge_agent.schema import StrictModel
+from pydantic import Field, field_validator
+
+from edge_agent.errors import DeliveryError
+from edge_agent.forward.delivery import SinkSettings
+from edge_agent.forward.encode import encode_status
+from edge_agent.forward.outbox import Record
+from edge_agent.schema import Duration, Secret
+
+if TYPE_CHECKING:
+    import aiomqtt
+
+log = logging.getLogger(__name__)
+
+_TEMPLATE_KEYS = {"gateway", "asset"}
+_TOPIC_UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_"})
 
 
-class MqttSinkConfig(StrictModel):
-    """Config of an MQTT sink."""
+class MqttSinkConfig(SinkSettings):
+    """Config of an MQTT sink.
+
+    Topics are templates with ``{gateway}`` (``agent.id``) and ``{asset}``.
+    """
 
     type: Literal["mqtt"]
-    name: str
     host: str
-    port: int = 8883
+    port: int = Field(default=8883, ge=1, le=65535)
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    client_id: str = ""
+    session: Literal["persistent", "clean"] = "persistent"
+    session_expiry: Duration = 7 * 86400.0
+    tls: Literal["verify", "no-verify", "off"] = "verify"
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    username: str | None = None
+    password: Secret | None = None
+    keepalive: Duration = 30.0
+    timeout: Duration = 10.0
+    max_inflight: int = Field(default=100, ge=1, le=65535)
+    topic: str = "edge-agent/{gateway}/alerts/{asset}"
+    telemetry_topic: str = "edge-agent/{gateway}/telemetry/{asset}"
+    notice_topic: str = "edge-agent/{gateway}/notice"
+    status_topic: str = "edge-agent/{gateway}/status"
+
+    @field_validator("topic", "telemetry_topic", "notice_topic", "status_topic")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        keys = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        unknown = keys - _TEMPLATE_KEYS
+        if unknown:
+            raise ValueError(f"unknown placeholder {sorted(unknown)}; use {{gateway}}, {{asset}}")
+        if "+" in value or "#" in value:
+            raise ValueError("a topic to publish to cannot hold the wildcards + or #")
+        return value
+
+
+def topic_for(template: str, gateway: str, asset: str) -> str:
+    """Fill a topic template; MQTT separators and wildcards in names become ``_``."""
+    return template.format(
+        gateway=gateway.translate(_TOPIC_UNSAFE), asset=(asset or "_").translate(_TOPIC_UNSAFE)
+    )
+
+
+def tls_context(config: MqttSinkConfig) -> ssl.SSLContext | None:
+    """The TLS context for ``config``: verification on unless ``tls: no-verify``."""
+    if config.tls == "off":
+        return None
+    context = ssl.create_default_context(cafile=config.ca_file)
+    if config.tls == "no-verify":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if config.cert_file:
+        context.load_cert_chain(config.cert_file, config.key_file)
+    return context
+
+
+class MqttSink:
+    """Publishes outbox records to an MQTT broker at QoS 1.
+
+    Args:
+        config: the sink's config.
+        gateway: this gateway's id (``agent.id``), for the client id and status topic.
+    """
+
+    def __init__(self, config: MqttSinkConfig, gateway: str = "edge-agent") -> None:
+        self.config = config
+        self.gateway = gateway
+        self._client: aiomqtt.Client | None = None
+
+    @property
+    def name(self) -> str:
+        """The sink's name."""
+        return self.config.name
+
+    @property
+    def client_id(self) -> str:
+        """The fixed client id of the persistent session."""
+        return self.config.client_id or f"edge-agent-{self.gateway}-{self.name}"
+
+    def _status(self, state: str) -> tuple[str, bytes]:
+        topic = topic_for(self.config.status_topic, self.gateway, "")
+        return topic, encode_status(self.gateway, state, time.time())
+
+    def _make_client(self) -> aiomqtt.Client:
+        import aiomqtt
+        from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        cfg = self.config
+        v5 = cfg.protocol == "5"
+        persistent = cfg.session == "persistent"
+        properties = None
+        if v5 and persistent:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = int(cfg.session_expiry)
+        will_topic, will_payload = self._status("offline")
+        try:
+            context = tls_context(cfg)
+        except (OSError, ssl.SSLError) as exc:
+            raise DeliveryError(f"{self.name}: cannot load TLS files: {exc}") from exc
+        return aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            username=cfg.username,
+            password=cfg.password.get_secret_value() if cfg.password else None,
+            identifier=self.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            will=aiomqtt.Will(will_topic, will_payload, qos=1, retain=True),
+            clean_session=None if v5 else not persistent,
+            clean_start=not persistent if v5 else MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+            keepalive=max(1, int(cfg.keepalive)),
+            timeout=cfg.timeout,
+            max_inflight_messages=cfg.max_inflight,
+            tls_context=context,
+            tls_insecure=cfg.tls == "no-verify" or None,
+        )
+
+    async def __aenter__(self) -> Self:
+        """Connect and publish the retained ``online`` status.
+
+        Raises:
+            DeliveryError: broker unreachable, TLS refused, or CONNACK refused.
+        """
+        import aiomqtt
+
+        client = self._make_client()
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            raise DeliveryError(self._explain(exc)) from exc
+        self._client = client
+        topic, payload = self._status("online")
+        await self._publish(topic, payload, retain=True)
+        return self
+
+    def _explain(self, exc: Exception) -> str:
+        where = f"{self.name}: cannot connect to {self.config.host}:{self.config.port}"
+        text = str(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            ca = self.config.ca_file or "the system CA store"
+            return f"{where}: broker certificate not trusted by {ca}: {text}"
+        return f"{where}: {text}"
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Publish ``offline`` (best effort) and disconnect."""
+        import aiomqtt
+
+        client, self._client = self._client, None
+        if client is None:
+            return
+        topic, payload = self._status("offline")
+        # If the link is gone already, the broker publishes the last will instead.
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.publish(topic, payload, qos=1, retain=True, timeout=2.0)
+        try:
+            await client.__aexit__(None, None, None)
+        except aiomqtt.MqttError as exc:
+            log.debug("%s: disconnect: %s", self.name, exc)
+
+    def _topic(self, record: Record) -> str:
+        cfg = self.config
+        template = {"alert": cfg.topic, "telemetry": cfg.telemetry_topic}.get(
+            record.kind, cfg.notice_topic
+        )
+        return topic_for(template, record.gateway, record.asset)
+
+    async def _publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        import aiomqtt
+
+        if self._client is None:
+            raise DeliveryError(f"{self.name}: send() outside 'async with'")
+        try:
+            await self._client.publish(topic, payload, qos=1, retain=retain)
+        except aiomqtt.MqttError as exc:
+            raise DeliveryError(f"{self.name}: publish failed: {exc}") from exc
+
+    async def send(self, batch: Sequence[Record]) -> None:
+        """Publish the batch at QoS 1; returns once every message has its PUBACK.
+
+        Raises:
+            DeliveryError: a publish failed or timed out; the whole batch is kept
+                (redelivery may duplicate: consumers dedupe on ``event_id``).
+        """
+        results = await asyncio.gather(
+            *(self._publish(self._topic(r), r.body) for r in batch), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result

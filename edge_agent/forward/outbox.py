@@ -1,13 +1,404 @@
-"""PLACEHOLDER: being written. Durable outbox."""
+"""The durable outbox: rows per sink in SQLite, taken in batches, then acked, kept or rejected.
+
+Telegraf's buffer transaction, on disk. One SQLite file of its own (WAL), used from
+one worker thread. Each alert becomes one row per sink, so a dead sink never holds
+back a live one. :meth:`Outbox.take` returns a sink's oldest rows, alerts before
+telemetry (alerts overtake a telemetry backlog); the delivery loop then calls
+:meth:`~Outbox.ack` (delivered: delete), :meth:`~Outbox.keep` (retry later) or
+:meth:`~Outbox.reject` (refused upstream: delete and count).
+
+Bounds (``max_rows``, ``max_bytes``) apply to each sink's backlog. When a put goes
+over, rows are dropped in this order until it fits:
+
+1. telemetry, oldest first (alerts are never dropped to make room for telemetry);
+2. cleared alerts, oldest first (their raise is what an operator acts on);
+3. raised alerts, oldest first (only when alerts alone exceed the bound).
+
+Rows of the batch in flight are never dropped. Each drop is counted (persisted),
+logged at ERROR, and announced upstream: the next batch taken after a drop starts
+with a ``notice`` record that carries the running totals.
+"""
 
 from __future__ import annotations
 
-from edge_agent.schema import Size, StrictModel
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from edge_agent.forward.encode import (
+    TelemetrySummary,
+    encode_alert,
+    encode_notice,
+    encode_telemetry,
+    with_fields,
+)
+from edge_agent.schema import Duration, Size, StrictModel
+from edge_agent.types import Alert, AlertState
+
+log = logging.getLogger(__name__)
+
+ALERT, TELEMETRY = 0, 1
+CLASSES = {ALERT: "alert", TELEMETRY: "telemetry"}
+ROW_OVERHEAD = 64  # bytes of SQLite bookkeeping per row, counted so the bound means disk
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink TEXT NOT NULL, cls INTEGER NOT NULL, state TEXT NOT NULL,
+    gateway TEXT NOT NULL, asset TEXT NOT NULL,
+    ts REAL NOT NULL, created REAL NOT NULL, size INTEGER NOT NULL, body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rows_take ON rows (sink, cls, id);
+CREATE TABLE IF NOT EXISTS counters (
+    sink TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL,
+    PRIMARY KEY (sink, name)
+) WITHOUT ROWID;
+"""
 
 
 class OutboxConfig(StrictModel):
-    """Config of the outbox."""
+    """Config of the outbox (``outbox:`` section).
+
+    Attributes:
+        path: SQLite file, relative to ``agent.data_dir``.
+        max_rows: most rows kept per sink.
+        max_bytes: most bytes kept per sink (payload plus a fixed row overhead).
+        historical_after: telemetry delivered this long after its window ended is
+            marked ``historical`` (a backfill after an outage).
+        sync: ``full`` fsyncs every commit (survives power loss); ``normal`` survives
+            a crash of the process but may lose the last commits on power loss.
+    """
 
     path: str = "outbox.db"
-    max_rows: int = 100_000
+    max_rows: int = Field(default=100_000, ge=1)
     max_bytes: Size = 50_000_000
+    historical_after: Duration = 120.0
+    sync: Literal["full", "normal"] = "full"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One message taken from the outbox for a sink.
+
+    Attributes:
+        row: the outbox row id (0 for a notice, which is no row).
+        kind: ``alert``, ``telemetry`` or ``notice``.
+        gateway: the gateway id the message is from.
+        asset: the asset it concerns ("" when none).
+        body: the encoded JSON payload (see :mod:`edge_agent.forward.encode`).
+        size: bytes the row counts against the bound.
+        cls: priority class (0 alert, 1 telemetry; -1 notice).
+    """
+
+    row: int
+    kind: str
+    gateway: str
+    asset: str
+    body: bytes
+    size: int = 0
+    cls: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The backlog of one sink and class."""
+
+    sink: str
+    kind: str
+    rows: int
+    bytes: int
+    oldest: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatus:
+    """What ``edge-agent outbox status`` shows."""
+
+    backlog: list[Backlog]
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def rows(self, sink: str, kind: str | None = None) -> int:
+        """Rows waiting for ``sink`` (of one kind, or all)."""
+        return sum(b.rows for b in self.backlog if b.sink == sink and kind in (None, b.kind))
+
+
+class Outbox:
+    """The durable, bounded outbox. Synchronous; use it from one thread.
+
+    Args:
+        db: an open connection (see :meth:`open`).
+        config: bounds and policies.
+        sinks: names of the configured sinks; each put adds one row per sink.
+    """
+
+    def __init__(self, db: sqlite3.Connection, config: OutboxConfig, sinks: Sequence[str]) -> None:
+        self._db = db
+        self.config = config
+        self.sinks = list(sinks)
+        self._usage: dict[tuple[str, int], list[int]] = {}
+        self._counters: dict[tuple[str, str], int] = {}
+        self._inflight: dict[str, set[int]] = {}
+        self._notice: dict[str, tuple[int, int]] = {}
+
+    @classmethod
+    def open(cls, path: Path, config: OutboxConfig, sinks: Sequence[str]) -> Outbox:
+        """Open (or create) the outbox file and load its bookkeeping."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={config.sync.upper()}")
+        db.executescript(_SCHEMA)
+        outbox = cls(db, config, sinks)
+        outbox._load()
+        return outbox
+
+    def _load(self) -> None:
+        for sink, cls_, rows, size in self._db.execute(
+            "SELECT sink, cls, count(*), sum(size) FROM rows GROUP BY sink, cls"
+        ):
+            self._usage[(sink, cls_)] = [rows, size]
+        for sink, name, value in self._db.execute("SELECT sink, name, value FROM counters"):
+            self._counters[(sink, name)] = value
+        orphans = {sink for sink, _ in self._usage} - set(self.sinks)
+        if orphans:
+            log.warning("outbox: rows wait for sinks no longer configured: %s", sorted(orphans))
+
+    def close(self) -> None:
+        """Close the file (rows stay for the next start)."""
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- put ---------------------------------------------------------------
+
+    def put_alerts(self, alerts: Sequence[Alert], gateway: str) -> None:
+        """Store alert events: one row per configured sink per alert, in one transaction."""
+        now = time.time()
+        items = [
+            (ALERT, str(a.state), gateway, a.asset, a.window_end, encode_alert(a, gateway))
+            for a in alerts
+        ]
+        self._put(items, self.sinks, now)
+
+    def put_telemetry(
+        self, summaries: Sequence[TelemetrySummary], gateway: str, sinks: Sequence[str]
+    ) -> None:
+        """Store telemetry summaries for the given sinks (those that want telemetry)."""
+        now = time.time()
+        items = [
+            (TELEMETRY, "", gateway, s.asset, s.end, encode_telemetry(s, gateway))
+            for s in summaries
+        ]
+        self._put(items, sinks, now)
+
+    def _put(
+        self, items: list[tuple[int, str, str, str, float, bytes]], sinks: Sequence[str], now: float
+    ) -> None:
+        if not items:
+            return
+        drops: dict[str, dict[str, int]] = {}
+        with self._tx():
+            for sink in sinks:
+                self._insert(sink, items, now)
+                dropped = self._enforce(sink)
+                if dropped:
+                    drops[sink] = dropped
+        for sink, dropped in drops.items():
+            what = ", ".join(f"{n} {label}" for label, n in dropped.items())
+            log.error(
+                "outbox: %s backlog over its bound (%d rows, %d bytes): dropped %s",
+                sink, self.config.max_rows, self.config.max_bytes, what,
+            )  # fmt: skip
+
+    def _insert(
+        self, sink: str, items: list[tuple[int, str, str, str, float, bytes]], now: float
+    ) -> None:
+        self._db.executemany(
+            "INSERT INTO rows (sink, cls, state, gateway, asset, ts, created, size, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (sink, cls_, state, gw, asset, ts, now, len(body) + ROW_OVERHEAD, body)
+                for cls_, state, gw, asset, ts, body in items
+            ],
+        )
+        for cls_, *_, body in items:
+            usage = self._usage.setdefault((sink, cls_), [0, 0])
+            usage[0] += 1
+            usage[1] += len(body) + ROW_OVERHEAD
+
+    # -- bounds ------------------------------------------------------------
+
+    def _excess(self, sink: str) -> tuple[int, int]:
+        rows = sum(self._usage.get((sink, c), [0, 0])[0] for c in CLASSES)
+        size = sum(self._usage.get((sink, c), [0, 0])[1] for c in CLASSES)
+        return rows - self.config.max_rows, size - self.config.max_bytes
+
+    def _enforce(self, sink: str) -> dict[str, int]:
+        """Drop rows of ``sink`` until it fits its bound; returns counts by label."""
+        dropped: dict[str, int] = {}
+        steps = (
+            (TELEMETRY, None, "telemetry"),
+            (ALERT, str(AlertState.CLEARED), "cleared alerts"),
+            (ALERT, None, "alerts"),
+        )
+        for cls_, state, label in steps:
+            rows_over, bytes_over = self._excess(sink)
+            if rows_over <= 0 and bytes_over <= 0:
+                break
+            count = self._evict(sink, cls_, state, rows_over, bytes_over)
+            if count:
+                dropped[label] = count
+        return dropped
+
+    def _evict(
+        self, sink: str, cls_: int, state: str | None, rows_over: int, bytes_over: int
+    ) -> int:
+        """Delete the oldest rows of one class until ``rows_over``/``bytes_over`` are freed."""
+        sql = "SELECT id, size FROM rows WHERE sink = ? AND cls = ? AND id > ?"
+        sql += " AND state = ?" if state else ""
+        sql += " ORDER BY id LIMIT 256"
+        inflight = self._inflight.get(sink, set())
+        victims: list[tuple[int, int]] = []
+        freed, last = 0, 0
+        while len(victims) < rows_over or freed < bytes_over:
+            args = (sink, cls_, last, state) if state else (sink, cls_, last)
+            chunk = self._db.execute(sql, args).fetchall()
+            if not chunk:
+                break
+            for row_id, size in chunk:
+                last = row_id
+                if row_id in inflight:
+                    continue
+                victims.append((row_id, size))
+                freed += size
+                if len(victims) >= rows_over and freed >= bytes_over:
+                    break
+        self._delete(sink, cls_, victims)
+        self._count(sink, f"dropped_{CLASSES[cls_]}", len(victims))
+        return len(victims)
+
+    def _delete(self, sink: str, cls_: int, rows: list[tuple[int, int]]) -> None:
+        if not rows:
+            return
+        self._db.executemany("DELETE FROM rows WHERE id = ?", [(r,) for r, _ in rows])
+        usage = self._usage.setdefault((sink, cls_), [0, 0])
+        usage[0] -= len(rows)
+        usage[1] -= sum(size for _, size in rows)
+
+    def _count(self, sink: str, name: str, n: int) -> None:
+        if n <= 0:
+            return
+        self._db.execute(
+            "INSERT INTO counters (sink, name, value) VALUES (?, ?, ?)"
+            " ON CONFLICT (sink, name) DO UPDATE SET value = value + excluded.value",
+            (sink, name, n),
+        )
+        self._counters[(sink, name)] = self._counters.get((sink, name), 0) + n
+
+    # -- take / ack / keep / reject ----------------------------------------
+
+    def take(self, sink: str, limit: int, now: float | None = None) -> list[Record]:
+        """The next batch for ``sink``: a pending drop notice, then alerts, then telemetry.
+
+        Each row stays in the outbox until :meth:`ack` or :meth:`reject`.
+        """
+        now = time.time() if now is None else now
+        rows = self._db.execute(
+            "SELECT id, cls, gateway, asset, ts, size, body FROM rows"
+            " WHERE sink = ? ORDER BY cls, id LIMIT ?",
+            (sink, limit),
+        ).fetchall()
+        batch = [self._record(row, now) for row in rows]
+        self._inflight[sink] = {r.row for r in batch}
+        notice = self._pending_notice(sink, batch, now)
+        return [notice, *batch] if notice else batch
+
+    def _record(self, row: tuple[int, int, str, str, float, int, bytes], now: float) -> Record:
+        row_id, cls_, gateway, asset, ts, size, body = row
+        if cls_ == TELEMETRY and now - ts > self.config.historical_after:
+            body = with_fields(body, seq=row_id, historical=True)
+        else:
+            body = with_fields(body, seq=row_id)
+        return Record(row_id, CLASSES[cls_], gateway, asset, body, size, cls_)
+
+    def _pending_notice(self, sink: str, batch: list[Record], now: float) -> Record | None:
+        totals = tuple(self._counters.get((sink, f"dropped_{c}"), 0) for c in CLASSES.values())
+        told = tuple(self._counters.get((sink, f"announced_{c}"), 0) for c in CLASSES.values())
+        if totals == told:
+            self._notice.pop(sink, None)
+            return None
+        self._notice[sink] = (totals[0], totals[1])
+        gateway = batch[0].gateway if batch else self._last_gateway(sink)
+        body = encode_notice(gateway, totals[0], totals[1], now)
+        return Record(0, "notice", gateway, "", body)
+
+    def _last_gateway(self, sink: str) -> str:
+        row = self._db.execute("SELECT gateway FROM rows ORDER BY id DESC LIMIT 1").fetchone()
+        return str(row[0]) if row else ""
+
+    def ack(self, sink: str, batch: Sequence[Record]) -> None:
+        """Delivered: delete the rows (and note a notice as announced)."""
+        with self._tx():
+            self._remove(sink, batch)
+
+    def reject(self, sink: str, batch: Sequence[Record]) -> None:
+        """Refused upstream: delete the rows and count them as ``rejected``."""
+        with self._tx():
+            self._remove(sink, batch)
+            self._count(sink, "rejected", sum(1 for r in batch if r.row))
+
+    def keep(self, sink: str, batch: Sequence[Record]) -> None:
+        """Not delivered: the rows stay, to be taken again (oldest first)."""
+        self._inflight.pop(sink, None)
+
+    def _remove(self, sink: str, batch: Sequence[Record]) -> None:
+        for cls_ in CLASSES:
+            self._delete(sink, cls_, [(r.row, r.size) for r in batch if r.cls == cls_])
+        if any(r.kind == "notice" for r in batch) and sink in self._notice:
+            for cls_name, total in zip(CLASSES.values(), self._notice.pop(sink), strict=True):
+                name = f"announced_{cls_name}"
+                self._count(sink, name, total - self._counters.get((sink, name), 0))
+        self._inflight.pop(sink, None)
+
+    # -- status ------------------------------------------------------------
+
+    def status(self) -> OutboxStatus:
+        """Backlog per sink and class (rows, bytes, oldest), and the counters."""
+        return read_status(self._db)
+
+
+def read_status(db: sqlite3.Connection) -> OutboxStatus:
+    """The status of the outbox behind ``db`` (also used read-only by the CLI)."""
+    backlog = [
+        Backlog(sink, CLASSES[cls_], rows, size, oldest)
+        for sink, cls_, rows, size, oldest in db.execute(
+            "SELECT sink, cls, count(*), sum(size), min(created) FROM rows"
+            " GROUP BY sink, cls ORDER BY sink, cls"
+        )
+    ]
+    counters: dict[str, dict[str, int]] = {}
+    for sink, name, value in db.execute("SELECT sink, name, value FROM counters ORDER BY 1, 2"):
+        counters.setdefault(sink, {})[name] = value
+    return OutboxStatus(backlog, counters)
+
+
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """Open an existing outbox file for reading (another process may be writing)."""
+    if not path.exists():
+        raise FileNotFoundError(f"no outbox at {path}")
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)

@@ -1,0 +1,161 @@
+"""The delivery loop of one sink: take a batch, send it, then ack, keep or reject it.
+
+One :func:`deliver_forever` task per sink. It connects (``async with sink``), drains
+the outbox while the link holds, sleeps on ``wake`` when there is nothing to send,
+and on a :class:`~edge_agent.errors.DeliveryError` leaves the connection, backs off
+exponentially with jitter up to a cap, and connects again. The link's state is
+logged once per transition: "unavailable" once (WARNING), "delivering again after
+N s" once (INFO).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, Protocol, Self
+
+from pydantic import Field
+
+from edge_agent.errors import DeliveryError, RejectedError
+from edge_agent.forward.outbox import Outbox, Record
+from edge_agent.schema import Duration, StrictModel
+
+log = logging.getLogger(__name__)
+
+Run = Callable[..., Awaitable[Any]]
+
+
+class SinkSettings(StrictModel):
+    """Keys every sink has (the delivery loop reads them).
+
+    Attributes:
+        name: the sink's name (its rows in the outbox carry it).
+        batch_size: most messages taken from the outbox per send.
+        retry_initial: first delay after a failed delivery.
+        retry_max: cap of the exponential backoff.
+        telemetry: ``on`` to also forward periodic telemetry summaries.
+    """
+
+    name: str
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    retry_initial: Duration = 1.0
+    retry_max: Duration = 60.0
+    telemetry: Literal["on", "off"] = "off"
+
+
+class Sink(Protocol):
+    """What :func:`deliver_forever` needs from a sink (MqttSink, HttpSink, JsonlSink)."""
+
+    @property
+    def config(self) -> SinkSettings:
+        """The sink's config."""
+        ...
+
+    async def __aenter__(self) -> Self:
+        """Connect; raises DeliveryError when upstream is unreachable."""
+        ...
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Disconnect."""
+        ...
+
+    async def send(self, batch: Sequence[Record]) -> None:
+        """Deliver ``batch``; DeliveryError keeps it, RejectedError drops it."""
+        ...
+
+
+class Backoff:
+    """Exponential backoff with jitter and a cap.
+
+    Args:
+        initial: first delay (seconds).
+        cap: largest delay (seconds).
+    """
+
+    def __init__(self, initial: float, cap: float) -> None:
+        self.initial = initial
+        self.cap = cap
+        self.failures = 0
+
+    def next(self) -> float:
+        """The delay before the next attempt: between half and all of the step."""
+        step = min(self.cap, self.initial * 2 ** min(self.failures, 30))
+        self.failures += 1
+        return float(step * random.uniform(0.5, 1.0))
+
+    def reset(self) -> None:
+        """After a success: start again from ``initial``."""
+        self.failures = 0
+
+
+class _Link:
+    """Logs the link's state once per transition."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.down_since: float | None = None
+
+    def down(self, exc: BaseException) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log.warning("%s: upstream unavailable, keeping the backlog: %s", self.name, exc)
+
+    def up(self) -> None:
+        if self.down_since is not None:
+            lasted = time.monotonic() - self.down_since
+            log.info("%s: delivering again after %.0f s", self.name, lasted)
+            self.down_since = None
+
+
+async def deliver_forever(
+    outbox: Outbox, sink: Sink, name: str, run: Run, wake: asyncio.Event
+) -> None:
+    """Deliver ``name``'s rows of ``outbox`` through ``sink`` until cancelled.
+
+    Args:
+        outbox: the outbox.
+        sink: the sink (an async context manager with ``send``).
+        name: the sink's name in the outbox.
+        run: ``await run(fn, *args)`` runs a blocking outbox call on the DB thread.
+        wake: set it after a put; one Event per sink (this loop clears it).
+    """
+    backoff = Backoff(sink.config.retry_initial, sink.config.retry_max)
+    link = _Link(name)
+    while True:
+        try:
+            async with sink:
+                await _drain(outbox, sink, name, run, wake, link, backoff)
+        except DeliveryError as exc:
+            link.down(exc)
+        except Exception as exc:  # a bug must not end delivery: log, back off, retry
+            if link.down_since is None:
+                log.exception("%s: unexpected error in delivery", name)
+            link.down(exc)
+        await asyncio.sleep(backoff.next())
+
+
+async def _drain(
+    outbox: Outbox, sink: Sink, name: str, run: Run, wake: asyncio.Event, link: _Link,
+    backoff: Backoff,
+) -> None:  # fmt: skip
+    while True:
+        wake.clear()
+        batch: list[Record] = await run(outbox.take, name, sink.config.batch_size)
+        if not batch:
+            await wake.wait()
+            continue
+        try:
+            await sink.send(batch)
+        except RejectedError as exc:
+            await run(outbox.reject, name, batch)
+            log.error("%s: upstream rejected %d messages, dropped: %s", name, len(batch), exc)
+            continue
+        except DeliveryError:
+            await run(outbox.keep, name, batch)
+            raise
+        await run(outbox.ack, name, batch)
+        link.up()
+        backoff.reset()

@@ -1,0 +1,145 @@
+"""The versioned JSON payload that leaves the gateway (version 1).
+
+Every message is one JSON object with ``"v": 1`` and a ``"type"``:
+
+``alert``
+    The alert event (see :meth:`edge_agent.types.Alert.to_dict`) plus ``gateway``,
+    ``event_id`` (``"<id>:<state>"``: the idempotency key; a redelivery carries
+    the same one) and ``seq`` (outbox order; increases per gateway, gaps allowed).
+``telemetry``
+    A per-signal summary over ``[start, end)``: count, bad, min, max, mean, last;
+    ``historical: true`` when it is delivered late (a backfill after an outage).
+``notice``
+    Store-and-forward housekeeping: ``dropped`` holds the running totals of rows
+    the outbox had to drop for this sink (``alert``, ``telemetry``).
+``status``
+    The retained birth / last-will message: ``state`` is ``online`` or ``offline``.
+
+Keys may be added within version 1; a key is never removed or changed in meaning
+without bumping ``v``. Non-finite floats become ``null`` (strict JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from edge_agent.types import Alert
+
+VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySummary:
+    """A periodic summary of one signal over ``[start, end)``.
+
+    Attributes:
+        signal: the signal name.
+        asset: the asset it belongs to ("" when none).
+        start: window start, epoch seconds.
+        end: window end, epoch seconds.
+        count: GOOD or UNCERTAIN samples in the window.
+        bad: BAD samples in the window.
+        min: smallest value (None without values).
+        max: largest value.
+        mean: arithmetic mean.
+        last: last value.
+        unit: engineering unit, if known.
+    """
+
+    signal: str
+    asset: str
+    start: float
+    end: float
+    count: int
+    bad: int
+    min: float | None
+    max: float | None
+    mean: float | None
+    last: float | None
+    unit: str = ""
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _dumps(data: dict[str, Any]) -> bytes:
+    clean = {key: _finite(value) for key, value in data.items()}
+    return json.dumps(clean, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_alert(alert: Alert, gateway: str) -> bytes:
+    """The payload of one alert event (without ``seq``, added at take time)."""
+    body = alert.to_dict()
+    return _dumps(
+        {
+            "v": VERSION,
+            "type": "alert",
+            "gateway": gateway,
+            "event_id": f"{alert.id}:{alert.state}",
+            **body,
+        }
+    )
+
+
+def encode_telemetry(summary: TelemetrySummary, gateway: str) -> bytes:
+    """The payload of one telemetry summary."""
+    return _dumps(
+        {
+            "v": VERSION,
+            "type": "telemetry",
+            "gateway": gateway,
+            "signal": summary.signal,
+            "asset": summary.asset,
+            "start": summary.start,
+            "end": summary.end,
+            "count": summary.count,
+            "bad": summary.bad,
+            "min": summary.min,
+            "max": summary.max,
+            "mean": summary.mean,
+            "last": summary.last,
+            "unit": summary.unit,
+        }
+    )
+
+
+def encode_notice(gateway: str, dropped_alerts: int, dropped_telemetry: int, ts: float) -> bytes:
+    """The payload announcing how many rows the outbox dropped (running totals)."""
+    return _dumps(
+        {
+            "v": VERSION,
+            "type": "notice",
+            "gateway": gateway,
+            "ts": ts,
+            "dropped": {"alert": dropped_alerts, "telemetry": dropped_telemetry},
+        }
+    )
+
+
+def encode_status(gateway: str, state: str, ts: float) -> bytes:
+    """The retained birth (``online``) or last-will (``offline``) payload."""
+    return _dumps({"v": VERSION, "type": "status", "gateway": gateway, "state": state, "ts": ts})
+
+
+def with_fields(body: bytes, **fields: Any) -> bytes:
+    """Add fields to an encoded payload without decoding it.
+
+    Cheap because the payload is a compact JSON object: the fields are spliced in
+    before the closing brace.
+    """
+    extra = json.dumps(fields, separators=(",", ":"), allow_nan=False).encode()
+    return body[:-1] + b"," + extra[1:]
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """Parse one payload (for tests and consumers written in Python)."""
+    data = json.loads(body)
+    if not isinstance(data, dict) or data.get("v") != VERSION:
+        raise ValueError(f"not a version {VERSION} edge-agent payload: {body[:80]!r}")
+    return data
