@@ -106,17 +106,25 @@ def decode(registers: Sequence[int], data_type: DataType, order: ByteOrder = "AB
     Raises:
         ValueError: too few registers, or a register outside 0..65535.
     """
+    return float(decode_exact(registers, data_type, order))
+
+
+def decode_exact(
+    registers: Sequence[int], data_type: DataType, order: ByteOrder = "ABCD"
+) -> int | float:
+    """Like :func:`decode`, but 64-bit integers stay exact ints."""
     count = register_count(data_type)
     if len(registers) < count:
         raise ValueError(f"{data_type} needs {count} registers, got {len(registers)}")
     if data_type == "bool":
-        return float(registers[0] & 1)
+        return registers[0] & 1
     field = Field("", data_type, order)
     try:
         buffer = pack_block(registers[:count], needs_swapped(order))
     except struct.error as exc:
         raise ValueError(f"registers must be 0..65535: {list(registers)}") from exc
-    return float(field.unpacker().unpack_from(buffer, 0)[0])
+    value: int | float = field.unpacker().unpack_from(buffer, 0)[0]
+    return value
 
 
 def scaled(raw: float, scale: float, offset: float) -> float | None:
