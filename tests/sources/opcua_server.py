@@ -118,6 +118,7 @@ class TestServer:
         self.thread.start()
         self.server: Server | None = None
         self.nodes: dict[str, Any] = {}
+        self.generation = 0
 
     def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run ``fn(*args)`` on the server's loop and wait for it (from sync code)."""
@@ -128,12 +129,17 @@ class TestServer:
         future: Future[T] = asyncio.run_coroutine_threadsafe(fn(*args), self.loop)
         return await asyncio.wrap_future(future)
 
-    def start(self) -> None:
-        """Build the address space and listen (blocks about 1.5 s)."""
+    def start(self, generation: int = 0) -> None:
+        """Build the address space and listen (blocks about 1.5 s).
+
+        A later ``generation`` gives the variables new NodeIds under the same
+        browse paths, as a reconfigured server would.
+        """
+        self.generation = generation
         self.run(self._start)
 
     def stop(self) -> None:
-        """Stop listening and drop every session."""
+        """Stop listening and drop every session (from sync code)."""
         if self.server is not None:
             self.run(self.server.stop)
             self.server = None
@@ -143,6 +149,12 @@ class TestServer:
         self.stop()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
+
+    async def close_sessions(self) -> None:
+        """Close every client session on the server, as a session timeout would."""
+        assert self.server is not None
+        for session in list(self.server.iserver._external_sessions.values()):
+            await session.close_session(True)
 
     async def _start(self) -> None:
         server = Server(user_manager=_Users(self.pki))
@@ -185,7 +197,8 @@ class TestServer:
             ("Shaky", 3.0, ua.VariantType.Double),
             ("Level", 50.0, ua.VariantType.Double),
         ):
-            node_id = ua.NodeId(f"Pump1.{name}", idx)
+            suffix = f"#{self.generation}" if self.generation else ""
+            node_id = ua.NodeId(f"Pump1.{name}{suffix}", idx)
             var = await pump.add_variable(
                 node_id, ua.QualifiedName(name, idx), ua.Variant(value, vtype)
             )
