@@ -1,0 +1,354 @@
+"""Offline training of the shipped anomaly models (``pip install 'edge-agent[train]'``).
+
+One command trains from CSV, exports ONNX, quantises to int8, checks the int8
+scores against fp32 and writes the model card::
+
+    python -m edge_agent.detect.train --data normal.csv [--data more/] \\
+        [--calibration-data runs/ --calibrate-rows 400] --window 15 --components 1 \\
+        --out models/pump.onnx
+
+writes ``pump.onnx`` (int8, the one to ship), ``pump.fp32.onnx`` and the card
+``pump.card.json`` (also embedded in both files).
+
+The model (see :mod:`edge_agent.detect.train_graph`) smooths the normalised
+window over time, takes the residual of a linear autoencoder (PCA) and squares
+it in units of each signal's normal spread. Two ways to normalise:
+
+* global (default): one mean/std from all training rows; the model works as
+  shipped on the machine the data came from (the simulated plant).
+* per run (``--calibrate-rows N``): every run is normalised by its own first N
+  rows, as a site calibration would do (``edge-agent calibrate``, replay's
+  ``--calibrate-rows``). The per-signal spreads ``v`` are then learned the same
+  way: calibrate on the start of a normal stretch, measure how far each signal
+  wanders after it. Slowly drifting signals (temperatures) get small weights,
+  steady ones (flow) large ones. ``--calibration-data`` files contribute their
+  first N rows only (the SKAB protocol: labels are never read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_agent.detect.card import ModelCard, write_sidecar
+from edge_agent.detect.model import load_model, sliding_windows
+from edge_agent.detect.train_data import Table, csv_files, read_table, sha256
+from edge_agent.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+LABEL_COLUMNS = frozenset({"anomaly", "changepoint", "label", "labels"})
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """Training choices (the CLI flags)."""
+
+    name: str
+    window: int
+    components: int
+    calibrate_rows: int | None
+    quantile: float
+    factor: float
+    step: float
+
+
+def std_floor(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Same floor as :func:`edge_agent.detect.model.calibrate_card`: no division by ~0."""
+    return np.asarray(np.maximum(std, np.maximum(np.abs(mean) * 1e-3, 1e-6)))
+
+
+def normalise(rows: np.ndarray, cal: int) -> np.ndarray:
+    """Normalise ``rows`` by the mean/std of their first ``cal`` rows."""
+    mean = rows[:cal].mean(axis=0)
+    return np.asarray((rows - mean) / std_floor(mean, rows[:cal].std(axis=0)))
+
+
+def smoothed(z: np.ndarray, window: int) -> np.ndarray:
+    """Causal moving mean: row i is the mean of rows i..i+window-1 (``[T-window+1, n]``)."""
+    csum = np.cumsum(np.vstack([np.zeros((1, z.shape[1])), z]), axis=0)
+    return np.asarray((csum[window:] - csum[:-window]) / window)
+
+
+def fit_pca(runs: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """Residual projection ``I - P P^T`` of the top ``k`` principal directions.
+
+    Every run weighs the same (the mean of per-run covariances), so one long
+    file does not outvote many short ones.
+    """
+    n = runs[0].shape[1]
+    if k == 0:
+        return np.eye(n)
+    if not 0 < k < n:
+        raise ModelError(f"--components must be in 0..{n - 1}, got {k}")
+    cov = np.mean([np.cov(z, rowvar=False, bias=True) for z in runs], axis=0)
+    _, vecs = np.linalg.eigh(cov)
+    p = vecs[:, ::-1][:, :k]
+    return np.asarray(np.eye(n) - p @ p.T)
+
+
+def drift_variance(
+    runs: Sequence[Sequence[np.ndarray]], res: np.ndarray, window: int
+) -> np.ndarray:
+    """Per-signal spread of the smoothed residual after a short calibration.
+
+    Each normal stretch is calibrated on its first eighth and quarter, then the
+    squared smoothed residual of the rest is averaged. Medians over the
+    stretches of a run, then over runs, so each run counts once and one odd
+    stretch or one long file does not decide.
+    """
+    per_run = []
+    for segments in runs:
+        per_segment = []
+        for seg in segments:
+            for cal in (len(seg) // 8, len(seg) // 4):
+                if cal < 10 or len(seg) - cal < 2 * window:
+                    continue
+                r = smoothed(normalise(seg, cal) @ res, window)[cal:]
+                per_segment.append((r**2).mean(axis=0))
+        if per_segment:
+            per_run.append(np.median(np.array(per_segment), axis=0))
+    if not per_run:
+        raise ModelError("too little data to learn per-signal spreads: need longer runs")
+    return np.asarray(np.maximum(np.median(np.array(per_run), axis=0), 1e-6))
+
+
+def chunks(rows: np.ndarray, size: int) -> list[np.ndarray]:
+    """Cut a long normal run into stretches of ``size`` rows (the calibration length)."""
+    return [rows[i : i + size] for i in range(0, len(rows) - size + 1, size)]
+
+
+def fit(
+    normal: list[np.ndarray], recipe: Recipe
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Learn mean, std, residual projection and per-signal spreads from normal runs."""
+    pooled = np.vstack(normal)
+    mean = pooled.mean(axis=0)
+    std = std_floor(mean, pooled.std(axis=0))
+    if recipe.calibrate_rows is None:
+        res = fit_pca([(r - mean) / std for r in normal], recipe.components)
+        var = np.concatenate(
+            [(smoothed((r - mean) / std @ res, recipe.window) ** 2) for r in normal]
+        )
+        return mean, std, res, np.maximum(var.mean(axis=0), 1e-6)
+    cal = recipe.calibrate_rows
+    per_run = [chunks(run, cal) for run in normal]
+    res = fit_pca(
+        [np.vstack([normalise(c, cal) for c in run]) for run in per_run if run], recipe.components
+    )
+    return mean, std, res, drift_variance(per_run, res, recipe.window)
+
+
+def load_runs(
+    data: Sequence[Path],
+    cal_data: Sequence[Path],
+    signals: Sequence[str] | None,
+    cal_rows: int | None,
+) -> tuple[list[str], list[np.ndarray], list[dict[str, Any]]]:
+    """Read the normal runs (whole files, and the first rows of calibration files)."""
+    tables: list[tuple[Table, int | None]] = [(t, None) for t in map(read_table, csv_files(data))]
+    if cal_data:
+        if cal_rows is None:
+            raise ModelError("--calibration-data needs --calibrate-rows")
+        tables += [(t, cal_rows) for t in map(read_table, csv_files(cal_data))]
+    if not tables:
+        raise ModelError("no training data: give --data")
+    names = list(signals) if signals else _signal_columns(tables[0][0])
+    runs, provenance = [], []
+    for table, limit in tables:
+        rows = table.matrix(names)[:limit]
+        rows = rows[np.isfinite(rows).all(axis=1)]  # gaps are not normal behaviour
+        runs.append(rows)
+        provenance.append(
+            {"file": table.path.name, "rows": len(rows), "sha256": sha256(table.path)}
+        )
+    return names, runs, provenance
+
+
+def _signal_columns(table: Table) -> list[str]:
+    return [c for c in table.columns if c.lower() not in LABEL_COLUMNS]
+
+
+def scores(
+    model_path: Path, card: ModelCard, runs: list[np.ndarray], cal: int | None
+) -> np.ndarray:
+    """Scores of every window of the normal runs, as the agent would compute them."""
+    model = load_model(model_path, card=card)
+    out = []
+    for run in runs:
+        z = normalise(run, cal) if cal else model.normalise(run)
+        if len(z) >= card.window:
+            out.append(model.score(sliding_windows(z.astype(np.float32), card.window)))
+    return np.concatenate(out)
+
+
+def threshold(values: np.ndarray, recipe: Recipe) -> float:
+    """The calibration rule: ``factor`` times the ``quantile`` of normal scores."""
+    return float(np.quantile(values, recipe.quantile) * recipe.factor)
+
+
+def compare(fp32: np.ndarray, int8: np.ndarray, t32: float, t8: float) -> dict[str, float]:
+    """How far the int8 scores are from fp32 on the same windows."""
+    rel = np.abs(int8 - fp32) / np.maximum(np.abs(fp32), 1e-6)
+    return {
+        "windows": int(fp32.size),
+        "score_corr": round(float(np.corrcoef(fp32, int8)[0, 1]), 6),
+        "score_rel_err_median": round(float(np.median(rel)), 5),
+        "score_rel_err_p99": round(float(np.quantile(rel, 0.99)), 5),
+        "mean_score_fp32": round(float(fp32.mean()), 6),
+        "mean_score_int8": round(float(int8.mean()), 6),
+        "alarm_disagreement": round(float(np.mean((fp32 > t32) != (int8 > t8))), 6),
+    }
+
+
+def train(
+    data: Sequence[Path],
+    out: Path,
+    recipe: Recipe,
+    *,
+    cal_data: Sequence[Path] = (),
+    signals: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
+) -> ModelCard:
+    """Train, export fp32 and int8 ONNX, compare them, write the card; returns the int8 card.
+
+    Args:
+        data: CSV files or folders of normal runs (every row is used).
+        out: path of the int8 model; ``<stem>.fp32.onnx`` and ``<stem>.card.json`` go beside it.
+        recipe: window, components, calibration rule.
+        cal_data: runs of which only the first ``recipe.calibrate_rows`` rows are used.
+        signals: CSV columns to use (default: all but time and label columns).
+        names: signal names for the card, in the same order (default: the column names).
+    """
+    from edge_agent.detect import train_graph
+
+    columns, runs, provenance = load_runs(data, cal_data, signals, recipe.calibrate_rows)
+    card_signals = tuple(names) if names else tuple(columns)
+    if len(card_signals) != len(columns):
+        raise ModelError(f"--names has {len(card_signals)} names for {len(columns)} signals")
+    mean, std, res, var = fit(runs, recipe)
+    card = ModelCard(
+        name=recipe.name,
+        signals=card_signals,
+        window=recipe.window,
+        step=recipe.step,
+        mean=tuple(mean.tolist()),
+        std=tuple(std.tolist()),
+        threshold=1.0,
+        calibration={"quantile": recipe.quantile, "factor": recipe.factor},
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fp32_path = out.with_name(out.stem + ".fp32.onnx")
+    fp32_path.write_bytes(train_graph.build_model(card, res, 1.0 / var))
+    train_graph.quantise_int8(fp32_path, out)
+    eval_runs = (
+        [c for r in runs for c in chunks(r, recipe.calibrate_rows)]
+        if recipe.calibrate_rows
+        else runs
+    )
+    cal = recipe.calibrate_rows
+    s32 = scores(fp32_path, card, eval_runs, cal)
+    s8 = scores(out, card, eval_runs, cal)
+    t32, t8 = threshold(s32, recipe), threshold(s8, recipe)
+    info = {
+        "trained_on": provenance,
+        "normalisation": f"per run, first {cal} rows" if cal else "global",
+        "components": recipe.components,
+        "int8_vs_fp32": compare(s32, s8, t32, t8),
+    }
+    cards = {}
+    for path, thr, kind in ((fp32_path, t32, "fp32"), (out, t8, "int8")):
+        stats = {
+            "graph_bytes": path.stat().st_size,
+            "latency_batch1": train_graph.latency_us(path, recipe.window, len(card_signals)),
+        }
+        cards[kind] = card.replace(threshold=thr, info={**info, "format": kind, **stats})
+        train_graph.set_card(path, cards[kind])
+    write_sidecar(out, cards["int8"])
+    write_sidecar(fp32_path, cards["fp32"])
+    return cards["int8"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m edge_agent.detect.train", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument(
+        "--data", type=Path, action="append", default=[], help="normal CSV file or folder"
+    )
+    p.add_argument(
+        "--calibration-data",
+        type=Path,
+        action="append",
+        default=[],
+        help="runs of which only the first --calibrate-rows rows are read",
+    )
+    p.add_argument(
+        "--calibrate-rows",
+        type=int,
+        default=None,
+        help="normalise each run by its first N rows (per-run calibration)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="int8 model path, e.g. models/pump.onnx")
+    p.add_argument("--name", default=None, help="model name (default: file stem)")
+    p.add_argument("--signals", default=None, help="comma-separated CSV columns")
+    p.add_argument("--names", default=None, help="comma-separated signal names for the card")
+    p.add_argument("--window", type=int, default=15, help="steps per window (default 15)")
+    p.add_argument("--components", type=int, default=1, help="PCA components (default 1)")
+    p.add_argument(
+        "--quantile", type=float, default=1.0, help="threshold quantile of normal scores"
+    )
+    p.add_argument("--factor", type=float, default=2.0, help="threshold = factor x quantile")
+    p.add_argument("--step", type=float, default=1.0, help="seconds between rows (default 1)")
+    return p
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [x.strip() for x in text.split(",")] if text else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    recipe = Recipe(
+        name=args.name or args.out.stem,
+        window=args.window,
+        components=args.components,
+        calibrate_rows=args.calibrate_rows,
+        quantile=args.quantile,
+        factor=args.factor,
+        step=args.step,
+    )
+    try:
+        card = train(
+            args.data,
+            args.out,
+            recipe,
+            cal_data=args.calibration_data,
+            signals=_split(args.signals),
+            names=_split(args.names),
+        )
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    check = card.info["int8_vs_fp32"]
+    size = args.out.stat().st_size
+    print(f"wrote {args.out} (int8, {size} bytes with its card), threshold {card.threshold:.4g}")
+    print(
+        f"int8 vs fp32 on {check['windows']} normal windows: corr {check['score_corr']}, "
+        f"median rel err {check['score_rel_err_median']}, "
+        f"alarm disagreement {check['alarm_disagreement']:.2%}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
