@@ -38,28 +38,27 @@ def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def match_signals(card_signals: Sequence[str], asset_signals: Sequence[str], who: str) -> list[str]:
-    """The asset's signals in the card's column order.
+def match_signals(wanted: Sequence[str], available: Sequence[str], who: str) -> list[str]:
+    """For each ``wanted`` name, the ``available`` name that matches it, in order.
 
-    A card signal matches an asset signal by its full name, or by the name after
-    the source prefix ignoring case, spaces and punctuation (a model trained on
-    ``Volume Flow RateRMS`` reads ``pump.volume_flow_raterms``).
+    Names match in full, or by the part after the source prefix (``pump.``),
+    ignoring case, spaces and punctuation: a model trained on the column
+    ``Volume Flow RateRMS`` reads the signal ``pump.volume_flow_raterms``.
 
     Raises:
-        ModelError: naming every card signal the asset does not provide.
+        ModelError: naming every wanted name without a match.
     """
-    exact = {s: s for s in asset_signals}
+    exact = {s: s for s in available}
     loose: dict[str, str] = {}
-    for signal in asset_signals:
-        loose.setdefault(_norm(signal), signal)
-        loose.setdefault(_norm(signal.split(".", 1)[-1]), signal)
-    found = [exact.get(s) or loose.get(_norm(s)) for s in card_signals]
-    missing = [s for s, f in zip(card_signals, found, strict=True) if f is None]
+    for name in available:
+        loose.setdefault(_norm(name), name)
+        loose.setdefault(_norm(name.split(".", 1)[-1]), name)
+    found = [
+        exact.get(s) or loose.get(_norm(s)) or loose.get(_norm(s.split(".", 1)[-1])) for s in wanted
+    ]
+    missing = [s for s, f in zip(wanted, found, strict=True) if f is None]
     if missing:
-        raise ModelError(
-            f"{who}: the model needs signal(s) {missing} that the asset does not list "
-            f"(asset signals: {list(asset_signals)})"
-        )
+        raise ModelError(f"{who}: no signal for {missing} among {list(available)}")
     return [f for f in found if f is not None]
 
 

@@ -1,0 +1,205 @@
+"""Replay a CSV of history through the live detection path, for backtesting.
+
+Each CSV row becomes samples (one per signal column; an empty or non-numeric
+cell is a BAD sample), appended to a :class:`~edge_agent.twin.windows.Windows`
+exactly as the recorder does live; then :meth:`Detector.step` runs at the row's
+time, as the detector loop does every ``interval``. So a replay shows what the
+agent would have said, row by row: ``ts,score,alarm`` (``score`` empty when the
+row's window was not scored: warm-up, gap or BAD value; ``alarm`` 1 while the
+model alert of the asset is open, shadow assets included).
+
+CSV: a header row; a time column named ``timestamp``, ``datetime``, ``time`` or
+``ts`` (epoch seconds, or ISO 8601; naive times are UTC); one column per signal,
+named like the asset's signals (full name, or the part after the source
+prefix, ignoring case and punctuation). ``,`` or ``;`` separated (SKAB uses ``;``).
+Other columns (SKAB's ``anomaly``, ``changepoint``) are ignored.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edge_agent.detect.align import SeriesSource
+from edge_agent.detect.slot import match_signals
+from edge_agent.errors import ModelError
+from edge_agent.types import Quality, Sample
+
+if TYPE_CHECKING:
+    from edge_agent.detect.detector import Detector
+
+TIME_COLUMNS = ("timestamp", "datetime", "time", "ts")
+
+
+class ReplayError(ValueError):
+    """The CSV cannot be replayed (no time column, a missing signal, a bad timestamp)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A CSV read into columns: time text and epoch, and values per signal (NaN where bad)."""
+
+    stamps: list[str]
+    ts: np.ndarray
+    values: dict[str, np.ndarray]
+
+    def series(self, signal: str, rows: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """``(ts, values)`` of one signal over ``rows``."""
+        return self.ts[rows], self.values[signal][rows]
+
+    def samples(self, row: int) -> list[Sample]:
+        """The samples of one row."""
+        ts = float(self.ts[row])
+        out = []
+        for signal, column in self.values.items():
+            value = float(column[row])
+            bad = math.isnan(value)
+            out.append(
+                Sample(signal, ts, None if bad else value, Quality.BAD if bad else Quality.GOOD)
+            )
+        return out
+
+
+def read_table(path: Path, signals: Sequence[str]) -> Table:
+    """Read ``path``, keeping the columns of ``signals``.
+
+    Raises:
+        ReplayError: unreadable file, no time column, a signal without a column,
+            or a timestamp that cannot be parsed (named with its line).
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ReplayError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    lines = text.splitlines()
+    if not lines:
+        raise ReplayError(f"{path}: empty file")
+    delimiter = ";" if lines[0].count(";") > lines[0].count(",") else ","
+    reader = csv.reader(lines, delimiter=delimiter)
+    header = [h.strip() for h in next(reader)]
+    time_col = _time_column(header, path)
+    try:
+        columns = match_signals(signals, header, str(path))
+    except ModelError as exc:
+        raise ReplayError(str(exc)) from None
+    index = [header.index(c) for c in columns]
+    stamps, raw = [], []
+    for row in reader:
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        stamps.append(row[time_col].strip())
+        raw.append([_number(row[i]) if i < len(row) else math.nan for i in index])
+    ts = np.array([_epoch(s, path, n + 2) for n, s in enumerate(stamps)], dtype=np.float64)
+    back = np.flatnonzero(np.diff(ts) < 0)
+    if back.size:
+        raise ReplayError(f"{path}:{int(back[0]) + 3}: time goes backwards ({stamps[back[0] + 1]})")
+    matrix = np.array(raw, dtype=np.float64).reshape(len(raw), len(signals))
+    return Table(stamps, ts, {s: matrix[:, i] for i, s in enumerate(signals)})
+
+
+def _time_column(header: list[str], path: Path) -> int:
+    lowered = [h.lower() for h in header]
+    for name in TIME_COLUMNS:
+        if name in lowered:
+            return lowered.index(name)
+    raise ReplayError(f"{path}: no time column (one of {', '.join(TIME_COLUMNS)})")
+
+
+def _number(cell: str) -> float:
+    try:
+        value = float(cell)
+    except ValueError:
+        return math.nan  # garbage in a cell is a BAD sample, never a crash
+    return value if math.isfinite(value) else math.nan
+
+
+def _epoch(stamp: str, path: Path, line: int) -> float:
+    try:
+        return float(stamp)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError as exc:
+        raise ReplayError(f"{path}:{line}: cannot read time {stamp!r}") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One replayed row: its time as written, the score of its window, the alarm state."""
+
+    stamp: str
+    score: float | None
+    alarm: bool
+
+
+def capacity(table: Table, seconds: float) -> int:
+    """Samples per signal the windows must hold for ``seconds`` of this CSV."""
+    gaps = np.diff(table.ts)
+    positive = gaps[gaps > 0]
+    dt = float(np.median(positive)) if positive.size else 1.0
+    return max(64, int(2 * seconds / dt) + 16)
+
+
+def replay(detector: Detector, asset: str, table: Table, start: int = 0) -> list[Row]:
+    """Run the detector loop over the table's time; one :class:`Row` per table row.
+
+    As live, time advances in ``detect.interval`` ticks on the epoch grid; each
+    tick first appends the rows whose time has come, then steps. Ticks without
+    rows still step (a lost row is scored from held values, as live), and a gap
+    longer than the windows is crossed with one step inside it (all values stale)
+    instead of thousands. Rows before ``start`` (calibration rows) fill the
+    windows without steps, so the first scored windows may use them.
+    """
+    from edge_agent.twin.windows import Windows
+
+    windows = Windows(capacity(table, detector.window_seconds()))
+    out = [Row(table.stamps[i], None, False) for i in range(min(start, len(table.stamps)))]
+    for i in range(len(out)):
+        windows.append(table.samples(i))
+    interval = detector.config.interval
+    horizon = detector.window_seconds() + 2 * interval
+    i, n = len(out), len(table.stamps)
+    tick = math.ceil(float(table.ts[i]) / interval - 1e-9) * interval if i < n else 0.0
+    while i < n:
+        first = i
+        while i < n and table.ts[i] <= tick + 1e-9:
+            windows.append(table.samples(i))
+            i += 1
+        score, alarm = _step(detector, asset, windows, tick)
+        out += [Row(table.stamps[j], score, alarm) for j in range(first, i)]
+        tick += interval
+        if i < n and table.ts[i] - tick > horizon:
+            _step(detector, asset, windows, tick + horizon)
+            tick = math.ceil(float(table.ts[i]) / interval - 1e-9) * interval
+    return out
+
+
+def _step(
+    detector: Detector, asset: str, windows: SeriesSource, now: float
+) -> tuple[float | None, bool]:
+    before = detector.scores()[asset]
+    detector.step(windows, now)
+    scored = detector.scores()[asset]
+    fresh = scored.score if scored is not None and scored is not before else None
+    return fresh, detector.assets[asset].tracker.is_open
+
+
+def write_rows(path: Path, rows: Sequence[Row]) -> None:
+    """``ts,score,alarm`` CSV, one line per input row."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ts", "score", "alarm"])
+        for row in rows:
+            score = "" if row.score is None else f"{row.score:.6g}"
+            writer.writerow([row.stamp, score, int(row.alarm)])
