@@ -1,15 +1,152 @@
-"""PLACEHOLDER: being written. HTTPS sink."""
+"""HTTPS sink (httpx): POSTs JSON batches to a webhook or maintenance system.
+
+The body is ``{"v": 1, "items": [<payload>, ...]}`` where each item is one
+payload of :mod:`edge_agent.forward.encode` (consumers dedupe on ``event_id``).
+A 2xx response acknowledges the batch; 5xx, 408, 429, redirects and network
+errors or timeouts keep it for a retry; any other 4xx rejects it (dropped,
+counted, logged with the response body), since sending it again cannot help.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import ssl
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, Self
 
-from edge_agent.schema import StrictModel
+from pydantic import Field, field_validator
+
+from edge_agent.errors import DeliveryError, RejectedError
+from edge_agent.forward.delivery import SinkSettings
+from edge_agent.forward.outbox import Record
+from edge_agent.schema import Duration, Secret
+
+if TYPE_CHECKING:
+    import httpx
+
+_RETRY_4XX = {408, 429}
+_BODY_SHOWN = 500  # characters of a refusal's response body put in the log
 
 
-class HttpSinkConfig(StrictModel):
-    """Config of an HTTPS sink."""
+class HttpSinkConfig(SinkSettings):
+    """Config of an HTTPS sink.
+
+    Attributes:
+        url: where to POST (``https://``; ``http://`` only for a local receiver).
+        headers: extra request headers; values are secrets (use ``${ENV_VAR}``).
+        token: bearer token (``Authorization: Bearer ...``), e.g. ``${CMMS_TOKEN}``.
+        tls: ``verify`` (default) checks the server certificate; ``no-verify`` does not.
+        ca_file: CA bundle for the server certificate (default: the system store).
+        cert_file: client certificate (PEM), for mutual TLS.
+        key_file: its private key.
+        timeout: per-request timeout; a timeout keeps the batch for a retry.
+    """
 
     type: Literal["http"]
-    name: str
     url: str
+    headers: dict[str, Secret] = Field(default_factory=dict)
+    token: Secret | None = None
+    tls: Literal["verify", "no-verify"] = "verify"
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    timeout: Duration = 10.0
+    batch_size: int = 100
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("url must start with https:// (or http:// for a local receiver)")
+        return value
+
+
+def batch_body(batch: Sequence[Record]) -> bytes:
+    """The POST body: the payloads spliced into one JSON object, without re-encoding."""
+    return b'{"v":1,"items":[' + b",".join(record.body for record in batch) + b"]}"
+
+
+class HttpSink:
+    """POSTs outbox batches as JSON to ``url``."""
+
+    def __init__(self, config: HttpSinkConfig) -> None:
+        self.config = config
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def name(self) -> str:
+        """The sink's name."""
+        return self.config.name
+
+    def _context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.config.ca_file)
+        if self.config.tls == "no-verify":
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.config.cert_file:
+            context.load_cert_chain(self.config.cert_file, self.config.key_file)
+        return context
+
+    def _headers(self) -> dict[str, str]:
+        headers = {k: v.get_secret_value() for k, v in self.config.headers.items()}
+        headers["Content-Type"] = "application/json"
+        if self.config.token is not None:
+            headers["Authorization"] = f"Bearer {self.config.token.get_secret_value()}"
+        return headers
+
+    async def __aenter__(self) -> Self:
+        """Create the HTTP client (connections are opened on demand)."""
+        import httpx
+
+        try:
+            context = self._context()
+        except (OSError, ssl.SSLError) as exc:
+            raise DeliveryError(f"{self.name}: cannot load TLS files: {exc}") from exc
+        self._client = httpx.AsyncClient(
+            verify=context, timeout=self.config.timeout, headers=self._headers()
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close the client's connections."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def send(self, batch: Sequence[Record]) -> None:
+        """POST the batch.
+
+        Raises:
+            DeliveryError: network error, timeout, 5xx, 408, 429 or a redirect (kept).
+            RejectedError: any other non-2xx status (dropped and counted).
+        """
+        import httpx
+
+        if self._client is None:
+            raise DeliveryError(f"{self.name}: send() outside 'async with'")
+        try:
+            response = await self._client.post(self.config.url, content=batch_body(batch))
+        except httpx.TimeoutException as exc:
+            raise DeliveryError(
+                f"{self.name}: no answer from {self.config.url} within {self.config.timeout} s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise DeliveryError(self._explain(exc)) from exc
+        _check(self.name, response)
+
+    def _explain(self, exc: Exception) -> str:
+        where = f"{self.name}: POST {self.config.url} failed"
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            ca = self.config.ca_file or "the system CA store"
+            return f"{where}: server certificate not trusted by {ca}: {exc}"
+        return f"{where}: {exc!r}"
+
+
+def _check(name: str, response: httpx.Response) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    text = response.text[:_BODY_SHOWN]
+    message = f"{name}: HTTP {status} {response.reason_phrase}: {text}"
+    if 400 <= status < 500 and status not in _RETRY_4XX:
+        raise RejectedError(message)
+    raise DeliveryError(message)
