@@ -1,0 +1,225 @@
+"""Per-minute rollups: min, max, mean, last, count (and BAD count) per signal.
+
+The long-term tier of the twin. Samples are folded into one open accumulator per
+signal in memory; a minute is *closed* (written once) when its signal moves on to
+a later minute, or when the newest minute seen from any signal (the watermark) is
+two minutes past it. A sample for a minute that is already closed is merged into
+the stored row (rare: late or out-of-order device clocks).
+
+Nothing here is lost in a crash: the open minutes are rebuilt at start from the
+raw ring, which holds every sample newer than ``floor = watermark - 1`` (stored in
+the same transaction as the closed rows), as long as the ring holds at least two
+minutes of the signal.
+
+Rows live in a fixed-slot ring like the raw samples: ``id = (minute % slots) <<
+SIGNAL_BITS | signal_id``; a row is only valid when its ``minute`` column matches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+MINUTE = 60.0
+SIGNAL_BITS = 20
+"""Low bits of a row id hold the signal id: at most 1,048,576 signals."""
+SIGNAL_MASK = (1 << SIGNAL_BITS) - 1
+
+# (id, minute, min, max, sum, last, last_ts, count, bad)
+RollupRow = tuple[int, int, float | None, float | None, float, float | None, float, int, int]
+
+REPLACE_SQL = "INSERT OR REPLACE INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+MERGE_SQL = """
+INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(id) DO UPDATE SET
+  min = CASE WHEN minute = excluded.minute
+        THEN min(coalesce(min, excluded.min), coalesce(excluded.min, min)) ELSE excluded.min END,
+  max = CASE WHEN minute = excluded.minute
+        THEN max(coalesce(max, excluded.max), coalesce(excluded.max, max)) ELSE excluded.max END,
+  sum = CASE WHEN minute = excluded.minute THEN sum + excluded.sum ELSE excluded.sum END,
+  last = CASE WHEN minute = excluded.minute AND last_ts > excluded.last_ts
+         THEN last ELSE excluded.last END,
+  last_ts = CASE WHEN minute = excluded.minute
+            THEN max(last_ts, excluded.last_ts) ELSE excluded.last_ts END,
+  count = CASE WHEN minute = excluded.minute THEN count + excluded.count ELSE excluded.count END,
+  bad = CASE WHEN minute = excluded.minute THEN bad + excluded.bad ELSE excluded.bad END,
+  minute = excluded.minute
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """One minute of one signal.
+
+    Attributes:
+        ts: start of the minute, UTC epoch seconds.
+        min: smallest value (None if the minute had only BAD samples).
+        max: largest value.
+        mean: arithmetic mean of the values.
+        last: value of the newest sample with a value.
+        count: samples with a value (GOOD or UNCERTAIN).
+        bad: BAD samples.
+    """
+
+    ts: float
+    min: float | None
+    max: float | None
+    mean: float | None
+    last: float | None
+    count: int
+    bad: int
+
+
+def minute_of(ts: float) -> int:
+    """The minute number (epoch minutes) a timestamp falls in."""
+    return math.floor(ts / MINUTE)
+
+
+def rollup_from_row(
+    row: tuple[int, float | None, float | None, float, float | None, int, int],
+) -> Rollup:
+    """A :class:`Rollup` from ``(minute, min, max, sum, last, count, bad)``."""
+    minute, lo, hi, total, last, count, bad = row
+    mean = total / count if count else None
+    return Rollup(minute * MINUTE, lo, hi, mean, last, count, bad)
+
+
+class _Acc:
+    """Running aggregate of one signal in one minute."""
+
+    __slots__ = ("bad", "count", "hi", "last", "last_ts", "lo", "minute", "total")
+
+    def __init__(self, minute: int) -> None:
+        self.minute = minute
+        self.lo: float | None = None
+        self.hi: float | None = None
+        self.total = 0.0
+        self.count = 0
+        self.bad = 0
+        self.last: float | None = None
+        self.last_ts = -math.inf
+
+    def add(self, ts: float, value: float | None) -> None:
+        if value is None:
+            self.bad += 1
+            return
+        if self.count == 0:
+            self.lo = self.hi = value
+        elif value < self.lo:  # type: ignore[operator]
+            self.lo = value
+        elif value > self.hi:  # type: ignore[operator]
+            self.hi = value
+        self.total += value
+        self.count += 1
+        if ts >= self.last_ts:
+            self.last, self.last_ts = value, ts
+
+    def row(self, sid: int, slots: int) -> RollupRow:
+        row_id = (self.minute % slots) << SIGNAL_BITS | sid
+        last_ts = self.last_ts if self.count else self.minute * MINUTE
+        return (
+            row_id,
+            self.minute,
+            self.lo,
+            self.hi,
+            self.total,
+            self.last,
+            last_ts,
+            self.count,
+            self.bad,
+        )
+
+
+class RollupBuffer:
+    """Open minutes per signal, and the rows waiting to be written.
+
+    Args:
+        slots: minutes kept per signal (the ring size of the rollups table).
+        watermark: newest minute seen before (from the store's meta), or None.
+    """
+
+    def __init__(self, slots: int, watermark: int | None = None) -> None:
+        self.slots = slots
+        self.watermark = watermark
+        self._open: dict[int, _Acc] = {}
+        self._closed_upto: dict[int, int] = {}
+        self._late: dict[tuple[int, int], _Acc] = {}
+        self.pending: list[RollupRow] = []
+        self.merges: list[RollupRow] = []
+
+    def add(self, sid: int, ts: float, value: float | None) -> None:
+        """Fold one sample in."""
+        minute = math.floor(ts / MINUTE)
+        acc = self._open.get(sid)
+        if acc is not None and acc.minute == minute:
+            acc.add(ts, value)
+            return
+        if self._is_late(sid, minute, acc):
+            self._late_acc(sid, minute).add(ts, value)
+            return
+        if acc is not None:
+            self._close(sid, acc)
+        acc = self._open[sid] = _Acc(minute)
+        acc.add(ts, value)
+        if self.watermark is None or minute > self.watermark:
+            self.watermark = minute
+
+    def add_many(self, rows: Iterable[tuple[int, float, float | None]]) -> None:
+        """Fold ``(sid, ts, value)`` rows in, in order."""
+        for sid, ts, value in rows:
+            self.add(sid, ts, value)
+
+    def sweep(self) -> bool:
+        """Close minutes two behind the watermark; True if any were closed."""
+        if self.watermark is None:
+            return False
+        old = [sid for sid, acc in self._open.items() if acc.minute < self.watermark - 1]
+        for sid in old:
+            self._close(sid, self._open.pop(sid))
+        return bool(old)
+
+    def take(self) -> tuple[list[RollupRow], list[RollupRow]]:
+        """Rows to replace and rows to merge; the caller writes them or calls :meth:`keep`."""
+        merges = [acc.row(sid, self.slots) for (sid, _), acc in self._late.items()]
+        self._late.clear()
+        pending, self.pending = self.pending, []
+        return pending, merges + self._take_merges()
+
+    def keep(self, pending: list[RollupRow], merges: list[RollupRow], limit: int) -> None:
+        """Put rows back after a failed write, keeping at most ``limit`` of each kind."""
+        self.pending = (pending + self.pending)[-limit:]
+        self.merges = (merges + self.merges)[-limit:]
+
+    def open_rollup(self, sid: int) -> Rollup | None:
+        """The minute still being accumulated for ``sid``, if any."""
+        acc = self._open.get(sid)
+        if acc is None:
+            return None
+        row = acc.row(sid, self.slots)
+        return rollup_from_row((row[1], row[2], row[3], row[4], row[5], row[7], row[8]))
+
+    def floor(self) -> int | None:
+        """Every minute below this one is written (once pending rows are)."""
+        return None if self.watermark is None else self.watermark - 1
+
+    def _take_merges(self) -> list[RollupRow]:
+        merges, self.merges = self.merges, []
+        return merges
+
+    def _is_late(self, sid: int, minute: int, acc: _Acc | None) -> bool:
+        if acc is not None and minute < acc.minute:
+            return True
+        if minute <= self._closed_upto.get(sid, -(2**62)):
+            return True
+        return self.watermark is not None and minute < self.watermark - 1
+
+    def _late_acc(self, sid: int, minute: int) -> _Acc:
+        acc = self._late.get((sid, minute))
+        if acc is None:
+            acc = self._late[(sid, minute)] = _Acc(minute)
+        return acc
+
+    def _close(self, sid: int, acc: _Acc) -> None:
+        self.pending.append(acc.row(sid, self.slots))
+        self._closed_upto[sid] = acc.minute
