@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,7 +308,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--factor", type=float, default=2.0, help="threshold = factor x quantile")
     p.add_argument("--step", type=float, default=1.0, help="seconds between rows (default 1)")
+    p.add_argument(
+        "--simulate",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="add normal runs of the simulated plant (seeds 1-4, this long each); "
+        "signals are then named as the agent sees them (pump1.flow ...)",
+    )
     return p
+
+
+def _simulated(seconds: float, folder: Path) -> list[Path]:
+    """Normal runs of the simulated plant as CSV files (deterministic per seed)."""
+    from edge_agent.sim.physics import simulate, write_csv
+
+    paths = []
+    for seed in range(1, 5):
+        path = folder / f"sim_normal_seed{seed}.csv"
+        write_csv(path, simulate(seconds, seed=seed))
+        paths.append(path)
+    return paths
+
+
+def _agent_names(columns: list[str] | None) -> list[str] | None:
+    from edge_agent.sim.agent_config import AGENT_SIGNALS
+
+    return [AGENT_SIGNALS.get(c, c) for c in columns] if columns else None
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -327,18 +354,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         factor=args.factor,
         step=args.step,
     )
-    try:
-        card = train(
-            args.data,
-            args.out,
-            recipe,
-            cal_data=args.calibration_data,
-            signals=_split(args.signals),
-            names=_split(args.names),
-        )
-    except ModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    signals, names = _split(args.signals), _split(args.names)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = list(args.data)
+        if args.simulate > 0:
+            data += _simulated(args.simulate, Path(tmp))
+            names = names or _agent_names(signals)
+        try:
+            card = train(
+                data,
+                args.out,
+                recipe,
+                cal_data=args.calibration_data,
+                signals=signals,
+                names=names,
+            )
+        except ModelError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     check = card.info["int8_vs_fp32"]
     size = args.out.stat().st_size
     print(f"wrote {args.out} (int8, {size} bytes with its card), threshold {card.threshold:.4g}")
