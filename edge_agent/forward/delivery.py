@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, Protocol, Self
 
 from pydantic import Field
 
+from edge_agent.backoff import Backoff
 from edge_agent.errors import DeliveryError, RejectedError
 from edge_agent.forward.outbox import Outbox, Record
 from edge_agent.schema import Duration, StrictModel
@@ -67,30 +67,6 @@ class Sink(Protocol):
         ...
 
 
-class Backoff:
-    """Exponential backoff with jitter and a cap.
-
-    Args:
-        initial: first delay (seconds).
-        cap: largest delay (seconds).
-    """
-
-    def __init__(self, initial: float, cap: float) -> None:
-        self.initial = initial
-        self.cap = cap
-        self.failures = 0
-
-    def next(self) -> float:
-        """The delay before the next attempt: between half and all of the step."""
-        step = min(self.cap, self.initial * 2 ** min(self.failures, 30))
-        self.failures += 1
-        return float(step * random.uniform(0.5, 1.0))
-
-    def reset(self) -> None:
-        """After a success: start again from ``initial``."""
-        self.failures = 0
-
-
 class _Link:
     """Logs the link's state once per transition."""
 
@@ -134,7 +110,7 @@ async def deliver_forever(
             if link.down_since is None:
                 log.exception("%s: unexpected error in delivery", name)
             link.down(exc)
-        await asyncio.sleep(backoff.next())
+        await asyncio.sleep(backoff.next_delay())
 
 
 async def _drain(
