@@ -95,7 +95,7 @@ def _describe(
         np.asarray(ts, np.float64), np.isnan(values).astype(np.float64), grid, fill_limit
     )
     if np.nansum(held_bad) > 0:
-        return f"{signal}: BAD quality"
+        return f"{signal}: BAD quality (or a NaN value)"
     missing = np.isnan(column)
     leading = int(np.argmin(missing)) if not missing.all() else missing.size
     if not missing[leading:].any() and float(np.min(ts)) > float(grid[0]) - fill_limit:

@@ -2,8 +2,8 @@
 
 Heavy modules (onnxruntime, the twin) are imported inside the handlers so that
 ``edge-agent --help`` stays fast. Exit codes: 0 done, 65 (EX_DATAERR) unusable
-input data (a CSV or a history that cannot calibrate), 78 bad config or model
-(raised as ConfigError/ModelError to the CLI).
+input data (a CSV or a history that cannot calibrate), 74 (EX_IOERR) the twin
+cannot be read, 78 bad config or model (raised as ConfigError/ModelError to the CLI).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_agent.errors import ConfigError, ModelError
+from edge_agent.errors import AgentError, ConfigError, ModelError
 from edge_agent.schema import parse_duration
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from edge_agent.detect.calibrate import Series
 
 EX_DATAERR = 65
+EX_IOERR = 74
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,7 +87,11 @@ def calibrate_command(args: argparse.Namespace) -> int:
     now = time.time()
     until = now - _duration(args.until, "--until") if args.until else now
     since = now - _duration(args.since, "--since")
-    series = _history(config, signals, since, until)
+    try:
+        series = _history(config, signals, since, until)
+    except AgentError as exc:  # the twin's StoreError: missing or unreadable file
+        print(f"edge-agent calibrate: {exc}", file=sys.stderr)
+        return EX_IOERR
     fill = asset.fill_limit if asset.fill_limit is not None else 3.0 * model.card.step
     segments = calibrate.history_segments(series, model.card.step, fill, until)
     try:
@@ -109,7 +114,7 @@ def _history(config: AgentConfig, signals: list[str], since: float, until: float
     from edge_agent.twin.store import SignalStore
     from edge_agent.types import Quality
 
-    store = SignalStore.open(config.data_path(config.twin.path), config.twin)
+    store = SignalStore.open(config.data_path(config.twin.path), config.twin, readonly=True)
     try:
         out: list[Series] = []
         for signal in signals:

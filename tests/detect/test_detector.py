@@ -85,6 +85,16 @@ def test_bad_sample_skips_scoring_and_names_the_signal(
     assert last is not None and last.ts == T0 + 9
 
 
+def test_nan_value_in_a_good_sample_is_not_fed_to_the_model(tmp_path: Path) -> None:
+    det, windows = detector(tmp_path), Windows(1000)
+    run(det, windows, [0.0] * 5)
+    windows.append(rows(T0 + 5, [0.0, float("nan"), 0.0]))  # a decoded NaN register
+    assert det.step(windows, T0 + 5) == []
+    assert "pump.temp" in det.assets["pump"].problem
+    last = det.scores()["pump"]
+    assert last is not None and last.ts == T0 + 4
+
+
 def test_gap_longer_than_fill_limit_is_not_scored(tmp_path: Path) -> None:
     det, windows = detector(tmp_path, fill_limit="2s"), Windows(1000)
     run(det, windows, [0.0] * 5)
