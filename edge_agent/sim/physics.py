@@ -120,6 +120,9 @@ class PumpSkid:
         self._bearing = 0.0
         self._level = 0.0
         self._held: dict[tuple[str, float], float] = {}
+        for fault in self.scenario.faults:
+            if fault.kind == "stuck" and fault.signal not in SIGNAL_NAMES:
+                raise ValueError(f"stuck fault on unknown signal {fault.signal!r}")
 
     def at(self, t: float) -> dict[str, float]:
         """All signal values at plant time ``t`` (seconds since start).

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -36,6 +37,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def garble(line: str, n: int) -> bytes:
+    """A corrupted version of a probe line, one of three kinds picked by ``n``.
+
+    Line noise (undecodable bytes), unreadable values, or a line cut short that
+    runs into the next one.
+    """
+    kind = n % 3
+    if kind == 0:
+        return b"\xff\xfe\x00VIB\x9b,rms=\x07" + PROBE_EOL.encode()
+    if kind == 1:
+        return re.sub(r"\d", "#", line).encode()
+    return line[: len(line) // 2].encode()
+
+
 class Plant:
     """The simulated pump skid and its three peers, as an async context manager.
 
@@ -49,6 +64,8 @@ class Plant:
         serial: serve the vibration probe on a socat pty pair.
         update_interval: seconds between refreshes of the served values.
         probe_interval: seconds between two probe lines.
+        speed: plant seconds per wall-clock second (10 plays the 35-minute
+            commissioning scenario in 3.5 minutes).
 
     Attributes:
         modbus_port: the Modbus TCP port (known after entering).
@@ -56,6 +73,7 @@ class Plant:
         serial_path: the probe's device path for the agent ("" when not serving it).
         values: the latest reading of every signal.
         updates: how many refreshes so far (the Modbus heartbeat register).
+        started_at: epoch seconds of plant time 0 (when ``__aenter__`` returned).
     """
 
     def __init__(
@@ -69,6 +87,7 @@ class Plant:
         serial: bool = True,
         update_interval: float = 0.15,
         probe_interval: float = 1.0,
+        speed: float = 1.0,
     ) -> None:
         self.skid = PumpSkid(seed, scenario)
         self.host = host
@@ -78,7 +97,9 @@ class Plant:
         self.serve_serial = serial
         self.update_interval = update_interval
         self.probe_interval = probe_interval
+        self.speed = speed
         self.serial_path = ""
+        self.started_at = 0.0
         self.values: dict[str, float] = {}
         self.updates = 0
         self._modbus: SimModbusServer | None = None
@@ -87,6 +108,7 @@ class Plant:
         self._task: asyncio.Task[None] | None = None
         self._t0 = 0.0
         self._next_probe = 0.0
+        self._scheduled_offline = False
 
     @property
     def scenario(self) -> Scenario:
@@ -104,8 +126,8 @@ class Plant:
         return self._opcua.url if self._opcua is not None else ""
 
     def elapsed(self) -> float:
-        """Plant time: seconds since the plant became ready."""
-        return asyncio.get_running_loop().time() - self._t0
+        """Plant time: seconds since the plant became ready, times ``speed``."""
+        return (asyncio.get_running_loop().time() - self._t0) * self.speed
 
     async def __aenter__(self) -> Self:
         """Start the servers and the refresh task.
@@ -121,6 +143,7 @@ class Plant:
             raise
         self._refresh(0.0)
         self._t0 = asyncio.get_running_loop().time()
+        self.started_at = time.time()
         self._task = asyncio.create_task(self._update_forever(), name="plant-update")
         log.info("plant ready: modbus %s, opcua %s, probe %s", self.modbus_url,
                  self.opcua_url or "off", self.serial_path or "off")  # fmt: skip
@@ -172,19 +195,33 @@ class Plant:
         """Advance the physics to now and publish the reading on every peer."""
         t = self.elapsed()
         self.values = self.skid.at(max(t, 0.0))
+        await self._schedule_modbus(self.scenario.on("modbus_offline", t))
         self._refresh(t)
         if self._opcua is not None:
             await self._opcua.write(self.values, time.time())
+
+    async def _schedule_modbus(self, offline: bool) -> None:
+        if self._modbus is None or offline == self._scheduled_offline:
+            return
+        if offline:
+            log.info("plant: modbus server going offline (scenario)")
+            await self._modbus.stop()
+        else:
+            await self._modbus.start()
+            log.info("plant: modbus server back online (scenario)")
+        self._scheduled_offline = offline
 
     def _refresh(self, t: float) -> None:
         self.updates += 1
         if self._modbus is not None:
             self._modbus.bank = encode_registers(self.values, self.updates)
         if self._probe is not None and t >= self._next_probe:
-            self._probe.write(probe_line(self.values) + PROBE_EOL)
-            self._next_probe = t + self.probe_interval
+            line = probe_line(self.values) + PROBE_EOL
+            garbage = self.scenario.on("probe_garbage", t)
+            self._probe.write(garble(line, self.updates) if garbage else line)
+            self._next_probe = t + self.probe_interval * self.speed
 
-    def write_probe(self, data: str) -> bool:
+    def write_probe(self, data: str | bytes) -> bool:
         """Send raw text on the probe's line (e.g. garbage, for fault tests)."""
         return self._probe.write(data) if self._probe is not None else False
 

@@ -75,12 +75,13 @@ class ProbePort:
         # socat keeps logging (e.g. when the agent closes its end): drain it so it never blocks.
         self._drain = asyncio.create_task(_discard(stderr))
 
-    def write(self, line: str) -> bool:
+    def write(self, line: str | bytes) -> bool:
         """Send one line (its end of line included); False if it was dropped."""
         if self._fd is None:
             return False
+        data = line.encode("latin-1") if isinstance(line, str) else line
         try:
-            os.write(self._fd, line.encode("ascii"))
+            os.write(self._fd, data)
         except BlockingIOError:
             self.dropped += 1
             return False

@@ -15,17 +15,24 @@ Fault kinds:
   motor current fluctuates; the suction tank level sinks first.
 * ``stuck``: one signal (``signal``) freezes at the value it had when the fault
   began (or at ``value`` when given), without noise.
+
+Two link faults leave the physics alone and act on the plant's peers:
+
+* ``modbus_offline``: the Modbus server stops (clients are dropped, connects are
+  refused) and comes back at ``end``: the agent should log one outage and one
+  recovery.
+* ``probe_garbage``: the serial probe sends corrupted lines instead of good ones.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
-FaultKind = Literal["bearing_wear", "cavitation", "stuck"]
-FAULT_KINDS: tuple[FaultKind, ...] = ("bearing_wear", "cavitation", "stuck")
+FaultKind = Literal["bearing_wear", "cavitation", "stuck", "modbus_offline", "probe_garbage"]
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +40,7 @@ class Fault:
     """One fault window on the plant clock.
 
     Attributes:
-        kind: ``bearing_wear``, ``cavitation`` or ``stuck``.
+        kind: one of :data:`FAULT_KINDS` (see the module docstring).
         start: seconds after plant start when the fault begins.
         end: seconds after plant start when it is over (severity back to 0).
         ramp_s: seconds for the severity to creep from 0 to 1.
@@ -91,6 +98,10 @@ class Scenario:
         """Largest severity at ``t`` of the faults of ``kind`` (0 when none)."""
         return max((f.severity(t) for f in self.faults if f.kind == kind), default=0.0)
 
+    def on(self, kind: FaultKind, t: float) -> bool:
+        """Whether a fault of ``kind`` is active at ``t``."""
+        return any(f.kind == kind and f.active(t) for f in self.faults)
+
     def stuck_at(self, t: float) -> list[Fault]:
         """The ``stuck`` faults active at ``t``."""
         return [f for f in self.faults if f.kind == "stuck" and f.active(t)]
@@ -131,10 +142,13 @@ COMMISSIONING = Scenario(
         Fault("cavitation", start=1200.0, end=1380.0, ramp_s=20.0, release_s=10.0),
         Fault("stuck", start=1600.0, end=1720.0, signal="flow"),
         Fault("stuck", start=1900.0, end=1960.0, signal="motor_current", value=0.0),
+        Fault("probe_garbage", start=1000.0, end=1030.0),
+        Fault("modbus_offline", start=2000.0, end=2045.0),
     ),
     2100.0,
-    "35 min: slow bearing wear 5-15 min, cavitation 20-23 min, flow stuck 26:40-28:40,"
-    " motor current reads 0 at 31:40-32:40",
+    "35 min: slow bearing wear 5-15 min, probe garbage 16:40-17:10, cavitation 20-23 min,"
+    " flow stuck 26:40-28:40, motor current reads 0 at 31:40-32:40, Modbus offline"
+    " 33:20-34:05",
 )
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (NORMAL, DEMO, COMMISSIONING)}

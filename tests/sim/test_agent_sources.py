@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 from edge_agent.registry import SourceConfig, build_source
 from edge_agent.sim.agent_config import AGENT_SIGNALS
 from edge_agent.sim.plant import Plant
+from edge_agent.sim.scenario import Fault, Scenario
 from edge_agent.types import Quality, Sample
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -50,3 +51,18 @@ async def test_every_physics_signal_has_an_agent_name(plant: Plant) -> None:
         names |= {info.signal for info in source.signals()}
     assert set(AGENT_SIGNALS.values()) <= names
     assert set(AGENT_SIGNALS) == set(plant.values)
+
+
+async def test_probe_garbage_reads_bad_never_crashes() -> None:
+    garbage = Scenario("garbage", (Fault("probe_garbage", -1.0, 1e6),), 5.0)
+    async with Plant(garbage, opcua=False, probe_interval=0.1) as noisy:
+        source = build_source(_config(noisy, "serial"))
+        seen: list[Sample] = []
+        async with source:
+            for _ in range(100):
+                seen += await source.read()
+                if sum(s.quality == Quality.BAD for s in seen) >= 6:
+                    break
+                await asyncio.sleep(0.1)
+    assert sum(s.quality == Quality.BAD for s in seen) >= 6
+    assert all(s.quality == Quality.BAD for s in seen), [s for s in seen if s.quality != "bad"]

@@ -136,3 +136,18 @@ def test_csv_round_trip(tmp_path: Path) -> None:
     assert list(back) == list(series)
     for name in series:
         np.testing.assert_allclose(back[name], series[name], rtol=1e-5, atol=1e-9)
+
+
+def test_stuck_on_an_unknown_signal_is_refused() -> None:
+    scenario = Scenario("x", (Fault("stuck", 1.0, 2.0, signal="nope"),), 5.0)
+    with pytest.raises(ValueError, match="unknown signal 'nope'"):
+        PumpSkid(seed=0, scenario=scenario)
+
+
+def test_link_faults_leave_the_physics_alone() -> None:
+    links = Scenario("links", (Fault("modbus_offline", 5, 20), Fault("probe_garbage", 5, 20)), 30)
+    with_links = simulate(30.0, 1.0, seed=4, scenario=links)
+    plain = simulate(30.0, 1.0, seed=4)
+    for name in SIGNAL_NAMES:
+        np.testing.assert_array_equal(with_links[name], plain[name])
+    assert links.on("modbus_offline", 10.0) and not links.on("modbus_offline", 25.0)

@@ -174,3 +174,26 @@ async def test_busy_port_is_a_clear_error() -> None:
         with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
             async with Plant(modbus_port=port, opcua=False, serial=False):
                 pass
+
+
+async def _until(predicate: Callable[[], bool], what: str) -> None:
+    for _ in range(200):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_scheduled_modbus_outage_and_probe_garbage() -> None:
+    faults = (Fault("modbus_offline", 0.5, 1.5), Fault("probe_garbage", -1.0, 1e6))
+    async with Plant(Scenario("links", faults, 5.0), opcua=False, probe_interval=0.1) as links:
+        lines = await asyncio.to_thread(_read_lines, links.serial_path, 4)
+        assert lines and not any(re.match(PROBE_LINE_REGEX, x.decode("latin-1")) for x in lines)
+        await _until(lambda: links.elapsed() > 0.7, "plant time 0.7 s")
+        down = AsyncModbusTcpClient(links.host, port=links.modbus_port, retries=0, timeout=1)
+        assert not await down.connect()
+        down.close()
+        await _until(lambda: links.elapsed() > 1.7, "plant time 1.7 s")
+        up = AsyncModbusTcpClient(links.host, port=links.modbus_port, retries=0, timeout=2)
+        assert await up.connect()
+        up.close()
