@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from asyncua import Server, ua
+from asyncua import ua as _ua
 from asyncua.common.utils import ServiceError
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.server import Server
 from asyncua.server.user_managers import UserManager
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -29,6 +30,7 @@ from edge_agent.sources.opcua_certs import make_certificate
 from tests.conftest import free_port
 
 T = TypeVar("T")
+ua: Any = _ua  # asyncua's generated types do not type-check under --strict
 NS = "urn:edge-agent:test"
 USER, PASSWORD = "operator", "s3cret"
 SERVER_URI = "urn:edge-agent:test-server"
@@ -120,11 +122,11 @@ class TestServer:
         self.nodes: dict[str, Any] = {}
         self.generation = 0
 
-    def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    def run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """Run ``fn(*args)`` on the server's loop and wait for it (from sync code)."""
         return asyncio.run_coroutine_threadsafe(fn(*args), self.loop).result(timeout=30)
 
-    async def arun(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def arun(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """Run ``fn(*args)`` on the server's loop; await it from a test's loop."""
         future: Future[T] = asyncio.run_coroutine_threadsafe(fn(*args), self.loop)
         return await asyncio.wrap_future(future)
@@ -147,6 +149,7 @@ class TestServer:
     def close(self) -> None:
         """Stop the server and its thread."""
         self.stop()
+        self.run(_cancel_leftovers)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
 
@@ -233,14 +236,27 @@ class TestServer:
         await var.write_value(data)
 
 
+async def _cancel_leftovers() -> None:
+    """Cancel the tasks asyncua's server leaves behind (session timeouts) before the loop stops."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# Each test module imports these fixtures, which makes pytest hold one fixture
+# definition per module; the caches below keep one PKI and one server per process.
+_pki: list[Pki] = []
+_shared: list[TestServer] = []
+_users = [0]
+
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """Certificates for this test session."""
-    return Pki.make(tmp_path_factory.mktemp("pki"))
-
-
-_shared: list[TestServer] = []
-_users = [0]
+    if not _pki:
+        _pki.append(Pki.make(tmp_path_factory.mktemp("pki")))
+    return _pki[0]
 
 
 @pytest.fixture(scope="session")
@@ -255,3 +271,26 @@ def shared_server(pki: Pki) -> Iterator[TestServer]:
     _users[0] -= 1
     if not _users[0]:
         _shared.pop().close()
+
+
+class RefusingPeer(asyncio.Protocol):
+    """A bare OPC UA TCP peer that acknowledges Hello, then refuses OpenSecureChannel.
+
+    This is what servers that check the client certificate at the channel level
+    (rather than at CreateSession, as asyncua's server does) answer.
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        from asyncua.ua.ua_binary import uatcp_to_binary
+
+        if data[:3] == b"HEL":
+            ack = ua.Acknowledge(0, 65535, 65535, 0, 0)
+            self.transport.write(uatcp_to_binary(ua.MessageType.Acknowledge, ack))
+        elif data[:3] == b"OPN":
+            err = ua.ErrorMessage(ua.StatusCode(ua.StatusCodes.BadSecurityChecksFailed), "rejected")
+            self.transport.write(uatcp_to_binary(ua.MessageType.Error, err))
+            self.transport.close()

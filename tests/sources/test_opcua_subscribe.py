@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from tests.sources.opcua_server import T0, TestServer, pki, shared_server
 __all__ = ["pki", "shared_server"]  # fixtures
 
 
-def config(url: str, group: dict[str, object], **extra: object) -> OpcuaSourceConfig:
+def config(url: str, group: dict[str, Any], **extra: object) -> OpcuaSourceConfig:
     group = {"mode": "subscribe", "publishing_interval": "50ms", **group}
     raw = {"type": "opcua", "name": "sub", "url": url, "interval": "50ms", "groups": [group]}
     return OpcuaSourceConfig.model_validate({**raw, **extra})
@@ -43,7 +44,7 @@ def values(samples: list[Sample], signal: str) -> list[float | None]:
 
 
 async def test_initial_values_then_changes_with_source_time(shared_server: TestServer) -> None:
-    write: Callable[..., Awaitable[None]] = shared_server.write
+    write = shared_server.write
     await shared_server.arun(write, "Temperature", 30.0, 0, T0)
     async with OpcuaSource(
         config(shared_server.url, {"nodes": pump("Temperature", "Broken")})
@@ -80,7 +81,7 @@ async def test_percent_deadband_is_requested_from_the_server(shared_server: Test
     assert (2, 2.5) in [(f.DeadbandType, f.DeadbandValue) for f in filters if f is not None]
 
 
-async def _server_filters(server: TestServer) -> list[object]:
+async def _server_filters(server: TestServer) -> list[Any]:
     assert server.server is not None
     subs = server.server.iserver.subscription_service.subscriptions.values()
     return [m.filter for s in subs for m in s.monitored_item_srv._monitored_items.values()]
