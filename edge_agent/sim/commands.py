@@ -55,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--no-opcua", action="store_true", help="do not serve OPC UA")
     p.add_argument("--no-serial", action="store_true", help="do not serve the serial probe")
     p.add_argument("--duration", type=_duration, default=None, help="e.g. 10m (default: forever)")
+    p.add_argument("--speed", type=float, default=1.0, help="plant seconds per second (default 1)")
     p.add_argument("--status-every", type=_duration, default=5.0, help="e.g. 5s; 0s: quiet")
     p.add_argument("--csv", type=Path, default=None, help="write --duration of signals, no servers")
     p.add_argument("--step", type=_duration, default=1.0, help="CSV sample step (default 1s)")
@@ -72,6 +73,9 @@ def run_sim(args: argparse.Namespace) -> int:
         return 2
     if args.csv is not None:
         return _export(args, scenario)
+    if args.speed <= 0:
+        print("edge-agent sim: --speed must be above 0", file=sys.stderr)
+        return 2
     if (args.log_level or "info").lower() != "debug":
         logging.getLogger("asyncua").setLevel(logging.ERROR)  # security-policy chatter
     try:
@@ -101,7 +105,7 @@ async def _serve(args: argparse.Namespace, scenario: Scenario) -> None:
 
     plant = Plant(
         scenario, args.seed, args.host, args.modbus_port, args.opcua_port,
-        opcua=not args.no_opcua, serial=not args.no_serial,
+        opcua=not args.no_opcua, serial=not args.no_serial, speed=args.speed,
     )  # fmt: skip
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -135,6 +139,7 @@ def describe(plant: Plant) -> str:
     scen = plant.scenario
     parts = [
         f"simulated pump skid, scenario {scen.name}: {scen.description}",
+        f"plant clock x{plant.speed:g}" if plant.speed != 1 else "",
         f"\nModbus TCP  {plant.modbus_url}  unit 1, holding (and input) registers:",
         _indent(register_map_text()),
     ]
@@ -146,7 +151,7 @@ def describe(plant: Plant) -> str:
     parts += [_indent(_fault_text(f)) for f in scen.faults] or ["  none"]
     snippet = yaml.safe_dump({"sources": plant.source_configs()}, sort_keys=False)
     parts += ["\nagent config for this plant:", _indent(snippet.rstrip()), "\nCtrl-C stops."]
-    return "\n".join(parts)
+    return "\n".join(part for part in parts if part)
 
 
 def _fault_text(fault: Any) -> str:

@@ -23,7 +23,7 @@ def _run(argv: list[str]) -> int:
 def test_sim_serves_prints_where_and_stops_after_duration(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    argv = ["sim", "--scenario", "demo", "--no-opcua", "--duration", "1s"]
+    argv = ["sim", "--scenario", "demo", "--no-opcua", "--duration", "1s", "--speed", "2"]
     assert _run([*argv, "--status-every", "300ms"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"Modbus TCP  tcp://127\.0\.0\.1:\d+  unit 1", out)
@@ -32,7 +32,8 @@ def test_sim_serves_prints_where_and_stops_after_duration(
     assert "20 - 40      bearing_wear" in out
     assert "- type: modbus" in out and "type: opcua" not in out
     assert re.search(r"t=\s+\d+ s  current\s+[\d.]+ A", out)
-    assert "stopping after 1s" in out
+    assert "plant clock x2" in out
+    assert "stopping after 2s" in out  # plant time: one wall second at speed 2
 
 
 def test_sim_exports_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -47,6 +48,8 @@ def test_sim_exports_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 def test_unknown_scenario_and_bad_duration(capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(["sim", "--scenario", "flood", "--csv", "x.csv"]) == 2
     assert "known: commissioning, demo, normal" in capsys.readouterr().err
+    assert _run(["sim", "--speed", "0"]) == 2
+    assert "--speed must be above 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         _run(["sim", "--duration", "10"])
     assert "expected a duration" in capsys.readouterr().err
