@@ -3,8 +3,8 @@
 Each tick reads exactly the signals that are due, in the fewest requests the
 planner can make (see :mod:`edge_agent.sources.modbus_plan`). A Modbus
 exception turns the signals of that request into BAD samples; "illegal data
-address" on a block is bisected to find the refused addresses, which are then
-left out (their signals read BAD) and fenced off for later plans. A unit that
+address" (or "value") on a block is bisected to find the refused addresses,
+which are then left out (their signals read BAD) and fenced off for later plans. A unit that
 stays silent is backed off on its own (:mod:`edge_agent.sources.modbus_health`);
 when every unit is silent, or the connection drops, ``read`` raises
 :class:`SourceError` and the agent's poll loop reconnects.
@@ -47,7 +47,9 @@ from edge_agent.types import Sample, SignalInfo
 
 log = logging.getLogger(__name__)
 
-ILLEGAL_ADDRESS = 2
+# "illegal data address" and "illegal data value" (what many devices answer to a
+# block longer than they support): both are bisected to find what they refuse
+_BISECTED = frozenset({2, 3})
 
 
 class ModbusRegisterConfig(StrictModel):
@@ -187,9 +189,9 @@ class _Plan:
         self._cache.clear()
 
     def fence(self, left: Request, right: Request) -> None:
-        """Both halves of a refused block answered: the hole between them is refused."""
+        """Both halves of a refused block answered: fence off what lies between them."""
         start, end = left.start + left.count, right.start
-        if start < end:
+        if start <= end:
             self.fences.add(left.unit, left.table, start, end)
             self._cache.clear()
 
@@ -272,7 +274,7 @@ class ModbusSource:
             raise SourceError(f"{self.config.name}: read() outside 'async with'")
         now = asyncio.get_running_loop().time()
         jobs, refused = self._plan.due(now)
-        samples = _bad([self._plan.fields[k] for k in refused], time.time())
+        samples = _bad([self._plan.fields[k].signal for k in refused], time.time())
         for i, (request, slots) in enumerate(jobs):
             if i:
                 await pause(self.config.pause)
@@ -287,36 +289,36 @@ class ModbusSource:
         """Make one request; return its samples and whether it returned data."""
         assert self._link is not None and self._health is not None
         if not self._health.available(request.unit, now):
-            return _bad([s.field for s in slots], time.time()), False
+            return _bad([s.signal for s in slots], time.time()), False
         reply = await self._link.read(request.table, request.unit, request.start, request.count)
         ts = time.time()
         if isinstance(reply, NoAnswer):
             self._health.failed(request.unit, now, reply.reason)
-            return _bad([s.field for s in slots], ts), False
+            return _bad([s.signal for s in slots], ts), False
         self._health.answered(request.unit, now)
         if isinstance(reply, Refused):
-            if reply.code == ILLEGAL_ADDRESS:
-                return await self._bisect(request, now), False
+            if reply.code in _BISECTED:
+                return await self._bisect(request, reply.code, now), False
             self._complain(request, reply.code)
-            return _bad([s.field for s in slots], ts), False
+            return _bad([s.signal for s in slots], ts), False
         self._complain(request, 0)
         if request.table in BIT_TABLES:
             return decode_bits(slots, reply, ts), True  # type: ignore[arg-type]
         return decode_registers(slots, reply, ts), True
 
-    async def _bisect(self, request: Request, now: float) -> list[Sample]:
-        """Find which addresses of a refused block the device refuses."""
+    async def _bisect(self, request: Request, code: int, now: float) -> list[Sample]:
+        """Find what the device refuses in a block it refused with ``code``."""
         assert self._plan is not None
         if len(request.points) == 1:
             point = request.points[0]
             self._plan.refuse(point.key, now)
             field = self._plan.fields[point.key]
             log.warning(
-                "%s: unit %d refuses %s %d (illegal data address); %s reads BAD, retried in %.0f s",
-                self.config.name, point.unit, point.table, point.address, field.signal,
+                "%s: unit %d refuses %s %d (Modbus exception %d); %s reads BAD, retried in %.0f s",
+                self.config.name, point.unit, point.table, point.address, code, field.signal,
                 self.config.refused_retry,
             )  # fmt: skip
-            return _bad([field], time.time())
+            return _bad([field.signal], time.time())
         left, right = halves(request)
         left_samples, left_ok = await self._serve(left, self._plan.slots(left), now)
         await pause(self.config.pause)
@@ -343,5 +345,5 @@ class ModbusSource:
             del self._complaints[key]
 
 
-def _bad(fields: list[Field], ts: float) -> list[Sample]:
-    return [Sample.bad(f.signal, ts) for f in fields]
+def _bad(signals: list[str], ts: float) -> list[Sample]:
+    return [Sample.bad(signal, ts) for signal in signals]

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from edge_agent.types import Quality, Sample
 
@@ -133,55 +133,65 @@ def scaled(raw: float, scale: float, offset: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
-    """A field placed in a block: where its value starts, relative to the block.
+# how a slot reads its raw value (see Slot)
+_WORD, _BIT, _PLAIN, _SWAPPED = range(4)
+
+
+class Slot(NamedTuple):
+    """A field placed in a block, flattened for the hot loop of :func:`decode_registers`.
 
     Attributes:
-        field: what to decode.
-        index: register (or bit) index of the value inside the block.
-        unpacker: reads the raw number; None for bits and bits in a register.
-        swapped: whether to read from the byte-swapped buffer.
+        signal: the signal name.
+        kind: read a register as is, a bit of it, or a struct from the plain or
+            the byte-swapped buffer.
+        pos: register index in the block, or byte offset for struct reads.
+        unpack: ``struct.Struct.unpack_from`` for struct reads.
+        bit: bit number for bits in a register.
+        scale: value = raw * scale + offset.
+        offset: see ``scale``.
     """
 
-    field: Field
-    index: int
-    unpacker: struct.Struct | None
-    swapped: bool
+    signal: str
+    kind: int
+    pos: int
+    unpack: Callable[[bytes, int], tuple[Any, ...]] | None
+    bit: int
+    scale: float
+    offset: float
 
     @classmethod
     def place(cls, field: Field, index: int) -> Slot:
-        """Place ``field`` at ``index`` of a block."""
+        """Place ``field`` at register (or bit) ``index`` of a block."""
+        common = (field.scale, field.offset)
         if field.data_type == "bool":
-            return cls(field, index, None, False)
-        return cls(field, index, field.unpacker(), needs_swapped(field.order))
+            return cls(field.signal, _BIT, index, None, field.bit or 0, *common)
+        if field.data_type == "uint16" and field.order in ("ABCD", "CDAB"):
+            return cls(field.signal, _WORD, index, None, 0, *common)
+        kind = _SWAPPED if needs_swapped(field.order) else _PLAIN
+        return cls(field.signal, kind, index * 2, field.unpacker().unpack_from, 0, *common)
 
 
 def decode_registers(slots: Sequence[Slot], registers: Sequence[int], ts: float) -> list[Sample]:
     """Decode every slot of a register block into samples (non-finite -> BAD)."""
     plain = swapped = b""
     out: list[Sample] = []
-    for slot in slots:
-        field = slot.field
-        if slot.unpacker is None:
-            raw: float = (registers[slot.index] >> (field.bit or 0)) & 1
-        elif slot.swapped:
-            swapped = swapped or pack_block(registers, True)
-            raw = slot.unpacker.unpack_from(swapped, slot.index * 2)[0]
-        else:
+    append, isfinite, good = out.append, math.isfinite, Quality.GOOD
+    for signal, kind, pos, unpack, bit, scale, offset in slots:
+        if kind == _WORD:
+            raw: float = registers[pos]
+        elif kind == _BIT:
+            raw = (registers[pos] >> bit) & 1
+        elif kind == _PLAIN:
             plain = plain or pack_block(registers, False)
-            raw = slot.unpacker.unpack_from(plain, slot.index * 2)[0]
-        value = raw * field.scale + field.offset
-        if math.isfinite(value):
-            out.append(Sample(field.signal, ts, value, Quality.GOOD))
+            raw = unpack(plain, pos)[0]  # type: ignore[misc]
         else:
-            out.append(Sample.bad(field.signal, ts))
+            swapped = swapped or pack_block(registers, True)
+            raw = unpack(swapped, pos)[0]  # type: ignore[misc]
+        value = raw * scale + offset
+        append(Sample(signal, ts, value, good) if isfinite(value) else Sample.bad(signal, ts))
     return out
 
 
 def decode_bits(slots: Sequence[Slot], bits: Sequence[bool], ts: float) -> list[Sample]:
     """Decode every slot of a coil or discrete-input block into samples."""
-    return [
-        Sample(s.field.signal, ts, bits[s.index] * s.field.scale + s.field.offset, Quality.GOOD)
-        for s in slots
-    ]
+    return [Sample(s.signal, ts, bits[s.pos] * s.scale + s.offset, Quality.GOOD) for s in slots]

@@ -7,10 +7,10 @@ registers / 2000 bits by the protocol) and the hole crosses no *fence*. On a
 line with these constraints, extending each block as far as it can go is
 optimal (an exchange argument: any other first block ends no further right).
 
-A fence is an address range the device refused inside a block that was
-otherwise valid ("illegal data address" for the block, not for its parts). The
-source learns fences by splitting a refused block; the planner then never fills
-a hole across one again.
+A fence is where the device refused a block whose parts it accepts: a hole
+holding illegal addresses, or (zero width) a cut where a block grew longer than
+the device allows. The source learns fences by splitting a refused block; the
+planner then never joins two signals across one again.
 """
 
 from __future__ import annotations
@@ -90,13 +90,14 @@ class Fences:
     ranges: dict[tuple[int, Table], list[tuple[int, int]]] = field(default_factory=dict)
 
     def add(self, unit: int, table: Table, start: int, end: int) -> None:
-        """Never fill a hole that touches ``[start, end)`` again."""
+        """Never join signals across ``start..end`` again (``start == end``: a cut)."""
         self.ranges.setdefault((unit, table), []).append((start, end))
 
     def crossed(self, unit: int, table: Table, start: int, end: int) -> bool:
-        """Whether filling the hole ``[start, end)`` touches a fence."""
+        """Whether a hole from ``start`` to ``end`` (both included) meets a fence."""
         return any(
-            start < f_end and f_start < end for f_start, f_end in self.ranges.get((unit, table), ())
+            start <= f_end and f_start <= end
+            for f_start, f_end in self.ranges.get((unit, table), ())
         )
 
 
@@ -122,7 +123,7 @@ def _plan_line(
         joins = (
             hole <= gap
             and max(end, point.end) - start <= size
-            and (hole <= 0 or not fences.crossed(unit, table, end, point.address))
+            and (hole < 0 or not fences.crossed(unit, table, end, point.address))
         )
         if joins:
             members.append(point)

@@ -132,3 +132,10 @@ def test_schedule_catches_up_after_skipped_ticks_without_bursts() -> None:
     assert 5.0 in schedule.due(0.0)
     assert 5.0 in schedule.due(17.0)  # the loop was stalled
     assert [t for t in range(18, 30) if 5.0 in schedule.due(float(t))] == [22, 27]
+
+
+def test_a_cut_stops_joining_adjacent_signals() -> None:
+    fences = Fences()
+    fences.add(1, "holding", 50, 50)  # the device refused 0..99 but answers 0..49 and 50..99
+    requests = plan(points_at(range(100)), Limits(), fences)
+    assert [(r.start, r.count) for r in requests] == [(0, 50), (50, 50)]

@@ -7,6 +7,7 @@ import struct
 from typing import Any
 
 import pytest
+from pymodbus.constants import ExcCodes
 
 from edge_agent.errors import SourceError
 from edge_agent.sources.modbus import ModbusSource, ModbusSourceConfig
@@ -245,3 +246,22 @@ async def test_connection_lost_while_waiting_for_an_answer(port: int) -> None:
         await peer.stop()
         with pytest.raises(SourceError, match="lost"):
             await reading
+
+
+async def test_device_limit_below_125_is_learned_as_a_cut(port: int) -> None:
+    async def at_most_60(fc: int, _start: int, _address: int, count: int, *_: object) -> Any:
+        return ExcCodes.ILLEGAL_VALUE if count > 60 else None  # as many devices answer
+
+    short = device(1)
+    short.action = at_most_60
+    async with tcp_peer([short], port) as peer:
+        await peer.set(1, "holding", 99, [99])
+        source = ModbusSource(config(port, [{"name": f"r{a}", "address": a} for a in range(100)]))
+        async with source:
+            first = await source.read()
+            peer.wire.requests.clear()
+            second = await source.read()
+    assert values(first) == values(second)
+    assert values(second)["press1.r99"] == 99.0
+    assert None not in values(second).values()
+    assert sorted(peer.wire.requests) == [(1, 3, 0, 50), (1, 3, 50, 50)]
