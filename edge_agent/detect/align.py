@@ -47,16 +47,15 @@ def make_grid(end: float, step: float, count: int) -> np.ndarray:
 
 def hold(ts: np.ndarray, values: np.ndarray, grid: np.ndarray, fill_limit: float) -> np.ndarray:
     """Sample-and-hold ``values`` at ``ts`` onto ``grid``; NaN where too old or none."""
-    if ts.size > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
+    if ts.size == 0:
+        return np.full(grid.shape, np.nan)
+    if ts.size > 1 and not bool((ts[1:] >= ts[:-1]).all()):
         order = np.argsort(ts, kind="stable")
         ts, values = ts[order], values[order]
     idx = np.searchsorted(ts, grid, side="right") - 1
-    out = np.full(grid.shape, np.nan, dtype=np.float64)
-    known = idx >= 0
-    safe = np.where(known, idx, 0)
-    if ts.size:
-        fresh = known & (grid - ts[safe] <= fill_limit + 1e-9)
-        out[fresh] = values[safe[fresh]]
+    safe = np.maximum(idx, 0)
+    out = values[safe].astype(np.float64)
+    out[(idx < 0) | (grid - ts[safe] > fill_limit + 1e-9)] = np.nan
     return out
 
 

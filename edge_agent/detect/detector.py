@@ -16,17 +16,18 @@ included (that is how shadow mode is recorded).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge_agent.detect.align import SeriesSource
 from edge_agent.detect.asset import AssetConfig, AssetDetector, Scored
+from edge_agent.detect.lifecycle import Tracker
 from edge_agent.detect.rules import Rule, RuleConfig
 from edge_agent.detect.slot import ModelSlot
 from edge_agent.schema import Duration, StrictModel
-from edge_agent.types import Alert, Quality, Sample, Severity, SignalInfo
+from edge_agent.types import Alert, AlertState, Quality, Sample, Severity, SignalInfo
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,15 @@ class DetectConfig(StrictModel):
             raise ValueError(f"asset name(s) used twice: {twice}")
         return assets
 
-    @field_validator("rules")
-    @classmethod
-    def _causes_unique(cls, rules: list[RuleConfig]) -> list[RuleConfig]:
-        keys = [(r.asset_name, r.name) for r in rules]
+    @model_validator(mode="after")
+    def _causes_unique(self) -> DetectConfig:
+        # The cause keys the open alert: (asset, "model") is the asset's model.
+        keys = [(r.asset_name, r.name) for r in self.rules]
+        keys += [(a.name, "model") for a in self.assets]
         twice = sorted({f"{a}/{n}" for a, n in keys if keys.count((a, n)) > 1})
         if twice:
-            raise ValueError(f"rule name(s) used twice for one asset: {twice}")
-        return rules
+            raise ValueError(f"alert cause(s) used twice for one asset: {twice}")
+        return self
 
 
 class Detector:
@@ -115,6 +117,32 @@ class Detector:
         for asset in scored:
             self._record(asset)
         return alerts
+
+    def open_alerts(self) -> list[Alert]:
+        """The raise events of every alert open now (shadow assets excluded).
+
+        Save them at shutdown and hand them to :meth:`restore` at the next start:
+        an alert raised before a restart is then cleared under its own id.
+        """
+        return [t.open for t in self._trackers().values() if t.open is not None]
+
+    def restore(self, alerts: Iterable[Alert]) -> int:
+        """Reopen alerts saved by :meth:`open_alerts`; returns how many matched."""
+        trackers = self._trackers()
+        restored = 0
+        for alert in alerts:
+            tracker = trackers.get((alert.asset, alert.cause))
+            if tracker is not None and alert.state is AlertState.RAISED:
+                tracker.restore(alert)
+                restored += 1
+        return restored
+
+    def _trackers(self) -> dict[tuple[str, str], Tracker]:
+        out = {(r.tracker.asset, r.tracker.cause): r.tracker for r in self.rules}
+        for asset in self.assets.values():
+            if asset.config.mode == "live":
+                out[(asset.tracker.asset, asset.tracker.cause)] = asset.tracker
+        return out
 
     def scores(self) -> dict[str, Scored | None]:
         """The latest scored window of each asset (None before the first)."""

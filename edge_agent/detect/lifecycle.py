@@ -96,6 +96,12 @@ class Tracker:
         """True while an alert is raised and not yet cleared."""
         return self.open is not None
 
+    def restore(self, alert: Alert) -> None:
+        """Take back an alert left open by a previous run, so its clear keeps its id."""
+        self.open = alert
+        self._raise.reset()
+        self._clear.reset()
+
     def update(self, now: float, level: Level, evidence: Evidence | None) -> Alert | None:
         """Feed one evaluation at time ``now``; returns a raise or clear event, if any."""
         if level is Level.UNKNOWN or evidence is None:

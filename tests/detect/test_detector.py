@@ -183,3 +183,15 @@ def test_signals_and_window_seconds(tmp_path: Path) -> None:
     det = detector(tmp_path)
     assert det.signals() == set(SIGNALS)
     assert det.window_seconds() >= 4.0
+
+
+def test_open_alert_survives_a_restart_and_clears_under_its_id(tmp_path: Path) -> None:
+    det, windows = detector(tmp_path), Windows(1000)
+    raised = run(det, windows, [0.0] * 4 + [2.0] * 6)
+    assert [a.state for a in raised] == [AlertState.RAISED]
+    saved = [Alert.from_dict(a.to_dict()) for a in det.open_alerts()]
+    assert saved == raised
+    again = detector(tmp_path)  # a new process: same config, fresh state
+    assert again.restore(saved) == 1
+    cleared = run(again, windows, [0.0] * 12, t0=T0 + 10)
+    assert [(a.state, a.id) for a in cleared] == [(AlertState.CLEARED, raised[0].id)]

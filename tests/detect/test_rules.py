@@ -157,8 +157,12 @@ def test_rules_in_the_detector_and_health(tmp_path: object) -> None:
 
 def test_rule_names_unique_per_asset() -> None:
     rules = [{"name": "hot", "type": "threshold", "signal": SIG, "above": 1}] * 2
-    with pytest.raises(ValidationError, match="used twice"):
+    with pytest.raises(ValidationError, match=r"used twice for one asset: \['press1/hot'\]"):
         DetectConfig.model_validate({"rules": rules})
+    model_named = [{"name": "model", "type": "bad_quality", "signal": SIG}]
+    asset = {"name": "press1", "model": "m.onnx", "signals": [SIG]}
+    with pytest.raises(ValidationError, match="press1/model"):
+        DetectConfig.model_validate({"rules": model_named, "assets": [asset]})
 
 
 def test_threshold_needs_a_limit() -> None:
