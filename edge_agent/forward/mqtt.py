@@ -145,7 +145,7 @@ class MqttSink:
             context = tls_context(cfg)
         except (OSError, ssl.SSLError) as exc:
             raise DeliveryError(f"{self.name}: cannot load TLS files: {exc}") from exc
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             cfg.host,
             cfg.port,
             username=cfg.username,
@@ -162,6 +162,9 @@ class MqttSink:
             tls_context=context,
             tls_insecure=cfg.tls == "no-verify" or None,
         )
+        # A whole batch is awaited at once by design: don't warn per publish about it.
+        client.pending_calls_threshold = cfg.batch_size + 10
+        return client
 
     async def __aenter__(self) -> Self:
         """Connect and publish the retained ``online`` status.
