@@ -35,6 +35,7 @@ from edge_agent.sources.modbus_codec import (
 )
 from edge_agent.sources.modbus_health import UnitHealth
 from edge_agent.sources.modbus_link import (
+    MALFORMED,
     Endpoint,
     ModbusLink,
     NoAnswer,
@@ -333,9 +334,10 @@ class ModbusSource:
         if self._complaints.get(key, 0) == code:
             return
         if code:
+            what = "a malformed reply" if code == MALFORMED else f"exception {code}"
             log.warning(
-                "%s: unit %d answers exception %d for %s %d..%d; its signals read BAD",
-                self.config.name, request.unit, code, request.table, request.start,
+                "%s: unit %d answers %s for %s %d..%d; its signals read BAD",
+                self.config.name, request.unit, what, request.table, request.start,
                 request.start + request.count - 1,
             )  # fmt: skip
             self._complaints[key] = code

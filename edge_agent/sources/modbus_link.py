@@ -94,6 +94,10 @@ class NoAnswer:
 
 Reply = list[int] | list[bool] | Refused | NoAnswer
 
+MALFORMED = -1
+"""Refused.code for a reply that does not fit the request (wrong size or function)."""
+
+_FUNCTION_CODES = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 _READERS = {
     "coil": "read_coils",
     "discrete": "read_discrete_inputs",
@@ -231,11 +235,13 @@ def _reply(response: Any, table: Table, count: int) -> Reply:
     if response.isError():
         code = int(getattr(response, "exception_code", 0))
         return NoAnswer(f"gateway code {code}") if code in _GATEWAY_SILENCE else Refused(code)
+    if response.function_code != _FUNCTION_CODES[table]:
+        return Refused(MALFORMED)  # an answer to another question: garbage on the line
     if table in ("coil", "discrete"):
         bits = list(response.bits)
-        return bits[:count] if len(bits) >= count else Refused(-1)
+        return bits[:count] if len(bits) >= count else Refused(MALFORMED)
     registers = list(response.registers)
-    return registers if len(registers) == count else Refused(-1)
+    return registers if len(registers) == count else Refused(MALFORMED)
 
 
 def _quiet_pymodbus() -> None:

@@ -25,7 +25,14 @@ from edge_agent.sources.modbus_codec import (
     decode_exact,
     register_count,
 )
-from edge_agent.sources.modbus_link import Endpoint, ModbusLink, NoAnswer, Refused, SerialLine
+from edge_agent.sources.modbus_link import (
+    MALFORMED,
+    Endpoint,
+    ModbusLink,
+    NoAnswer,
+    Refused,
+    SerialLine,
+)
 
 EX_UNAVAILABLE = 69  # sysexits: the device cannot be reached
 
@@ -130,7 +137,7 @@ async def _read(
 
 
 _EXCEPTIONS = {
-    -1: "malformed reply",
+    MALFORMED: "malformed reply: it does not fit the request",
     1: "illegal function: the device lacks this table",
     2: "illegal data address: nothing at some address in the range",
     3: "illegal data value: often a count above what the device supports",

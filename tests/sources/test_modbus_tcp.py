@@ -265,3 +265,41 @@ async def test_device_limit_below_125_is_learned_as_a_cut(port: int) -> None:
     assert values(second)["press1.r99"] == 99.0
     assert None not in values(second).values()
     assert sorted(peer.wire.requests) == [(1, 3, 0, 50), (1, 3, 50, 50)]
+
+
+GARBAGE = {
+    # MBAP header echoing the request's transaction id, then a PDU that does not fit
+    "too few registers": lambda req: req[:2] + b"\x00\x00\x00\x05" + req[6:7] + b"\x03\x02\x00\x01",
+    "another function": lambda req: (
+        req[:2] + b"\x00\x00\x00\x07" + req[6:7] + b"\x04\x04\x00\x01\x00\x02"
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(GARBAGE))
+async def test_garbled_reply_reads_bad(port: int, kind: str) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while request := await reader.read(260):
+            writer.write(GARBAGE[kind](request))
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", port)
+    async with server:
+        source = ModbusSource(config(port, [{"name": "a", "address": 0, "data_type": "int32"}]))
+        async with source:
+            [sample] = await source.read()
+    assert (sample.signal, sample.quality, sample.value) == ("press1.a", Quality.BAD, None)
+
+
+async def test_noise_instead_of_replies_is_a_lost_link(port: int) -> None:
+    async def noise(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(260):
+            writer.write(b"\xde\xad\xbe\xef" * 5)
+        writer.close()
+
+    server = await asyncio.start_server(noise, "127.0.0.1", port)
+    async with server:
+        source = ModbusSource(config(port, [{"name": "a", "address": 0}]))
+        async with source:
+            with pytest.raises(SourceError):
+                await source.read()
