@@ -99,10 +99,17 @@ def bench_put(folder: Path, count: int) -> dict[str, float]:
     alerts = [make_alert(n) for n in range(count)]
     single = min(2_000, count)
     outbox = Outbox.open(folder / "put.db", OutboxConfig(max_rows=10**7), ["cloud"])
-    one = timed(lambda: [outbox.put_alerts([a], "gw1") for a in alerts[:single]])
-    bulk = timed(
-        lambda: [outbox.put_alerts(alerts[i : i + 1000], "gw1") for i in range(0, count, 1000)]
-    )
+
+    def one_each() -> None:
+        for alert in alerts[:single]:
+            outbox.put_alerts([alert], "gw1")
+
+    def bulk_puts() -> None:
+        for i in range(0, count, 1000):
+            outbox.put_alerts(alerts[i : i + 1000], "gw1")
+
+    one = timed(one_each)
+    bulk = timed(bulk_puts)
     outbox.close()
     return {"put_one_per_s": single / one, "put_bulk_per_s": count / bulk}
 
@@ -170,7 +177,9 @@ async def bench_drain(port: int, outbox: Outbox, count: int) -> float:
 async def bench_network(folder: Path, port: int, count: int) -> dict[str, float]:
     """Raw loop, outbox drain, raw loop again (the mean of the two raw runs is the reference)."""
     outbox = Outbox.open(
-        folder / "drain.db", OutboxConfig(max_rows=10**7, max_bytes="10GB"), ["cloud"]
+        folder / "drain.db",
+        OutboxConfig.model_validate({"max_rows": 10**7, "max_bytes": "10GB"}),
+        ["cloud"],
     )
     for i in range(0, count, 1000):
         outbox.put_alerts([make_alert(n) for n in range(i, min(count, i + 1000))], "gw1")
