@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from edge_agent.errors import SourceError
@@ -107,7 +108,14 @@ _READERS = {
 
 
 class ModbusLink:
-    """A connection to one Modbus endpoint: open, read blocks, close."""
+    """A connection to one Modbus endpoint: open, read blocks, close.
+
+    A serial line is owned by one link at a time in this process: two sources
+    on one RS-485 line would interleave their frames, so the second one is
+    refused with a message saying to put every unit of the line in one source.
+    """
+
+    _serial_owners: ClassVar[dict[str, str]] = {}  # real device path -> owner's name
 
     def __init__(
         self,
@@ -125,6 +133,7 @@ class ModbusLink:
         self._client: Any = None
         self._lost = False
         self._busy = False
+        self._line = ""
 
     async def open(self) -> None:
         """Connect.
@@ -133,6 +142,7 @@ class ModbusLink:
             SourceError: the endpoint cannot be reached or opened.
         """
         _quiet_pymodbus()
+        self._claim_line()
         self._client = self._make_client()
         self._lost = False
         try:
@@ -151,6 +161,21 @@ class ModbusLink:
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._line and self._serial_owners.get(self._line) == self.name:
+            del self._serial_owners[self._line]
+        self._line = ""
+
+    def _claim_line(self) -> None:
+        if self.endpoint.scheme != "rtu":
+            return
+        line = os.path.realpath(self.endpoint.host)
+        owner = self._serial_owners.setdefault(line, self.name)
+        if owner != self.name:
+            raise SourceError(
+                f"{self.name}: {self.endpoint} is already polled by source {owner!r}; "
+                "put every unit of one serial line in one source"
+            )
+        self._line = line
 
     def _make_client(self) -> Any:
         from pymodbus import FramerType

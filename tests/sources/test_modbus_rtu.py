@@ -102,3 +102,23 @@ async def test_rtu_over_tcp(port: int) -> None:
         async with source:
             samples = await source.read()
     assert [(s.signal, s.value) for s in samples] == [("bus.big", float(-(2**40)))]
+
+
+async def test_one_serial_line_one_source(line: tuple[str, str]) -> None:
+    server_tty, client_tty = line
+    peer = await start_rtu([device(1)], server_tty)
+    first = ModbusSource(config(f"rtu://{client_tty}", [{"name": "a", "address": 0}]))
+    second = ModbusSource(
+        config(f"rtu://{client_tty}", [{"name": "b", "address": 1}]).model_copy(
+            update={"name": "other"}
+        )
+    )
+    try:
+        async with first:
+            with pytest.raises(SourceError, match="already polled by source 'bus'"):
+                async with second:
+                    pass
+        async with second:  # the line is free again
+            assert [s.signal for s in await second.read()] == ["other.b"]
+    finally:
+        await peer.stop()
