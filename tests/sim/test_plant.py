@@ -7,6 +7,7 @@ import re
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -197,3 +198,19 @@ async def test_scheduled_modbus_outage_and_probe_garbage() -> None:
         up = AsyncModbusTcpClient(links.host, port=links.modbus_port, retries=0, timeout=2)
         assert await up.connect()
         up.close()
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()
+
+
+async def test_failed_start_leaves_no_socat_behind() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        plant = Plant(opcua_port=taken.getsockname()[1])
+        with pytest.raises(OSError, match="address already in use"):
+            async with plant:
+                pass
+    # the probe (started before OPC UA) was closed: socat gone, its folder removed
+    assert plant.serial_path and not _exists(Path(plant.serial_path).parent)
