@@ -1,8 +1,9 @@
 """One asset scored by its model: aligned window -> normalised -> errors -> score -> alert.
 
 At each detection step the asset's signals are aligned onto the model's step
-(:mod:`edge_agent.detect.align`); a window is scored only when a new grid point
-has passed and every cell is known. A window with a gap or a BAD sample is not
+(:mod:`edge_agent.detect.align`); a window is scored once a new grid point is
+``settle`` seconds old (so samples still in flight, polled but not yet flushed
+by the recorder, are in) and only when every cell is known. A window with a gap or a BAD sample is not
 scored: the step is UNKNOWN for the alert lifecycle and the reason is logged
 once (and again when scoring resumes). The score is the mean of the model's
 per-signal errors; the reason of an alert names the signals with the largest
@@ -54,6 +55,7 @@ class AssetConfig(StrictModel):
     raise_after: DebounceConfig = DebounceConfig(k=3, n=5)
     clear_after: DebounceConfig = DebounceConfig(k=5, n=5)
     fill_limit: Duration | None = None
+    settle: Duration = 2.0
     reload: Literal["watch", "off"] = "watch"
 
 
@@ -99,14 +101,15 @@ class AssetDetector:
     def window_seconds(self) -> float:
         """History the model's window needs, gaps allowance included."""
         card = self.slot.card
-        return card.window * card.step + self.fill_limit
+        return card.window * card.step + self.fill_limit + self.config.settle
 
     def step(self, windows: SeriesSource, now: float) -> Alert | None:
         """Score the newest complete window, if a new grid point passed."""
         if self.config.reload == "watch":
             self.slot.refresh()
         card = self.slot.card
-        end = grid_end(now, card.step)
+        # Score a grid point only once late samples (poll + recorder flush) are in.
+        end = grid_end(now - self.config.settle, card.step)
         if end <= self._last_end:
             return None
         self._last_end = end

@@ -141,7 +141,8 @@ def replay_command(args: argparse.Namespace) -> int:
     from edge_agent.detect.detector import Detector
 
     config = load_config(args.config)
-    asset = _asset(config, args.asset).model_copy(update={"reload": "off"})
+    # A CSV has no samples in flight: no settle time; and its model does not change.
+    asset = _asset(config, args.asset).model_copy(update={"reload": "off", "settle": 0.0})
     only = config.detect.model_copy(update={"assets": [asset], "rules": []})
     detector = Detector.load(only, config.config_path)
     runner = detector.assets[asset.name]

@@ -84,7 +84,9 @@ def test_versions_rollback_and_hot_swap(tmp_path: Path) -> None:
 
 def test_calibrated_card_is_used_in_memory(tmp_path: Path) -> None:
     square_model(tmp_path / "tiny.onnx", card(mean=(0.0, 0.0, 0.0)))
-    asset = AssetConfig(name="pump", model="tiny.onnx", signals=list(SIGNALS))
+    asset = AssetConfig.model_validate(
+        {"name": "pump", "model": "tiny.onnx", "signals": list(SIGNALS), "settle": "0s"}
+    )
     det = Detector.load(DetectConfig(assets=[asset]), lambda p: tmp_path / p)
     slot = det.assets["pump"].slot
     ts, values = normal_history(200)

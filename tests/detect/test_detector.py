@@ -19,7 +19,9 @@ T0 = 1_800_000_000.0
 
 def detector(tmp_path: Path, **asset: object) -> Detector:
     square_model(tmp_path / "tiny.onnx")
-    fields = {"name": "pump", "model": "tiny.onnx", "signals": list(SIGNALS), **asset}
+    # settle 0: score each second at once; test_late_sample_is_waited_for covers settle.
+    fields = {"name": "pump", "model": "tiny.onnx", "signals": list(SIGNALS), "settle": "0s"}
+    fields.update(asset)
     config = DetectConfig(assets=[AssetConfig.model_validate(fields)])
     return Detector.load(config, lambda p: tmp_path / p)
 
@@ -143,7 +145,9 @@ def test_missing_model_file_is_a_model_error(tmp_path: Path) -> None:
 
 def test_card_normalisation_is_applied(tmp_path: Path) -> None:
     square_model(tmp_path / "tiny.onnx", card(mean=(10.0, 50.0, 1.0), std=(2.0, 5.0, 0.5)))
-    asset = AssetConfig(name="pump", model="tiny.onnx", signals=list(SIGNALS))
+    asset = AssetConfig.model_validate(
+        {"name": "pump", "model": "tiny.onnx", "signals": list(SIGNALS), "settle": "0s"}
+    )
     det = Detector.load(DetectConfig(assets=[asset]), lambda p: tmp_path / p)
     windows = Windows(100)
     for i in range(4):
@@ -195,3 +199,20 @@ def test_open_alert_survives_a_restart_and_clears_under_its_id(tmp_path: Path) -
     assert again.restore(saved) == 1
     cleared = run(again, windows, [0.0] * 12, t0=T0 + 10)
     assert [(a.state, a.id) for a in cleared] == [(AlertState.CLEARED, raised[0].id)]
+
+
+def test_late_sample_is_waited_for(tmp_path: Path) -> None:
+    """A sample polled at t but flushed to the windows after the step at t still counts."""
+    det, windows = detector(tmp_path, settle="2s"), Windows(1000)
+    for i in range(6):
+        windows.append(rows(T0 + i, [0.0] * 3))
+        det.step(windows, T0 + i + 0.5)
+    last = det.scores()["pump"]
+    assert last is not None and last.ts == T0 + 3  # 2 s behind
+    det.step(windows, T0 + 6.5)  # the 6 s samples are not in yet
+    windows.append(rows(T0 + 6, [1.0] * 3))  # the recorder flushes them late
+    det.step(windows, T0 + 7.5)
+    det.step(windows, T0 + 8.5)
+    last = det.scores()["pump"]
+    assert last is not None and last.ts == T0 + 6
+    assert last.score == pytest.approx(0.25)  # the late 1.0 values were used

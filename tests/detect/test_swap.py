@@ -17,7 +17,9 @@ T0 = 1_800_000_000.0
 
 def load(tmp_path: Path) -> Detector:
     square_model(tmp_path / "tiny.onnx")
-    asset = AssetConfig(name="pump", model="tiny.onnx", signals=list(SIGNALS))
+    asset = AssetConfig.model_validate(
+        {"name": "pump", "model": "tiny.onnx", "signals": list(SIGNALS), "settle": "0s"}
+    )
     return Detector.load(DetectConfig(assets=[asset]), lambda p: tmp_path / p)
 
 
