@@ -245,7 +245,7 @@ class ModbusSource:
         config = self.config
         if self._plan is None:
             self._plan = _Plan(config)
-            units = {p.unit for p in self._plan.points}
+            units = sorted({p.unit for p in self._plan.points})
             self._health = UnitHealth(config.name, units, config.backoff, config.backoff_max)
         assert self._health is not None
         self._health.reset()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge_agent.sources.modbus_health import UnitHealth
 from edge_agent.sources.modbus_plan import (
     Fences,
     Limits,
@@ -139,3 +140,17 @@ def test_a_cut_stops_joining_adjacent_signals() -> None:
     fences.add(1, "holding", 50, 50)  # the device refused 0..99 but answers 0..49 and 50..99
     requests = plan(points_at(range(100)), Limits(), fences)
     assert [(r.start, r.count) for r in requests] == [(0, 50), (50, 50)]
+
+
+def test_unit_health_backs_off_each_unit_alone() -> None:
+    health = UnitHealth("bus", [1, 2], first=1.0, most=8.0)
+    health.reset()
+    delays = [health.failed(2, now=0.0, reason="timeout") for _ in range(6)]
+    ceilings = [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]  # doubling from 1 s, capped at 8 s
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert health.available(1, 0.0) and not health.available(2, 0.0)
+    assert not health.all_down()
+    health.failed(1, now=0.0, reason="timeout")
+    assert health.all_down()
+    health.answered(2, now=30.0)
+    assert health.available(2, 30.0) and not health.all_down()
