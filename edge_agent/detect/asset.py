@@ -3,8 +3,8 @@
 At each detection step the asset's signals are aligned onto the model's step
 (:mod:`edge_agent.detect.align`); a window is scored once a new grid point is
 ``settle`` seconds old (so samples still in flight, polled but not yet flushed
-by the recorder, are in) and only when every cell is known. A window with a gap or a BAD sample is not
-scored: the step is UNKNOWN for the alert lifecycle and the reason is logged
+by the recorder, are in) and only when every cell is known. A window with a
+gap or a BAD sample is not scored: the step is UNKNOWN for the alert lifecycle and the reason is logged
 once (and again when scoring resumes). The score is the mean of the model's
 per-signal errors; the reason of an alert names the signals with the largest
 share of it.

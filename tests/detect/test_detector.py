@@ -20,7 +20,8 @@ T0 = 1_800_000_000.0
 def detector(tmp_path: Path, **asset: object) -> Detector:
     square_model(tmp_path / "tiny.onnx")
     # settle 0: score each second at once; test_late_sample_is_waited_for covers settle.
-    fields = {"name": "pump", "model": "tiny.onnx", "signals": list(SIGNALS), "settle": "0s"}
+    fields: dict[str, object] = {"name": "pump", "model": "tiny.onnx", "settle": "0s"}
+    fields["signals"] = list(SIGNALS)
     fields.update(asset)
     config = DetectConfig(assets=[AssetConfig.model_validate(fields)])
     return Detector.load(config, lambda p: tmp_path / p)
