@@ -53,9 +53,10 @@ async def open_client(config: OpcuaSourceConfig) -> Client:
     Raises:
         SourceError: unreachable, refused security or identity, with the reason in words.
     """
-    client = Client(
-        config.url, timeout=config.timeout, watchdog_intervall=min(config.interval, 5.0)
-    )
+    # asyncua probes the server every watchdog interval and gives the probe that long
+    # (capped by it) to answer; shorter than a request timeout, a busy server (a
+    # 1,000-node read in flight) fails the probe and a healthy session is dropped.
+    client = Client(config.url, timeout=config.timeout, watchdog_intervall=config.timeout)
     client.application_uri = config.application_uri or default_application_uri()
     client.name = client.description = f"edge-agent {config.name}"
     client.session_timeout = int(config.session_timeout * 1000)
