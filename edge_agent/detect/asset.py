@@ -1,13 +1,13 @@
 """One asset scored by its model: aligned window -> normalised -> errors -> score -> alert.
 
 At each detection step the asset's signals are aligned onto the model's step
-(:mod:`edge_agent.detect.align`); a window is scored once a new grid point is
+(:mod:`edge_agent.detect.align`). A window is scored once a new grid point is
 ``settle`` seconds old (so samples still in flight, polled but not yet flushed
 by the recorder, are in) and only when every cell is known. A window with a
-gap or a BAD sample is not scored: the step is UNKNOWN for the alert lifecycle and the reason is logged
-once (and again when scoring resumes). The score is the mean of the model's
-per-signal errors; the reason of an alert names the signals with the largest
-share of it.
+gap or a BAD sample is not scored: the step is UNKNOWN for the alert lifecycle
+and the reason is logged once (and again when scoring resumes). The score is
+the mean of the model's per-signal errors; the reason of an alert names the
+signals with the largest share of it.
 """
 
 from __future__ import annotations

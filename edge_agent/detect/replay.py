@@ -4,11 +4,12 @@ Each CSV row becomes samples (one per signal column; an empty or non-numeric
 cell is a BAD sample), appended to a :class:`~edge_agent.twin.windows.Windows`
 exactly as the recorder does live; then :meth:`Detector.step` runs at the row's
 time, as the detector loop does every ``interval``. The only difference from
-live is ``settle`` = 0: a CSV has no samples in flight, so a grid point is scored
-at its own tick rather than ``settle`` seconds later (same window, same score).
-So a replay shows what the agent would have said, row by row: ``ts,score,alarm`` (``score`` empty when the
-row's window was not scored: warm-up, gap or BAD value; ``alarm`` 1 while the
-model alert of the asset is open, shadow assets included).
+live is ``settle`` = 0: a CSV has no samples in flight, so a grid point is
+scored at its own tick rather than ``settle`` seconds later (same window, same
+score). So a replay shows what the agent would have said, row by row:
+``ts,score,alarm`` (``score`` empty when the row's window was not scored:
+warm-up, gap or BAD value; ``alarm`` 1 while the model alert of the asset is
+open, shadow assets included).
 
 CSV: a header row; a time column named ``timestamp``, ``datetime``, ``time`` or
 ``ts`` (epoch seconds, or ISO 8601; naive times are UTC); one column per signal,
