@@ -36,7 +36,8 @@ class SinkSettings(StrictModel):
         batch_size: most messages taken from the outbox per send.
         retry_initial: first delay after a failed delivery.
         retry_max: cap of the exponential backoff.
-        telemetry: ``on`` to also forward periodic telemetry summaries.
+        telemetry: ``on`` to also forward periodic per-signal summaries.
+        telemetry_interval: the span each summary covers (windows are aligned to it).
     """
 
     name: str
@@ -44,6 +45,7 @@ class SinkSettings(StrictModel):
     retry_initial: Duration = 1.0
     retry_max: Duration = 60.0
     telemetry: Literal["on", "off"] = "off"
+    telemetry_interval: Duration = Field(default=60.0, gt=0)
 
 
 class Sink(Protocol):

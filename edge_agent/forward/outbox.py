@@ -196,24 +196,48 @@ class Outbox:
         self._put(items, self.sinks, now)
 
     def put_telemetry(
-        self, summaries: Sequence[TelemetrySummary], gateway: str, sinks: Sequence[str]
+        self,
+        summaries: Sequence[TelemetrySummary],
+        gateway: str,
+        sinks: Sequence[str],
+        until: float | None = None,
     ) -> None:
-        """Store telemetry summaries for the given sinks (those that want telemetry)."""
+        """Store telemetry summaries for the given sinks (those that want telemetry).
+
+        Args:
+            summaries: the summaries, oldest window first.
+            gateway: this gateway's id.
+            sinks: the sinks to queue them for.
+            until: end of the summarised span, remembered per sink in the same
+                transaction (see :meth:`telemetry_until`), so a crash neither skips
+                nor repeats a window.
+        """
         now = time.time()
         items = [
             (TELEMETRY, "", gateway, s.asset, s.end, encode_telemetry(s, gateway))
             for s in summaries
         ]
-        self._put(items, sinks, now)
+        self._put(items, sinks, now, until)
+
+    def telemetry_until(self, sink: str) -> float | None:
+        """End of the last span summarised for ``sink`` (None before the first)."""
+        value = self._counters.get((sink, "telemetry_until"))
+        return None if value is None else float(value)
 
     def _put(
-        self, items: list[tuple[int, str, str, str, float, bytes]], sinks: Sequence[str], now: float
+        self,
+        items: list[tuple[int, str, str, str, float, bytes]],
+        sinks: Sequence[str],
+        now: float,
+        until: float | None = None,
     ) -> None:
-        if not items:
+        if not items and until is None:
             return
         drops: dict[str, dict[str, int]] = {}
         with self._tx():
             for sink in sinks:
+                if until is not None:
+                    self._set(sink, "telemetry_until", int(until))
                 self._insert(sink, items, now)
                 dropped = self._enforce(sink)
                 if dropped:
@@ -299,6 +323,13 @@ class Outbox:
         usage = self._usage.setdefault((sink, cls_), [0, 0])
         usage[0] -= len(rows)
         usage[1] -= sum(size for _, size in rows)
+
+    def _set(self, sink: str, name: str, value: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO counters (sink, name, value) VALUES (?, ?, ?)",
+            (sink, name, value),
+        )
+        self._counters[(sink, name)] = value
 
     def _count(self, sink: str, name: str, n: int) -> None:
         if n <= 0:
