@@ -51,7 +51,9 @@ def test_windows_are_summarised_once_and_backfilled_in_order(tmp_path: Path) -> 
     outbox.close()
 
     later = now + 300  # the agent was down for 5 minutes: backfill from the twin
-    again = Outbox.open(tmp_path / "outbox.db", OutboxConfig(historical_after="1m"), ["cloud"])
+    again = Outbox.open(
+        tmp_path / "outbox.db", OutboxConfig.model_validate({"historical_after": "1m"}), ["cloud"]
+    )
     store.clock = lambda: later
     assert telemetry_step(store, again, "cloud", "gw1", interval, later) == 5
     payloads = [decode(r.body) for r in again.take("cloud", 10, now=later)]
