@@ -122,3 +122,49 @@ async def test_one_serial_line_one_source(line: tuple[str, str]) -> None:
             assert [s.signal for s in await second.read()] == ["other.b"]
     finally:
         await peer.stop()
+
+
+async def test_rtu_exceptions_and_a_hole_in_a_block(line: tuple[str, str]) -> None:
+    server_tty, client_tty = line
+    peer = await start_rtu([device(1, holding=((0, 10), (20, 10)))], server_tty)
+    try:
+        await peer.set(1, "holding", 5, [50])
+        await peer.set(1, "holding", 25, [250])
+        regs = [
+            {"name": "a", "address": 5},
+            {"name": "b", "address": 25},
+            {"name": "gone", "address": 40},
+        ]
+        source = ModbusSource(config(f"rtu://{client_tty}", regs, register_gap=20))
+        async with source:
+            ticks = [await source.read() for _ in range(2)]  # learning may take two ticks
+            peer.wire.requests.clear()
+            ticks.append(await source.read())
+    finally:
+        await peer.stop()
+    for samples in ticks:
+        assert {s.signal: s.value for s in samples} == {
+            "bus.a": 50.0,
+            "bus.b": 250.0,
+            "bus.gone": None,
+        }
+    assert sorted(peer.wire.requests) == [(1, 3, 5, 1), (1, 3, 25, 1)]
+
+
+async def test_rtu_server_stopped_and_restarted(line: tuple[str, str]) -> None:
+    server_tty, client_tty = line
+    peer = await start_rtu([device(1)], server_tty)
+    source = ModbusSource(config(f"rtu://{client_tty}", [{"name": "a", "address": 0}]))
+    try:
+        async with source:
+            await peer.set(1, "holding", 0, [1])
+            assert [s.value for s in await source.read()] == [1.0]
+            await peer.stop()
+            with pytest.raises(SourceError, match="no unit answers"):
+                await source.read()
+        peer = await start_rtu([device(1)], server_tty)
+        await peer.set(1, "holding", 0, [2])
+        async with source:
+            assert [s.value for s in await source.read()] == [2.0]
+    finally:
+        await peer.stop()
