@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -76,8 +75,6 @@ def run_sim(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         print("edge-agent sim: --speed must be above 0", file=sys.stderr)
         return 2
-    if (args.log_level or "info").lower() != "debug":
-        logging.getLogger("asyncua").setLevel(logging.ERROR)  # security-policy chatter
     try:
         asyncio.run(_serve(args, scenario))
     except (KeyboardInterrupt, asyncio.CancelledError):

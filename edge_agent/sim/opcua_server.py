@@ -15,6 +15,19 @@ from edge_agent.sim.layout import OPCUA_NAMESPACE, OPCUA_NODES, OPCUA_NS_INDEX
 log = logging.getLogger(__name__)
 
 
+def quiet_server_logs() -> None:
+    """Keep asyncua's server-side warnings out of the demo's output.
+
+    Without security policies the server warns that certificates and passwords
+    cannot be protected: true, and irrelevant for a loopback practice plant.
+    Only the server's loggers are touched (the agent's client logs as before),
+    and only if nobody configured them.
+    """
+    server_log = logging.getLogger("asyncua.server")
+    if server_log.level == logging.NOTSET:
+        server_log.setLevel(logging.ERROR)
+
+
 class SimOpcuaServer:
     """An asyncua server on ``opc.tcp://host:port/edge-agent/sim`` with the plant's nodes.
 
@@ -43,6 +56,7 @@ class SimOpcuaServer:
         from asyncua import ua
         from asyncua.server.server import Server
 
+        quiet_server_logs()
         server = Server()
         await server.init()
         server.set_endpoint(self.url)
