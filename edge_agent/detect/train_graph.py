@@ -28,13 +28,20 @@ from edge_agent.detect.card import CARD_KEY, ModelCard
 OPSET = 17
 
 
-def build_model(card: ModelCard, residual: np.ndarray, inv_var: np.ndarray) -> bytes:
+def build_model(
+    card: ModelCard,
+    residual: np.ndarray,
+    inv_var: np.ndarray,
+    time_weights: np.ndarray | None = None,
+) -> bytes:
     """The float32 ONNX model as bytes, with ``card`` in its metadata.
 
     Args:
         card: the model card (signals, window ...).
         residual: ``[n, n]`` residual projection ``I - P P^T``.
         inv_var: ``[n]`` weights ``1 / v``.
+        time_weights: ``[window]`` causal filter over the window instead of the
+            plain mean, e.g. recent mean minus older mean for a change detector.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -44,8 +51,18 @@ def build_model(card: ModelCard, residual: np.ndarray, inv_var: np.ndarray) -> b
         numpy_helper.from_array(residual.astype(np.float32), "residual_projection"),
         numpy_helper.from_array(inv_var.astype(np.float32).reshape(n), "inv_variance"),
     ]
-    nodes = [
-        helper.make_node("ReduceMean", ["window"], ["smoothed"], axes=[1], keepdims=0),
+    if time_weights is None:
+        nodes = [helper.make_node("ReduceMean", ["window"], ["smoothed"], axes=[1], keepdims=0)]
+    else:
+        w = np.asarray(time_weights, np.float32).reshape(1, card.window)
+        inits.append(numpy_helper.from_array(w, "time_weights"))
+        nodes = [
+            helper.make_node("Transpose", ["window"], ["by_signal"], perm=[0, 2, 1]),
+            helper.make_node("Mul", ["by_signal", "time_weights"], ["weighted"]),
+            helper.make_node("ReduceSum", ["weighted", "axes2"], ["smoothed"], keepdims=0),
+        ]
+        inits.append(numpy_helper.from_array(np.array([2], np.int64), "axes2"))
+    nodes += [
         helper.make_node("MatMul", ["smoothed", "residual_projection"], ["residual"], name="ae"),
         helper.make_node("Mul", ["residual", "residual"], ["squared"], name="square"),
         helper.make_node("Mul", ["squared", "inv_variance"], ["error"], name="scale"),

@@ -85,3 +85,30 @@ def test_nab_perfect_null_and_late() -> None:
     noisy = perfect.copy()
     noisy[300] = True  # one more on/off pair outside every window: two false positives
     assert _nab(noisy)["low_fp"] < _nab(noisy)["standard"] < 100.0
+
+
+def test_nab_scoring_follows_the_sweeper() -> None:
+    from bench.nab_metrics import PROFILES, normalised, probation, raw_score
+
+    n = 1000
+    assert probation(n) == 150
+    assert probation(100_000) == 750
+    windows = [(400, 499)]
+    standard = PROFILES["standard"]
+    early = np.zeros(n, dtype=bool)
+    early[400] = True
+    assert normalised([raw_score(early, windows, standard)], 1, standard) == pytest.approx(100.0)
+    none = np.zeros(n, dtype=bool)
+    assert normalised([raw_score(none, windows, standard)], 1, standard) == pytest.approx(0.0)
+    late = np.zeros(n, dtype=bool)
+    late[490] = True
+    assert 0 < raw_score(late, windows, standard) < raw_score(early, windows, standard)
+    before = early.copy()
+    before[200] = True  # a false positive before any window costs the full A_FP
+    assert raw_score(before, windows, standard) == pytest.approx(1.0 - 0.11)
+    right_after = early.copy()
+    right_after[500] = True  # just past the window: almost free
+    assert raw_score(right_after, windows, standard) > 1.0 - 0.01
+    in_probation = none.copy()
+    in_probation[10] = True  # probationary rows are not scored
+    assert raw_score(in_probation, windows, standard) == pytest.approx(-1.0)
