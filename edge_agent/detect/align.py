@@ -89,7 +89,7 @@ def _describe(
 ) -> str:
     # No counts in the text: the caller logs a problem once, until it changes.
     if len(ts) == 0:
-        return f"{signal}: no samples"
+        return f"{signal}: no recent samples"
     held_bad = hold(
         np.asarray(ts, np.float64), np.isnan(values).astype(np.float64), grid, fill_limit
     )

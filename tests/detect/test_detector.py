@@ -114,7 +114,7 @@ def test_signal_never_seen_is_reported(tmp_path: Path) -> None:
     for i in range(6):
         windows.append(rows(T0 + i, [0.0, 0.0], SIGNALS[:2]))
         det.step(windows, T0 + i)
-    assert det.assets["pump"].problem == "pump.vib: no samples"
+    assert det.assets["pump"].problem == "pump.vib: no recent samples"
     assert det.scores()["pump"] is None
 
 

@@ -14,11 +14,9 @@ from edge_agent.detect import replay as rp
 from edge_agent.detect.asset import AssetConfig
 from edge_agent.detect.commands import EX_DATAERR, replay_command
 from edge_agent.detect.detector import DetectConfig, Detector
+from edge_agent.twin.windows import Windows
 from edge_agent.types import Quality, Sample
 from tests.detect.tiny import SIGNALS, card, square_model
-
-# Replay runs on the twin's own Windows (the live path): until it exists, skip.
-Windows = pytest.importorskip("edge_agent.twin.windows").Windows
 
 T0 = 1_800_000_000.0
 COLUMNS = ("Current", "Temp", "Vib")  # SKAB-style column names for pump.current, ...

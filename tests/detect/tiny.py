@@ -1,40 +1,16 @@
-"""Tiny ONNX models and in-memory windows for detection tests."""
+"""Tiny ONNX models and sample builders for detection tests (Windows re-exported)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
 from edge_agent.detect.card import CARD_KEY, ModelCard
+from edge_agent.twin.windows import Windows
 from edge_agent.types import Quality, Sample
-
-try:
-    from edge_agent.twin.windows import Windows
-except ImportError:  # until the twin's Windows lands: the same contract, no ring
-
-    class Windows:  # type: ignore[no-redef]
-        """Per-signal lists honouring ``series(signal, since) -> (ts, values NaN where BAD)``."""
-
-        def __init__(self, capacity: int) -> None:
-            self.capacity = capacity
-            self.data: dict[str, list[tuple[float, float]]] = {}
-
-        def append(self, samples: Iterable[Sample]) -> None:
-            for s in samples:
-                value = np.nan if s.quality is Quality.BAD or s.value is None else s.value
-                rows = self.data.setdefault(s.signal, [])
-                rows.append((s.ts, float(value)))
-                del rows[: -self.capacity]
-
-        def series(self, signal: str, since: float) -> tuple[np.ndarray, np.ndarray]:
-            rows = [r for r in self.data.get(signal, []) if r[0] >= since]
-            ts = np.array([r[0] for r in rows], dtype=np.float64)
-            return ts, np.array([r[1] for r in rows], dtype=np.float64)
-
 
 __all__ = ["SIGNALS", "Windows", "card", "good", "rows", "square_model"]
 
