@@ -181,7 +181,11 @@ class MqttSink:
             raise DeliveryError(self._explain(exc)) from exc
         self._client = client
         topic, payload = self._status("online")
-        await self._publish(topic, payload, retain=True)
+        try:
+            await self._publish(topic, payload, retain=True)
+        except DeliveryError:
+            await self.__aexit__(None, None, None)
+            raise
         return self
 
     def _explain(self, exc: Exception) -> str:

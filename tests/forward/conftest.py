@@ -29,10 +29,11 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 class Mosquitto:
     """A mosquitto process with its own config file; can be stopped and started again."""
 
-    def __init__(self, folder: Path, port: int, extra: str = "") -> None:
+    def __init__(self, folder: Path, port: int, extra: str = "", anonymous: bool = True) -> None:
         self.folder = folder
         self.port = port
         self.extra = extra
+        self.anonymous = anonymous
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -40,7 +41,7 @@ class Mosquitto:
         conf = self.folder / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
             "persistence true\n"
             f"persistence_location {self.folder}/\n"
             # When run as root mosquitto drops to this user; ourselves keeps files readable.
@@ -182,6 +183,24 @@ def tls_broker(tmp_path: Path, certs: Certs) -> Iterator[Mosquitto]:
         "require_certificate true\n"
     )
     mosquitto = Mosquitto(folder, free_port(), extra)
+    mosquitto.start()
+    yield mosquitto
+    mosquitto.stop()
+
+
+@pytest.fixture
+def auth_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A mosquitto that requires user ``gateway`` with password ``s3cret``."""
+    folder = tmp_path / "auth-broker"
+    folder.mkdir()
+    passwords = folder / "passwords"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "gateway", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    passwords.chmod(0o644)
+    mosquitto = Mosquitto(folder, free_port(), f"password_file {passwords}\n", anonymous=False)
     mosquitto.start()
     yield mosquitto
     mosquitto.stop()

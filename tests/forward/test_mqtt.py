@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from edge_agent.config import parse_config
 from edge_agent.errors import DeliveryError
 from edge_agent.forward.mqtt import MqttSink, MqttSinkConfig, topic_for
 from edge_agent.forward.outbox import Outbox, OutboxConfig
@@ -192,4 +194,27 @@ async def test_tls_is_verified_by_default(tls_broker: Mosquitto) -> None:
 async def test_unreachable_broker_is_a_delivery_error(port: int) -> None:
     with pytest.raises(DeliveryError, match="cannot connect"):
         async with MqttSink(_config(port)):
+            pass
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_username_and_password_from_the_environment(
+    tmp_path: Path, auth_broker: Mosquitto, monkeypatch: pytest.MonkeyPatch, protocol: str
+) -> None:
+    monkeypatch.setenv("MQTT_PASSWORD", "s3cret")
+    text = (
+        f"sinks:\n  - type: mqtt\n    name: cloud\n    host: 127.0.0.1\n"
+        f"    port: {auth_broker.port}\n    tls: 'off'\n    protocol: '{protocol}'\n"
+        "    username: gateway\n    password: ${MQTT_PASSWORD}\n"
+    )
+    config = parse_config(text, tmp_path / "agent.yaml").sinks[0]
+    assert isinstance(config, MqttSinkConfig)
+    outbox = _outbox(tmp_path)
+    outbox.put_alerts([make_alert(1)], "gw1")
+    async with delivering(outbox, MqttSink(config, gateway="gw1"), "cloud") as wake:
+        wake.set()
+        await drained(outbox, "cloud")  # acked: the broker sent its PUBACK
+    wrong = config.model_copy(update={"password": SecretStr("nope")})
+    with pytest.raises(DeliveryError, match=r"(?i)not authori"):
+        async with MqttSink(wrong, gateway="gw1"):
             pass
