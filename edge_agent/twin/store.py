@@ -108,8 +108,8 @@ class TwinConfig(StrictModel):
     max_size: Size | None = None
 
     def rollup_slots(self) -> int:
-        """Minutes of rollups kept per signal."""
-        return max(1, math.ceil(self.rollup_max_age / MINUTE))
+        """Minutes of rollups kept per signal: ``rollup_max_age`` plus the current one."""
+        return math.ceil(self.rollup_max_age / MINUTE) + 1
 
 
 @dataclass(frozen=True, slots=True)
