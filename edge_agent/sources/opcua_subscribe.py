@@ -163,9 +163,12 @@ class Subscriptions:
 
     async def close(self) -> None:
         """Stop the pumps (the session's close deletes the subscriptions on the server)."""
-        for entry in self.entries:
-            entry.pump.cancel()
+        pumps = [entry.pump for entry in self.entries]
         self.entries.clear()
+        for pump in pumps:
+            pump.cancel()
+        # Waiting for the cancelled pumps: none is left pending when the loop ends.
+        await asyncio.gather(*pumps, return_exceptions=True)
 
 
 async def _stop(entry: _Entry) -> None:

@@ -8,12 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from asyncua import ua as _ua
 
 from edge_agent.sources.opcua import OpcuaSource, OpcuaSourceConfig
 from edge_agent.types import Quality, Sample
 from tests.sources.opcua_server import T0, TestServer, pki, shared_server
 
 __all__ = ["pki", "shared_server"]  # fixtures
+ua: Any = _ua
 
 
 def config(url: str, group: dict[str, Any], **extra: object) -> OpcuaSourceConfig:
@@ -120,3 +122,23 @@ async def _drop_all_subscriptions(server: TestServer) -> None:
     assert server.server is not None
     service = server.server.iserver.subscription_service
     await service.delete_subscriptions(list(service.subscriptions))
+
+
+async def test_subscription_ended_by_server_is_rebuilt(
+    shared_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with OpcuaSource(config(shared_server.url, {"nodes": pump("Pressure")})) as src:
+        await collect(src, lambda s: len(s) >= 1)
+        await shared_server.arun(_status_change_all, shared_server)
+        await collect(src, lambda s: False, limit=0.5)
+        await shared_server.arun(shared_server.write, "Pressure", 77.0)
+        after = await collect(src, lambda s: 77.0 in values(s, "sub.pressure"))
+    assert "server ended a subscription (BadTimeout)" in caplog.text
+    assert "rebuilding it" in caplog.text
+    assert values(after, "sub.pressure") == [77.0]
+
+
+async def _status_change_all(server: TestServer) -> None:
+    assert server.server is not None
+    for sub in server.server.iserver.subscription_service.subscriptions.values():
+        await sub.monitored_item_srv.trigger_statuschange(ua.StatusCode(ua.StatusCodes.BadTimeout))

@@ -1,0 +1,103 @@
+"""OPC UA config validation and DataValue conversion, without a server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import pytest
+from asyncua import ua as _ua
+from pydantic import ValidationError
+
+from edge_agent.sources.opcua import OpcuaSourceConfig
+from edge_agent.sources.opcua_nodes import Resolved
+from edge_agent.sources.opcua_session import Poller
+from edge_agent.sources.opcua_values import SampleMaker, quality_of, timestamp_of
+from edge_agent.types import Quality
+
+ua: Any = _ua
+T0 = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
+
+
+def source(**group: Any) -> dict[str, Any]:
+    group.setdefault("nodes", [{"name": "a", "node": "ns=2;s=A"}])
+    return {"type": "opcua", "name": "s", "url": "opc.tcp://plc:4840", "groups": [group]}
+
+
+@pytest.mark.parametrize(
+    ("group", "message"),
+    [
+        ({"nodes": [{"name": "a"}]}, "exactly one of node"),
+        (
+            {"nodes": [{"name": "a", "node": "ns=2;s=A", "path": "0:Objects"}]},
+            "exactly one of node",
+        ),
+        ({"nodes": [{"name": "a", "node": "Pump1.Temp"}]}, "is not a NodeId"),
+        (
+            {"nodes": [{"name": "a", "path": "Objects/2:Plant"}]},
+            "must be <namespace index>:<BrowseName>",
+        ),
+        ({"deadband": {"type": "absolute", "value": 1}}, "only for mode: subscribe"),
+        ({"mode": "subscribe", "deadband": {"type": "percent", "value": 150}}, "between 0 and 100"),
+        (
+            {"nodes": [{"name": "a", "node": "i=1"}, {"name": "A", "node": "i=2"}]},
+            "node names repeat: a",
+        ),
+        ({"mode": "subscribe", "queue_sise": 3}, "Extra inputs are not permitted"),
+    ],
+)
+def test_config_errors_say_what_is_wrong(group: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        OpcuaSourceConfig.model_validate(source(**group))
+
+
+def test_auth_and_security_need_their_files() -> None:
+    raw = source()
+    with pytest.raises(ValidationError, match="type username needs username"):
+        OpcuaSourceConfig.model_validate({**raw, "auth": {"type": "username"}})
+    with pytest.raises(ValidationError, match="policy None goes with mode None"):
+        OpcuaSourceConfig.model_validate({**raw, "security": {"policy": "None", "mode": "Sign"}})
+
+
+@pytest.mark.parametrize(
+    ("status", "quality"),
+    [
+        (0x0000_0000, Quality.GOOD),
+        (0x0040_0000, Quality.GOOD),  # Good with info bits
+        (0x4092_0000, Quality.UNCERTAIN),
+        (0x8000_0000, Quality.BAD),
+        (0xC000_0000, Quality.BAD),  # reserved severity 11 counts as Bad
+    ],
+)
+def test_quality_follows_status_severity(status: int, quality: Quality) -> None:
+    assert quality_of(status) is quality
+
+
+def test_timestamp_falls_back_from_source_to_server_to_gateway() -> None:
+    both = ua.DataValue(SourceTimestamp=T0, ServerTimestamp=T0 + dt.timedelta(seconds=1))
+    server_only = ua.DataValue(ServerTimestamp=T0 + dt.timedelta(seconds=1))
+    assert timestamp_of(both, "source", 5.0) == T0.timestamp()
+    assert timestamp_of(both, "server", 5.0) == T0.timestamp() + 1
+    assert timestamp_of(both, "gateway", 5.0) == 5.0
+    assert timestamp_of(server_only, "source", 5.0) == T0.timestamp() + 1
+    assert timestamp_of(ua.DataValue(), "source", 5.0) == 5.0
+
+
+def test_non_numbers_are_bad_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    maker = SampleMaker("gateway")
+    with caplog.at_level(logging.WARNING):
+        samples = [
+            maker.make("s.x", ua.DataValue(ua.Variant(v)), float(i))
+            for i, v in enumerate(["a", [1, 2], float("nan")])
+        ]
+    assert [s.quality for s in samples if s] == [Quality.BAD] * 3
+    assert caplog.text.count("s.x: value is not a number") == 1
+
+
+def test_poller_splits_reads_at_the_server_limit() -> None:
+    nodes = [Resolved(f"s.n{i}", ua.NodeId(i, 2)) for i in range(5)] + [Resolved("s.gone", None)]
+    poller = Poller(nodes, max_per_read=2)
+    assert [len(r.NodesToRead) for r in poller.requests] == [2, 2, 1]
+    assert poller.missing == ["s.gone"]
+    assert [len(r.NodesToRead) for r in Poller(nodes, 0).requests] == [5]
