@@ -15,6 +15,7 @@ included (that is how shadow mode is recorded).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -187,3 +188,31 @@ class Detector:
             Sample(f"{SOURCE}.{name}.{what}", last.ts, value, Quality.GOOD)
             for what, value in values
         ]
+
+
+def save_open_alerts(detector: Detector, path: Path) -> None:
+    """Write the open alerts to ``path`` (JSON, atomically): call at shutdown."""
+    data = [alert.to_dict() for alert in detector.open_alerts()]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def restore_open_alerts(detector: Detector, path: Path) -> int:
+    """Reopen the alerts saved by :func:`save_open_alerts`; a missing file is none.
+
+    An unreadable file is logged (WARNING) and ignored: those alerts will not
+    get their clear event, which is better than not starting.
+    """
+    try:
+        data = json.loads(path.read_text())
+        alerts = [Alert.from_dict(item) for item in data]
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("detect: cannot read open alerts from %s, starting without: %s", path, exc)
+        return 0
+    restored = detector.restore(alerts)
+    if restored:
+        log.info("detect: %d alert(s) still open from the last run", restored)
+    return restored

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from edge_agent.detect.asset import AssetConfig
-from edge_agent.detect.detector import DetectConfig, Detector
+from edge_agent.detect.detector import (
+    DetectConfig,
+    Detector,
+    restore_open_alerts,
+    save_open_alerts,
+)
 from edge_agent.errors import ModelError
 from edge_agent.types import Alert, AlertKind, AlertState, Sample, Severity, alert_id
 from tests.detect.tiny import SIGNALS, Windows, card, rows, square_model
@@ -194,10 +199,10 @@ def test_open_alert_survives_a_restart_and_clears_under_its_id(tmp_path: Path) -
     det, windows = detector(tmp_path), Windows(1000)
     raised = run(det, windows, [0.0] * 4 + [2.0] * 6)
     assert [a.state for a in raised] == [AlertState.RAISED]
-    saved = [Alert.from_dict(a.to_dict()) for a in det.open_alerts()]
-    assert saved == raised
+    save_open_alerts(det, tmp_path / "open.json")
     again = detector(tmp_path)  # a new process: same config, fresh state
-    assert again.restore(saved) == 1
+    assert restore_open_alerts(again, tmp_path / "open.json") == 1
+    assert again.open_alerts() == raised
     cleared = run(again, windows, [0.0] * 12, t0=T0 + 10)
     assert [(a.state, a.id) for a in cleared] == [(AlertState.CLEARED, raised[0].id)]
 
@@ -217,3 +222,11 @@ def test_late_sample_is_waited_for(tmp_path: Path) -> None:
     last = det.scores()["pump"]
     assert last is not None and last.ts == T0 + 6
     assert last.score == pytest.approx(0.25)  # the late 1.0 values were used
+
+
+def test_unreadable_open_alerts_file_is_ignored(tmp_path: Path) -> None:
+    det = detector(tmp_path)
+    assert restore_open_alerts(det, tmp_path / "missing.json") == 0
+    (tmp_path / "open.json").write_text("{not json")
+    assert restore_open_alerts(det, tmp_path / "open.json") == 0
+    assert det.open_alerts() == []
