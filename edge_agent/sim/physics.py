@@ -157,7 +157,7 @@ class PumpSkid:
     def _start(self, t: float) -> None:
         """Begin in the steady state of the load at ``t`` (no warm-up transient)."""
         load = duty_load(t, self._phase)
-        self._bearing = self._bearing_target(t, 9.0 + 21.0 * load, 0.0)
+        self._bearing = self._bearing_target(t, 9.0 + 21.0 * load)
         self._level = self._level_target(load, 0.0)
 
     def _load(self, t: float, dt: float, z: float) -> float:
@@ -186,9 +186,9 @@ class PumpSkid:
             "valve_position": 20.0 + 70.0 * load + 0.2 * z[6],
         }
 
-    def _bearing_target(self, t: float, current: float, wear: float) -> float:
-        # Friction heat rises with current; a worn bearing runs up to 14 degC hotter.
-        return self._inlet(t) + 10.0 + 0.8 * current + 14.0 * wear
+    def _bearing_target(self, t: float, current: float) -> float:
+        # Friction heat rises with current (wear heat is added in _thermal).
+        return self._inlet(t) + 10.0 + 0.8 * current
 
     def _inlet(self, t: float) -> float:
         return 16.0 + 3.0 * math.sin(2 * math.pi * (t + 60 * self._phase) / 3600.0)
@@ -201,7 +201,7 @@ class PumpSkid:
         # The lag follows the noise-free current (short spikes do not heat). Wear
         # heat is added directly: its severity already creeps (ramp_s), and
         # through the 90 s lag it would not show within the demo's fault window.
-        target = self._bearing_target(t, 9.0 + 21.0 * load, 0.0)
+        target = self._bearing_target(t, 9.0 + 21.0 * load)
         self._bearing = _lag(self._bearing, target, dt, _TAU_BEARING)
         return {
             "bearing_temp": self._bearing + 14.0 * wear + 0.05 * z[8],
