@@ -239,6 +239,26 @@ def run_case(
     return result
 
 
+def import_rss() -> str:
+    """Peak RSS right after the imports of each worker, to separate import cost from loop cost."""
+    probe = (
+        "import resource, sqlite3, pymodbus.client{}; "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    sizes = []
+    for extra in ("", ", edge_agent.sources.modbus"):
+        out = subprocess.run(
+            [sys.executable, "-c", probe.format(extra)],
+            capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+        sizes.append(int(out.stdout) / 1024)
+    return (
+        f"Peak RSS after imports alone: minimal loop (pymodbus, sqlite3) {sizes[0]:.1f} MB, "
+        f"agent source (adds pydantic and the config models) {sizes[1]:.1f} MB; "
+        "the rest of each column is the loop's own memory."
+    )
+
+
 def table(rows: list[tuple[int, float, dict[str, Any], dict[str, Any]]]) -> str:
     lines = [
         HEADER,
@@ -299,7 +319,8 @@ def main() -> None:
         f"{__doc__.split(chr(10) + chr(10), 1)[1].strip() if __doc__ else ''}\n\n"
         f"Each case ran {args.seconds:g} s after one warm-up tick, in its own process; "
         f"CPU is user+system time of that process during the loop.\n\n"
-        f"{table(rows)}\n\nRatios (goal: CPU within 1.5x, never more requests):\n\n{ratios(rows)}\n"
+        f"{table(rows)}\n\n{import_rss()}\n\n"
+        f"Ratios (goal: CPU within 1.5x, never more requests):\n\n{ratios(rows)}\n"
     )
     print(body)
     if not args.no_write:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field as PydanticField
 from pydantic import field_validator, model_validator
@@ -109,16 +109,16 @@ class ModbusSourceConfig(StrictModel):
     url: str
     unit_id: int = PydanticField(default=1, ge=0, le=255)
     serial: SerialConfig = SerialConfig()
-    timeout: Duration = 1.0
+    timeout: Annotated[Duration, PydanticField(gt=0)] = 1.0
     retries: int = PydanticField(default=1, ge=0, le=10)
     pause: Duration = 0.0
     register_gap: int = PydanticField(default=10, ge=0, le=124)
     bit_gap: int = PydanticField(default=100, ge=0, le=1999)
     max_registers: int = PydanticField(default=125, ge=1, le=125)
     max_bits: int = PydanticField(default=2000, ge=1, le=2000)
-    backoff: Duration = 1.0
+    backoff: Annotated[Duration, PydanticField(gt=0)] = 1.0
     backoff_max: Duration = 60.0
-    refused_retry: Duration = 600.0
+    refused_retry: Annotated[Duration, PydanticField(gt=0)] = 600.0
     registers: list[ModbusRegisterConfig] = PydanticField(min_length=1)
 
     @field_validator("url")
@@ -129,6 +129,8 @@ class ModbusSourceConfig(StrictModel):
 
     @model_validator(mode="after")
     def _signals(self) -> Self:
+        if self.backoff_max < self.backoff:
+            raise ValueError("backoff_max must be at least backoff")
         seen: set[str] = set()
         for register in self.registers:
             name = register.name.lower()

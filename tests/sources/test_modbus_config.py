@@ -109,3 +109,18 @@ def test_bad_urls(url: str, message: str) -> None:
 def test_needs_at_least_one_register() -> None:
     with pytest.raises(ValidationError, match="at least 1"):
         make([])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"timeout": "0s"}, "greater than 0"),
+        ({"backoff": "10s", "backoff_max": "5s"}, "backoff_max must be at least backoff"),
+        ({"max_registers": 126}, "less than or equal to 125"),
+        ({"serial": {"parity": "mark"}}, "'none', 'even' or 'odd'"),
+        ({"timeout": 5}, "expected a duration"),
+    ],
+)
+def test_bad_source_settings_are_explained(extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        make([{"name": "a", "address": 0}], **extra)
