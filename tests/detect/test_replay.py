@@ -183,3 +183,18 @@ def test_replay_command_reports_bad_csv(tmp_path: Path, capsys: pytest.CaptureFi
     )
     assert replay_command(args) == EX_DATAERR
     assert "no time column" in capsys.readouterr().err
+
+
+def test_commands_register_with_argparse(tmp_path: Path) -> None:
+    from edge_agent.detect.commands import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    write_csv(tmp_path / "h.csv", plant(30))
+    argv = ["replay", "-c", str(write_config(tmp_path)), "--asset", "pump"]
+    args = parser.parse_args(
+        [*argv, "--csv", str(tmp_path / "h.csv"), "--out", str(tmp_path / "o")]
+    )
+    assert args.func(args) == 0 and (tmp_path / "o").read_text().startswith("ts,score,alarm")
+    args = parser.parse_args(["calibrate", "-c", "x.yaml", "--asset", "pump", "--rollback"])
+    assert args.since == "7d" and args.rollback and args.func.__name__ == "calibrate_command"
