@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -101,3 +103,18 @@ def test_poller_splits_reads_at_the_server_limit() -> None:
     assert [len(r.NodesToRead) for r in poller.requests] == [2, 2, 1]
     assert poller.missing == ["s.gone"]
     assert [len(r.NodesToRead) for r in Poller(nodes, 0).requests] == [5]
+
+
+def test_loading_the_config_and_cli_does_not_import_asyncua() -> None:
+    code = (
+        "import sys, argparse\n"
+        "import edge_agent.registry\n"
+        "import edge_agent.sources.opcua as o, edge_agent.sources.opcua_certs as c\n"
+        "c.register(argparse.ArgumentParser().add_subparsers())\n"
+        "o.OpcuaSource(o.OpcuaSourceConfig.model_validate({'type': 'opcua', 'name': 's', "
+        "'url': 'opc.tcp://h:1', 'groups': [{'nodes': [{'name': 'a', 'node': 'i=1'}]}]}))"
+        ".signals()\n"
+        "print('asyncua' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
