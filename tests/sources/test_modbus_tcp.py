@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
 from typing import Any
 
@@ -303,3 +304,41 @@ async def test_noise_instead_of_replies_is_a_lost_link(port: int) -> None:
         async with source:
             with pytest.raises(SourceError):
                 await source.read()
+
+
+def valid_ranges(rng: random.Random) -> list[tuple[int, int]]:
+    ranges, address = [], rng.randrange(0, 5)
+    while address < 200:
+        count = rng.randrange(3, 40)
+        ranges.append((address, count))
+        address += count + rng.randrange(1, 15)
+    return ranges
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_random_holes_are_learned_exactly(port: int, seed: int) -> None:
+    rng = random.Random(seed)
+    ranges = valid_ranges(rng)
+    valid = {a for start, count in ranges for a in range(start, start + count)}
+    spots = sorted(rng.sample(range(0, 220), 30))
+    regs = [
+        {"name": f"s{a}", "address": a, "data_type": rng.choice(["uint16", "uint32"])}
+        for a in spots
+    ]
+    async with tcp_peer([device(1, holding=ranges)], port) as peer:
+        for start, count in ranges:
+            await peer.set(1, "holding", start, list(range(start, start + count)))
+        source = ModbusSource(config(port, regs, register_gap=8))
+        async with source:
+            for _ in range(6):  # each tick may learn one more fence
+                await source.read()
+            peer.wire.requests.clear()
+            final = values(await source.read())
+    for reg in regs:
+        a = reg["address"]
+        width = 2 if reg["data_type"] == "uint32" else 1
+        readable = all(x in valid for x in range(a, a + width))
+        expected = (a if width == 1 else (a << 16) | (a + 1)) if readable else None
+        assert final[f"press1.s{a}"] == expected, reg
+    for _, _, start, count in peer.wire.requests:  # nothing refused any more
+        assert all(x in valid for x in range(start, start + count))
