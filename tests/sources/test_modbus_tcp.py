@@ -321,10 +321,8 @@ async def test_random_holes_are_learned_exactly(port: int, seed: int) -> None:
     ranges = valid_ranges(rng)
     valid = {a for start, count in ranges for a in range(start, start + count)}
     spots = sorted(rng.sample(range(0, 220), 30))
-    regs = [
-        {"name": f"s{a}", "address": a, "data_type": rng.choice(["uint16", "uint32"])}
-        for a in spots
-    ]
+    types = {a: rng.choice(["uint16", "uint32"]) for a in spots}
+    regs = [{"name": f"s{a}", "address": a, "data_type": t} for a, t in types.items()]
     async with tcp_peer([device(1, holding=ranges)], port) as peer:
         for start, count in ranges:
             await peer.set(1, "holding", start, list(range(start, start + count)))
@@ -334,11 +332,10 @@ async def test_random_holes_are_learned_exactly(port: int, seed: int) -> None:
                 await source.read()
             peer.wire.requests.clear()
             final = values(await source.read())
-    for reg in regs:
-        a = reg["address"]
-        width = 2 if reg["data_type"] == "uint32" else 1
+    for a, data_type in types.items():
+        width = 2 if data_type == "uint32" else 1
         readable = all(x in valid for x in range(a, a + width))
         expected = (a if width == 1 else (a << 16) | (a + 1)) if readable else None
-        assert final[f"press1.s{a}"] == expected, reg
+        assert final[f"press1.s{a}"] == expected, (a, data_type)
     for _, _, start, count in peer.wire.requests:  # nothing refused any more
         assert all(x in valid for x in range(start, start + count))
