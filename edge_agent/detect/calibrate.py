@@ -34,7 +34,11 @@ Series = tuple[np.ndarray, np.ndarray]
 
 
 def history_segments(
-    series: Sequence[Series], step: float, fill_limit: float, until: float | None = None
+    series: Sequence[Series],
+    step: float,
+    fill_limit: float,
+    until: float | None = None,
+    exclude: Series | None = None,
 ) -> list[np.ndarray]:
     """Align raw series onto the step grid; the runs of complete rows ``[time, n]``.
 
@@ -43,6 +47,8 @@ def history_segments(
         step: the model's step in seconds.
         fill_limit: how old a held value may be (as live).
         until: last grid time to use; default the last sample.
+        exclude: a recorded 0/1 alarm series (``detect.<asset>.alarm``): rows
+            while it held 1 are not normal history and are left out.
     """
     stamps = [np.asarray(ts, np.float64) for ts, _ in series if len(ts)]
     if len(stamps) < len(series):
@@ -60,6 +66,9 @@ def history_segments(
     ]
     matrix = np.stack(cols, axis=1)
     complete = np.isfinite(matrix).all(axis=1)
+    if exclude is not None and len(exclude[0]):
+        alarm = hold(np.asarray(exclude[0]), np.asarray(exclude[1]), grid, np.inf)
+        complete &= ~(alarm > 0)
     edges = np.flatnonzero(np.diff(np.concatenate(([0], complete.astype(np.int8), [0]))))
     return [matrix[a:b] for a, b in zip(edges[::2], edges[1::2], strict=True)]
 

@@ -88,12 +88,13 @@ def calibrate_command(args: argparse.Namespace) -> int:
     until = now - _duration(args.until, "--until") if args.until else now
     since = now - _duration(args.since, "--since")
     try:
-        series = _history(config, signals, since, until)
+        # The asset's own recorded alarm marks history that was not normal.
+        *series, alarm = _history(config, [*signals, f"detect.{asset.name}.alarm"], since, until)
     except AgentError as exc:  # the twin's StoreError: missing or unreadable file
         print(f"edge-agent calibrate: {exc}", file=sys.stderr)
         return EX_IOERR
     fill = asset.fill_limit if asset.fill_limit is not None else 3.0 * model.card.step
-    segments = calibrate.history_segments(series, model.card.step, fill, until)
+    segments = calibrate.history_segments(series, model.card.step, fill, until, exclude=alarm)
     try:
         fitted = calibrate.fit_card(model, segments)
     except ModelError as exc:

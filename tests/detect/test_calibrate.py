@@ -36,6 +36,14 @@ def test_segments_split_at_gaps_and_bad_values() -> None:
     assert not any(np.isnan(s).any() for s in segments)
 
 
+def test_rows_in_alarm_are_left_out() -> None:
+    ts = T0 + np.arange(20, dtype=np.float64)
+    values = np.ones(20)
+    alarm = (T0 + np.array([5.0, 9.0]), np.array([1.0, 0.0]))  # raised at 5, cleared at 9
+    segments = calibrate.history_segments([(ts, values)], 1.0, 1.0, exclude=alarm)
+    assert [len(s) for s in segments] == [5, 11]
+
+
 def test_fit_card_learns_normalisation_and_threshold(tmp_path: Path) -> None:
     model = load_model(square_model(tmp_path / "tiny.onnx"))
     ts, values = normal_history(2000)

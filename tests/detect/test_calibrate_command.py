@@ -25,7 +25,7 @@ def setup(tmp_path: Path, seconds: int) -> tuple[Path, np.ndarray]:
         f"      signals: [{', '.join(SIGNALS)}]\n"
     )
     store = SignalStore.open(tmp_path / "twin.db", TwinConfig())
-    store.register([SignalInfo(s, "pump", 1.0) for s in SIGNALS])
+    store.register([SignalInfo(s, "pump", 1.0) for s in [*SIGNALS, "detect.pump.alarm"]])
     rng = np.random.default_rng(2)
     start = time.time() - seconds - 5
     matrix = rng.normal([10.0, 50.0, 1.0], [2.0, 5.0, 0.5], size=(seconds, 3))
@@ -36,6 +36,8 @@ def setup(tmp_path: Path, seconds: int) -> tuple[Path, np.ndarray]:
         ]
         if i == 100:
             samples[1] = Sample.bad(SIGNALS[1], start + i)
+        if seconds > 300 and i in (200, 250):  # the agent recorded an alarm: not normal
+            samples.append(Sample("detect.pump.alarm", start + i, float(i == 200), Quality.GOOD))
         store.write(samples)
     store.close()
     return tmp_path / "agent.yaml", matrix
@@ -60,8 +62,8 @@ def test_calibrate_from_the_twin_then_roll_back(
     np.testing.assert_allclose(current.mean, matrix.mean(axis=0), atol=0.05 * std.max())
     np.testing.assert_allclose(current.std, std, rtol=0.05)
     # 400 samples on the 1 s grid, the last held up to 3 s (fill_limit), minus the
-    # grid row that held the BAD sample.
-    assert 399 <= current.info["calibrated_rows"] <= 402
+    # grid row that held the BAD sample and the 50 rows in alarm.
+    assert 349 <= current.info["calibrated_rows"] <= 352
     assert calibrate_command(args(config, rollback=True)) == 0
     assert ModelCard.from_json((tmp_path / "tiny.card.json").read_text()).version == 1
 
