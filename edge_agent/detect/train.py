@@ -217,6 +217,7 @@ def train(
     cal_data: Sequence[Path] = (),
     signals: Sequence[str] | None = None,
     names: Sequence[str] | None = None,
+    tflite: bool = False,
 ) -> ModelCard:
     """Train, export fp32 and int8 ONNX, compare them, write the card; returns the int8 card.
 
@@ -227,6 +228,8 @@ def train(
         cal_data: runs of which only the first ``recipe.calibrate_rows`` rows are used.
         signals: CSV columns to use (default: all but time and label columns).
         names: signal names for the card, in the same order (default: the column names).
+        tflite: also write ``<stem>_int8.tflite`` and ``<stem>_fp32.tflite`` (needs the
+            ``tflite`` extra), each with its own card and recalibrated threshold.
     """
     from edge_agent.detect import train_graph
 
@@ -249,32 +252,51 @@ def train(
     fp32_path = out.with_name(out.stem + ".fp32.onnx")
     fp32_path.write_bytes(train_graph.build_model(card, res, 1.0 / var))
     train_graph.quantise_int8(fp32_path, out)
-    eval_runs = (
-        [c for r in runs for c in chunks(r, recipe.calibrate_rows)]
-        if recipe.calibrate_rows
-        else runs
-    )
-    cal = recipe.calibrate_rows
-    s32 = scores(fp32_path, card, eval_runs, cal)
-    s8 = scores(out, card, eval_runs, cal)
-    t32, t8 = threshold(s32, recipe), threshold(s8, recipe)
+    paths = {"fp32": fp32_path, "int8": out}
+    if tflite:
+        from edge_agent.detect.train_tflite import export
+
+        for int8 in (True, False):
+            kind = "tflite int8" if int8 else "tflite fp32"
+            target = out.with_name(f"{out.stem}_{kind.split()[1]}.tflite")
+            paths[kind] = export(fp32_path, target, card, int8)
     info = {
         "trained_on": provenance,
-        "normalisation": f"per run, first {cal} rows" if cal else "global",
+        "normalisation": f"per run, first {recipe.calibrate_rows} rows"
+        if recipe.calibrate_rows
+        else "global",
         "components": recipe.components,
-        "int8_vs_fp32": compare(s32, s8, t32, t8),
     }
-    cards = {}
-    for path, thr, kind in ((fp32_path, t32, "fp32"), (out, t8, "int8")):
-        stats = {
-            "graph_bytes": path.stat().st_size,
-            "latency_batch1": train_graph.latency_us(path, recipe.window, len(card_signals)),
-        }
-        cards[kind] = card.replace(threshold=thr, info={**info, "format": kind, **stats})
-        train_graph.set_card(path, cards[kind])
-    write_sidecar(out, cards["int8"])
-    write_sidecar(fp32_path, cards["fp32"])
+    cards = finish_cards(card, paths, runs, recipe, info)
     return cards["int8"]
+
+
+def finish_cards(
+    card: ModelCard,
+    paths: dict[str, Path],
+    runs: list[np.ndarray],
+    recipe: Recipe,
+    info: dict[str, Any],
+) -> dict[str, ModelCard]:
+    """Threshold each exported model on its own scores, compare with fp32, write cards."""
+    from edge_agent.detect import train_graph
+
+    cal = recipe.calibrate_rows
+    eval_runs = [c for r in runs for c in chunks(r, cal)] if cal else runs
+    s32 = scores(paths["fp32"], card, eval_runs, cal)
+    t32 = threshold(s32, recipe)
+    cards = {}
+    for kind, path in paths.items():
+        got = scores(path, card, eval_runs, cal) if kind != "fp32" else s32
+        thr = threshold(got, recipe)
+        stats: dict[str, Any] = {"format": kind, "vs_fp32": compare(s32, got, t32, thr)}
+        if path.suffix == ".onnx":
+            stats["latency_batch1"] = train_graph.latency_us(path, card.window, len(card.signals))
+        cards[kind] = card.replace(threshold=thr, info={**info, **stats})
+        if path.suffix == ".onnx":
+            train_graph.set_card(path, cards[kind])
+        write_sidecar(path, cards[kind])
+    return cards
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -308,6 +330,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--factor", type=float, default=2.0, help="threshold = factor x quantile")
     p.add_argument("--step", type=float, default=1.0, help="seconds between rows (default 1)")
+    p.add_argument(
+        "--tflite", action="store_true", help="also write <stem>_int8.tflite and <stem>_fp32.tflite"
+    )
     p.add_argument(
         "--simulate",
         type=float,
@@ -368,11 +393,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cal_data=args.calibration_data,
                 signals=signals,
                 names=names,
+                tflite=args.tflite,
             )
         except ModelError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    check = card.info["int8_vs_fp32"]
+    check = card.info["vs_fp32"]
     size = args.out.stat().st_size
     print(f"wrote {args.out} (int8, {size} bytes with its card), threshold {card.threshold:.4g}")
     print(

@@ -9,6 +9,7 @@ import pytest
 
 from edge_agent.detect.model import load_model, sliding_windows
 from edge_agent.detect.train import main as train_main
+from edge_agent.errors import ModelError
 from edge_agent.sim.agent_config import AGENT_SIGNALS
 from edge_agent.sim.physics import simulate
 from edge_agent.sim.scenario import get_scenario
@@ -52,10 +53,11 @@ def test_skab_int8_and_fp32_agree() -> None:
     int8 = load_model(SKAB)
     fp32 = load_model(SKAB.with_name("skab_pump.fp32.onnx"))
     assert int8.card.signals == fp32.card.signals
+    assert (int8.card.info["format"], fp32.card.info["format"]) == ("int8", "fp32")
     x = np.random.default_rng(5).normal(size=(200, int8.card.window, len(int8.card.signals)))
     a, b = int8.score(x), fp32.score(x)
     assert np.corrcoef(a, b)[0, 1] > 0.99
-    assert int8.card.info["int8_vs_fp32"]["alarm_disagreement"] < 0.01
+    assert int8.card.info["vs_fp32"]["alarm_disagreement"] < 0.01
 
 
 def test_trainer_writes_int8_fp32_and_card(tmp_path: Path) -> None:
@@ -82,7 +84,8 @@ def test_trainer_writes_int8_fp32_and_card(tmp_path: Path) -> None:
     assert (tmp_path / "pump.card.json").is_file()
     assert int8.card.signals == tuple(AGENT_SIGNALS[s] for s in PHYSICS)
     assert int8.card.info["trained_on"][0]["rows"] == 900
-    check = int8.card.info["int8_vs_fp32"]
+    assert fp32.card.info["format"] == "fp32"
+    check = int8.card.info["vs_fp32"]
     assert check["score_corr"] > 0.95
     assert int8.card.threshold > 0 and fp32.card.threshold > 0
     score, faulty, threshold = demo_scores(90, "demo", seed=9, path=out)
@@ -95,3 +98,29 @@ def test_trainer_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture
     code = train_main(["--data", str(csv), "--signals", "a,c", "--out", str(tmp_path / "m.onnx")])
     assert code == 2
     assert "no column ['c']" in capsys.readouterr().err
+
+
+def test_tflite_export_runs_in_litert_like_onnx(tmp_path: Path) -> None:
+    pytest.importorskip("ai_edge_litert.interpreter")
+    from edge_agent.detect.train_tflite import export
+
+    fp32 = load_model(SKAB.with_name("skab_pump.fp32.onnx"))
+    x = np.random.default_rng(2).normal(size=(9, fp32.card.window, len(fp32.card.signals)))
+    for int8 in (False, True):
+        path = export(fp32.path, tmp_path / f"m{int(int8)}.tflite", fp32.card, int8)
+        lite = load_model(path, signals=fp32.card.signals)
+        assert lite.backend == "litert"
+        assert lite.errors(x).shape == (9, len(fp32.card.signals))
+        assert lite.errors(x[:1]).shape == (1, len(fp32.card.signals))  # batch resized back
+        tolerance = 0.05 if int8 else 1e-4
+        np.testing.assert_allclose(lite.score(x), fp32.score(x), rtol=tolerance, atol=tolerance)
+
+
+def test_tflite_with_wrong_card_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("ai_edge_litert.interpreter")
+    from edge_agent.detect.train_tflite import export
+
+    fp32 = load_model(SKAB.with_name("skab_pump.fp32.onnx"))
+    path = export(fp32.path, tmp_path / "m.tflite", fp32.card, int8=True)
+    with pytest.raises(ModelError, match="input 'window' has shape"):
+        load_model(path, card=fp32.card.replace(window=fp32.card.window + 1))
