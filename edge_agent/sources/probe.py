@@ -81,40 +81,35 @@ def probe(args: argparse.Namespace) -> int:
     table, start = next(
         (t, getattr(args, f)) for f, t in _TABLE_FLAGS.items() if getattr(args, f) is not None
     )
-    limit = 2000 if table in ("coil", "discrete") else 125
-    if not 1 <= args.count <= limit or not 0 <= start <= 65535 or start + args.count > 65536:
-        print(
-            f"edge-agent probe: --count must be 1..{limit} within addresses 0..65535",
-            file=sys.stderr,
-        )
-        return 2
     try:
+        _check_range(table, start, args.count)
         endpoint = Endpoint.parse(args.url)
     except ValueError as exc:
-        print(f"edge-agent probe: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), 2)
     try:
         reply = asyncio.run(_read(args, endpoint, table, start))
     except SourceError as exc:
-        print(f"edge-agent probe: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
+        return _fail(str(exc), EX_UNAVAILABLE)
     if isinstance(reply, str):
-        print(f"edge-agent probe: {reply}", file=sys.stderr)
-        return 1
-    header = f"{endpoint} unit {args.unit} {table} {start}..{start + args.count - 1}"
+        return _fail(reply, 1)
     if table in ("coil", "discrete"):
-        print("\n".join([header, "", *render_bits(start, [bool(b) for b in reply])]))
+        lines = render_bits(start, [bool(b) for b in reply])
     else:
-        print(
-            "\n".join(
-                [
-                    header,
-                    "",
-                    *render_registers(start, [int(r) for r in reply], args.scale, args.offset),
-                ]
-            )
-        )
+        lines = render_registers(start, [int(r) for r in reply], args.scale, args.offset)
+    print(f"{endpoint} unit {args.unit} {table} {start}..{start + args.count - 1}\n")
+    print("\n".join(lines))
     return 0
+
+
+def _check_range(table: Table, start: int, count: int) -> None:
+    limit = 2000 if table in ("coil", "discrete") else 125
+    if not 1 <= count <= limit or not 0 <= start <= 65535 or start + count > 65536:
+        raise ValueError(f"--count must be 1..{limit}, within addresses 0..65535")
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"edge-agent probe: {message}", file=sys.stderr)
+    return code
 
 
 async def _read(
