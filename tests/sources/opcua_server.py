@@ -294,3 +294,46 @@ class RefusingPeer(asyncio.Protocol):
             err = ua.ErrorMessage(ua.StatusCode(ua.StatusCodes.BadSecurityChecksFailed), "rejected")
             self.transport.write(uatcp_to_binary(ua.MessageType.Error, err))
             self.transport.close()
+
+
+class Proxy:
+    """A TCP relay on loopback whose ``freeze()`` silences the open connections.
+
+    That is a pulled cable as the client sees it: no FIN, no RST, just silence.
+    Connections opened after the freeze pass again, as after a repaired link.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.generation = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def freeze(self) -> None:
+        self.generation += 1
+
+    async def close(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [writer, up_writer]
+        born = self.generation
+        await asyncio.gather(
+            self._pipe(reader, up_writer, born), self._pipe(up_reader, writer, born)
+        )
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, born: int
+    ) -> None:
+        while data := await reader.read(65536):
+            if self.generation == born:
+                writer.write(data)  # after a freeze the bytes are swallowed: nobody hears of them

@@ -12,7 +12,7 @@ from edge_agent.errors import SourceError
 from edge_agent.sources.opcua import OpcuaSource, OpcuaSourceConfig
 from edge_agent.types import Sample
 from tests.conftest import free_port
-from tests.sources.opcua_server import T0, TestServer
+from tests.sources.opcua_server import T0, Proxy, TestServer
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +104,22 @@ async def test_expired_session_is_a_source_error_then_recovers(own_server: TestS
         await own_server.arun(own_server.write, "Level", 7.0, 0, stamp)
         after = await read_until(src, 1)
     assert ("r.level", 7.0) in [(s.signal, s.value) for s in after]
+
+
+async def test_dropped_network_is_detected_and_recovered(own_server: TestServer) -> None:
+    proxy = Proxy(own_server.port)
+    await proxy.start()
+    cfg = config(f"opc.tcp://127.0.0.1:{proxy.port}/test")
+    src = OpcuaSource(cfg)
+    try:
+        async with src:
+            await read_until(src, 2)
+            proxy.freeze()
+            await read_until_lost(src, limit=20.0)
+        async with src:
+            stamp = dt.datetime.now(dt.UTC)
+            await own_server.arun(own_server.write, "Level", 8.0, 0, stamp)
+            after = await read_until(src, 1)
+    finally:
+        await proxy.close()
+    assert ("r.level", 8.0) in [(s.signal, s.value) for s in after]
