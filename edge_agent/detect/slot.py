@@ -62,10 +62,15 @@ def match_signals(wanted: Sequence[str], available: Sequence[str], who: str) -> 
     return [f for f in found if f is not None]
 
 
-def file_key(path: Path) -> FileKey:
-    """``(mtime_ns, size)`` of the model and its card files; None for an absent file."""
+def watched(path: Path) -> tuple[Path, ...]:
+    """The files whose change means a new model or card: the model and its card files."""
+    return (path, *sidecar_paths(path))
+
+
+def file_key(files: tuple[Path, ...]) -> FileKey:
+    """``(mtime_ns, size)`` of each file; None for an absent one."""
     out: list[tuple[int, int] | None] = []
-    for candidate in (path, *sidecar_paths(path)):
+    for candidate in files:
         try:
             stat = candidate.stat()
         except FileNotFoundError:
@@ -120,12 +125,13 @@ class ModelSlot:
         self.model = model
         self.signals = signals
         self._key = key
+        self._files = watched(path)
         self._refused: FileKey | None = None
 
     @classmethod
     def load(cls, path: Path, threads: int, asset_signals: Sequence[str], who: str) -> ModelSlot:
         """Load the first model; any problem is a ModelError (startup fails)."""
-        key = file_key(path)
+        key = file_key(watched(path))
         model, signals = load_checked(path, threads, asset_signals, who)
         return cls(path, threads, asset_signals, who, model, signals, key)
 
@@ -142,7 +148,7 @@ class ModelSlot:
 
     def refresh(self) -> bool:
         """Swap in a changed model if it validates; True when swapped."""
-        key = file_key(self.path)
+        key = file_key(self._files)
         if key == self._key or key == self._refused:
             return False
         try:
