@@ -95,6 +95,16 @@ class SimOpcuaServer:
             data = ua.DataValue(variant, SourceTimestamp=stamp, ServerTimestamp=stamp)
             await self._server.write_attribute_value(node_id, data)
 
+    async def pause(self) -> None:
+        """Stop listening (sessions are dropped); the address space is kept for :meth:`resume`."""
+        if self._server is not None:
+            await self._server.stop()
+
+    async def resume(self) -> None:
+        """Listen again after :meth:`pause`, on the same endpoint."""
+        if self._server is not None:
+            await self._server.start()
+
     async def stop(self) -> None:
         """Stop listening and drop every session."""
         server, self._server = self._server, None

@@ -151,6 +151,17 @@ async def test_modbus_outage_drops_clients_and_comes_back(plant: Plant) -> None:
     assert not response.isError()
 
 
+async def test_opcua_outage_drops_sessions_and_comes_back(plant: Plant) -> None:
+    node = OPCUA_NODES[0]
+    async with plant.opcua_outage():
+        with pytest.raises((OSError, TimeoutError)):
+            async with Client(plant.opcua_url, timeout=1):
+                pass
+    async with Client(plant.opcua_url, timeout=5) as client:
+        value = await client.get_node(node.node_id).read_value()
+    assert 40.0 < value < 80.0
+
+
 async def test_scenario_faults_reach_the_wire() -> None:
     stuck = Fault("stuck", start=0.0, end=1e6, signal="flow", value=12.5)
     scenario = Scenario("stuck-flow", (stuck,), 10.0)
