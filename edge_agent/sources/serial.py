@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -141,6 +142,8 @@ class SerialSource:
         self._dropped = 0
         self._dropped_seen = 0
         self._dropping = False
+        self.tap: Callable[[float, Frame], None] | None = None
+        """Called with every frame as it is cut (``serial-monitor`` prints them)."""
 
     @property
     def counters(self) -> Counter[str]:
@@ -285,6 +288,8 @@ class SerialSource:
 
     def _take(self, frame: Frame, ts: float) -> None:
         assert self._decoder is not None
+        if self.tap is not None:
+            self.tap(ts, frame)
         self._pending.extend(self._decoder.decode(frame, ts))
         excess = len(self._pending) - self.config.max_pending
         for _ in range(excess):
