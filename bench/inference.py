@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,9 +54,8 @@ def measure(model: AnomalyModel, runs: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
     one = rng.normal(size=(1, card.window, len(card.signals))).astype(np.float32)
     batch = rng.normal(size=(64, card.window, len(card.signals))).astype(np.float32)
-    session = model._runner._session  # type: ignore[attr-defined]  # the raw loop's baseline
     wrapped = timed(lambda: model.errors(one), runs)
-    raw = timed(lambda: session.run(["error"], {"window": one}), runs)
+    raw = timed(raw_call(model, one), runs)
     batched = timed(lambda: model.errors(batch), max(runs // 10, 20))
     return {
         "p50_us": float(np.median(wrapped) * 1e6),
@@ -64,6 +64,25 @@ def measure(model: AnomalyModel, runs: int) -> dict[str, float]:
         "per_s_b1": float(1.0 / np.median(wrapped)),
         "per_s_b64": float(64.0 / np.median(batched)),
     }
+
+
+def raw_call(model: AnomalyModel, x: np.ndarray) -> Callable[[], object]:
+    """The bare backend call on ``x``: the minimal loop the wrapper is compared with."""
+    runner: Any = model._runner  # reaching inside on purpose: this is the baseline
+    if model.backend == "onnxruntime":
+        session = runner._session
+        return lambda: session.run(["error"], {"window": x})
+    interp = runner._interp
+    runner.run(x)  # sizes the tensors for this batch once
+    inp = interp.get_input_details()[0]["index"]
+    out = interp.get_output_details()[0]["index"]
+
+    def call() -> object:
+        interp.set_tensor(inp, x)
+        interp.invoke()
+        return interp.get_tensor(out)
+
+    return call
 
 
 def reference_autoencoder(folder: Path) -> tuple[Path, Path]:
@@ -114,6 +133,19 @@ def reference_autoencoder(folder: Path) -> tuple[Path, Path]:
     return fp32, int8
 
 
+def tflite_models() -> dict[str, Path]:
+    """The shipped TFLite exports, when LiteRT (the ``tflite`` extra) is installed."""
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        print("ai-edge-litert not installed: TFLite rows skipped")
+        return {}
+    return {
+        "skab_pump TFLite int8": REPO / "models" / "skab_pump_int8.tflite",
+        "skab_pump TFLite fp32": REPO / "models" / "skab_pump_fp32.tflite",
+    }
+
+
 RSS_PROBE = """
 import json, sys
 def rss():
@@ -124,19 +156,20 @@ base = rss()
 import numpy
 from edge_agent.detect.model import load_model
 after_numpy = rss()
-import onnxruntime
+import importlib
+importlib.import_module(sys.argv[2])
 after_ort = rss()
 m = load_model(sys.argv[1])
 m.errors(numpy.zeros((1, m.card.window, len(m.card.signals)), numpy.float32))
-print(json.dumps({"numpy": after_numpy - base, "onnxruntime": after_ort - after_numpy,
+print(json.dumps({"numpy": after_numpy - base, "runtime": after_ort - after_numpy,
                   "model": rss() - after_ort}))
 """
 
 
-def rss_added(path: Path) -> dict[str, float]:
-    """MB of RSS added by importing numpy, onnxruntime, and loading + running the model."""
+def rss_added(path: Path, runtime: str) -> dict[str, float]:
+    """MB of RSS added by importing numpy, the runtime, and loading + running the model."""
     out = subprocess.run(
-        [sys.executable, "-c", RSS_PROBE, str(path)],
+        [sys.executable, "-c", RSS_PROBE, str(path), runtime],
         capture_output=True,
         text=True,
         check=True,
@@ -157,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         models = {
             "skab_pump int8": REPO / "models" / "skab_pump.onnx",
             "skab_pump fp32": REPO / "models" / "skab_pump.fp32.onnx",
+            **tflite_models(),
             "demo_pump int8": REPO / "edge_agent" / "sim" / "demo_pump.onnx",
             "reference AE int8": ref8,
             "reference AE fp32": ref32,
@@ -167,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             m = measure(model, runs)
             rows.append((label, path.stat().st_size, model.card, m))
             print(label, {k: round(v, 1) for k, v in m.items()})
-        rss = rss_added(REPO / "models" / "skab_pump.onnx")
+        rss = {"onnxruntime": rss_added(REPO / "models" / "skab_pump.onnx", "onnxruntime")}
+        if "skab_pump TFLite int8" in models:
+            rss["LiteRT"] = rss_added(models["skab_pump TFLite int8"], "ai_edge_litert.interpreter")
     print("rss", rss)
     if not args.no_write:
         write_section("inference", "Model inference: int8 vs fp32 ONNX", _body(rows, rss, runs))
@@ -195,7 +231,9 @@ HEADER = (
 
 
 def _body(
-    rows: list[tuple[str, int, ModelCard, dict[str, float]]], rss: dict[str, float], runs: int
+    rows: list[tuple[str, int, ModelCard, dict[str, float]]],
+    rss: dict[str, dict[str, float]],
+    runs: int,
 ) -> str:
     lines = []
     for label, size, card, m in rows:
@@ -205,23 +243,31 @@ def _body(
             f"| {m['per_s_b1']:,.0f} | {m['per_s_b64']:,.0f} |"
         )
     table = "\n".join(lines)
+    memory = "\n".join(
+        f"| {name} | {r['numpy']:.1f} | {r['runtime']:.1f} | {r['model']:.1f} |"
+        for name, r in rss.items()
+    )
     return f"""\
 One thread (`threads: 1`), {runs} single-window calls per model after warm-up. "wrapper" is
-`AnomalyModel.errors` (shape and NaN checks, dtype conversion); "raw" is a bare
-`InferenceSession.run` on the same input, the minimal loop the ratio is taken against.
-File sizes include the embedded model card (about 2-3 KB of JSON).
+`AnomalyModel.errors` (shape and NaN checks, dtype conversion); "raw" is the bare backend call
+(`InferenceSession.run`, or LiteRT set_tensor/invoke/get_tensor) on the same input: the minimal
+loop the ratio is taken against. ONNX file sizes include the embedded model card (2-3 KB of
+JSON); TFLite files keep their card beside them.
 
 {HEADER}
 {table}
 
-RSS added in a fresh process: numpy + edge_agent.detect.model {rss["numpy"]:.1f} MB,
-`import onnxruntime` {rss["onnxruntime"]:.1f} MB, loading and running skab_pump.onnx
-{rss["model"]:.1f} MB.
+RSS added in a fresh process (MB):
+
+| runtime | numpy + edge_agent.detect.model | import runtime | load + first run of skab_pump |
+|---|---|---|---|
+{memory}
 
 The shipped models are linear (PCA residual, under 100 weights): int8 makes them neither
-smaller nor faster, the ~{rows[0][3]["raw_p50_us"]:.0f} us per call is onnxruntime's per-run
-overhead. The reference autoencoder shows the int8 effect on a model with real weight mass.
-TFLite: not measured (no ONNX -> TFLite converter without TensorFlow; see the module docstring).
+smaller nor faster; what a call costs is the runtime's per-call overhead. The reference
+autoencoder (about 35k weights) shows the int8 effect on a model with real weight mass.
+TFLite files are written by `edge_agent/detect/train_tflite.py` straight from LiteRT's
+flatbuffer schema (no TensorFlow), for this graph family only.
 """
 
 
