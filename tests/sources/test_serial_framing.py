@@ -93,3 +93,13 @@ def test_reset_forgets_the_tail() -> None:
     framer.feed(b"half a li")
     framer.reset()
     assert framer.feed(b"ne\n") == [Frame(b"ne")]
+
+
+@given(st.binary(max_size=2000), cuts)
+def test_noise_costs_bounded_memory(noise: bytes, at: list[int]) -> None:
+    framer = DelimiterFramer(b"\r\n", max_length=16)
+    frames = feed_in_chunks(framer, noise, at)
+    assert all(len(frame.data) <= 16 for frame in frames)
+    assert len(framer._buf) <= 16 + 1
+    # What was kept is never more than the bytes fed: nothing invented.
+    assert sum(len(frame.data) for frame in frames) <= len(noise)

@@ -167,3 +167,12 @@ def test_line_health_is_logged_on_transitions_only(caplog: pytest.LogCaptureFixt
     assert "readable again after 3 bad frames" in messages[1]
     assert "unreadable data" in messages[2]
     assert dict(dec.counters) == {"frames": 7, "good": 3, "no_match": 3, "bad_value": 1}
+
+
+@given(st.binary(max_size=120), st.booleans(), st.booleans())
+def test_decoder_never_raises_on_device_bytes(data: bytes, complete: bool, checksum: bool) -> None:
+    dec = decoder(checksum=checksum)
+    samples = dec.decode(Frame(data, complete), ts=1.0)
+    assert {s.signal for s in samples} <= {"vib1.rms", "vib1.temp"}
+    assert all((s.value is None) == (s.quality is Quality.BAD) for s in samples)
+    assert dec.counters["frames"] == 1
