@@ -55,23 +55,35 @@ class SerialSourceConfig(StrictModel):
     type: Literal["serial"]
     name: str
     interval: Duration = 1.0
+    """How often the agent takes what arrived (and sends ``request``, if any)."""
     asset: str = ""
     port: str = Field(min_length=1)
+    """Device path; prefer a stable ``/dev/serial/by-id/...`` link."""
     baud: int = Field(default=9600, gt=0)
     parity: Literal["none", "even", "odd", "mark", "space"] = "none"
     data_bits: Literal[5, 6, 7, 8] = 8
     stop_bits: float = 1
+    """1, 1.5 or 2."""
     flow_control: Literal["none", "rtscts", "xonxoff"] = "none"
     framing: FramingConfig = DelimiterFraming()
+    """How bytes become frames: by delimiter (default ``\\n``), fixed length or idle gap."""
     parse: ParseConfig
+    """How values are found in a frame: regex named groups, CSV positions or key=value."""
     checksum: Literal["none", "nmea"] = "none"
+    """``nmea``: each frame ends in ``*hh``, the XOR of the bytes after ``$``/``!``."""
     encoding: str = "ascii"
     signals: list[SerialSignalConfig] = Field(default_factory=list)
+    """Required for csv and kv; for a regex, defaults to one signal per named group."""
     request: str = ""
+    """Sent at every read for sensors that answer only when asked; empty: the sensor streams."""
     response_timeout: Duration = 1.0
+    """How long a read waits for the answer to ``request`` before the link counts as lost."""
     keep: Literal["all", "latest"] = "all"
+    """``all`` samples since the last read, or only the ``latest`` per signal."""
     stale_after: Duration | None = None
+    """A streaming port silent this long counts as lost (and is reopened); None: never."""
     max_pending: int = Field(default=10_000, ge=1)
+    """Samples held between reads; beyond it the oldest are dropped (and counted)."""
 
     @field_validator("stop_bits")
     @classmethod
