@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import tempfile
 from collections.abc import Callable
@@ -38,6 +39,7 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "skab"
 MODELS = {
     "int8": REPO / "models" / "skab_pump.onnx",
     "fp32": REPO / "models" / "skab_pump.fp32.onnx",
+    "TFLite int8": REPO / "models" / "skab_pump_int8.tflite",
 }
 CAL_ROWS = 400
 
@@ -185,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind, path in MODELS.items():
+            if path.suffix == ".tflite" and importlib.util.find_spec("ai_edge_litert") is None:
+                print(f"{kind}: skipped (ai-edge-litert not installed)")
+                continue
             model = load_model(path)
             runs = load_runs(args.data / "valve1", model.card.signals)
             results[f"{kind}, model loop"] = evaluate(runs, _model_detector(model))
