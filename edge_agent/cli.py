@@ -22,7 +22,15 @@ from edge_agent.errors import EX_CONFIG, ConfigError, ModelError, SourceError
 
 log = logging.getLogger("edge_agent")
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "edge_agent.sources.probe",
+    "edge_agent.sources.opcua_certs",
+    "edge_agent.sources.serial_monitor",
+    "edge_agent.twin.commands",
+    "edge_agent.detect.commands",
+    "edge_agent.forward.commands",
+    "edge_agent.sim.commands",
+)
 
 Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
 
@@ -31,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level or getattr(args, "quiet_level", None))
     try:
         return int(args.func(args))
     except (ConfigError, ModelError) as exc:
@@ -41,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree."""
-    parser = argparse.ArgumentParser(prog="edge-agent", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="edge-agent", description="edge-agent: the edge agent for industrial gateways"
+    )
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     parser.add_argument("--log-level", default=None, help="debug|info|warning|error")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -86,7 +96,7 @@ def _add_demo(sub: Subparsers) -> None:
     p = sub.add_parser("demo", help="simulated plant + agent, a fault injected, alerts shown")
     p.add_argument("--duration", type=float, default=75.0, help="seconds (default 75)")
     p.add_argument("--keep", type=Path, default=None, help="keep the demo's data in this folder")
-    p.set_defaults(func=_demo)
+    p.set_defaults(func=_demo, quiet_level="warning")
 
 
 def _run(args: argparse.Namespace) -> int:

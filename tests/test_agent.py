@@ -1,0 +1,196 @@
+"""The whole agent against the simulated plant: alerts end to end, outages, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edge_agent.agent import run_agent
+from edge_agent.config import load_config
+from edge_agent.sim.plant import Plant
+from edge_agent.twin.store import SignalStore
+from edge_agent.types import Alert, Sample
+from tests.conftest import free_port
+
+RULES = [
+    {
+        "name": "bearing-hot",
+        "type": "threshold",
+        "signal": "pump1.bearing_temp",
+        "asset": "pump1",
+        "above": 55.0,
+        "hysteresis": 2.0,
+        "for": "1s",
+    }
+]
+
+
+class Seen:
+    """Observer that remembers what flowed past."""
+
+    def __init__(self) -> None:
+        self.samples: list[Sample] = []
+        self.alerts: list[Alert] = []
+
+    def samples_(self, batch: Sequence[Sample]) -> None:
+        self.samples.extend(batch)
+
+    def alerts_(self, alerts: Sequence[Alert]) -> None:
+        self.alerts.extend(alerts)
+
+
+class _Adapter:
+    def __init__(self, seen: Seen) -> None:
+        self.seen = seen
+
+    def samples(self, batch: Sequence[Sample]) -> None:
+        self.seen.samples_(batch)
+
+    def alerts(self, alerts: Sequence[Alert]) -> None:
+        self.seen.alerts_(alerts)
+
+
+def _config(folder: Path, sources: list[dict[str, Any]], rules: list[dict[str, Any]]) -> Path:
+    data = {
+        "agent": {"id": "gw-test", "data_dir": str(folder)},
+        "twin": {"flush_interval": "200ms"},
+        "detect": {"interval": "250ms", "rules": rules},
+        "sources": sources,
+        "sinks": [{"type": "jsonl", "name": "local", "path": str(folder / "alerts.jsonl")}],
+    }
+    path = folder / "agent.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+async def _until(predicate: Any, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.1)
+
+
+async def test_rule_alert_raised_cleared_and_delivered(tmp_path: Path) -> None:
+    seen = Seen()
+    async with Plant(scenario="demo", opcua=False, serial=False, speed=4.0) as plant:
+        config = load_config(_config(tmp_path, plant.source_configs("250ms"), RULES))
+        agent = asyncio.create_task(run_agent(config, _Adapter(seen)))
+        try:
+            await _until(lambda: len(seen.alerts) >= 2 or agent.done(), 40)
+            await _until(lambda: len(_lines(tmp_path / "alerts.jsonl")) >= 2, 10)
+        finally:
+            agent.cancel()
+            await asyncio.gather(agent, return_exceptions=True)
+    states = [(a.cause, str(a.state)) for a in seen.alerts[:2]]
+    assert states == [("bearing-hot", "raised"), ("bearing-hot", "cleared")]
+    assert seen.alerts[0].id == seen.alerts[1].id
+    delivered = [json.loads(line) for line in _lines(tmp_path / "alerts.jsonl")]
+    assert [(d["type"], d["state"], d["id"]) for d in delivered[:2]] == [
+        ("alert", "raised", seen.alerts[0].id),
+        ("alert", "cleared", seen.alerts[0].id),
+    ]
+    store = SignalStore.open(tmp_path / "twin.db", config.twin, readonly=True)
+    try:
+        assert "pump1.bearing_temp" in store.latest()
+    finally:
+        store.close()
+
+
+async def test_dead_device_logged_once_then_reconnects(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    seen = Seen()
+    port = free_port()
+    source = {
+        "type": "modbus",
+        "name": "press1",
+        "url": f"tcp://127.0.0.1:{port}",
+        "interval": "200ms",
+        "registers": [{"name": "current", "address": 0, "data_type": "float32"}],
+    }
+    config = load_config(_config(tmp_path, [source], []))
+    agent = asyncio.create_task(run_agent(config, _Adapter(seen)))
+    try:
+        await asyncio.sleep(3.0)
+        assert not seen.samples and not agent.done()
+        async with Plant(scenario="normal", opcua=False, serial=False, modbus_port=port):
+            await _until(lambda: bool(seen.samples), 30)
+    finally:
+        agent.cancel()
+        await asyncio.gather(agent, return_exceptions=True)
+    assert caplog.text.count("press1: connection lost") == 1
+    assert caplog.text.count("press1: reconnected after") == 1
+
+
+def test_sigterm_flushes_and_stops(tmp_path: Path) -> None:
+    notify = tmp_path / "notify.sock"
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_agent",
+            "sim",
+            "--scenario",
+            "normal",
+            "--no-opcua",
+            "--no-serial",
+            "--modbus-port",
+            str(port),
+            "--status-every",
+            "0s",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    source = {
+        "type": "modbus",
+        "name": "pump1",
+        "url": f"tcp://127.0.0.1:{port}",
+        "interval": "100ms",
+        "registers": [{"name": "motor_current", "address": 0, "data_type": "float32"}],
+    }
+    path = _config(tmp_path, [source], [])
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(notify))
+        sock.settimeout(30)
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "run", "--config", str(path)], env=env
+        )
+        try:
+            assert sock.recv(64) == b"READY=1"
+            time.sleep(2.0)
+            agent.send_signal(signal.SIGTERM)
+            assert agent.wait(timeout=10) == 0
+            assert sock.recv(64) == b"STOPPING=1"
+        finally:
+            agent.kill()
+            server.terminate()
+            server.wait(timeout=10)
+    store = SignalStore.open(tmp_path / "twin.db", load_config(path).twin, readonly=True)
+    try:
+        history = store.history("pump1.motor_current", 0.0)
+    finally:
+        store.close()
+    # Polled every 100 ms for about 2 s: the samples of the last flush interval are there too.
+    assert len(history) >= 10
