@@ -7,6 +7,10 @@ The graph is the model contract made literal::
                          --Mul(self)---------> squared residual
                          --Mul(1/v)----------> error [batch, n]
 
+With ``time_weights`` the time mean becomes any causal filter over the window
+(Transpose, Mul, ReduceSum), e.g. recent mean minus older mean for a change
+detector (``bench/nab_eval.py``).
+
 ``R = I - P P^T`` is the residual projection of a PCA (linear autoencoder) with
 ``P`` its principal directions; ``v`` is the per-signal variance of the smoothed
 residual on normal data, so each signal's error is in units of its own normal

@@ -124,3 +124,15 @@ def test_tflite_with_wrong_card_is_refused(tmp_path: Path) -> None:
     path = export(fp32.path, tmp_path / "m.tflite", fp32.card, int8=True)
     with pytest.raises(ModelError, match="input 'window' has shape"):
         load_model(path, card=fp32.card.replace(window=fp32.card.window + 1))
+
+
+def test_trainer_tflite_flag_writes_both_exports_with_own_cards(tmp_path: Path) -> None:
+    pytest.importorskip("ai_edge_litert.interpreter")
+    out = tmp_path / "pump.onnx"
+    args = ["--simulate", "600", "--signals", ",".join(PHYSICS), "--window", "5", "--tflite"]
+    assert train_main([*args, "--out", str(out)]) == 0
+    for kind in ("int8", "fp32"):
+        lite = load_model(tmp_path / f"pump_{kind}.tflite")
+        assert lite.card.info["format"] == f"tflite {kind}"
+        assert lite.card.info["vs_fp32"]["score_corr"] > 0.95
+    assert load_model(out).card.info["format"] == "int8"
