@@ -16,9 +16,10 @@ from edge_agent.sources.modbus_codec import (
     decode,
     decode_bits,
     decode_registers,
+    good_sample,
     register_count,
 )
-from edge_agent.types import Quality
+from edge_agent.types import Quality, Sample
 
 FORMATS = {
     "int16": "h",
@@ -124,3 +125,10 @@ def test_bits_decode() -> None:
     slots = [Slot.place(Field(f"s.c{i}", "bool"), i) for i in (0, 3)]
     samples = decode_bits(slots, [True, False, False, False], 2.0)
     assert [s.value for s in samples] == [1.0, 0.0]
+
+
+def test_fast_good_samples_equal_plain_ones() -> None:
+    fast = good_sample("s.x", 12.5, -3.25)
+    plain = Sample("s.x", 12.5, -3.25, Quality.GOOD)
+    assert type(fast) is Sample
+    assert (fast, hash(fast), repr(fast)) == (plain, hash(plain), repr(plain))
