@@ -68,13 +68,12 @@ async def test_fixed_length_frames_resync_on_start_marker(pair: PtyPair) -> None
 async def test_idle_gap_frames(pair: PtyPair) -> None:
     source = make(
         pair,
-        framing={"kind": "idle", "gap": "30ms"},
+        framing={"kind": "idle", "gap": "100ms"},
         parse={"pattern": r"^(?P<level>\d+)$"},
     )
     with Device(pair.device) as device:
         async with source:
-            device.write(b"12")
-            device.write(b"34")  # no gap between the writes: one frame
+            device.write(b"1234")  # no delimiter: only the silence after it ends the frame
             got = await collect(source, 1)
             device.write(b"56")
             got += await collect(source, 1)

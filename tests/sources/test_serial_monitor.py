@@ -40,7 +40,7 @@ def talking(tmp_path: Path) -> Iterator[PtyPair]:
 
 
 def test_frames_are_shown(talking: PtyPair, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run([str(talking.port), "--delimiter", r"\r\n", "--seconds", "0.5"]) == 0
+    assert run([str(talking.port), "--delimiter", r"\r\n", "--seconds", "1"]) == 0
     out = capsys.readouterr().out
     assert "b'VIB,rms=0.31,peak=1.2,temp=41.8'" in out
     assert "frames: " in out
@@ -55,7 +55,7 @@ def test_samples_of_a_configured_source_are_shown(
         f"  - {{type: serial, name: vib1, interval: 100ms, port: '{talking.port}',\n"
         f"      framing: {{delimiter: \"\\r\\n\"}}, parse: {{pattern: '{VIB}'}}}}\n"
     )
-    assert run(["--config", str(config), "--source", "vib1", "--seconds", "0.5"]) == 0
+    assert run(["--config", str(config), "--source", "vib1", "--seconds", "1"]) == 0
     out = capsys.readouterr().out
     assert "vib1.rms = 0.31 (good)" in out
     assert "vib1.temp = 41.8 (good)" in out
