@@ -41,7 +41,9 @@ def write_section(name: str, title: str, body: str, path: Path = BENCHMARKS) -> 
         f"{body.strip()}\n<!-- /bench:{name} -->\n"
     )
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->\n?", re.S)
+    pattern = re.compile(
+        rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->\n?", re.S
+    )
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text + "\n" + section
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)

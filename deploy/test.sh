@@ -15,6 +15,9 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
-.venv/bin/ruff check .
-.venv/bin/mypy
-exec .venv/bin/pytest "$@"
+# Lint and types first, but run the tests whatever they say: one run shows every problem.
+status=0
+.venv/bin/ruff check edge_agent tests bench || status=1
+.venv/bin/mypy || status=1
+.venv/bin/pytest "$@" || status=$?
+exit "$status"
