@@ -60,10 +60,14 @@ async def open_client(config: OpcuaSourceConfig) -> Client:
     client.application_uri = config.application_uri or default_application_uri()
     client.name = client.description = f"edge-agent {config.name}"
     client.session_timeout = int(config.session_timeout * 1000)
-    with translate_errors(config.name, config):
-        await apply_security(client, config.security, config.name)
-        await apply_auth(client, config.auth, config.name)
-        await client.connect(auto_reconnect=False)
+    try:
+        with translate_errors(config.name, config):
+            await apply_security(client, config.security, config.name)
+            await apply_auth(client, config.auth, config.name)
+            await client.connect(auto_reconnect=False)
+    except asyncio.CancelledError:
+        client.disconnect_socket()  # asyncua cleans up after errors, not after cancellation
+        raise
     # Silence is detected and repaired by Subscriptions.watch, which also covers a
     # subscription that never delivered anything; two repairers would race.
     task = client._stale_watchdog_task
