@@ -206,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
             rss["LiteRT"] = rss_added(models["skab_pump TFLite int8"], "ai_edge_litert.interpreter")
     print("rss", rss)
     if not args.no_write:
-        write_section("inference", "Model inference: int8 vs fp32 ONNX", _body(rows, rss, runs))
+        write_section(
+            "inference", "Model inference: int8 vs fp32, ONNX and TFLite", _body(rows, rss, runs)
+        )
     return 0
 
 
