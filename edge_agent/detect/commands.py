@@ -19,8 +19,11 @@ from edge_agent.schema import parse_duration
 
 if TYPE_CHECKING:
     from edge_agent.config import AgentConfig
-    from edge_agent.detect.asset import AssetConfig
+    from edge_agent.detect.asset import AssetConfig, AssetDetector
     from edge_agent.detect.calibrate import Series
+    from edge_agent.detect.detector import Detector
+    from edge_agent.detect.replay import Table
+    from edge_agent.types import Alert
 
 EX_DATAERR = 65
 EX_IOERR = 74
@@ -50,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="calibrate on the first N rows (in memory), score the rest",
     )
     p.add_argument("--out", type=Path, required=True, help="output CSV: ts,score,alarm")
+    p.add_argument(
+        "--alerts", type=Path, default=None, help="also write the alert events (JSON lines)"
+    )
     p.set_defaults(func=replay_command)
 
 
@@ -136,33 +142,56 @@ def _history(config: AgentConfig, signals: list[str], since: float, until: float
 
 def replay_command(args: argparse.Namespace) -> int:
     """Replay a CSV through Windows + Detector.step and write ts,score,alarm."""
-    from edge_agent.config import load_config
     from edge_agent.detect import replay
-    from edge_agent.detect.calibrate import fit_card, history_segments
-    from edge_agent.detect.detector import Detector
 
-    config = load_config(args.config)
-    # A CSV has no samples in flight: no settle time; and its model does not change.
-    asset = _asset(config, args.asset).model_copy(update={"reload": "off", "settle": 0.0})
-    only = config.detect.model_copy(update={"assets": [asset], "rules": []})
-    detector = Detector.load(only, config.config_path)
-    runner = detector.assets[asset.name]
+    config = load_config_for(args)
+    detector, name = _replay_detector(config, args.asset)
+    runner = detector.assets[name]
+    rule_signals = [r.config.signal for r in detector.rules]
     try:
-        table = replay.read_table(args.csv, runner.slot.signals)
+        table = replay.read_table(args.csv, runner.slot.signals, optional=rule_signals)
         if args.calibrate_rows > 0:
-            rows = slice(0, args.calibrate_rows)
-            series = [table.series(s, rows) for s in runner.slot.signals]
-            segments = history_segments(series, runner.slot.card.step, runner.fill_limit)
-            runner.slot.use_card(fit_card(runner.slot.model, segments))
+            _calibrate_in_memory(runner, table, args.calibrate_rows)
     except (replay.ReplayError, ModelError) as exc:
         print(f"edge-agent replay: {exc}", file=sys.stderr)
         return EX_DATAERR
-    rows_out = replay.replay(detector, asset.name, table, start=args.calibrate_rows)
+    # Rules whose signal has no column would only report BAD quality: leave them out.
+    detector.rules = [r for r in detector.rules if r.config.signal in table.values]
+    alerts: list[Alert] = []
+    rows_out = replay.replay(detector, name, table, args.calibrate_rows, alerts)
     replay.write_rows(args.out, rows_out)
+    if getattr(args, "alerts", None):
+        replay.write_alerts(args.alerts, alerts)
     scored = sum(r.score is not None for r in rows_out)
     alarms = sum(r.alarm for r in rows_out)
     print(
-        f"{asset.name}: {len(rows_out)} rows, {scored} scored, {alarms} in alarm "
-        f"(threshold {runner.threshold:.4g}) -> {args.out}"
+        f"{name}: {len(rows_out)} rows, {scored} scored, {alarms} in alarm "
+        f"(threshold {runner.threshold:.4g}), {len(alerts)} alert event(s) -> {args.out}"
     )
     return 0
+
+
+def load_config_for(args: argparse.Namespace) -> AgentConfig:
+    """The config named by ``--config``."""
+    from edge_agent.config import load_config
+
+    return load_config(args.config)
+
+
+def _replay_detector(config: AgentConfig, asset_name: str) -> tuple[Detector, str]:
+    """A detector of one asset and its rules, as configured, minus live-only waits."""
+    from edge_agent.detect.detector import Detector
+
+    # A CSV has no samples in flight: no settle time; and its model does not change.
+    asset = _asset(config, asset_name).model_copy(update={"reload": "off", "settle": 0.0})
+    rules = [r for r in config.detect.rules if r.asset_name == asset.name]
+    only = config.detect.model_copy(update={"assets": [asset], "rules": rules})
+    return Detector.load(only, config.config_path), asset.name
+
+
+def _calibrate_in_memory(runner: AssetDetector, table: Table, rows: int) -> None:
+    from edge_agent.detect.calibrate import fit_card, history_segments
+
+    series = [table.series(s, slice(0, rows)) for s in runner.slot.signals]
+    segments = history_segments(series, runner.slot.card.step, runner.fill_limit)
+    runner.slot.use_card(fit_card(runner.slot.model, segments))

@@ -21,6 +21,7 @@ Other columns (SKAB's ``anomaly``, ``changepoint``) are ignored.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ import numpy as np
 from edge_agent.detect.align import SeriesSource
 from edge_agent.detect.slot import match_signals
 from edge_agent.errors import ModelError
-from edge_agent.types import Quality, Sample
+from edge_agent.types import Alert, Quality, Sample
 
 if TYPE_CHECKING:
     from edge_agent.detect.detector import Detector
@@ -70,8 +71,8 @@ class Table:
         return out
 
 
-def read_table(path: Path, signals: Sequence[str]) -> Table:
-    """Read ``path``, keeping the columns of ``signals``.
+def read_table(path: Path, signals: Sequence[str], optional: Sequence[str] = ()) -> Table:
+    """Read ``path``, keeping the columns of ``signals`` (and of ``optional`` ones present).
 
     Raises:
         ReplayError: unreadable file, no time column, a signal without a column,
@@ -92,6 +93,11 @@ def read_table(path: Path, signals: Sequence[str]) -> Table:
         columns = match_signals(signals, header, str(path))
     except ModelError as exc:
         raise ReplayError(str(exc)) from None
+    signals = list(signals)
+    for extra in optional:
+        if extra not in signals and _has_column(extra, header):
+            signals.append(extra)
+            columns += match_signals([extra], header, str(path))
     index = [header.index(c) for c in columns]
     stamps, raw = [], []
     for row in reader:
@@ -105,6 +111,14 @@ def read_table(path: Path, signals: Sequence[str]) -> Table:
         raise ReplayError(f"{path}:{int(back[0]) + 3}: time goes backwards ({stamps[back[0] + 1]})")
     matrix = np.array(raw, dtype=np.float64).reshape(len(raw), len(signals))
     return Table(stamps, ts, {s: matrix[:, i] for i, s in enumerate(signals)})
+
+
+def _has_column(signal: str, header: list[str]) -> bool:
+    try:
+        match_signals([signal], header, "")
+    except ModelError:
+        return False
+    return True
 
 
 def _time_column(header: list[str], path: Path) -> int:
@@ -154,7 +168,13 @@ def capacity(table: Table, seconds: float) -> int:
     return max(64, int(2 * seconds / dt) + 16)
 
 
-def replay(detector: Detector, asset: str, table: Table, start: int = 0) -> list[Row]:
+def replay(
+    detector: Detector,
+    asset: str,
+    table: Table,
+    start: int = 0,
+    alerts: list[Alert] | None = None,
+) -> list[Row]:
     """Run the detector loop over the table's time; one :class:`Row` per table row.
 
     As live, time advances in ``detect.interval`` ticks on the epoch grid; each
@@ -162,7 +182,8 @@ def replay(detector: Detector, asset: str, table: Table, start: int = 0) -> list
     rows still step (a lost row is scored from held values, as live), and a gap
     longer than the windows is crossed with one step inside it (all values stale)
     instead of thousands. Rows before ``start`` (calibration rows) fill the
-    windows without steps, so the first scored windows may use them.
+    windows without steps, so the first scored windows may use them. The alert
+    events of every step (model and rules) are appended to ``alerts`` if given.
     """
     from edge_agent.twin.windows import Windows
 
@@ -179,23 +200,36 @@ def replay(detector: Detector, asset: str, table: Table, start: int = 0) -> list
         while i < n and table.ts[i] <= tick + 1e-9:
             windows.append(table.samples(i))
             i += 1
-        score, alarm = _step(detector, asset, windows, tick)
+        score, alarm = _step(detector, asset, windows, tick, alerts)
         out += [Row(table.stamps[j], score, alarm) for j in range(first, i)]
         tick += interval
         if i < n and table.ts[i] - tick > horizon:
-            _step(detector, asset, windows, tick + horizon)
+            _step(detector, asset, windows, tick + horizon, alerts)
             tick = math.ceil(float(table.ts[i]) / interval - 1e-9) * interval
     return out
 
 
 def _step(
-    detector: Detector, asset: str, windows: SeriesSource, now: float
+    detector: Detector,
+    asset: str,
+    windows: SeriesSource,
+    now: float,
+    alerts: list[Alert] | None,
 ) -> tuple[float | None, bool]:
     before = detector.scores()[asset]
-    detector.step(windows, now)
+    events = detector.step(windows, now)
+    if alerts is not None:
+        alerts.extend(events)
     scored = detector.scores()[asset]
     fresh = scored.score if scored is not None and scored is not before else None
     return fresh, detector.assets[asset].tracker.is_open
+
+
+def write_alerts(path: Path, alerts: Sequence[Alert]) -> None:
+    """One JSON object per alert event, as the outbox would carry it."""
+    with path.open("w", encoding="utf-8") as handle:
+        for alert in alerts:
+            handle.write(json.dumps(alert.to_dict()) + "\n")
 
 
 def write_rows(path: Path, rows: Sequence[Row]) -> None:
