@@ -99,16 +99,18 @@ def read_table(path: Path, signals: Sequence[str], optional: Sequence[str] = ())
             signals.append(extra)
             columns += match_signals([extra], header, str(path))
     index = [header.index(c) for c in columns]
-    stamps, raw = [], []
+    stamps, raw, line_of = [], [], []
     for row in reader:
         if not row or not any(cell.strip() for cell in row):
             continue
-        stamps.append(row[time_col].strip())
+        stamps.append(row[time_col].strip() if time_col < len(row) else "")
         raw.append([_number(row[i]) if i < len(row) else math.nan for i in index])
-    ts = np.array([_epoch(s, path, n + 2) for n, s in enumerate(stamps)], dtype=np.float64)
+        line_of.append(reader.line_num)
+    ts = np.array([_epoch(s, path, n) for n, s in zip(line_of, stamps, strict=True)])
     back = np.flatnonzero(np.diff(ts) < 0)
     if back.size:
-        raise ReplayError(f"{path}:{int(back[0]) + 3}: time goes backwards ({stamps[back[0] + 1]})")
+        i = int(back[0]) + 1
+        raise ReplayError(f"{path}:{line_of[i]}: time goes backwards ({stamps[i]})")
     matrix = np.array(raw, dtype=np.float64).reshape(len(raw), len(signals))
     return Table(stamps, ts, {s: matrix[:, i] for i, s in enumerate(signals)})
 

@@ -163,7 +163,7 @@ def test_read_table_skab_format_and_bad_cells(tmp_path: Path) -> None:
     [
         ("when,Current,Temp,Vib\n1,1,1,1\n", "no time column"),
         ("timestamp,Current,Temp\n1,1,1\n", r"no signal for \['pump.vib'\]"),
-        ("timestamp,Current,Temp,Vib\n1,1,1,1\nyesterday,1,1,1\n", r"csv:3: cannot read time"),
+        ("timestamp,Current,Temp,Vib\n1,1,1,1\n\nyesterday,1,1,1\n", r"csv:4: cannot read time"),
         ("timestamp,Current,Temp,Vib\n5,1,1,1\n4,1,1,1\n", r"csv:3: time goes backwards"),
     ],
 )
