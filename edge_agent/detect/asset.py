@@ -165,7 +165,13 @@ class AssetDetector:
         critical = score >= threshold * self.config.critical_above
         severity = Severity.CRITICAL if critical else Severity.WARNING
         names = tuple(name for name, _ in top)
-        return Evidence(score, threshold, names, reason, start, severity)
+        card = self.slot.card
+        extra = {
+            "model": card.name,
+            "model_version": card.version,
+            "shares": {name: round(pct, 1) for name, pct in top},
+        }
+        return Evidence(score, threshold, names, reason, start, severity, extra)
 
     def _skip(self, end: float, problem: str) -> None:
         if problem != self.problem:

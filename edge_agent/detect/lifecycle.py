@@ -19,8 +19,9 @@ of one episode share it, and a replay of the same samples gives the same ids.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from edge_agent.types import Alert, AlertKind, AlertState, Severity, alert_id
 
@@ -53,6 +54,7 @@ class Evidence:
     reason: str
     window_start: float
     severity: Severity = Severity.WARNING
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Counter:
@@ -154,4 +156,5 @@ class Tracker:
             window_start=evidence.window_start,
             window_end=now,
             reason=evidence.reason,
+            extra=evidence.extra,
         )

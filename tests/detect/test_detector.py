@@ -56,6 +56,8 @@ def test_raise_and_clear_share_a_stable_id(tmp_path: Path) -> None:
     assert raised.window_end > first_fault
     assert set(raised.signals) <= set(SIGNALS) and raised.signals
     assert raised.signals[0] in raised.reason
+    assert raised.extra["model"] == "tiny" and raised.extra["model_version"] == 1
+    assert list(raised.extra["shares"]) == list(raised.signals)
     assert cleared.score < 0.8 and cleared.window_end > raised.window_end
 
 
