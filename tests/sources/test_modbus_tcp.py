@@ -339,3 +339,19 @@ async def test_random_holes_are_learned_exactly(port: int, seed: int) -> None:
         assert final[f"press1.s{a}"] == expected, (a, data_type)
     for _, _, start, count in peer.wire.requests:  # nothing refused any more
         assert all(x in valid for x in range(start, start + count))
+
+
+async def test_gateway_without_its_target_backs_that_unit_off(port: int) -> None:
+    async def target_gone(*_: object) -> Any:
+        return ExcCodes.GATEWAY_NO_RESPONSE  # what a TCP gateway says for a dead RTU unit
+
+    behind = device(3)
+    behind.action = target_gone
+    async with tcp_peer([device(1), behind], port) as peer:
+        await peer.set(1, "holding", 0, [10])
+        regs = [{"name": "alive", "address": 0}, {"name": "gone", "address": 0, "unit_id": 3}]
+        source = ModbusSource(config(port, regs, backoff="1m"))
+        async with source:
+            ticks = [values(await source.read()) for _ in range(3)]
+    assert ticks == [{"press1.alive": 10.0, "press1.gone": None}] * 3
+    assert [unit for unit, *_ in peer.wire.requests].count(3) == 1
