@@ -12,9 +12,10 @@ Tables (see :mod:`edge_agent.twin.store` for why the rings use fixed slots)::
 from __future__ import annotations
 
 import sqlite3
-from array import array
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edge_agent.twin.rollups import SIGNAL_BITS, SIGNAL_MASK
 
@@ -84,15 +85,15 @@ def read_meta(conn: sqlite3.Connection) -> dict[str, Any]:
     return dict(conn.execute("SELECT key, value FROM meta").fetchall())
 
 
-def heads_from_blob(blob: bytes | None) -> array[int]:
-    """Samples ever written per signal id, from the ``heads`` meta blob."""
-    heads = array("q")
-    if blob:
-        heads.frombytes(blob)
-    return heads
+HEADS_DTYPE = np.dtype("<i8")
 
 
-def reshape_ring(conn: sqlite3.Connection, heads: array[int], old: int, new: int) -> None:
+def heads_from_blob(blob: bytes | None) -> np.ndarray:
+    """Samples ever written per signal id, from the ``heads`` meta blob (little-endian int64)."""
+    return np.frombuffer(blob or b"", dtype=HEADS_DTYPE).astype(np.int64)
+
+
+def reshape_ring(conn: sqlite3.Connection, heads: np.ndarray, old: int, new: int) -> None:
     """Move the newest ``min(old, new)`` samples of each signal to a ring of ``new`` slots.
 
     Sequence numbers stay, so the heads stay valid. Runs in one transaction.
@@ -118,9 +119,9 @@ def reshape_ring(conn: sqlite3.Connection, heads: array[int], old: int, new: int
         raise
 
 
-def _moves(heads: array[int], old: int, new: int) -> list[tuple[int, int]]:
+def _moves(heads: np.ndarray, old: int, new: int) -> list[tuple[int, int]]:
     moves = []
-    for sid, count in enumerate(heads):
+    for sid, count in enumerate(heads.tolist()):
         for seq in range(count - min(count, old, new), count):
             moves.append(((seq % old) << SIGNAL_BITS | sid, (seq % new) << SIGNAL_BITS | sid))
     return moves

@@ -18,15 +18,19 @@ SIGNAL_BITS | signal_id``; a row is only valid when its ``minute`` column matche
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
+
+import numpy as np
 
 MINUTE = 60.0
 SIGNAL_BITS = 20
 """Low bits of a row id hold the signal id: at most 1,048,576 signals."""
 SIGNAL_MASK = (1 << SIGNAL_BITS) - 1
 
-# (id, minute, min, max, sum, last, last_ts, count, bad)
+NONE = np.iinfo(np.int64).min
+"""Minute of a signal that has no open accumulator."""
+
+# (id, minute, min, max, sum, last, last_ts, count, bad); NaN or None is stored as NULL
 RollupRow = tuple[int, int, float | None, float | None, float, float | None, float, int, int]
 
 REPLACE_SQL = "INSERT OR REPLACE INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -85,8 +89,8 @@ def rollup_from_row(
     return Rollup(minute * MINUTE, lo, hi, mean, last, count, bad)
 
 
-class _Acc:
-    """Running aggregate of one signal in one minute."""
+class LateAcc:
+    """Running aggregate of one signal in one minute, for late samples (rare)."""
 
     __slots__ = ("bad", "count", "hi", "last", "last_ts", "lo", "minute", "total")
 
@@ -101,7 +105,8 @@ class _Acc:
         self.last_ts = -math.inf
 
     def add(self, ts: float, value: float | None) -> None:
-        if value is None:
+        """Fold one sample in (None or NaN: BAD)."""
+        if value is None or math.isnan(value):
             self.bad += 1
             return
         if self.count == 0:
@@ -116,6 +121,7 @@ class _Acc:
             self.last, self.last_ts = value, ts
 
     def row(self, sid: int, slots: int) -> RollupRow:
+        """The row to merge into the rollups table."""
         row_id = (self.minute % slots) << SIGNAL_BITS | sid
         last_ts = self.last_ts if self.count else self.minute * MINUTE
         return (
@@ -129,97 +135,3 @@ class _Acc:
             self.count,
             self.bad,
         )
-
-
-class RollupBuffer:
-    """Open minutes per signal, and the rows waiting to be written.
-
-    Args:
-        slots: minutes kept per signal (the ring size of the rollups table).
-        watermark: newest minute seen before (from the store's meta), or None.
-    """
-
-    def __init__(self, slots: int, watermark: int | None = None) -> None:
-        self.slots = slots
-        self.watermark = watermark
-        self._open: dict[int, _Acc] = {}
-        self._closed_upto: dict[int, int] = {}
-        self._late: dict[tuple[int, int], _Acc] = {}
-        self.pending: list[RollupRow] = []
-        self.merges: list[RollupRow] = []
-
-    def add(self, sid: int, ts: float, value: float | None) -> None:
-        """Fold one sample in."""
-        minute = math.floor(ts / MINUTE)
-        acc = self._open.get(sid)
-        if acc is not None and acc.minute == minute:
-            acc.add(ts, value)
-            return
-        if self._is_late(sid, minute, acc):
-            self._late_acc(sid, minute).add(ts, value)
-            return
-        if acc is not None:
-            self._close(sid, acc)
-        acc = self._open[sid] = _Acc(minute)
-        acc.add(ts, value)
-        if self.watermark is None or minute > self.watermark:
-            self.watermark = minute
-
-    def add_many(self, rows: Iterable[tuple[int, float, float | None]]) -> None:
-        """Fold ``(sid, ts, value)`` rows in, in order."""
-        for sid, ts, value in rows:
-            self.add(sid, ts, value)
-
-    def sweep(self) -> bool:
-        """Close minutes two behind the watermark; True if any were closed."""
-        if self.watermark is None:
-            return False
-        old = [sid for sid, acc in self._open.items() if acc.minute < self.watermark - 1]
-        for sid in old:
-            self._close(sid, self._open.pop(sid))
-        return bool(old)
-
-    def take(self) -> tuple[list[RollupRow], list[RollupRow]]:
-        """Rows to replace and rows to merge; the caller writes them or calls :meth:`keep`."""
-        merges = [acc.row(sid, self.slots) for (sid, _), acc in self._late.items()]
-        self._late.clear()
-        pending, self.pending = self.pending, []
-        return pending, merges + self._take_merges()
-
-    def keep(self, pending: list[RollupRow], merges: list[RollupRow], limit: int) -> None:
-        """Put rows back after a failed write, keeping at most ``limit`` of each kind."""
-        self.pending = (pending + self.pending)[-limit:]
-        self.merges = (merges + self.merges)[-limit:]
-
-    def open_rollup(self, sid: int) -> Rollup | None:
-        """The minute still being accumulated for ``sid``, if any."""
-        acc = self._open.get(sid)
-        if acc is None:
-            return None
-        row = acc.row(sid, self.slots)
-        return rollup_from_row((row[1], row[2], row[3], row[4], row[5], row[7], row[8]))
-
-    def floor(self) -> int | None:
-        """Every minute below this one is written (once pending rows are)."""
-        return None if self.watermark is None else self.watermark - 1
-
-    def _take_merges(self) -> list[RollupRow]:
-        merges, self.merges = self.merges, []
-        return merges
-
-    def _is_late(self, sid: int, minute: int, acc: _Acc | None) -> bool:
-        if acc is not None and minute < acc.minute:
-            return True
-        if minute <= self._closed_upto.get(sid, -(2**62)):
-            return True
-        return self.watermark is not None and minute < self.watermark - 1
-
-    def _late_acc(self, sid: int, minute: int) -> _Acc:
-        acc = self._late.get((sid, minute))
-        if acc is None:
-            acc = self._late[(sid, minute)] = _Acc(minute)
-        return acc
-
-    def _close(self, sid: int, acc: _Acc) -> None:
-        self.pending.append(acc.row(sid, self.slots))
-        self._closed_upto[sid] = acc.minute

@@ -47,24 +47,24 @@ import logging
 import math
 import sqlite3
 import time
-from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import Field
 
 from edge_agent.errors import AgentError
 from edge_agent.schema import Duration, Size, StrictModel
 from edge_agent.twin import layout
+from edge_agent.twin.rollup_buffer import RollupBuffer
 from edge_agent.twin.rollups import (
     MERGE_SQL,
     MINUTE,
     REPLACE_SQL,
     SIGNAL_BITS,
     Rollup,
-    RollupBuffer,
     RollupRow,
     rollup_from_row,
 )
@@ -148,7 +148,7 @@ class SignalStore:
         self._ids: dict[str, int] = {}
         self._infos: dict[int, SignalInfo] = {}
         self._unsaved: list[int] = []
-        self._seq: array[int] = array("q")
+        self._seq = np.zeros(0, dtype=np.int64)
         self._latest: dict[str, Sample] = {}
         self._rollups = RollupBuffer(config.rollup_slots())
         self._saved_watermark: int | None = None
@@ -219,7 +219,7 @@ class SignalStore:
     def _load_latest(self) -> None:
         wanted = {
             ((n - 1) % self._slots) << SIGNAL_BITS | sid: sid
-            for sid, n in enumerate(self._seq)
+            for sid, n in enumerate(self._seq.tolist())
             if n > 0 and sid in self._infos
         }
         ids = list(wanted)
@@ -238,9 +238,9 @@ class SignalStore:
         rows = self._conn.execute(
             "SELECT id, ts, value FROM samples WHERE ts >= ?", (floor * MINUTE,)
         ).fetchall()
-        mask = MAX_SIGNALS - 1
-        rows.sort(key=lambda row: (row[0] & mask, row[1]))
-        self._rollups.add_many((row_id & mask, ts, value) for row_id, ts, value in rows)
+        if rows:
+            ids, ts, values = (np.array(col, dtype=np.float64) for col in zip(*rows, strict=True))
+            self._rollups.add_batch(ids.astype(np.int64) & (MAX_SIGNALS - 1), ts, values)
 
     def register(self, infos: Iterable[SignalInfo]) -> None:
         """Add or update catalogue entries (name, source, asset, unit, interval)."""
@@ -254,7 +254,7 @@ class SignalStore:
             self._infos[sid] = info
             self._unsaved.append(sid)
         if self._unsaved:
-            self._commit([], {})
+            self._commit([], self._seq.copy())
 
     def write(self, samples: Sequence[Sample]) -> None:
         """Store a batch in one transaction: rings, latest values, rollups.
@@ -265,28 +265,48 @@ class SignalStore:
         self._require_writer()
         if not samples:
             return
-        ids, seq, slots, latest = self._ids, self._seq, self._slots, self._latest
-        add_rollup = self._rollups.add
-        rows: list[_Row] = []
-        undo: dict[int, int] = {}
-        for sample in samples:
-            sid = ids.get(sample.signal)
-            if sid is None:
-                sid = self._allocate(_guess_info(sample.signal))
-                self._unsaved.append(sid)
-            n = seq[sid]
-            if sid not in undo:
-                undo[sid] = n
-            seq[sid] = n + 1
-            rows.append(
-                ((n % slots) << SIGNAL_BITS | sid, sample.ts, sample.value, _Q2I[sample.quality])
-            )
-            add_rollup(sid, sample.ts, sample.value)
-            latest[sample.signal] = sample
+        names = [s.signal for s in samples]
+        sid = np.array(self._signal_ids(names), dtype=np.int64)
+        ts = [s.ts for s in samples]
+        values = [s.value for s in samples]
+        before = self._seq.copy()
+        row_ids = (self._advance(sid) << SIGNAL_BITS) | sid
+        qualities = [_Q2I[s.quality] for s in samples]
+        rows = list(zip(row_ids.tolist(), ts, values, qualities, strict=True))
+        self._latest.update(zip(names, samples, strict=True))
+        self._rollups.add_batch(sid, np.array(ts, dtype=np.float64), np.array(values, np.float64))
         self._rollups.sweep()
-        self._commit(rows, undo)
+        self._commit(rows, before)
 
-    def _commit(self, rows: list[_Row], undo: dict[int, int]) -> None:
+    def _signal_ids(self, names: list[str]) -> list[int]:
+        ids = self._ids
+        try:
+            return [ids[name] for name in names]
+        except KeyError:
+            for name in dict.fromkeys(names):
+                if name not in ids:
+                    self._unsaved.append(self._allocate(_guess_info(name)))
+            return [ids[name] for name in names]
+
+    def _advance(self, sid: np.ndarray) -> np.ndarray:
+        """Ring slots for a batch's samples, in order; moves each signal's head on."""
+        counts = np.bincount(sid, minlength=self._seq.size)
+        base = self._seq[sid]
+        if counts.max() > 1:  # a signal more than once: number its samples 0, 1, 2...
+            order = np.argsort(sid, kind="stable")
+            ranked = sid[order]
+            index = np.arange(sid.size)
+            first = np.maximum.accumulate(
+                np.where(np.r_[True, ranked[1:] != ranked[:-1]], index, 0)
+            )
+            rank = np.empty_like(index)
+            rank[order] = index - first
+            base = base + rank
+        self._seq += counts
+        slots: np.ndarray = base % self._slots
+        return slots
+
+    def _commit(self, rows: list[_Row], before: np.ndarray) -> None:
         pending, merges = self._rollups.take()
         watermark = self._rollups.watermark
         try:
@@ -295,8 +315,7 @@ class SignalStore:
             self._rollback()
             if not _is_full(exc):
                 raise StoreError(f"twin: write failed: {exc}") from exc
-            for sid, n in undo.items():
-                self._seq[sid] = n
+            self._seq = before
             self._rollups.keep(pending, merges, limit=10 * max(len(self._ids), 100))
             self._on_full(exc, len(rows))
             return
@@ -418,7 +437,7 @@ class SignalStore:
         sid = self._ids.get(signal)
         if sid is None or self._seq[sid] == 0:
             return []
-        count = self._seq[sid]
+        count = int(self._seq[sid])
         since = max(since, self.clock() - self.config.max_age)
         params = (
             max(0, count - self._slots),
@@ -471,8 +490,8 @@ class SignalStore:
         return sid
 
     def _grow_heads(self, sid: int) -> None:
-        if len(self._seq) <= sid:
-            self._seq.extend([0] * (sid + 1 - len(self._seq)))
+        if self._seq.size <= sid:
+            self._seq = np.r_[self._seq, np.zeros(sid + 1 - self._seq.size, dtype=np.int64)]
 
 
 def _guess_info(signal: str) -> SignalInfo:
