@@ -20,6 +20,7 @@ import asyncio
 import codecs
 import logging
 import os
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from pydantic import Field, field_validator, model_validator
 
 from edge_agent.errors import SourceError
 from edge_agent.schema import Duration, StrictModel
-from edge_agent.sources.serial_decode import FrameDecoder, SerialSignalConfig
+from edge_agent.sources.serial_decode import FrameDecoder, SerialSignalConfig, build_decoder
 from edge_agent.sources.serial_framing import (
     DelimiterFraming,
     Frame,
@@ -69,6 +70,8 @@ class SerialSourceConfig(StrictModel):
     """How bytes become frames: by delimiter (default ``\\n``), fixed length or idle gap."""
     parse: ParseConfig
     """How values are found in a frame: regex named groups, CSV positions or key=value."""
+    accept: str = ""
+    """A regex a frame must contain to be parsed; others are skipped (``ignored``), not BAD."""
     checksum: Literal["none", "nmea"] = "none"
     """``nmea``: each frame ends in ``*hh``, the XOR of the bytes after ``$``/``!``."""
     encoding: str = "ascii"
@@ -84,6 +87,15 @@ class SerialSourceConfig(StrictModel):
     """A streaming port silent this long counts as lost (and is reopened); None: never."""
     max_pending: int = Field(default=10_000, ge=1)
     """Samples held between reads; beyond it the oldest are dropped (and counted)."""
+
+    @field_validator("accept")
+    @classmethod
+    def _accept_compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
 
     @field_validator("stop_bits")
     @classmethod
@@ -187,7 +199,7 @@ class SerialSource:
         """
         cfg = self.config
         if self._decoder is None:
-            self._decoder = _build_decoder(cfg)
+            self._decoder = build_decoder(cfg)
         self._serial = _open_port(cfg)
         self._framer = cfg.framing.build()
         self._lost = None
@@ -320,12 +332,6 @@ class SerialSource:
             self._idle_timer = None
         if self._serial is not None and self._serial.fd is not None:
             asyncio.get_running_loop().remove_reader(self._serial.fileno())
-
-
-def _build_decoder(cfg: SerialSourceConfig) -> FrameDecoder:
-    signals = cfg.signal_configs()
-    parser = cfg.parse.build({signal.selector() for signal in signals})
-    return FrameDecoder(cfg.name, parser, signals, cfg.checksum == "nmea", cfg.encoding)
 
 
 def _open_port(cfg: SerialSourceConfig) -> serial.Serial:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
@@ -18,6 +20,9 @@ from edge_agent.schema import StrictModel
 from edge_agent.sources.serial_framing import Frame
 from edge_agent.sources.serial_parse import FrameError, Parser, strip_nmea_checksum
 from edge_agent.types import Quality, Sample
+
+if TYPE_CHECKING:
+    from edge_agent.sources.serial import SerialSourceConfig
 
 log = logging.getLogger(__name__)
 _GOOD = Quality.GOOD  # looked up once: enum attribute access is slow on 3.11
@@ -44,9 +49,9 @@ class FrameDecoder:
     """Decodes frames of one source into samples and keeps the line's counters.
 
     Attributes:
-        counters: ``frames`` seen, ``good`` ones, and one counter per failure reason
-            (``overflow``, ``checksum``, ``undecodable``, ``no_match``, ``short``,
-            ``bad_value``, ``partial``).
+        counters: ``frames`` seen, ``good`` ones, ``ignored`` (not matching ``accept``),
+            and one counter per failure reason (``overflow``, ``checksum``,
+            ``undecodable``, ``no_match``, ``short``, ``bad_value``, ``partial``).
     """
 
     def __init__(
@@ -56,12 +61,14 @@ class FrameDecoder:
         signals: list[SerialSignalConfig],
         checksum: bool,
         encoding: str,
+        accept: re.Pattern[str] | None = None,
     ) -> None:
         self.source = source
         self.parser = parser
         self.signals = signals
         self.checksum = checksum
         self.encoding = encoding
+        self.accept = accept
         self.counters: Counter[str] = Counter()
         self._names = [f"{source}.{signal.name}".lower() for signal in signals]
         # (sample name, selector, scale, offset): read once per frame per signal.
@@ -81,11 +88,14 @@ class FrameDecoder:
         self._forgive = True
 
     def decode(self, frame: Frame, ts: float) -> list[Sample]:
-        """Samples of one frame received at ``ts``; a blank frame gives none."""
+        """Samples of one frame received at ``ts``; a blank or unaccepted frame gives none."""
         forgive, self._forgive = self._forgive, False
         self.counters["frames"] += 1
         try:
             text = self._text(frame)
+            if text is None:
+                self.counters["ignored"] += 1
+                return []
             if not text:
                 return []
             fields = self.parser.fields(text)
@@ -97,12 +107,22 @@ class FrameDecoder:
             return [Sample.bad(name, ts) for name in self._names]
         return self._values(fields, ts)
 
-    def _text(self, frame: Frame) -> str:
+    def _text(self, frame: Frame) -> str | None:
+        """The frame's text, checked and stripped; None if ``accept`` rejects it."""
         if not frame.complete:
             raise FrameError("overflow", f"no frame end after {len(frame.data)} bytes")
-        data = strip_nmea_checksum(frame.data) if self.checksum else frame.data
+        text = self._decode(frame.data)
+        # Filter before the checksum: a corrupted frame of a kind we ignore must not
+        # make our signals BAD.
+        if self.accept is not None and not self.accept.search(text):
+            return None
+        if self.checksum:
+            text = self._decode(strip_nmea_checksum(frame.data))
+        return text.strip()
+
+    def _decode(self, data: bytes) -> str:
         try:
-            return data.decode(self.encoding).strip()
+            return data.decode(self.encoding)
         except UnicodeDecodeError:
             raise FrameError("undecodable", f"not {self.encoding}: {data[:40]!r}") from None
 
@@ -138,6 +158,35 @@ class FrameDecoder:
             log.info("%s: data readable again after %d bad frames", self.source, self._bad_run)
         self._failing = None
         self._bad_run = 0
+
+
+def decode_bytes(
+    cfg: SerialSourceConfig, data: bytes, ts: float = 0.0
+) -> tuple[list[Sample], Counter[str]]:
+    """Decode a captured byte stream offline, exactly as the source would live.
+
+    Every frame gets the time ``ts``; an idle-gap framing ends its last frame at
+    the end of ``data``. For golden tests and for checking a capture against a config.
+
+    Returns:
+        The samples and the line's counters.
+    """
+    decoder = build_decoder(cfg)
+    framer = cfg.framing.build()
+    frames = framer.feed(data)
+    last = framer.flush()
+    samples = [
+        s for frame in [*frames, *([last] if last else [])] for s in decoder.decode(frame, ts)
+    ]
+    return samples, decoder.counters
+
+
+def build_decoder(cfg: SerialSourceConfig) -> FrameDecoder:
+    """The decoder a source with this config uses."""
+    signals = cfg.signal_configs()
+    parser = cfg.parse.build({signal.selector() for signal in signals})
+    accept = re.compile(cfg.accept) if cfg.accept else None
+    return FrameDecoder(cfg.name, parser, signals, cfg.checksum == "nmea", cfg.encoding, accept)
 
 
 def _number(raw: str) -> float | None:
