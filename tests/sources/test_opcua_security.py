@@ -214,3 +214,9 @@ async def test_channel_refused_at_open_is_a_clear_error() -> None:
             await read_once(cfg)
     finally:
         peer.close()
+
+
+async def test_username_password_without_channel_security(shared_server: TestServer) -> None:
+    # Common on plant floors; the server's token policy decides whether the password is encrypted.
+    auth = {"type": "username", "username": USER, "password": PASSWORD}
+    assert await read_once(config(shared_server, {}, auth)) == 7.0
