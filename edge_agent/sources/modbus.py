@@ -4,8 +4,9 @@ Each tick reads exactly the signals that are due, in the fewest requests the
 planner can make (see :mod:`edge_agent.sources.modbus_plan`). A Modbus
 exception turns the signals of that request into BAD samples; "illegal data
 address" (or "value") on a block is bisected to find the refused addresses,
-which are then left out (their signals read BAD) and fenced off for later plans. A unit that
-stays silent is backed off on its own (:mod:`edge_agent.sources.modbus_health`);
+which are then left out (their signals read BAD) and fenced off for later
+plans. A unit that stays silent is backed off on its own
+(:mod:`edge_agent.sources.modbus_health`);
 when every unit is silent, or the connection drops, ``read`` raises
 :class:`SourceError` and the agent's poll loop reconnects.
 """
@@ -227,6 +228,7 @@ class ModbusSource:
         self._health: UnitHealth | None = None
         self._link: ModbusLink | None = None
         self._complaints: dict[tuple[int, Table, int], int] = {}
+        self._refusals: dict[tuple[int, Table], set[int]] = {}
 
     def signals(self) -> list[SignalInfo]:
         """The catalogue of this source's signals, from the config."""
@@ -312,16 +314,8 @@ class ModbusSource:
     async def _bisect(self, request: Request, code: int, now: float) -> list[Sample]:
         """Find what the device refuses in a block it refused with ``code``."""
         assert self._plan is not None
-        if len(request.points) == 1:
-            point = request.points[0]
-            self._plan.refuse(point.key, now)
-            field = self._plan.fields[point.key]
-            log.warning(
-                "%s: unit %d refuses %s %d (Modbus exception %d); %s reads BAD, retried in %.0f s",
-                self.config.name, point.unit, point.table, point.address, code, field.signal,
-                self.config.refused_retry,
-            )  # fmt: skip
-            return _bad([field.signal], time.time())
+        if len({(p.address, p.width) for p in request.points}) == 1:
+            return self._refuse(request, code, now)  # one value (or bits of one register)
         left, right = halves(request)
         left_samples, left_ok = await self._serve(left, self._plan.slots(left), now)
         await pause(self.config.pause)
@@ -329,6 +323,21 @@ class ModbusSource:
         if left_ok and right_ok:
             self._plan.fence(left, right)
         return left_samples + right_samples
+
+    def _refuse(self, request: Request, code: int, now: float) -> list[Sample]:
+        """Leave out the signals of one refused value; say so the first time only."""
+        assert self._plan is not None
+        signals = [self._plan.fields[p.key].signal for p in request.points]
+        for point in request.points:
+            self._plan.refuse(point.key, now)
+        if request.start not in self._refusals.setdefault((request.unit, request.table), set()):
+            self._refusals[(request.unit, request.table)].add(request.start)
+            log.warning(
+                "%s: unit %d refuses %s %d (Modbus exception %d); %s read BAD; retry every %.0f s",
+                self.config.name, request.unit, request.table, request.start, code,
+                ", ".join(signals), self.config.refused_retry,
+            )  # fmt: skip
+        return _bad(signals, time.time())
 
     def _complain(self, request: Request, code: int) -> None:
         """Log a Modbus exception on a block once, and its end once."""

@@ -355,3 +355,19 @@ async def test_gateway_without_its_target_backs_that_unit_off(port: int) -> None
             ticks = [values(await source.read()) for _ in range(3)]
     assert ticks == [{"press1.alive": 10.0, "press1.gone": None}] * 3
     assert [unit for unit, *_ in peer.wire.requests].count(3) == 1
+
+
+async def test_bits_of_a_refused_register_are_left_out_together(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with tcp_peer([device(1, holding=((0, 10),))], port) as peer:
+        regs = [{"name": "ok", "address": 9}]
+        regs += [{"name": f"b{i}", "address": 12, "data_type": "bool", "bit": i} for i in range(16)]
+        source = ModbusSource(config(port, regs))
+        async with source:
+            first = values(await source.read())
+            peer.wire.requests.clear()
+            second = values(await source.read())
+    assert first == second == {"press1.ok": 0.0} | {f"press1.b{i}": None for i in range(16)}
+    assert peer.wire.requests == [(1, 3, 9, 1)]
+    assert len([r for r in caplog.records if "refuses holding 12" in r.message]) == 1
