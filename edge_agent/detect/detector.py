@@ -72,7 +72,8 @@ class Detector:
         self.config = config
         self.assets = {a.config.name: a for a in assets}
         self.rules = rules
-        self._fresh: dict[str, list[Sample]] = {}
+        self._fresh: dict[str, Sample] = {}
+        self._health: dict[str, float] = {}
 
     @classmethod
     def load(cls, config: DetectConfig, resolve: Callable[[str], Path]) -> Detector:
@@ -115,8 +116,7 @@ class Detector:
             event = rule.step(windows, now)
             if event is not None:
                 alerts.append(event)
-        for asset in scored:
-            self._record(asset)
+        self._record(scored, now)
         return alerts
 
     def open_alerts(self) -> list[Alert]:
@@ -165,29 +165,37 @@ class Detector:
         return out
 
     def samples(self) -> list[Sample]:
-        """Score, alarm and health samples made since the last call, for the twin."""
+        """Score, alarm and health samples made since the last call, for the twin.
+
+        Score and alarm come with each scored window (at its grid time); health
+        when it changes (at the step's time), for rule-only assets too.
+        """
         fresh, self._fresh = self._fresh, {}
-        return [sample for samples in fresh.values() for sample in samples]
+        return list(fresh.values())
 
     def signal_infos(self) -> list[SignalInfo]:
         """Catalogue entries of the samples :meth:`samples` produces."""
+        keys = [f"{name}.{what}" for name in self.assets for what in ("score", "alarm")]
+        keys += [f"{name}.health" for name in self.health()]
         return [
-            SignalInfo(f"{SOURCE}.{name}.{what}", SOURCE, self.config.interval, asset=name)
-            for name in self.assets
-            for what in ("score", "alarm", "health")
+            SignalInfo(f"{SOURCE}.{key}", SOURCE, self.config.interval, asset=key.rsplit(".", 1)[0])
+            for key in keys
         ]
 
-    def _record(self, asset: AssetDetector) -> None:
-        # Only the latest per asset is kept: unread samples must not pile up.
-        last, name = asset.last, asset.config.name
-        if last is None:
-            return
-        health = self.health()[name]
-        values = (("score", last.score), ("alarm", float(last.alarm)), ("health", health))
-        self._fresh[name] = [
-            Sample(f"{SOURCE}.{name}.{what}", last.ts, value, Quality.GOOD)
-            for what, value in values
-        ]
+    def _record(self, scored: list[AssetDetector], now: float) -> None:
+        for asset in scored:
+            last, name = asset.last, asset.config.name
+            if last is not None:
+                self._put(f"{name}.score", last.ts, last.score)
+                self._put(f"{name}.alarm", last.ts, float(last.alarm))
+        for name, value in self.health().items():
+            if value != self._health.get(name):
+                self._health[name] = value
+                self._put(f"{name}.health", now, value)
+
+    def _put(self, key: str, ts: float, value: float) -> None:
+        # Only the latest per signal is kept: unread samples must not pile up.
+        self._fresh[key] = Sample(f"{SOURCE}.{key}", ts, value, Quality.GOOD)
 
 
 def save_open_alerts(detector: Detector, path: Path) -> None:

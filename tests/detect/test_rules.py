@@ -151,6 +151,11 @@ def test_rules_in_the_detector_and_health(tmp_path: object) -> None:
     alerts = det.step(windows, T0)
     assert [(a.asset, a.cause, a.state) for a in alerts] == [("press1", "hot", AlertState.RAISED)]
     assert det.health() == {"press1": 20.0, "press": 100.0}
+    recorded = {s.signal: s.value for s in det.samples()}
+    assert recorded == {"detect.press1.health": 20.0, "detect.press.health": 100.0}
+    assert {i.signal for i in det.signal_infos()} == set(recorded)
+    det.step(windows, T0 + 1)
+    assert det.samples() == []  # health unchanged: nothing new to record
     assert det.signals() == {SIG}
     assert det.window_seconds() >= 60.0
 
