@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, Protocol, Self
 
@@ -119,21 +120,50 @@ async def _drain(
     outbox: Outbox, sink: Sink, name: str, run: Run, wake: asyncio.Event, link: _Link,
     backoff: Backoff,
 ) -> None:  # fmt: skip
-    while True:
-        wake.clear()
-        batch: list[Record] = await run(outbox.take, name, sink.config.batch_size)
-        if not batch:
-            await wake.wait()
-            continue
-        try:
-            await sink.send(batch)
-        except RejectedError as exc:
-            await run(outbox.reject, name, batch)
-            log.error("%s: upstream rejected %d messages, dropped: %s", name, len(batch), exc)
-            continue
-        except DeliveryError:
-            await run(outbox.keep, name, batch)
-            raise
-        await run(outbox.ack, name, batch)
-        link.up()
-        backoff.reset()
+    """Send batches while the link holds; settle them (ack/keep/reject) in order.
+
+    A sink that keeps order across overlapping sends (``pipelined``: MQTT on one
+    connection) gets the next batch while the previous one awaits its PUBACKs.
+    """
+    depth = 2 if getattr(sink, "pipelined", False) else 1
+    flight: deque[tuple[list[Record], asyncio.Future[None]]] = deque()
+    try:
+        while True:
+            wake.clear()
+            if len(flight) < depth:
+                batch: list[Record] = await run(outbox.take, name, sink.config.batch_size)
+                if batch:
+                    flight.append((batch, asyncio.ensure_future(sink.send(batch))))
+                    if len(flight) < depth:
+                        continue
+            if flight:
+                await _settle(outbox, name, run, *flight.popleft(), link, backoff)
+            else:
+                await wake.wait()
+    finally:
+        for _, task in flight:  # abandoned after a failure: keep() returned their rows
+            task.cancel()
+            task.add_done_callback(_retrieve)
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # mark it seen; the failure that matters was already handled
+
+
+async def _settle(
+    outbox: Outbox, name: str, run: Run, batch: list[Record], task: asyncio.Future[None],
+    link: _Link, backoff: Backoff,
+) -> None:  # fmt: skip
+    try:
+        await task
+    except RejectedError as exc:
+        await run(outbox.reject, name, batch)
+        log.error("%s: upstream rejected %d messages, dropped: %s", name, len(batch), exc)
+        return
+    except DeliveryError:
+        await run(outbox.keep, name, batch)
+        raise
+    await run(outbox.ack, name, batch)
+    link.up()
+    backoff.reset()

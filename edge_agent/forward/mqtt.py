@@ -108,10 +108,14 @@ class MqttSink:
         gateway: this gateway's id (``agent.id``), for the client id and status topic.
     """
 
+    pipelined = True
+    """Overlapping sends keep their order: one connection, published in call order."""
+
     def __init__(self, config: MqttSinkConfig, gateway: str = "edge-agent") -> None:
         self.config = config
         self.gateway = gateway
         self._client: aiomqtt.Client | None = None
+        self._topics: dict[tuple[str, str, str], str] = {}
 
     @property
     def name(self) -> str:
@@ -162,8 +166,8 @@ class MqttSink:
             tls_context=context,
             tls_insecure=cfg.tls == "no-verify" or None,
         )
-        # A whole batch is awaited at once by design: don't warn per publish about it.
-        client.pending_calls_threshold = cfg.batch_size + 10
+        # Two whole batches are awaited at once by design: no warning per publish.
+        client.pending_calls_threshold = 2 * cfg.batch_size + 10
         return client
 
     async def __aenter__(self) -> Self:
@@ -213,11 +217,15 @@ class MqttSink:
             log.debug("%s: disconnect: %s", self.name, exc)
 
     def _topic(self, record: Record) -> str:
-        cfg = self.config
-        template = {"alert": cfg.topic, "telemetry": cfg.telemetry_topic}.get(
-            record.kind, cfg.notice_topic
-        )
-        return topic_for(template, record.gateway, record.asset)
+        key = (record.kind, record.gateway, record.asset)
+        topic = self._topics.get(key)
+        if topic is None:
+            cfg = self.config
+            template = {"alert": cfg.topic, "telemetry": cfg.telemetry_topic}.get(
+                record.kind, cfg.notice_topic
+            )
+            topic = self._topics[key] = topic_for(template, record.gateway, record.asset)
+        return topic
 
     async def _publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         import aiomqtt
@@ -236,9 +244,17 @@ class MqttSink:
             DeliveryError: a publish failed or timed out; the whole batch is kept
                 (redelivery may duplicate: consumers dedupe on ``event_id``).
         """
+        import aiomqtt
+
+        client = self._client
+        if client is None:
+            raise DeliveryError(f"{self.name}: send() outside 'async with'")
         results = await asyncio.gather(
-            *(self._publish(self._topic(r), r.body) for r in batch), return_exceptions=True
+            *(client.publish(self._topic(r), r.body, qos=1) for r in batch),
+            return_exceptions=True,
         )
         for result in results:
+            if isinstance(result, aiomqtt.MqttError):
+                raise DeliveryError(f"{self.name}: publish failed: {result}") from result
             if isinstance(result, BaseException):
                 raise result

@@ -145,6 +145,7 @@ class Outbox:
         self._usage: dict[tuple[str, int], list[int]] = {}
         self._counters: dict[tuple[str, str], int] = {}
         self._inflight: dict[str, set[int]] = {}
+        self._after: dict[str, dict[int, int]] = {}
         self._notice: dict[str, tuple[int, int]] = {}
 
     @classmethod
@@ -346,16 +347,28 @@ class Outbox:
     def take(self, sink: str, limit: int, now: float | None = None) -> list[Record]:
         """The next batch for ``sink``: a pending drop notice, then alerts, then telemetry.
 
-        Each row stays in the outbox until :meth:`ack` or :meth:`reject`.
+        Rows already taken and not yet settled are skipped, so a delivery loop may
+        take the next batch while the previous one is in flight. Each row stays in
+        the outbox until :meth:`ack` or :meth:`reject`.
         """
         now = time.time() if now is None else now
-        rows = self._db.execute(
-            "SELECT id, cls, gateway, asset, ts, size, body FROM rows"
-            " WHERE sink = ? ORDER BY cls, id LIMIT ?",
-            (sink, limit),
-        ).fetchall()
+        inflight = self._inflight.setdefault(sink, set())
+        after = self._after.setdefault(sink, {})
+        rows: list[tuple[int, int, str, str, float, int, bytes]] = []
+        for cls_ in CLASSES:
+            # Taken rows of a class are a prefix of it (oldest first), so the rest
+            # of the class lies above the highest id taken so far.
+            rows += self._db.execute(
+                "SELECT id, cls, gateway, asset, ts, size, body FROM rows"
+                " WHERE sink = ? AND cls = ? AND id > ? ORDER BY id LIMIT ?",
+                (sink, cls_, after.get(cls_, 0), limit - len(rows)),
+            ).fetchall()
+            if len(rows) >= limit:
+                break
         batch = [self._record(row, now) for row in rows]
-        self._inflight[sink] = {r.row for r in batch}
+        for record in batch:
+            inflight.add(record.row)
+            after[record.cls] = max(after.get(record.cls, 0), record.row)
         notice = self._pending_notice(sink, batch, now)
         return [notice, *batch] if notice else batch
 
@@ -373,6 +386,8 @@ class Outbox:
         if totals == told:
             self._notice.pop(sink, None)
             return None
+        if self._notice.get(sink) == totals:
+            return None  # already in a batch in flight
         self._notice[sink] = (totals[0], totals[1])
         gateway = batch[0].gateway if batch else self._last_gateway(sink)
         body = encode_notice(gateway, totals[0], totals[1], now)
@@ -394,8 +409,14 @@ class Outbox:
             self._count(sink, "rejected", sum(1 for r in batch if r.row))
 
     def keep(self, sink: str, batch: Sequence[Record]) -> None:
-        """Not delivered: the rows stay, to be taken again (oldest first)."""
+        """Not delivered: the rows stay, to be taken again, oldest first.
+
+        Every row of ``sink`` in flight goes back, not only ``batch``: a later batch
+        must not overtake this one.
+        """
         self._inflight.pop(sink, None)
+        self._after.pop(sink, None)
+        self._notice.pop(sink, None)
 
     def _remove(self, sink: str, batch: Sequence[Record]) -> None:
         for cls_ in CLASSES:
@@ -404,7 +425,10 @@ class Outbox:
             for cls_name, total in zip(CLASSES.values(), self._notice.pop(sink), strict=True):
                 name = f"announced_{cls_name}"
                 self._count(sink, name, total - self._counters.get((sink, name), 0))
-        self._inflight.pop(sink, None)
+        inflight = self._inflight.get(sink, set())
+        inflight.difference_update(r.row for r in batch)
+        if not inflight:
+            self._after.pop(sink, None)
 
     # -- status ------------------------------------------------------------
 

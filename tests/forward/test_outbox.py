@@ -129,8 +129,9 @@ def test_notice_announced_once_after_ack(tmp_path: Path) -> None:
     batch = outbox.take("a", 10)
     assert [r.kind for r in batch] == ["notice", "alert"]
     outbox.keep("a", batch)
-    assert outbox.take("a", 10)[0].kind == "notice"  # not delivered yet: still pending
-    outbox.ack("a", outbox.take("a", 10))
+    again = outbox.take("a", 10)
+    assert again[0].kind == "notice"  # not delivered yet: still pending
+    outbox.ack("a", again)
     assert outbox.take("a", 10) == []
     outbox.put_alerts([make_alert(2), make_alert(3)], "gw1")
     notice = outbox.take("a", 10)[0]
@@ -156,3 +157,31 @@ def test_rows_and_counters_survive_reopen(tmp_path: Path) -> None:
     again.keep("a", batch)
     again.put_alerts([make_alert(9)], "gw1")  # bookkeeping reloaded: still bounded
     assert again.status().rows("a") == 2
+
+
+def test_take_skips_rows_in_flight_and_keep_returns_them_all(tmp_path: Path) -> None:
+    outbox = _open(tmp_path, sinks=("a",), max_rows=3)
+    outbox.put_alerts([make_alert(i) for i in range(3)], "gw1")
+    outbox.put_alerts([make_alert(3)], "gw1")  # over the bound: a notice goes first
+    first = outbox.take("a", 2)
+    second = outbox.take("a", 2)
+    assert _causes(first) == ["notice", "rule1", "rule2"]  # rule0 was dropped
+    assert _causes(second) == ["rule3"]  # no second notice while the first is in flight
+    outbox.keep("a", second)  # a failure: everything in flight goes back, in order
+    assert _causes(outbox.take("a", 10)) == ["notice", "rule1", "rule2", "rule3"]
+
+
+def test_pipelined_acks(tmp_path: Path) -> None:
+    outbox = _open(tmp_path, sinks=("a",))
+    outbox.put_alerts([make_alert(i) for i in range(5)], "gw1")
+    first, second = outbox.take("a", 2), outbox.take("a", 2)
+    outbox.ack("a", first)
+    third = outbox.take("a", 2)
+    outbox.ack("a", second)
+    outbox.ack("a", third)
+    assert [_causes(b) for b in (first, second, third)] == [
+        ["rule0", "rule1"],
+        ["rule2", "rule3"],
+        ["rule4"],
+    ]
+    assert outbox.status().rows("a") == 0

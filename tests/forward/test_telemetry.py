@@ -39,15 +39,18 @@ def test_windows_are_summarised_once_and_backfilled_in_order(tmp_path: Path) -> 
     interval = 60.0
     now = math.floor(1_800_000_000 / interval) * interval + 30  # mid-window
     store = _store(tmp_path, now)
+    # recorded until now + 190, then the agent stopped before summarising those windows
     store.write(
-        [Sample("plc.temp", now - 600 + i, float(i), Quality.GOOD) for i in range(0, 600, 10)]
+        [Sample("plc.temp", now - 600 + i, float(i), Quality.GOOD) for i in range(0, 800, 10)]
     )
     outbox = Outbox.open(tmp_path / "outbox.db", OutboxConfig(), ["cloud"])
     assert telemetry_step(store, outbox, "cloud", "gw1", interval, now) == 1
-    first = [decode(r.body) for r in outbox.take("cloud", 10, now=now)]
-    assert [(p["start"], p["end"]) for p in first] == [(now - 90, now - 30)]
+    batch = outbox.take("cloud", 10, now=now)
+    assert [(decode(r.body)["start"], decode(r.body)["end"]) for r in batch] == [
+        (now - 90, now - 30)
+    ]
     assert telemetry_step(store, outbox, "cloud", "gw1", interval, now) == 0  # nothing new
-    outbox.ack("cloud", outbox.take("cloud", 10))
+    outbox.ack("cloud", batch)
     outbox.close()
 
     later = now + 300  # the agent was down for 5 minutes: backfill from the twin
@@ -57,8 +60,8 @@ def test_windows_are_summarised_once_and_backfilled_in_order(tmp_path: Path) -> 
     store.clock = lambda: later
     assert telemetry_step(store, again, "cloud", "gw1", interval, later) == 5
     payloads = [decode(r.body) for r in again.take("cloud", 10, now=later)]
-    ends = [p["end"] for p in payloads]
-    assert ends == sorted(ends) and ends[0] == now - 30 + 60  # contiguous, in order
-    assert payloads[0]["historical"] is True
-    assert payloads[0]["count"] == 3  # samples at -30, -20, -10 relative to `now`
+    # in order, contiguous; the last window (no samples: the agent was down) is skipped
+    assert [p["end"] for p in payloads] == [now + 30, now + 90, now + 150, now + 210]
+    assert all(p["historical"] for p in payloads)
+    assert [p["count"] for p in payloads] == [6, 6, 6, 5]
     store.close()
