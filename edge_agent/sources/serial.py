@@ -77,6 +77,8 @@ class SerialSourceConfig(StrictModel):
     encoding: str = "ascii"
     signals: list[SerialSignalConfig] = Field(default_factory=list)
     """Required for csv and kv; for a regex, defaults to one signal per named group."""
+    on_open: str = ""
+    """Sent once each time the port is opened, e.g. a command that starts streaming."""
     request: str = ""
     """Sent at every read for sensors that answer only when asked; empty: the sensor streams."""
     response_timeout: Duration = 1.0
@@ -111,6 +113,7 @@ class SerialSourceConfig(StrictModel):
         except LookupError:
             raise ValueError(f"encoding {self.encoding!r} is unknown") from None
         self.request_bytes()
+        self.on_open_bytes()
         signals = self.signal_configs()
         if not signals:
             raise ValueError(f"parse kind {self.parse.kind!r} needs a signals list")
@@ -128,10 +131,18 @@ class SerialSourceConfig(StrictModel):
 
     def request_bytes(self) -> bytes:
         """The request as bytes (latin-1, so ``"\\x05"`` is the byte 5)."""
-        try:
-            return self.request.encode("latin-1")
-        except UnicodeEncodeError:
-            raise ValueError("request must be bytes: characters up to \\xff") from None
+        return _latin1("request", self.request)
+
+    def on_open_bytes(self) -> bytes:
+        """The ``on_open`` string as bytes."""
+        return _latin1("on_open", self.on_open)
+
+
+def _latin1(key: str, text: str) -> bytes:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"{key} must be bytes: characters up to \\xff") from None
 
 
 def _check_selectors(parse: ParseConfig, signals: list[SerialSignalConfig]) -> None:
@@ -208,6 +219,11 @@ class SerialSource:
             self._decoder.expect_partial()  # we may join a streaming device mid-frame
         asyncio.get_running_loop().add_reader(self._serial.fileno(), self._on_readable)
         log.info("%s: opened %s", cfg.name, _describe(cfg))
+        try:
+            self._write(cfg.on_open_bytes())
+        except SourceError:
+            await self.__aexit__(None, None, None)  # not entered: nobody else will close it
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -261,6 +277,8 @@ class SerialSource:
 
     def _write(self, data: bytes) -> None:
         assert self._serial is not None
+        if not data:
+            return
         try:
             written = os.write(self._serial.fileno(), data)
         except BlockingIOError:

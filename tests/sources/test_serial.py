@@ -65,8 +65,11 @@ async def test_keep_latest_returns_one_sample_per_signal(pair: PtyPair) -> None:
     assert len(got) == 3
 
 
-async def test_garbage_gives_bad_samples_and_counts(pair: PtyPair) -> None:
+async def test_garbage_gives_bad_samples_and_counts(
+    pair: PtyPair, caplog: pytest.LogCaptureFixture
+) -> None:
     source = make(pair)
+    caplog.set_level(logging.INFO, logger="edge_agent.sources.serial_decode")
     with Device(pair.device) as device:
         async with source:
             device.write(b"VIB,rms=1,peak=2,temp=3\n")
@@ -79,6 +82,9 @@ async def test_garbage_gives_bad_samples_and_counts(pair: PtyPair) -> None:
     assert source.counters["no_match"] == 1
     assert source.counters["undecodable"] == 1
     assert source.counters["bad_value"] == 1
+    # Three bad frames in a row, then a good one: one warning, one recovery.
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+    assert "readable again after 3 bad frames" in caplog.records[1].getMessage()
 
 
 async def test_missing_port_is_a_source_error(tmp_path: Path) -> None:
@@ -219,3 +225,13 @@ async def test_a_full_buffer_drops_the_oldest_and_says_so(
     assert source.counters["dropped"] == 6
     assert ["dropping the oldest" in m for m in caplog.messages] == [True, False]
     assert "keep up again, 6 samples dropped" in caplog.messages[1]
+
+
+async def test_on_open_is_sent_at_every_open(pair: PtyPair) -> None:
+    source = make(pair, on_open="START\r\n")
+    with Device(pair.device) as device:
+        for _ in range(2):
+            async with source:
+                assert await device.read_until(b"\r\n") == b"START\r\n"
+                device.write(b"VIB,rms=1,peak=2,temp=3\n")
+                assert values(await collect(source, 3))["vib1.rms"] == 1.0
