@@ -190,7 +190,11 @@ def finish_cards(
     for kind, path in paths.items():
         got = scores(path, card, eval_runs, cal) if kind != "fp32" else s32
         thr = threshold(got, recipe)
-        stats: dict[str, Any] = {"format": kind, "vs_fp32": compare(s32, got, t32, thr)}
+        stats: dict[str, Any] = {
+            "format": kind,
+            "size_bytes": path.stat().st_size,  # ONNX: before this card is embedded
+            "vs_fp32": compare(s32, got, t32, thr),
+        }
         if path.suffix == ".onnx":
             stats["latency_batch1"] = train_graph.latency_us(path, card.window, len(card.signals))
         cards[kind] = card.replace(threshold=thr, info={**info, **stats})
