@@ -10,6 +10,9 @@ With a config it opens that source exactly as the agent would and shows each
 frame followed by the samples decoded from it, then the line's counters::
 
     edge-agent serial-monitor --config agent.yaml --source vib1 --seconds 10
+
+With ``--capture FILE`` it decodes bytes saved from the line (for instance with
+``cat /dev/ttyUSB0 > FILE``) against the config instead, without a port.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections import Counter
+
     from edge_agent.sources.serial import SerialSource, SerialSourceConfig
     from edge_agent.sources.serial_framing import Frame
+    from edge_agent.types import Sample
 
 EX_UNAVAILABLE = 69  # sysexits: the port cannot be opened or was lost
 EX_USAGE = 64
@@ -50,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cut.add_argument("--length", type=int, help="fixed frames of this many bytes")
     cut.add_argument("--idle", help="frames end after this much silence, e.g. 50ms")
     p.add_argument("--request", help="send this every second, escapes allowed ('MEAS?\\r\\n')")
+    p.add_argument(
+        "--capture",
+        type=Path,
+        help="with --config: decode the bytes in this file instead of opening the port",
+    )
     p.set_defaults(func=monitor)
 
 
@@ -64,12 +75,30 @@ def monitor(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"edge-agent serial-monitor: {exc}", file=sys.stderr)
         return EX_USAGE
+    if args.capture is not None:
+        return _replay(config, args.capture)
     try:
         asyncio.run(_watch(config, args.seconds, decode=bool(args.config)))
     except SourceError as exc:
         print(f"edge-agent serial-monitor: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
     return 0
+
+
+def _replay(config: SerialSourceConfig, capture: Path) -> int:
+    """Decode a captured byte stream as the source would; 0 if it had no bad frames."""
+    from edge_agent.sources.serial_decode import decode_bytes
+
+    try:
+        data = capture.read_bytes()
+    except OSError as exc:
+        print(f"edge-agent serial-monitor: {exc}", file=sys.stderr)
+        return EX_USAGE
+    samples, counters = decode_bytes(config, data)
+    for sample in samples:
+        _print_sample(sample)
+    _print_counts(counters)
+    return 0 if counters["good"] == counters["frames"] - counters["ignored"] else 1
 
 
 def _from_config(args: argparse.Namespace) -> SerialSourceConfig:
@@ -149,8 +178,7 @@ async def _show(source: SerialSource, seconds: float, decode: bool) -> None:
     while loop.time() < end:
         samples = await source.read()
         for sample in samples if decode else []:
-            value = "-" if sample.value is None else f"{sample.value:g}"
-            print(f"    {sample.signal} = {value} ({sample.quality})")
+            _print_sample(sample)
         await asyncio.sleep(min(source.config.interval, max(0.0, end - loop.time())))
 
 
@@ -164,5 +192,14 @@ def _print_counters(source: SerialSource, decode: bool) -> None:
     if not decode:  # only framing happened: the parse counters mean nothing here
         print(f"frames: {source.counters['frames']}")
         return
-    counts = {key: value for key, value in sorted(source.counters.items()) if value}
+    _print_counts(source.counters)
+
+
+def _print_sample(sample: Sample) -> None:
+    value = "-" if sample.value is None else f"{sample.value:g}"
+    print(f"    {sample.signal} = {value} ({sample.quality})")
+
+
+def _print_counts(counters: Counter[str]) -> None:
+    counts = {key: value for key, value in sorted(counters.items()) if value}
     print("counters: " + (", ".join(f"{k}={v}" for k, v in counts.items()) or "no frames"))

@@ -70,3 +70,21 @@ def test_missing_port_exits_unavailable(tmp_path: Path, capsys: pytest.CaptureFi
 def test_no_port_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--seconds", "0.1"]) == EX_USAGE
     assert "give a port" in capsys.readouterr().err
+
+
+def test_a_capture_is_decoded_against_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        "sources:\n"
+        "  - {type: serial, name: vib1, port: /dev/ttyUSB0, parse: {kind: kv},\n"
+        "     signals: [{name: rms}]}\n"
+    )
+    capture = tmp_path / "line.bin"
+    capture.write_bytes(b"VIB,rms=0.5\nVIB,rms=oops\n")
+    assert run(["--config", str(config), "--capture", str(capture)]) == 1
+    out = capsys.readouterr().out
+    assert "vib1.rms = 0.5 (good)" in out
+    assert "vib1.rms = - (bad)" in out
+    assert "counters: bad_value=1, frames=2, good=1" in out
