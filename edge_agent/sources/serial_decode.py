@@ -51,7 +51,8 @@ class FrameDecoder:
     Attributes:
         counters: ``frames`` seen, ``good`` ones, ``ignored`` (not matching ``accept``),
             and one counter per failure reason (``overflow``, ``checksum``,
-            ``undecodable``, ``no_match``, ``short``, ``bad_value``, ``partial``).
+            ``undecodable``, ``no_match``, ``short``, ``merged``, ``bad_value``,
+            ``partial``).
     """
 
     def __init__(

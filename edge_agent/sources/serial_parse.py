@@ -111,8 +111,9 @@ class CsvParser:
 class KeyValueParser:
     """``key=value`` pairs split on ``pair_separator``; tokens without ``=`` are tags, ignored.
 
-    A frame that has none of the wanted keys is garbage; one that lacks some of
-    them simply does not report those signals.
+    A frame that has none of the wanted keys is garbage, and one with a key twice
+    is two lines run together (the first cut short); one that lacks some of the
+    keys simply does not report those signals.
     """
 
     def __init__(self, pair_separator: str, separator: str, wanted: frozenset[str]) -> None:
@@ -125,8 +126,11 @@ class KeyValueParser:
         found: dict[str, str] = {}
         for token in text.split(self.pair_separator):
             key, sep, value = token.partition(self.separator)
-            if sep and key.strip() in self.wanted:
-                found[key.strip()] = value.strip()
+            key = key.strip()
+            if sep and key in self.wanted:
+                if key in found:  # a line cut short ran into the next one
+                    raise FrameError("merged", f"{key!r} twice in {text[:40]!r}")
+                found[key] = value.strip()
         if not found:
             raise FrameError("no_match", f"none of the keys in {text[:40]!r}")
         return found

@@ -77,6 +77,12 @@ def test_kv_parser_ignores_tags_and_unknown_keys() -> None:
         parser.fields("STATUS,ok")
 
 
+def test_kv_parser_sees_two_lines_run_together() -> None:
+    parser = KeyValueParser(",", "=", frozenset({"rms", "peak"}))
+    with pytest.raises(FrameError, match="merged"):
+        parser.fields("VIB,rms=0.31,peVIB,rms=0.32,peak=1.2")
+
+
 @given(st.text(max_size=80))
 def test_parsers_raise_only_frame_errors(text: str) -> None:
     parsers: list[Parser] = [
