@@ -7,8 +7,21 @@ scores against fp32 and writes the model card::
         [--calibration-data runs/ --calibrate-rows 400] --window 15 --components 1 \\
         --out models/pump.onnx
 
-writes ``pump.onnx`` (int8, the one to ship), ``pump.fp32.onnx`` and the card
-``pump.card.json`` (also embedded in both files).
+writes ``pump.onnx`` (int8, the one to ship) and ``pump.fp32.onnx``, each with
+its card embedded and beside it (``pump.card.json``, ``pump.fp32.card.json``);
+``--tflite`` adds ``pump_int8.tflite`` and ``pump_fp32.tflite`` with their cards.
+Each format gets its own threshold, computed on its own scores.
+
+The shipped models were made with (SKAB data is GPL-3.0: read in place, never
+copied into the repository; the model holds only fitted parameters)::
+
+    python -m edge_agent.detect.train --data ../shared/data/skab/anomaly-free \
+        --calibration-data ../shared/data/skab/valve1 --calibrate-rows 400 \
+        --window 20 --components 1 --factor 2.5 --tflite --out models/skab_pump.onnx
+    python -m edge_agent.detect.train --simulate 3600 --window 5 --components 1 \
+        --quantile 0.999 --factor 1.5 \
+        --signals motor_current,bearing_temp,vibration_rms,discharge_pressure,flow \
+        --out edge_agent/sim/demo_pump.onnx    # then drop demo_pump.fp32.*
 
 The model (see :mod:`edge_agent.detect.train_graph`) smooths the normalised
 window over time, takes the residual of a linear autoencoder (PCA) and squares
