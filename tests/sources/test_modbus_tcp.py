@@ -279,16 +279,20 @@ GARBAGE = {
 
 @pytest.mark.parametrize("kind", list(GARBAGE))
 async def test_garbled_reply_reads_bad(port: int, kind: str) -> None:
+    done = asyncio.Event()
+
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while request := await reader.read(260):
             writer.write(GARBAGE[kind](request))
         writer.close()
+        done.set()
 
     server = await asyncio.start_server(answer, "127.0.0.1", port)
     async with server:
         source = ModbusSource(config(port, [{"name": "a", "address": 0, "data_type": "int32"}]))
         async with source:
             [sample] = await source.read()
+        await done.wait()  # the peer saw the source hang up
     assert (sample.signal, sample.quality, sample.value) == ("press1.a", Quality.BAD, None)
 
 
