@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edge_agent.twin.rollups import Rollup
 from edge_agent.twin.store import SignalStore, TwinConfig
@@ -116,4 +117,27 @@ def test_rollups_keep_only_rollup_max_age(db: Path) -> None:
     assert [r.last for r in got] == [float(m) for m in range(50, 60)]
     rows = store._conn.execute("SELECT count(*) FROM rollups").fetchone()[0]
     assert rows <= 11
+    store.close()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_batches_delays_and_restarts_match_numpy(db: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    samples = [s for batch in irregular(900.0, seed=seed) for s in batch]
+    arrival = [(s.ts + (rng.uniform(0, 300) if rng.random() < 0.05 else 0.0), s) for s in samples]
+    arrival.sort(key=lambda pair: pair[0])  # about 5 % arrive up to 5 minutes late
+    config = TwinConfig()
+    store = open_store(db, config, T0 + 2000)
+    i = 0
+    while i < len(arrival):
+        size = rng.randint(1, 60)
+        batch = [s for _, s in arrival[i : i + size]]
+        rng.shuffle(batch)  # arrival order inside a batch does not matter
+        store.write(batch)
+        i += size
+        if rng.random() < 0.05:
+            store.close()
+            store = open_store(db, config, T0 + 2000)
+    for name in SIGNALS:
+        assert_same(store.rollups(name, T0 - 60), reference(samples, name))
     store.close()
