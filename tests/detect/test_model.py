@@ -272,3 +272,35 @@ def test_tflite_without_runtime_or_bad_file_is_a_model_error(tmp_path: Path) -> 
     path.write_bytes(b"not a flatbuffer")
     with pytest.raises(ModelError, match=r"m.tflite: (not a valid TFLite|\.tflite needs)"):
         load_model(path)
+
+
+def test_thread_count_does_not_change_results(model_path: Path) -> None:
+    x = np.random.default_rng(3).normal(size=(8, 4, 3)).astype(np.float32)
+    one = load_model(model_path, threads=1).errors(x)
+    two = load_model(model_path, threads=2).errors(x)
+    np.testing.assert_allclose(one, two, rtol=1e-6)
+
+
+def test_inference_failure_is_a_model_error(tmp_path: Path) -> None:
+    # A graph that fails at run time (Reshape to an impossible shape), not at load.
+    nodes = [
+        helper.make_node("Reshape", ["window", "shape"], ["flat"]),
+        helper.make_node("ReduceMean", ["flat", "axes"], ["error"], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "broken",
+        [helper.make_tensor_value_info("window", TensorProto.FLOAT, ["batch", 4, 3])],
+        [helper.make_tensor_value_info("error", TensorProto.FLOAT, ["batch", 3])],
+        initializer=[
+            helper.make_tensor("shape", TensorProto.INT64, [3], [-1, 5, 3]),
+            helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    helper.set_model_props(model, {CARD_KEY: make_card().to_json()})
+    path = tmp_path / "broken.onnx"
+    onnx.save(model, path)
+    loaded = load_model(path)
+    with pytest.raises(ModelError, match=r"broken\.onnx: inference failed"):
+        loaded.errors(np.zeros((1, 4, 3), dtype=np.float32))
