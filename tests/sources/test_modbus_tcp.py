@@ -297,10 +297,13 @@ async def test_garbled_reply_reads_bad(port: int, kind: str) -> None:
 
 
 async def test_noise_instead_of_replies_is_a_lost_link(port: int) -> None:
+    done = asyncio.Event()
+
     async def noise(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await reader.read(260):
             writer.write(b"\xde\xad\xbe\xef" * 5)
         writer.close()
+        done.set()
 
     server = await asyncio.start_server(noise, "127.0.0.1", port)
     async with server:
@@ -308,6 +311,7 @@ async def test_noise_instead_of_replies_is_a_lost_link(port: int) -> None:
         async with source:
             with pytest.raises(SourceError):
                 await source.read()
+        await done.wait()
 
 
 def valid_ranges(rng: random.Random) -> list[tuple[int, int]]:
