@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from edge_agent.config import AgentConfig
-from edge_agent.detect.detector import Detector
+from edge_agent.detect.detector import Detector, restore_open_alerts, save_open_alerts
 from edge_agent.forward.delivery import deliver_forever
 from edge_agent.forward.outbox import Outbox
 from edge_agent.notify import Notifier
@@ -58,12 +58,16 @@ async def _run(
     except BaseException:
         await worker.run(store.close)
         raise
+    open_alerts = config.data_path("open-alerts.json")
     try:
+        await worker.run(restore_open_alerts, detector, open_alerts)
         windows = await _prepare(worker, store, detector, sources)
         await _supervise(
             config, worker, notifier, observer, (store, windows, detector, outbox), sources, sinks
         )
     finally:
+        # Alerts still open are cleared under their own id after the restart.
+        await worker.run(save_open_alerts, detector, open_alerts)
         await worker.run(outbox.close)
         await worker.run(store.close)
 
@@ -71,7 +75,8 @@ async def _run(
 async def _prepare(
     worker: Worker, store: SignalStore, detector: Detector, sources: list[Any]
 ) -> Windows:
-    await worker.run(store.register, [info for s in sources for info in s.signals()])
+    infos = [info for s in sources for info in s.signals()] + detector.signal_infos()
+    await worker.run(store.register, infos)
     window_s = detector.window_seconds()
     windows = Windows(capacity=max(64, int(window_s * 20)))
     await worker.run(windows.warm, store, detector.signals(), time.time() - window_s)
@@ -99,6 +104,7 @@ async def _supervise(
         config.detect.interval,
         lambda: _wake_all(wakes),
         observer,
+        recorder=recorder,
     )
     async with asyncio.TaskGroup() as tasks:
         for source in sources:

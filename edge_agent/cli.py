@@ -15,7 +15,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
 from edge_agent.errors import EX_CONFIG, ConfigError, ModelError, SourceError
@@ -32,7 +32,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge_agent.sim.commands",
 )
 
-Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +72,10 @@ def setup_logging(level: str | None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # asyncua logs every publish response at INFO; pymodbus every retry: keep the journal
+    # for our own transitions.
+    for chatty in ("asyncua", "pymodbus"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def _add_run(sub: Subparsers) -> None:

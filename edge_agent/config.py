@@ -221,7 +221,8 @@ def _known_keys(at: YamlPath, data: Any) -> list[str]:
         model = _field_model(model, part, node)
         if model is None:
             return []
-    return list(model.model_fields) if isinstance(model, type) else []
+    is_model = isinstance(model, type) and issubclass(model, BaseModel)
+    return list(model.model_fields) if is_model else []
 
 
 def _field_model(model: Any, part: str | int, node: Any) -> Any:

@@ -131,9 +131,13 @@ class DetectorLoop:
                 log.exception("detector: step failed")
             next_tick = max(next_tick, loop.time())
 
+    recorder: Recorder | None = None
+
     async def step(self, now: float) -> None:
-        """One detection step and the outbox write of its alerts."""
-        alerts = await self.worker.run(self.detector.step, self.windows, now)
+        """One detection step, its score/alarm/health samples to the twin, its alerts stored."""
+        alerts, derived = await self.worker.run(self._step, now)
+        if derived and self.recorder is not None:
+            self.recorder.accept(derived)
         if alerts:
             self._count(alerts)
             if self.observer is not None:
@@ -156,6 +160,10 @@ class DetectorLoop:
             return
         self.unsent.clear()
         self.wake()
+
+    def _step(self, now: float) -> tuple[list[Alert], list[Sample]]:
+        alerts = self.detector.step(self.windows, now)
+        return alerts, self.detector.samples()
 
     def _count(self, alerts: list[Alert]) -> None:
         for alert in alerts:
