@@ -57,18 +57,11 @@ from pydantic import Field
 
 from edge_agent.errors import AgentError
 from edge_agent.schema import Duration, Size, StrictModel
-from edge_agent.twin import layout
+from edge_agent.twin import layout, queries
+from edge_agent.twin.queries import QUALITY_CODE, RingRow
 from edge_agent.twin.rollup_buffer import RollupBuffer
-from edge_agent.twin.rollups import (
-    MERGE_SQL,
-    MINUTE,
-    REPLACE_SQL,
-    SIGNAL_BITS,
-    Rollup,
-    RollupRow,
-    rollup_from_row,
-)
-from edge_agent.types import Quality, Sample, SignalInfo
+from edge_agent.twin.rollups import MERGE_SQL, MINUTE, REPLACE_SQL, SIGNAL_BITS, Rollup, RollupRow
+from edge_agent.types import Sample, SignalInfo
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +69,6 @@ PRUNE_PASS = 600.0
 """Seconds for the incremental age pruning to sweep every slot once."""
 PRUNE_CHUNKS = 64
 MAX_SIGNALS = 1 << SIGNAL_BITS
-_Q2I = {Quality.GOOD: 0, Quality.UNCERTAIN: 1, Quality.BAD: 2}
-_I2Q = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD)
-_Row = tuple[int, float, float | None, int]
-_RING_SQL = "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)"
-_HISTORY_SQL = f"""
-WITH RECURSIVE j(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM j WHERE x + 1 < ?)
-SELECT s.ts, s.value, s.quality FROM j JOIN samples s ON s.id = ((j.x % ?) << {SIGNAL_BITS}) | ?
-WHERE s.ts >= ? AND s.ts <= ? ORDER BY j.x"""
-_ROLLUPS_SQL = f"""
-WITH RECURSIVE m(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM m WHERE x + 1 <= ?)
-SELECT r.minute, r.min, r.max, r.sum, r.last, r.count, r.bad
-FROM m JOIN rollups r ON r.id = ((m.x % ?) << {SIGNAL_BITS}) | ? AND r.minute = m.x
-ORDER BY m.x"""
 
 
 class StoreError(AgentError):
@@ -207,40 +187,21 @@ class SignalStore:
             meta["rollup_slots"] = self.config.rollup_slots()
 
     def _load_catalogue(self) -> None:
-        rows = self._conn.execute(
-            "SELECT id, name, source, asset, unit, description, interval FROM signals"
-        ).fetchall()
-        for sid, name, source, asset, unit, description, interval in rows:
-            self._ids[name] = sid
-            self._infos[sid] = SignalInfo(name, source, interval, asset, unit, description)
-        if rows:
+        for sid, info in queries.read_catalogue(self._conn):
+            self._ids[info.signal] = sid
+            self._infos[sid] = info
+        if self._infos:
             self._grow_heads(max(self._infos))
 
     def _load_latest(self) -> None:
-        wanted = {
-            ((n - 1) % self._slots) << SIGNAL_BITS | sid: sid
-            for sid, n in enumerate(self._seq.tolist())
-            if n > 0 and sid in self._infos
-        }
-        ids = list(wanted)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT id, ts, value, quality FROM samples WHERE id IN ({marks})"
-            for row_id, ts, value, quality in self._conn.execute(sql, chunk):
-                name = self._infos[wanted[row_id]].signal
-                self._latest[name] = Sample(name, ts, value, _I2Q[quality])
+        names = {sid: info.signal for sid, info in self._infos.items()}
+        self._latest = queries.read_latest(self._conn, self._seq, self._slots, names)
 
     def _rebuild_open_minutes(self) -> None:
+        """Re-fold the minutes that were still open when the file was last written."""
         floor = self._rollups.floor()
-        if floor is None:
-            return
-        rows = self._conn.execute(
-            "SELECT id, ts, value FROM samples WHERE ts >= ?", (floor * MINUTE,)
-        ).fetchall()
-        if rows:
-            ids, ts, values = (np.array(col, dtype=np.float64) for col in zip(*rows, strict=True))
-            self._rollups.add_batch(ids.astype(np.int64) & (MAX_SIGNALS - 1), ts, values)
+        if floor is not None:
+            self._rollups.add_batch(*queries.read_recent(self._conn, floor * MINUTE))
 
     def register(self, infos: Iterable[SignalInfo]) -> None:
         """Add or update catalogue entries (name, source, asset, unit, interval)."""
@@ -270,8 +231,8 @@ class SignalStore:
         ts = [s.ts for s in samples]
         values = [s.value for s in samples]
         before = self._seq.copy()
-        row_ids = (self._advance(sid) << SIGNAL_BITS) | sid
-        qualities = [_Q2I[s.quality] for s in samples]
+        row_ids = (queries.ring_slots(self._seq, sid, self._slots) << SIGNAL_BITS) | sid
+        qualities = [QUALITY_CODE[s.quality] for s in samples]
         rows = list(zip(row_ids.tolist(), ts, values, qualities, strict=True))
         self._latest.update(zip(names, samples, strict=True))
         self._rollups.add_batch(sid, np.array(ts, dtype=np.float64), np.array(values, np.float64))
@@ -288,35 +249,17 @@ class SignalStore:
                     self._unsaved.append(self._allocate(_guess_info(name)))
             return [ids[name] for name in names]
 
-    def _advance(self, sid: np.ndarray) -> np.ndarray:
-        """Ring slots for a batch's samples, in order; moves each signal's head on."""
-        counts = np.bincount(sid, minlength=self._seq.size)
-        base = self._seq[sid]
-        if counts.max() > 1:  # a signal more than once: number its samples 0, 1, 2...
-            order = np.argsort(sid, kind="stable")
-            ranked = sid[order]
-            index = np.arange(sid.size)
-            first = np.maximum.accumulate(
-                np.where(np.r_[True, ranked[1:] != ranked[:-1]], index, 0)
-            )
-            rank = np.empty_like(index)
-            rank[order] = index - first
-            base = base + rank
-        self._seq += counts
-        slots: np.ndarray = base % self._slots
-        return slots
-
-    def _commit(self, rows: list[_Row], before: np.ndarray) -> None:
+    def _commit(self, rows: list[RingRow], before: np.ndarray) -> None:
         pending, merges = self._rollups.take()
         watermark = self._rollups.watermark
         try:
             self._transaction(rows, pending, merges, watermark)
         except sqlite3.Error as exc:
             self._rollback()
-            if not _is_full(exc):
-                raise StoreError(f"twin: write failed: {exc}") from exc
             self._seq = before
             self._rollups.keep(pending, merges, limit=10 * max(len(self._ids), 100))
+            if not _is_full(exc):
+                raise StoreError(f"twin: write failed: {exc}") from exc
             self._on_full(exc, len(rows))
             return
         self._unsaved.clear()
@@ -326,7 +269,7 @@ class SignalStore:
 
     def _transaction(
         self,
-        rows: list[_Row],
+        rows: list[RingRow],
         pending: list[RollupRow],
         merges: list[RollupRow],
         watermark: int | None,
@@ -334,11 +277,9 @@ class SignalStore:
         conn = self._conn
         conn.execute("BEGIN")
         if self._unsaved:
-            conn.executemany(
-                "INSERT OR REPLACE INTO signals VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [_info_row(sid, self._infos[sid]) for sid in dict.fromkeys(self._unsaved)],
-            )
-        conn.executemany(_RING_SQL, rows)
+            entries = [(sid, self._infos[sid]) for sid in dict.fromkeys(self._unsaved)]
+            queries.write_catalogue(conn, entries)
+        conn.executemany(queries.RING_SQL, rows)
         if pending:
             conn.executemany(REPLACE_SQL, pending)
         if merges:
@@ -384,17 +325,14 @@ class SignalStore:
         self._prune_chunk = (self._prune_chunk + 1) % PRUNE_CHUNKS
 
     def _prune_slice(self, chunk: int, chunks: int, now: float) -> int:
-        deleted = 0
-        for table, slots, column, limit in (
-            ("samples", self._slots, "ts", now - self.config.max_age),
-            ("rollups", self._rollups.slots, "minute", (now - self.config.rollup_max_age) / MINUTE),
-        ):
-            step = math.ceil(slots / chunks)
-            lo, hi = (chunk * step) << SIGNAL_BITS, ((chunk + 1) * step) << SIGNAL_BITS
-            deleted += self._conn.execute(
-                f"DELETE FROM {table} WHERE id >= ? AND id < ? AND {column} < ?", (lo, hi, limit)
-            ).rowcount
-        return deleted
+        part = (chunk, chunks)
+        old_sample = now - self.config.max_age
+        old_minute = (now - self.config.rollup_max_age) / MINUTE
+        return queries.delete_slice(
+            self._conn, "samples", "ts", self._slots, part, old_sample
+        ) + queries.delete_slice(
+            self._conn, "rollups", "minute", self._rollups.slots, part, old_minute
+        )
 
     def prune_expired(self) -> int:
         """Delete every sample older than ``max_age`` and rollup older than ``rollup_max_age``.
@@ -437,20 +375,9 @@ class SignalStore:
         sid = self._ids.get(signal)
         if sid is None or self._seq[sid] == 0:
             return []
+        window = (max(since, self.clock() - self.config.max_age), 1e300 if until is None else until)
         count = int(self._seq[sid])
-        since = max(since, self.clock() - self.config.max_age)
-        params = (
-            max(0, count - self._slots),
-            count,
-            self._slots,
-            sid,
-            since,
-            1e300 if until is None else until,
-        )
-        return [
-            Sample(signal, ts, value, _I2Q[quality])
-            for ts, value, quality in self._conn.execute(_HISTORY_SQL, params)
-        ]
+        return queries.read_history(self._conn, signal, sid, count, self._slots, window)
 
     def rollups(self, signal: str, since: float, until: float | None = None) -> list[Rollup]:
         """Minute rollups of ``signal`` whose minute starts in ``[since, until]``."""
@@ -465,8 +392,7 @@ class SignalStore:
             last - slots + 1,
             math.ceil((now - self.config.rollup_max_age) / MINUTE),
         )
-        rows = self._conn.execute(_ROLLUPS_SQL, (first, last, slots, sid)).fetchall()
-        result = [rollup_from_row(row) for row in rows]
+        result = queries.read_rollups(self._conn, sid, first, last, slots)
         current = None if self.readonly else self._rollups.open_rollup(sid)
         if current is not None and first * MINUTE <= current.ts <= last * MINUTE:
             result = [r for r in result if r.ts != current.ts] + [current]
@@ -496,10 +422,6 @@ class SignalStore:
 
 def _guess_info(signal: str) -> SignalInfo:
     return SignalInfo(signal, signal.split(".", 1)[0], 0.0)
-
-
-def _info_row(sid: int, info: SignalInfo) -> tuple[object, ...]:
-    return (sid, info.signal, info.source, info.asset, info.unit, info.description, info.interval)
 
 
 def _is_full(exc: sqlite3.Error) -> bool:

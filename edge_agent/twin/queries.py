@@ -1,0 +1,145 @@
+"""Reads, writes and deletes on the twin's tables; row ids are computed in SQL or numpy.
+
+Reads walk a signal's slots with a recursive CTE (point lookups by row id), so a
+query touches only that signal's rows even though the rows of one flush are
+stored next to each other.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import numpy as np
+
+from edge_agent.twin.rollups import SIGNAL_BITS, SIGNAL_MASK, Rollup, rollup_from_row
+from edge_agent.types import Quality, Sample, SignalInfo
+
+QUALITY_CODE = {Quality.GOOD: 0, Quality.UNCERTAIN: 1, Quality.BAD: 2}
+QUALITY_OF_CODE = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD)
+RingRow = tuple[int, float, float | None, int]
+
+RING_SQL = "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)"
+_HISTORY_SQL = f"""
+WITH RECURSIVE j(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM j WHERE x + 1 < ?)
+SELECT s.ts, s.value, s.quality FROM j JOIN samples s ON s.id = ((j.x % ?) << {SIGNAL_BITS}) | ?
+WHERE s.ts >= ? AND s.ts <= ? ORDER BY j.x"""
+_ROLLUPS_SQL = f"""
+WITH RECURSIVE m(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM m WHERE x + 1 <= ?)
+SELECT r.minute, r.min, r.max, r.sum, r.last, r.count, r.bad
+FROM m JOIN rollups r ON r.id = ((m.x % ?) << {SIGNAL_BITS}) | ? AND r.minute = m.x
+ORDER BY m.x"""
+_CATALOGUE_SQL = "SELECT id, name, source, asset, unit, description, interval FROM signals"
+
+
+def ring_slots(heads: np.ndarray, sid: np.ndarray, slots: int) -> np.ndarray:
+    """Ring slots of a batch's samples, in order; advances ``heads`` in place.
+
+    Args:
+        heads: samples ever written per signal id.
+        sid: the signal id of each sample of the batch, in arrival order.
+        slots: ring size.
+    """
+    counts = np.bincount(sid, minlength=heads.size)
+    base = heads[sid]
+    if counts.max() > 1:  # a signal more than once: number its samples 0, 1, 2...
+        order = np.argsort(sid, kind="stable")
+        ranked = sid[order]
+        index = np.arange(sid.size)
+        first = np.maximum.accumulate(np.where(np.r_[True, ranked[1:] != ranked[:-1]], index, 0))
+        rank = np.empty_like(index)
+        rank[order] = index - first
+        base = base + rank
+    heads += counts
+    result: np.ndarray = base % slots
+    return result
+
+
+def read_catalogue(conn: sqlite3.Connection) -> list[tuple[int, SignalInfo]]:
+    """Every catalogue entry with its signal id."""
+    return [
+        (sid, SignalInfo(name, source, interval, asset, unit, description))
+        for sid, name, source, asset, unit, description, interval in conn.execute(_CATALOGUE_SQL)
+    ]
+
+
+def write_catalogue(conn: sqlite3.Connection, entries: list[tuple[int, SignalInfo]]) -> None:
+    """Insert or update catalogue entries."""
+    conn.executemany(
+        "INSERT OR REPLACE INTO signals VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (sid, i.signal, i.source, i.asset, i.unit, i.description, i.interval)
+            for sid, i in entries
+        ],
+    )
+
+
+def read_latest(
+    conn: sqlite3.Connection, heads: np.ndarray, slots: int, names: dict[int, str]
+) -> dict[str, Sample]:
+    """The newest sample of each signal in ``names``, from its head slot."""
+    wanted = {
+        ((n - 1) % slots) << SIGNAL_BITS | sid: names[sid]
+        for sid, n in enumerate(heads.tolist())
+        if n > 0 and sid in names
+    }
+    ids = list(wanted)
+    latest = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        sql = (
+            f"SELECT id, ts, value, quality FROM samples WHERE id IN ({','.join('?' * len(chunk))})"
+        )
+        for row_id, ts, value, quality in conn.execute(sql, chunk):
+            name = wanted[row_id]
+            latest[name] = Sample(name, ts, value, QUALITY_OF_CODE[quality])
+    return latest
+
+
+def read_recent(conn: sqlite3.Connection, since: float) -> tuple[np.ndarray, ...]:
+    """Signal ids, timestamps and values (NaN for BAD) of every sample at or after ``since``."""
+    rows = conn.execute("SELECT id, ts, value FROM samples WHERE ts >= ?", (since,)).fetchall()
+    if not rows:
+        empty = np.empty(0)
+        return empty.astype(np.int64), empty, empty
+    ids, ts, values = (np.array(col, dtype=np.float64) for col in zip(*rows, strict=True))
+    return ids.astype(np.int64) & SIGNAL_MASK, ts, values
+
+
+def read_history(
+    conn: sqlite3.Connection,
+    signal: str,
+    sid: int,
+    count: int,
+    slots: int,
+    window: tuple[float, float],
+) -> list[Sample]:
+    """Samples of one signal in arrival order, with ``window[0] <= ts <= window[1]``."""
+    params = (max(0, count - slots), count, slots, sid, *window)
+    return [
+        Sample(signal, ts, value, QUALITY_OF_CODE[quality])
+        for ts, value, quality in conn.execute(_HISTORY_SQL, params)
+    ]
+
+
+def read_rollups(
+    conn: sqlite3.Connection, sid: int, first: int, last: int, slots: int
+) -> list[Rollup]:
+    """Stored rollups of one signal for minutes ``first..last``."""
+    rows = conn.execute(_ROLLUPS_SQL, (first, last, slots, sid)).fetchall()
+    return [rollup_from_row(row) for row in rows]
+
+
+def delete_slice(
+    conn: sqlite3.Connection,
+    table: str,
+    column: str,
+    slots: int,
+    part: tuple[int, int],
+    limit: float,
+) -> int:
+    """Delete rows with ``column < limit`` in slice ``part = (index, count)`` of the slots."""
+    step = math.ceil(slots / part[1])
+    lo, hi = (part[0] * step) << SIGNAL_BITS, ((part[0] + 1) * step) << SIGNAL_BITS
+    sql = f"DELETE FROM {table} WHERE id >= ? AND id < ? AND {column} < ?"
+    return conn.execute(sql, (lo, hi, limit)).rowcount
