@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edge_agent.forward.outbox import OutboxStatus
+    from edge_agent.forward.status import OutboxStatus
 
 EX_IOERR = 74
 
@@ -35,7 +35,7 @@ def status_command(args: argparse.Namespace) -> int:
     import sqlite3
 
     from edge_agent.config import load_config
-    from edge_agent.forward.outbox import OutboxStatus, open_readonly, read_status
+    from edge_agent.forward.status import OutboxStatus, open_readonly, read_status
 
     config = load_config(args.config)
     path = config.data_path(config.outbox.path)

@@ -26,7 +26,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +39,7 @@ from edge_agent.forward.encode import (
     encode_telemetry,
     with_fields,
 )
+from edge_agent.forward.status import OutboxStatus, read_status
 from edge_agent.schema import Duration, Size, StrictModel
 from edge_agent.types import Alert, AlertState
 
@@ -104,29 +105,6 @@ class Record:
     body: bytes
     size: int = 0
     cls: int = -1
-
-
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    """The backlog of one sink and class."""
-
-    sink: str
-    kind: str
-    rows: int
-    bytes: int
-    oldest: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxStatus:
-    """What ``edge-agent outbox status`` shows."""
-
-    backlog: list[Backlog]
-    counters: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    def rows(self, sink: str, kind: str | None = None) -> int:
-        """Rows waiting for ``sink`` (of one kind, or all)."""
-        return sum(b.rows for b in self.backlog if b.sink == sink and kind in (None, b.kind))
 
 
 class Outbox:
@@ -435,25 +413,3 @@ class Outbox:
     def status(self) -> OutboxStatus:
         """Backlog per sink and class (rows, bytes, oldest), and the counters."""
         return read_status(self._db)
-
-
-def read_status(db: sqlite3.Connection) -> OutboxStatus:
-    """The status of the outbox behind ``db`` (also used read-only by the CLI)."""
-    backlog = [
-        Backlog(sink, CLASSES[cls_], rows, size, oldest)
-        for sink, cls_, rows, size, oldest in db.execute(
-            "SELECT sink, cls, count(*), sum(size), min(created) FROM rows"
-            " GROUP BY sink, cls ORDER BY sink, cls"
-        )
-    ]
-    counters: dict[str, dict[str, int]] = {}
-    for sink, name, value in db.execute("SELECT sink, name, value FROM counters ORDER BY 1, 2"):
-        counters.setdefault(sink, {})[name] = value
-    return OutboxStatus(backlog, counters)
-
-
-def open_readonly(path: Path) -> sqlite3.Connection:
-    """Open an existing outbox file for reading (another process may be writing)."""
-    if not path.exists():
-        raise FileNotFoundError(f"no outbox at {path}")
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
