@@ -20,10 +20,18 @@ QUALITY_OF_CODE = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD)
 RingRow = tuple[int, float, float | None, int]
 
 RING_SQL = "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)"
+# Walks one signal's ring backwards from its newest slot and stops at the first
+# sample older than :since (one row past it): cost follows the window, not the ring.
 _HISTORY_SQL = f"""
-WITH RECURSIVE j(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM j WHERE x + 1 < ?)
-SELECT s.ts, s.value, s.quality FROM j JOIN samples s ON s.id = ((j.x % ?) << {SIGNAL_BITS}) | ?
-WHERE s.ts >= ? AND s.ts <= ? ORDER BY j.x"""
+WITH RECURSIVE j(x, ts, value, quality) AS (
+  SELECT :hi - 1, ts, value, quality FROM samples
+  WHERE id = (((:hi - 1) % :slots) << {SIGNAL_BITS}) | :sid
+  UNION ALL
+  SELECT j.x - 1, s.ts, s.value, s.quality FROM j
+  JOIN samples s ON s.id = (((j.x - 1) % :slots) << {SIGNAL_BITS}) | :sid
+  WHERE j.x - 1 >= :lo AND j.ts >= :since
+)
+SELECT ts, value, quality FROM j WHERE ts >= :since AND ts <= :until ORDER BY x"""
 _ROLLUPS_SQL = f"""
 WITH RECURSIVE m(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM m WHERE x + 1 <= ?)
 SELECT r.minute, r.min, r.max, r.sum, r.last, r.count, r.bad
@@ -114,8 +122,20 @@ def read_history(
     slots: int,
     window: tuple[float, float],
 ) -> list[Sample]:
-    """Samples of one signal in arrival order, with ``window[0] <= ts <= window[1]``."""
-    params = (max(0, count - slots), count, slots, sid, *window)
+    """Samples of one signal in arrival order, with ``window[0] <= ts <= window[1]``.
+
+    The walk back from the newest sample stops at the first one older than
+    ``window[0]``: each signal's timestamps are taken to rise in arrival order
+    (a device clock that jumps back hides what came before the jump).
+    """
+    params = {
+        "hi": count,
+        "lo": max(0, count - slots),
+        "slots": slots,
+        "sid": sid,
+        "since": window[0],
+        "until": window[1],
+    }
     return [
         Sample(signal, ts, value, QUALITY_OF_CODE[quality])
         for ts, value, quality in conn.execute(_HISTORY_SQL, params)
