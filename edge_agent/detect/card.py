@@ -98,6 +98,9 @@ class ModelCard:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ModelError(f"model card: unknown keys {unknown}")
+        for key in ("signals", "mean", "std"):
+            if key in data and not isinstance(data[key], list):
+                raise ModelError(f"model card: {key!r} must be a list, got {data[key]!r}")
         try:
             return cls(
                 name=str(data["name"]),

@@ -304,3 +304,10 @@ def test_inference_failure_is_a_model_error(tmp_path: Path) -> None:
     loaded = load_model(path)
     with pytest.raises(ModelError, match=r"broken\.onnx: inference failed"):
         loaded.errors(np.zeros((1, 4, 3), dtype=np.float32))
+
+
+def test_card_signals_must_be_a_list(model_path: Path) -> None:
+    data = {**make_card().to_dict(), "signals": "pump.current"}
+    model_path.with_name("tiny.card.json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="'signals' must be a list"):
+        load_model(model_path)
