@@ -66,10 +66,16 @@ def batch_body(batch: Sequence[Record]) -> bytes:
 
 
 class HttpSink:
-    """POSTs outbox batches as JSON to ``url``."""
+    """POSTs outbox batches as JSON to ``url``.
 
-    def __init__(self, config: HttpSinkConfig) -> None:
+    Args:
+        config: the sink's config.
+        gateway: this gateway's id, sent as header ``X-Edge-Agent-Gateway``.
+    """
+
+    def __init__(self, config: HttpSinkConfig, gateway: str = "edge-agent") -> None:
         self.config = config
+        self.gateway = gateway
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -89,6 +95,7 @@ class HttpSink:
     def _headers(self) -> dict[str, str]:
         headers = {k: v.get_secret_value() for k, v in self.config.headers.items()}
         headers["Content-Type"] = "application/json"
+        headers["X-Edge-Agent-Gateway"] = self.gateway
         if self.config.token is not None:
             headers["Authorization"] = f"Bearer {self.config.token.get_secret_value()}"
         return headers

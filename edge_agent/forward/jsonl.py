@@ -29,10 +29,16 @@ class JsonlSinkConfig(SinkSettings):
 
 
 class JsonlSink:
-    """Appends each message's JSON payload as one line to a file."""
+    """Appends each message's JSON payload as one line to a file.
 
-    def __init__(self, config: JsonlSinkConfig) -> None:
+    Args:
+        config: the sink's config.
+        gateway: this gateway's id (the payloads carry it already; kept for symmetry).
+    """
+
+    def __init__(self, config: JsonlSinkConfig, gateway: str = "edge-agent") -> None:
         self.config = config
+        self.gateway = gateway
         self._file: IO[bytes] | None = None
 
     @property

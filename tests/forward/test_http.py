@@ -58,13 +58,15 @@ async def test_batches_are_posted_with_token_and_headers_from_env(
     outbox = _outbox(tmp_path)
     alerts = [make_alert(i) for i in range(7)]
     outbox.put_alerts(alerts, "gw1")
-    async with delivering(outbox, HttpSink(config), "cmms") as wake:  # type: ignore[arg-type]
+    sink = HttpSink(config, gateway="gw1")  # type: ignore[arg-type]
+    async with delivering(outbox, sink, "cmms") as wake:
         wake.set()
         await drained(outbox, "cmms")
     headers = receiver.requests[0][0]
     assert headers["authorization"] == "Bearer s3cret"
     assert headers["x-tenant"] == "plant-7"
     assert headers["content-type"] == "application/json"
+    assert headers["x-edge-agent-gateway"] == "gw1"
     assert [len(body["items"]) for _, body in receiver.requests] == [3, 3, 1]
     assert [i["id"] for i in receiver.items()] == [a.id for a in alerts]
 
