@@ -123,6 +123,7 @@ class SignalStore:
         self.clock: Callable[[], float] = time.time
         self.full = False
         self.dropped = 0
+        self.rejected = 0
         self._full_since = 0.0
         self._slots = config.max_samples
         self._ids: dict[str, int] = {}
@@ -221,14 +222,19 @@ class SignalStore:
         """Store a batch in one transaction: rings, latest values, rollups.
 
         Unknown signals are added to the catalogue (interval 0: never stale).
-        A full disk does not raise: see the module docstring.
+        Samples whose timestamp is not a finite number are dropped and counted in
+        :attr:`rejected`. A full disk does not raise: see the module docstring.
         """
         self._require_writer()
         if not samples:
             return
+        ts = [s.ts for s in samples]
+        if not np.isfinite(np.array(ts, dtype=np.float64)).all():
+            self._reject(samples)
+            self.write([s for s in samples if math.isfinite(s.ts)])
+            return
         names = [s.signal for s in samples]
         sid = np.array(self._signal_ids(names), dtype=np.int64)
-        ts = [s.ts for s in samples]
         values = [s.value for s in samples]
         before = self._seq.copy()
         row_ids = (queries.ring_slots(self._seq, sid, self._slots) << SIGNAL_BITS) | sid
@@ -238,6 +244,12 @@ class SignalStore:
         self._rollups.add_batch(sid, np.array(ts, dtype=np.float64), np.array(values, np.float64))
         self._rollups.sweep()
         self._commit(rows, before)
+
+    def _reject(self, samples: Sequence[Sample]) -> None:
+        bad = [s for s in samples if not math.isfinite(s.ts)]
+        if not self.rejected:
+            log.warning("twin: dropping samples without a valid timestamp (first: %s)", bad[0])
+        self.rejected += len(bad)
 
     def _signal_ids(self, names: list[str]) -> list[int]:
         ids = self._ids

@@ -133,3 +133,19 @@ def test_a_file_that_is_not_a_twin_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot open"):
         SignalStore.open(path, TwinConfig())
+
+
+def test_samples_without_a_valid_timestamp_are_dropped_and_counted(db: Path) -> None:
+    store = open_store(db, TwinConfig(), T0 + 100)
+    good = Sample("a.b", T0, 1.0, Quality.GOOD)
+    store.write(
+        [
+            Sample("a.b", float("nan"), 2.0, Quality.GOOD),
+            good,
+            Sample("a.b", float("inf"), 3.0, Quality.GOOD),
+        ]
+    )
+    assert store.history("a.b", 0.0) == [good] and store.latest()["a.b"] == good
+    assert store.rejected == 2
+    assert [r.count for r in store.rollups("a.b", T0 - 60, T0 + 60)] == [1]
+    store.close()
