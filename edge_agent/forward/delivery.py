@@ -106,6 +106,8 @@ async def deliver_forever(
     while True:
         try:
             async with sink:
+                # A new connection starts again from the oldest unsettled row.
+                await run(outbox.keep, name, [])
                 await _drain(outbox, sink, name, run, wake, link, backoff)
         except DeliveryError as exc:
             link.down(exc)

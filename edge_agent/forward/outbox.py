@@ -139,15 +139,23 @@ class Outbox:
         return outbox
 
     def _load(self) -> None:
-        for sink, cls_, rows, size in self._db.execute(
-            "SELECT sink, cls, count(*), sum(size) FROM rows GROUP BY sink, cls"
-        ):
-            self._usage[(sink, cls_)] = [rows, size]
-        for sink, name, value in self._db.execute("SELECT sink, name, value FROM counters"):
-            self._counters[(sink, name)] = value
+        self._load_bookkeeping()
         orphans = {sink for sink, _ in self._usage} - set(self.sinks)
         if orphans:
             log.warning("outbox: rows wait for sinks no longer configured: %s", sorted(orphans))
+
+    def _load_bookkeeping(self) -> None:
+        """Sizes and counters from the file (at open, and after a rolled-back write)."""
+        self._usage = {
+            (sink, cls_): [rows, size]
+            for sink, cls_, rows, size in self._db.execute(
+                "SELECT sink, cls, count(*), sum(size) FROM rows GROUP BY sink, cls"
+            )
+        }
+        self._counters = {
+            (sink, name): value
+            for sink, name, value in self._db.execute("SELECT sink, name, value FROM counters")
+        }
 
     def close(self) -> None:
         """Close the file (rows stay for the next start)."""
@@ -160,6 +168,7 @@ class Outbox:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._load_bookkeeping()  # the in-memory sizes counted the undone writes
             raise
         self._db.execute("COMMIT")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from pathlib import Path
 
@@ -185,3 +186,20 @@ def test_pipelined_acks(tmp_path: Path) -> None:
         ["rule4"],
     ]
     assert outbox.status().rows("a") == 0
+
+
+def test_a_failed_write_changes_nothing(tmp_path: Path) -> None:
+    outbox = _open(tmp_path, sinks=("a", "b"), max_rows=2)
+    outbox.put_alerts([make_alert(0)], "gw1")
+    # A real SQLite failure in the middle of the transaction (as a full disk would be):
+    # sink a's rows are written, then sink b's fail.
+    with sqlite3.connect(tmp_path / "outbox.db") as other:
+        other.execute(
+            "CREATE TRIGGER boom BEFORE INSERT ON rows WHEN NEW.sink = 'b' AND NEW.asset = 'boom'"
+            " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+    with pytest.raises(sqlite3.IntegrityError, match="disk says no"):
+        outbox.put_alerts([make_alert(1), make_alert(9, asset="boom")], "gw1")
+    outbox.put_alerts([make_alert(2)], "gw1")  # fits: the failed put left no trace
+    assert _causes(outbox.take("a", 10)) == ["rule0", "rule2"]
+    assert "a" not in outbox.status().counters  # nothing was counted as dropped
