@@ -152,7 +152,7 @@ def ingest_table(cases: list[Case], folder: Path) -> str:
 
 
 LAYOUTS: dict[str, tuple[str, Callable[[int, int, int], list[tuple[object, ...]]], str | None]] = {
-    "fixed slots, rowid = slot << 20 | signal (chosen)": (
+    "fixed slots, rowid = (slot << 20) + signal id (chosen)": (
         "CREATE TABLE s (id INTEGER PRIMARY KEY, ts REAL, value REAL, q INT)",
         lambda sid, n, cap: [((n % cap) << 20 | sid, T0 + n, random.random(), 0)],
         "INSERT OR REPLACE INTO s VALUES (?, ?, ?, ?)",
