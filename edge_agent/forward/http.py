@@ -50,7 +50,7 @@ class HttpSinkConfig(SinkSettings):
     cert_file: str | None = None
     key_file: str | None = None
     timeout: Duration = 10.0
-    batch_size: int = 100
+    batch_size: int = Field(default=100, ge=1, le=10_000)
 
     @field_validator("url")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,9 @@ async def test_alerts_reach_the_broker_on_templated_topics(
 
 
 async def test_broker_down_and_back_delivers_every_alert_in_order(
-    tmp_path: Path, broker: Mosquitto
+    tmp_path: Path, broker: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="edge_agent.forward")
     outbox = _outbox(tmp_path)
     sink = MqttSink(_config(broker.port), gateway="gw1")
     alerts = [make_alert(i, asset=f"press{i % 3}") for i in range(40)]
@@ -103,10 +105,15 @@ async def test_broker_down_and_back_delivers_every_alert_in_order(
             wake.set()
             await asyncio.sleep(0.05)
         assert outbox.status().rows("cloud") > 0
+        await asyncio.sleep(0.5)  # several failed attempts, with backoff
         broker.start()
         await got.until(lambda g: len(_ids(g)) >= 40)
         await drained(outbox, "cloud")
     assert _ids_by_asset(got) == _expected(alerts)
+    # the outage is logged once, the recovery once, however many attempts failed
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("upstream unavailable" in m for m in messages) == 1
+    assert sum("delivering again after" in m for m in messages) == 1
 
 
 async def test_birth_and_clean_exit_status_are_retained(tmp_path: Path, broker: Mosquitto) -> None:
