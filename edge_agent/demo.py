@@ -155,7 +155,7 @@ def _header(plant: Any, folder: Path) -> None:
 
 
 def _summary(screen: Screen, config: AgentConfig) -> None:
-    from edge_agent.forward.outbox import open_readonly, read_status
+    from edge_agent.forward.status import open_readonly, read_status
 
     print()
     print(f"Summary: {screen.samples} samples recorded from {len(screen.latest)} signals")
