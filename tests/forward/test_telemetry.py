@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from edge_agent.forward.encode import decode
+from edge_agent.forward.jsonl import JsonlSinkConfig
 from edge_agent.forward.outbox import Outbox, OutboxConfig
-from edge_agent.forward.telemetry import summarize, telemetry_step
+from edge_agent.forward.telemetry import summarize, telemetry_forever, telemetry_step
 from edge_agent.twin.store import SignalStore, TwinConfig
 from edge_agent.types import Quality, Sample, SignalInfo
 
@@ -64,4 +70,34 @@ def test_windows_are_summarised_once_and_backfilled_in_order(tmp_path: Path) -> 
     assert [p["end"] for p in payloads] == [now + 30, now + 90, now + 150, now + 210]
     assert all(p["historical"] for p in payloads)
     assert [p["count"] for p in payloads] == [6, 6, 6, 5]
+    store.close()
+
+
+async def test_telemetry_forever_queues_and_wakes_the_sink(tmp_path: Path) -> None:
+    now = time.time()
+    store = _store(tmp_path, now)
+    store.write([Sample("plc.temp", now - 5 + i * 0.5, 20.0 + i, Quality.GOOD) for i in range(10)])
+    outbox = Outbox.open(tmp_path / "outbox.db", OutboxConfig(), ["cloud"])
+    sink = JsonlSinkConfig(type="jsonl", name="cloud", path="x", telemetry="on")
+    sink = sink.model_copy(update={"telemetry_interval": 1.0})
+    wake = asyncio.Event()
+    executor = ThreadPoolExecutor(1)
+    loop = asyncio.get_running_loop()
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return await loop.run_in_executor(executor, fn, *args)
+
+    task = asyncio.create_task(telemetry_forever(store, outbox, sink, "gw1", run, wake))
+    try:
+        async with asyncio.timeout(10):
+            await wake.wait()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    payloads = [decode(r.body) for r in outbox.take("cloud", 10)]
+    assert payloads and all(p["type"] == "telemetry" for p in payloads)
+    assert payloads[0]["end"] - payloads[0]["start"] == 1.0
+    assert payloads[0]["signal"] == "plc.temp" and payloads[0]["count"] >= 1
+    executor.shutdown()
     store.close()
