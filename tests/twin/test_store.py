@@ -149,3 +149,11 @@ def test_samples_without_a_valid_timestamp_are_dropped_and_counted(db: Path) -> 
     assert store.rejected == 2
     assert [r.count for r in store.rollups("a.b", T0 - 60, T0 + 60)] == [1]
     store.close()
+
+
+@pytest.mark.parametrize(("level", "code"), [("normal", 1), ("full", 2), ("extra", 3)])
+def test_synchronous_setting_reaches_sqlite(db: Path, level: str, code: int) -> None:
+    store = SignalStore.open(db, TwinConfig.model_validate({"synchronous": level}))
+    assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == code
+    assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
