@@ -11,6 +11,11 @@ A persistent session (fixed client id, ``clean_session`` false / MQTT 5
 reconnects. On connect the sink publishes a retained ``online`` status; a retained
 ``offline`` last will covers a lost link, and a clean exit publishes ``offline``
 itself (a will is not sent on a normal disconnect).
+
+Known limit: an MQTT 5 PUBACK with a failure reason code (e.g. 0x87 not authorised
+by an ACL) reaches paho's ``on_publish`` but aiomqtt 2.5 does not surface it, so
+such a message counts as delivered; MQTT 3.1.1 cannot signal it at all. Grant the
+gateway's user publish rights on its topics.
 """
 
 from __future__ import annotations
