@@ -141,3 +141,14 @@ def test_random_batches_delays_and_restarts_match_numpy(db: Path, seed: int) -> 
     for name in SIGNALS:
         assert_same(store.rollups(name, T0 - 60), reference(samples, name))
     store.close()
+
+
+def test_changing_rollup_max_age_keeps_the_newest_minutes(db: Path) -> None:
+    store = open_store(db, TwinConfig.model_validate({"rollup_max_age": "30m"}), T0 + 3600)
+    for minute in range(60):
+        store.write([Sample("line.a", T0 + minute * 60.0, float(minute), Quality.GOOD)])
+    store.close()
+    shorter = open_store(db, TwinConfig.model_validate({"rollup_max_age": "5m"}), T0 + 3600)
+    assert [r.last for r in shorter.rollups("line.a", 0.0)] == [55.0, 56.0, 57.0, 58.0, 59.0]
+    assert shorter._conn.execute("SELECT count(*) FROM rollups").fetchone()[0] <= 6
+    shorter.close()
