@@ -101,10 +101,11 @@ def parse_config(text: str, path: Path) -> AgentConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping of sections")
     try:
-        config = AgentConfig.model_validate(data)
+        base_dir = path.resolve().parent
+        config = AgentConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, data, lines, path)) from None
-    config._base_dir = path.resolve().parent
+    config._base_dir = base_dir
     return config
 
 

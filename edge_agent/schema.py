@@ -8,9 +8,17 @@ float seconds; sizes are written ``512KB``, ``200MB``, ``1GB`` and become int by
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    SecretStr,
+    ValidationInfo,
+)
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -74,6 +82,17 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 """Bytes, written in YAML as ``512KB``, ``200MB``, ``1GiB``."""
+
+def resolve_path(value: str, info: ValidationInfo) -> str:
+    """Make a relative path absolute against the config file's folder (when loading one)."""
+    base = (info.context or {}).get("base_dir")
+    if value and base is not None and not Path(value).is_absolute():
+        return str(Path(base) / value)
+    return value
+
+
+ConfigPath = Annotated[str, AfterValidator(resolve_path)]
+"""A file named in the config (a certificate, a key): relative to the config file's folder."""
 
 Secret = SecretStr
 """A secret: usually ``${ENV_VAR}``; shown as ``**********`` in logs and reprs."""

@@ -114,3 +114,17 @@ def test_format_path() -> None:
         format_path(("sources", 0, "registers", 3, "data_typ"))
         == "sources[0].registers[3].data_typ"
     )
+
+
+def test_certificate_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    text = (
+        "sources:\n  - type: opcua\n    name: line1\n    url: opc.tcp://127.0.0.1:4840\n"
+        "    security: {policy: Basic256Sha256, mode: Sign, certificate: pki/me.der,\n"
+        "               private_key: /abs/me.pem, trusted_certs: pki/trusted}\n"
+        "    groups: [{nodes: [{name: t, node: 'ns=2;s=T'}]}]\n"
+    )
+    config = parse_config(text, tmp_path / "agent.yaml")
+    security = config.sources[0].security  # type: ignore[union-attr]
+    assert security.certificate == str(tmp_path.resolve() / "pki" / "me.der")
+    assert security.private_key == "/abs/me.pem"
+    assert security.trusted_certs == str(tmp_path.resolve() / "pki" / "trusted")

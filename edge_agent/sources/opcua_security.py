@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from pydantic import model_validator
 
 from edge_agent.errors import SourceError
-from edge_agent.schema import Secret, StrictModel
+from edge_agent.schema import ConfigPath, Secret, StrictModel
 
 if TYPE_CHECKING:
     from asyncua.client.client import Client
@@ -53,10 +53,10 @@ class OpcuaSecurityConfig(StrictModel):
 
     policy: Policy = "None"
     mode: Mode = "None"
-    certificate: str = ""
-    private_key: str = ""
+    certificate: ConfigPath = ""
+    private_key: ConfigPath = ""
     private_key_password: Secret | None = None
-    trusted_certs: str = ""
+    trusted_certs: ConfigPath = ""
     trust: Literal["list", "first_use"] = "list"
 
     @model_validator(mode="after")
@@ -88,8 +88,8 @@ class OpcuaAuthConfig(StrictModel):
     type: Literal["anonymous", "username", "certificate"] = "anonymous"
     username: str = ""
     password: Secret | None = None
-    certificate: str = ""
-    private_key: str = ""
+    certificate: ConfigPath = ""
+    private_key: ConfigPath = ""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
