@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from edge_agent.schema import parse_duration
 
 if TYPE_CHECKING:
-    from edge_agent.twin.store import SignalStatus, SignalStore
+    from edge_agent.twin.status import SignalStatus
+    from edge_agent.twin.store import SignalStore
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1

@@ -11,9 +11,10 @@ Tables (see :mod:`edge_agent.twin.store` for why the rings use fixed slots)::
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -59,6 +60,24 @@ def connect(
         page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
         conn.execute(f"PRAGMA max_page_count = {max(max_size // page_size, 2)}")
     return conn
+
+
+def lock_writer(path: Path) -> IO[bytes]:
+    """Hold ``<path>.lock`` exclusively while a writer has the file open.
+
+    Two writers would each keep their own ring heads and overwrite each other's
+    slots. The kernel drops the lock when the process dies, even by ``kill -9``.
+
+    Raises:
+        BlockingIOError: another process holds it.
+    """
+    handle = path.with_name(path.name + ".lock").open("a+b")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def create(conn: sqlite3.Connection, slots: int, rollup_slots: int) -> None:

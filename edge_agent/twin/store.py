@@ -39,7 +39,7 @@ Disk full
 ---------
 ``write()`` never raises for a full disk (or ``max_size`` reached): it rolls the
 transaction back, keeps the latest values in memory, counts the samples it could
-not store (:attr:`SignalStore.dropped`), sets :attr:`SignalStore.full`, logs one
+not store (``health.dropped``), sets ``health.full``, logs one
 ERROR when the condition starts and one WARNING when writes succeed again. Any
 other SQLite failure is raised as :class:`StoreError`.
 """
@@ -51,9 +51,8 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import numpy as np
 from pydantic import Field
@@ -64,6 +63,7 @@ from edge_agent.twin import layout, queries
 from edge_agent.twin.queries import QUALITY_CODE, RingRow
 from edge_agent.twin.rollup_buffer import RollupBuffer
 from edge_agent.twin.rollups import MERGE_SQL, MINUTE, REPLACE_SQL, SIGNAL_BITS, Rollup, RollupRow
+from edge_agent.twin.status import SignalStatus, WriteHealth, signal_status
 from edge_agent.types import Sample, SignalInfo
 
 log = logging.getLogger(__name__)
@@ -95,23 +95,6 @@ class TwinConfig(StrictModel):
         return math.ceil(self.rollup_max_age / MINUTE) + 1
 
 
-@dataclass(frozen=True, slots=True)
-class SignalStatus:
-    """One line of the latest-value view.
-
-    Attributes:
-        info: the catalogue entry.
-        sample: the latest sample, or None if none is held.
-        age: seconds since that sample's timestamp, or None.
-        stale: no sample within ``stale_after`` times the signal's interval.
-    """
-
-    info: SignalInfo
-    sample: Sample | None
-    age: float | None
-    stale: bool
-
-
 class SignalStore:
     """Latest values, bounded raw rings and minute rollups of every signal.
 
@@ -119,15 +102,19 @@ class SignalStore:
     event loop.
     """
 
-    def __init__(self, conn: sqlite3.Connection, config: TwinConfig, readonly: bool) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        config: TwinConfig,
+        readonly: bool,
+        lock: IO[bytes] | None = None,
+    ) -> None:
         self._conn = conn
+        self._lock = lock
         self.config = config
         self.readonly = readonly
         self.clock: Callable[[], float] = time.time
-        self.full = False
-        self.dropped = 0
-        self.rejected = 0
-        self._full_since = 0.0
+        self.health = WriteHealth()
         self._slots = config.max_samples
         self._ids: dict[str, int] = {}
         self._infos: dict[int, SignalInfo] = {}
@@ -149,14 +136,32 @@ class SignalStore:
             readonly: open for reading only (the CLI, beside a running agent).
 
         Raises:
-            StoreError: the file cannot be opened or is not a twin file.
+            StoreError: the file cannot be opened, is not a twin file, or another
+                process (a second agent on the same ``data_dir``?) writes to it.
         """
+        lock = None
         try:
-            conn = layout.connect(path, config.synchronous, readonly, config.max_size)
-            store = cls(conn, config, readonly)
+            lock = None if readonly else layout.lock_writer(path)
+            store = cls(
+                layout.connect(path, config.synchronous, readonly, config.max_size),
+                config,
+                readonly,
+                lock,
+            )
+        except BlockingIOError as exc:
+            raise StoreError(f"twin {path}: another process is writing to it") from exc
+        except (OSError, sqlite3.Error) as exc:
+            if lock is not None:
+                lock.close()
+            raise StoreError(f"twin {path}: cannot open: {exc}") from exc
+        try:
             store._load()
         except sqlite3.Error as exc:
+            store.close()
             raise StoreError(f"twin {path}: cannot open: {exc}") from exc
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def _load(self) -> None:
@@ -226,14 +231,14 @@ class SignalStore:
 
         Unknown signals are added to the catalogue (interval 0: never stale).
         Samples whose timestamp is not a finite number are dropped and counted in
-        :attr:`rejected`. A full disk does not raise: see the module docstring.
+        ``health.rejected``. A full disk does not raise: see the module docstring.
         """
         self._require_writer()
         if not samples:
             return
         ts = [s.ts for s in samples]
         if not np.isfinite(np.array(ts, dtype=np.float64)).all():
-            self._reject(samples)
+            self.health.reject([s for s in samples if not math.isfinite(s.ts)])
             self.write([s for s in samples if math.isfinite(s.ts)])
             return
         names = [s.signal for s in samples]
@@ -247,12 +252,6 @@ class SignalStore:
         self._rollups.add_batch(sid, np.array(ts, dtype=np.float64), np.array(values, np.float64))
         self._rollups.sweep()
         self._commit(rows, before)
-
-    def _reject(self, samples: Sequence[Sample]) -> None:
-        bad = [s for s in samples if not math.isfinite(s.ts)]
-        if not self.rejected:
-            log.warning("twin: dropping samples without a valid timestamp (first: %s)", bad[0])
-        self.rejected += len(bad)
 
     def _signal_ids(self, names: list[str]) -> list[int]:
         ids = self._ids
@@ -275,12 +274,11 @@ class SignalStore:
             self._rollups.keep(pending, merges, limit=10 * max(len(self._ids), 100))
             if not _is_full(exc):
                 raise StoreError(f"twin: write failed: {exc}") from exc
-            self._on_full(exc, len(rows))
+            self.health.failed(exc, len(rows))
             return
         self._unsaved.clear()
         self._saved_watermark = watermark
-        if self.full:
-            self._on_recovered()
+        self.health.succeeded()
 
     def _transaction(
         self,
@@ -311,25 +309,6 @@ class SignalStore:
                 self._conn.execute("ROLLBACK")
             except sqlite3.Error:
                 log.debug("twin: rollback failed", exc_info=True)
-
-    def _on_full(self, exc: sqlite3.Error, lost: int) -> None:
-        self.dropped += lost
-        if not self.full:
-            self.full = True
-            self._full_since = time.monotonic()
-            log.error(
-                "twin: database full (%s); samples are not stored until space "
-                "returns, latest values are kept in memory",
-                exc,
-            )
-
-    def _on_recovered(self) -> None:
-        self.full = False
-        log.warning(
-            "twin: writes resumed after %.0f s; %d samples were not stored",
-            time.monotonic() - self._full_since,
-            self.dropped,
-        )
 
     def _prune_some(self) -> None:
         now = self.clock()
@@ -367,16 +346,7 @@ class SignalStore:
     def status(self, now: float | None = None) -> list[SignalStatus]:
         """The latest-value view: every catalogued signal with age and staleness."""
         now = self.clock() if now is None else now
-        result = []
-        for sid in sorted(self._infos, key=lambda s: self._infos[s].signal):
-            info = self._infos[sid]
-            sample = self._latest.get(info.signal)
-            age = None if sample is None else now - sample.ts
-            stale = age is None or (
-                info.interval > 0 and age > self.config.stale_after * info.interval
-            )
-            result.append(SignalStatus(info, sample, age, stale))
-        return result
+        return signal_status(self._infos.values(), self._latest, now, self.config.stale_after)
 
     def signals(self) -> list[SignalInfo]:
         """The catalogue, sorted by name."""
@@ -416,6 +386,8 @@ class SignalStore:
     def close(self) -> None:
         """Close the file (committed writes are already durable)."""
         self._conn.close()
+        if self._lock is not None:
+            self._lock.close()
 
     def _require_writer(self) -> None:
         if self.readonly:

@@ -27,7 +27,7 @@ def fill_until_full(store_path: Path, config: TwinConfig, steps: int) -> tuple[S
     for step, batch in enumerate(feed(SIGNALS, steps)):
         store.write(batch)  # never raises for a full disk
         assert store.latest()[SIGNALS[0]] == batch[0]  # the latest view keeps up
-        if store.full:
+        if store.health.full:
             return store, step
     raise AssertionError("the store never filled")
 
@@ -40,7 +40,7 @@ def test_size_cap_refuses_writes_without_raising_and_reopens_larger(
     store, step = fill_until_full(db, small, 2000)
     for batch in feed(SIGNALS, 30, start=T0 + step + 1):
         store.write(batch)
-    assert store.full and store.dropped >= 31 * len(SIGNALS)
+    assert store.health.full and store.health.dropped >= 31 * len(SIGNALS)
     assert len(errors(caplog)) == 1 and "full" in errors(caplog)[0]
     kept = store.history(SIGNALS[0], 0.0)
     store.close()
@@ -52,7 +52,7 @@ def test_size_cap_refuses_writes_without_raising_and_reopens_larger(
     more = list(feed(SIGNALS, 5, start=T0 + 5000))
     for batch in more:
         larger.write(batch)
-    assert not larger.full
+    assert not larger.health.full
     assert larger.history(SIGNALS[0], 0.0)[-5:] == [b[0] for b in more]
     larger.close()
 
@@ -86,12 +86,12 @@ def test_full_filesystem_then_space_returns(
     store, step = fill_until_full(db, config, 2000)
     for batch in feed(SIGNALS, 10, start=T0 + step + 1):
         store.write(batch)
-    assert store.full and len(errors(caplog)) == 1
+    assert store.health.full and len(errors(caplog)) == 1
     filler.unlink()  # space returns
     after = list(feed(SIGNALS, 3, start=T0 + 3000))
     for batch in after:
         store.write(batch)
-    assert not store.full
+    assert not store.health.full
     resumed = [r for r in caplog.records if "resumed" in r.getMessage()]
     assert len(resumed) == 1 and resumed[0].levelno == logging.WARNING
     assert store.history(SIGNALS[1], T0 + 3000) == [b[1] for b in after]

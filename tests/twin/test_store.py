@@ -146,7 +146,7 @@ def test_samples_without_a_valid_timestamp_are_dropped_and_counted(db: Path) -> 
         ]
     )
     assert store.history("a.b", 0.0) == [good] and store.latest()["a.b"] == good
-    assert store.rejected == 2
+    assert store.health.rejected == 2
     assert [r.count for r in store.rollups("a.b", T0 - 60, T0 + 60)] == [1]
     store.close()
 
@@ -157,3 +157,13 @@ def test_synchronous_setting_reaches_sqlite(db: Path, level: str, code: int) -> 
     assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == code
     assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
+
+
+def test_a_second_writer_is_refused_until_the_first_closes(db: Path) -> None:
+    first = SignalStore.open(db, TwinConfig())
+    with pytest.raises(StoreError, match="another process is writing"):
+        SignalStore.open(db, TwinConfig())
+    reader = SignalStore.open(db, TwinConfig(), readonly=True)  # readers are welcome
+    reader.close()
+    first.close()
+    SignalStore.open(db, TwinConfig()).close()
