@@ -19,12 +19,14 @@ from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector, restore_open_alerts, save_open_alerts
 from edge_agent.forward.delivery import deliver_forever
 from edge_agent.forward.outbox import Outbox
+from edge_agent.forward.telemetry import telemetry_forever
 from edge_agent.notify import Notifier
 from edge_agent.registry import build_sink, build_source
 from edge_agent.sources.poll import PollStats, poll_forever
 from edge_agent.stages import DetectorLoop, Observer, Recorder, Worker
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
+from edge_agent.types import SignalInfo
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ async def _run(
 ) -> None:
     detector = await worker.run(Detector.load, config.detect, config.config_path)
     sources = [build_source(c) for c in config.sources]
-    sinks = [build_sink(c) for c in config.sinks]
+    sinks = [build_sink(_sink_paths(config, c), config.agent.id) for c in config.sinks]
     config.data_path(".").mkdir(parents=True, exist_ok=True)
     store = await worker.run(SignalStore.open, config.data_path(config.twin.path), config.twin)
     try:
@@ -78,9 +80,20 @@ async def _prepare(
     infos = [info for s in sources for info in s.signals()] + detector.signal_infos()
     await worker.run(store.register, infos)
     window_s = detector.window_seconds()
-    windows = Windows(capacity=max(64, int(window_s * 20)))
+    windows = Windows(capacity=_window_capacity(window_s, infos, detector.signals()))
     await worker.run(windows.warm, store, detector.signals(), time.time() - window_s)
     return windows
+
+
+def _window_capacity(window_s: float, infos: list[SignalInfo], needed: set[str]) -> int:
+    """Samples per signal the windows keep: the detectors' span at the fastest interval.
+
+    Four times over, because a streaming serial sensor may send faster than the
+    source's interval; a window short of history would not be scored.
+    """
+    intervals = [i.interval for i in infos if i.signal in needed and i.interval > 0]
+    fastest = min(intervals, default=1.0)
+    return max(256, int(4 * window_s / fastest))
 
 
 async def _supervise(
@@ -113,11 +126,22 @@ async def _supervise(
         tasks.create_task(detect.detect_forever())
         for sink, wake in zip(sinks, wakes, strict=True):
             tasks.create_task(deliver_forever(outbox, sink, sink.config.name, worker.run, wake))
+            if sink.config.telemetry == "on":
+                tasks.create_task(
+                    telemetry_forever(store, outbox, sink.config, config.agent.id, worker.run, wake)
+                )
         tasks.create_task(_watchdog_forever(notifier))
         notifier.send("READY=1")
         log.info(
             "agent %s running: %d source(s), %d sink(s)", config.agent.id, len(sources), len(sinks)
         )
+
+
+def _sink_paths(config: AgentConfig, sink: Any) -> Any:
+    """A JSONL sink's relative path lives in the data folder, like the twin and the outbox."""
+    if sink.type == "jsonl":
+        return sink.model_copy(update={"path": str(config.data_path(sink.path))})
+    return sink
 
 
 def _wake_all(wakes: list[asyncio.Event]) -> None:

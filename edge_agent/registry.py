@@ -51,6 +51,6 @@ def build_source(config: SourceConfig) -> Any:
     return _load(SOURCES[config.type][1])(config)
 
 
-def build_sink(config: SinkConfig) -> Any:
-    """Instantiate the sink class for ``config`` (constructors only assign)."""
-    return _load(SINKS[config.type][1])(config)
+def build_sink(config: SinkConfig, gateway: str) -> Any:
+    """Instantiate the sink for ``config`` on gateway ``gateway`` (constructors only assign)."""
+    return _load(SINKS[config.type][1])(config, gateway=gateway)

@@ -194,3 +194,33 @@ def test_sigterm_flushes_and_stops(tmp_path: Path) -> None:
         store.close()
     # Polled every 100 ms for about 2 s: the samples of the last flush interval are there too.
     assert len(history) >= 10
+
+
+async def test_telemetry_summaries_reach_a_sink_with_telemetry_on(tmp_path: Path) -> None:
+    seen = Seen()
+    async with Plant(scenario="normal", opcua=False, serial=False) as plant:
+        path = _config(tmp_path, plant.source_configs("250ms"), [])
+        data = yaml.safe_load(path.read_text())
+        # A relative JSONL path lives in the data folder.
+        data["sinks"] = [
+            {
+                "type": "jsonl",
+                "name": "local",
+                "path": "out.jsonl",
+                "telemetry": "on",
+                "telemetry_interval": "1s",
+            }
+        ]
+        path.write_text(yaml.safe_dump(data))
+        agent = asyncio.create_task(run_agent(load_config(path), _Adapter(seen)))
+        try:
+            await _until(
+                lambda: any('"telemetry"' in line for line in _lines(tmp_path / "out.jsonl")), 30
+            )
+        finally:
+            agent.cancel()
+            await asyncio.gather(agent, return_exceptions=True)
+    summaries = [json.loads(x) for x in _lines(tmp_path / "out.jsonl") if '"telemetry"' in x]
+    assert {"pump1.motor_current", "pump1.flow"} <= {s["signal"] for s in summaries}
+    first = summaries[0]
+    assert first["count"] >= 1 and first["min"] <= first["mean"] <= first["max"]
