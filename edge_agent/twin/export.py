@@ -84,6 +84,7 @@ def plot(
     try:  # imported by name: an optional extra, typed as Any whether installed or not
         importlib.import_module("matplotlib").use("Agg")
         plt: Any = importlib.import_module("matplotlib.pyplot")
+        dates: Any = importlib.import_module("matplotlib.dates")
     except ImportError as exc:
         raise PlotUnavailableError(
             "plotting needs matplotlib: pip install 'edge-agent[plot]'"
@@ -103,11 +104,13 @@ def plot(
     else:
         times = [dt.datetime.fromtimestamp(s.ts, dt.UTC) for s in samples]
         axes.plot(times, _nan(s.value for s in samples), linewidth=1.0)
+    locator = dates.AutoDateLocator()
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator))
     axes.set_title(signal)
     axes.set_xlabel("time (UTC)")
     axes.set_ylabel(unit or "value")
     axes.grid(True, alpha=0.3)
-    figure.autofmt_xdate()
     figure.tight_layout()
     figure.savefig(out, format="png")
     plt.close(figure)
