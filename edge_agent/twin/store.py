@@ -82,13 +82,13 @@ class TwinConfig(StrictModel):
     """Config of the twin store (the ``twin:`` section)."""
 
     path: str = "twin.db"
-    flush_interval: Duration = 1.0
+    flush_interval: Duration = Field(default=1.0, gt=0)
     max_samples: int = Field(default=10_000, ge=1, le=10_000_000)
-    max_age: Duration = 7 * 86400.0
-    rollup_max_age: Duration = 14 * 86400.0
+    max_age: Duration = Field(default=7 * 86400.0, gt=0)
+    rollup_max_age: Duration = Field(default=14 * 86400.0, ge=60)
     synchronous: Literal["normal", "full", "extra"] = "full"
     stale_after: float = Field(default=3.0, gt=0)
-    max_size: Size | None = None
+    max_size: Size | None = Field(default=None, ge=64 * 1024)
 
     def rollup_slots(self) -> int:
         """Minutes of rollups kept per signal: ``rollup_max_age`` plus the current one."""
