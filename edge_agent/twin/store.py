@@ -133,7 +133,9 @@ class SignalStore:
         Args:
             path: the SQLite file.
             config: the twin config.
-            readonly: open for reading only (the CLI, beside a running agent).
+            readonly: open for reading only (the CLI, beside a running agent). The
+                store then reads one snapshot, the file as it was when opened (a
+                long-lived reader holds the WAL from being checkpointed: close it).
 
         Raises:
             StoreError: the file cannot be opened, is not a twin file, or another
@@ -155,6 +157,8 @@ class SignalStore:
                 lock.close()
             raise StoreError(f"twin {path}: cannot open: {exc}") from exc
         try:
+            if readonly:  # one snapshot for the store's life: heads and slots agree
+                store._conn.execute("BEGIN")
             store._load()
         except sqlite3.Error as exc:
             store.close()

@@ -99,3 +99,21 @@ def check_contents(db: Path, newest: int) -> None:
             want = [value(sid, k) for k in range(first, first + 60)]
             assert (r.count, r.min, r.max, r.last) == (60, min(want), max(want), want[-1])
     store.close()
+
+
+def test_readers_beside_a_running_writer_see_consistent_snapshots(tmp_path: Path) -> None:
+    db = tmp_path / "twin.db"
+    writer = Writer(db)
+    try:
+        assert writer.started.wait(timeout=20), "writer did not start"
+        while writer.acked < 200:
+            time.sleep(0.01)
+        for _ in range(20):  # what `edge-agent twin status/export` does, while writes go on
+            store = SignalStore.open(db, CONFIG, readonly=True)
+            store.clock = lambda: T0
+            newest = int(store.latest()[SIGNALS[0]].ts - T0)
+            steps = [int(s.ts - T0) for s in store.history(SIGNALS[0], 0.0)]
+            store.close()
+            assert steps == list(range(newest - len(steps) + 1, newest + 1))
+    finally:
+        writer.kill()
