@@ -107,6 +107,7 @@ def test_readers_beside_a_running_writer_see_consistent_snapshots(tmp_path: Path
     try:
         assert writer.started.wait(timeout=20), "writer did not start"
         while writer.acked < 200:
+            assert writer.proc.poll() is None, "writer died"
             time.sleep(0.01)
         for _ in range(20):  # what `edge-agent twin status/export` does, while writes go on
             store = SignalStore.open(db, CONFIG, readonly=True)
