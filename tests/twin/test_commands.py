@@ -30,6 +30,10 @@ def run(argv: list[str]) -> int:
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A twin with a fresh, a stale and a BAD signal; 10 minutes of 'pump.flow'."""
+    # The exports ask for "the last 2 minutes" of the wall clock: take NOW when the
+    # twin is written, not when the module was collected (a full run collects minutes earlier).
+    global NOW
+    NOW = time.time()
     db = tmp_path_factory.mktemp("cli") / "twin.db"
     store = SignalStore.open(db, TwinConfig())
     store.register(
