@@ -1,0 +1,300 @@
+"""The Prometheus endpoint, scraped over real HTTP while real stages run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
+
+from edge_agent.config import AgentConfig
+from edge_agent.detect.detector import Detector
+from edge_agent.forward.outbox import Outbox, OutboxConfig
+from edge_agent.metrics import AgentView, MetricsConfig, parse_listen, serve_metrics_forever
+from edge_agent.registry import build_source
+from edge_agent.sim.plant import Plant
+from edge_agent.sources.poll import PollStats, poll_forever
+from edge_agent.stages import DetectorLoop, Recorder, Worker
+from edge_agent.twin.store import SignalStore
+from edge_agent.twin.windows import Windows
+from tests.forward.factory import make_alert
+
+ALERT = {"class": "alert"}
+TELEMETRY = {"class": "telemetry"}
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+# Always true on the plant: the alert is raised at the first detector step.
+ALWAYS = {
+    "name": "running",
+    "type": "threshold",
+    "signal": "pump1.motor_current",
+    "asset": "pump1",
+    "above": -1.0e9,
+}
+
+
+def _metrics(port: int, refresh: str = "100ms") -> MetricsConfig:
+    return MetricsConfig.model_validate({"listen": f"127.0.0.1:{port}", "refresh": refresh})
+
+
+def scrape(port: int) -> Series:
+    """GET /metrics and parse it with prometheus_client's own parser."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(series: Series, name: str, **labels: str) -> float:
+    """One series' value (KeyError when absent)."""
+    return series[(name, tuple(sorted(labels.items())))]
+
+
+async def until(port: int, check: Callable[[Series], bool], within: float = 20.0) -> Series:
+    """Scrape until ``check`` holds (each scrape also asks for a fresh snapshot)."""
+    deadline = time.monotonic() + within
+    while True:
+        series = await asyncio.to_thread(scrape, port)
+        try:
+            if check(series):
+                return series
+        except KeyError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached; last scrape: {sorted(series)[:50]}")
+        await asyncio.sleep(0.1)
+
+
+async def listening(port: int, within: float = 10.0) -> None:
+    """Wait until the endpoint accepts connections."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def serving(
+    config: MetricsConfig, view: AgentView, worker: Worker, ready: bool = True
+) -> AsyncIterator[None]:
+    """The endpoint as the agent runs it: a task, cancelled at the end."""
+    task = asyncio.create_task(serve_metrics_forever(config, view, worker.run))
+    try:
+        if ready:
+            await listening(parse_listen(config.listen)[1])
+        yield
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def _agent_config(plant: Plant, folder: Path) -> AgentConfig:
+    return AgentConfig.model_validate(
+        {
+            "agent": {"id": "gw-test", "data_dir": str(folder)},
+            "sources": plant.source_configs("200ms"),
+            "detect": {"interval": "200ms", "rules": [ALWAYS]},
+        }
+    )
+
+
+async def test_scrape_follows_the_flow(tmp_path: Path, port: int) -> None:
+    worker = Worker()
+    async with Plant(scenario="normal", opcua=False, serial=True, probe_interval=0.2) as plant:
+        config = _agent_config(plant, tmp_path)
+        detector = Detector.load(config.detect, config.config_path)
+        store = SignalStore.open(tmp_path / "twin.db", config.twin)
+        outbox = Outbox.open(tmp_path / "outbox.db", config.outbox, ["up"])
+        try:
+            await _run_stages(config, worker, port, (detector, store, outbox))
+        finally:
+            outbox.close()
+            store.close()
+            worker.close()
+
+
+async def _run_stages(
+    config: AgentConfig, worker: Worker, port: int, stages: tuple[Detector, SignalStore, Outbox]
+) -> None:
+    """Wired as agent.py wires them (no delivery loop: alerts stay in the outbox)."""
+    detector, store, outbox = stages
+    sources = [build_source(c) for c in config.sources]
+    store.register([i for s in sources for i in s.signals()] + detector.signal_infos())
+    windows = Windows(capacity=256)
+    recorder = Recorder(store, windows, worker, 0.2)
+    detect = DetectorLoop(detector, windows, outbox, worker, "gw-test", 0.2, lambda: None)
+    polls = [(source, PollStats()) for source in sources]
+    view = AgentView("gw-test", polls, recorder, detect, outbox)
+    tasks = [asyncio.create_task(poll_forever(s, recorder.accept, st)) for s, st in polls]
+    tasks += [asyncio.create_task(recorder.record_forever())]
+    tasks += [asyncio.create_task(detect.detect_forever())]
+    try:
+        async with serving(_metrics(port), view, worker):
+            await _check_flow(port, detect)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _check_flow(port: int, detect: DetectorLoop) -> None:
+    first = await until(
+        port, lambda s: value(s, "edge_agent_source_samples_total", source="pump1") > 0
+    )
+    assert value(first, "edge_agent_info", gateway="gw-test") == 1.0
+    assert value(first, "edge_agent_source_connected", source="pump1") == 1.0
+    assert ("process_cpu_seconds_total", ()) in first
+    before = value(first, "edge_agent_source_samples_total", source="pump1")
+    later = await until(
+        port,
+        lambda s: (
+            value(s, "edge_agent_source_samples_total", source="pump1") > before
+            and value(s, "edge_agent_twin_samples_written_total") > 0
+            and value(s, "edge_agent_source_events_total", source="probe", event="good") > 0
+            and value(s, "edge_agent_outbox_backlog_rows", sink="up", **ALERT) >= 1
+        ),
+    )
+    assert value(later, "edge_agent_source_reads_total", source="pump1") >= 1
+    assert value(later, "edge_agent_source_outages_total", source="pump1") == 0
+    assert value(later, "edge_agent_twin_write_failing") == 0
+    assert value(later, "edge_agent_alerts_total", state="raised") == detect.raised >= 1
+    assert value(later, "edge_agent_asset_health", asset="pump1") < 100.0
+    assert value(later, "edge_agent_outbox_backlog_rows", sink="up", **TELEMETRY) == 0
+    assert value(later, "edge_agent_outbox_oldest_age_seconds", sink="up", **ALERT) >= 0
+    assert value(later, "edge_agent_metrics_snapshot_timestamp_seconds") > 0
+
+
+async def test_outbox_drops_and_rejects_per_sink(tmp_path: Path, port: int) -> None:
+    worker = Worker()
+    config = OutboxConfig(max_rows=2)
+    outbox = Outbox.open(tmp_path / "outbox.db", config, ["a", "b"])
+    try:
+        outbox.put_alerts([make_alert(n) for n in range(5)], "gw-test")
+        async with serving(_metrics(port), AgentView("gw-test", outbox=outbox), worker):
+            first = await until(port, lambda s: ("edge_agent_outbox_rejected_total", ()) not in s)
+            assert value(first, "edge_agent_outbox_dropped_total", sink="a", **ALERT) == 3
+            assert value(first, "edge_agent_outbox_backlog_rows", sink="b", **ALERT) == 2
+            assert value(first, "edge_agent_outbox_rejected_total", sink="a") == 0
+            batch = await worker.run(outbox.take, "a", 10)
+            await worker.run(outbox.reject, "a", batch)
+            after = await until(
+                port, lambda s: value(s, "edge_agent_outbox_rejected_total", sink="a") == 2
+            )
+            assert value(after, "edge_agent_outbox_backlog_rows", sink="a", **ALERT) == 0
+            assert value(after, "edge_agent_outbox_rejected_total", sink="b") == 0
+            assert value(after, "edge_agent_outbox_backlog_bytes", sink="b", **ALERT) > 0
+    finally:
+        outbox.close()
+        worker.close()
+
+
+async def test_cancel_frees_the_port(port: int) -> None:
+    worker = Worker()
+    try:
+        async with serving(_metrics(port), AgentView("gw-test"), worker):
+            assert value(
+                await asyncio.to_thread(scrape, port), "edge_agent_info", gateway="gw-test"
+            )
+    finally:
+        worker.close()
+    with pytest.raises(urllib.error.URLError):
+        scrape(port)
+    with socket.socket() as sock:
+        # REUSEADDR passes the scrape's TIME_WAIT, never a socket still listening.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+
+
+async def test_off_returns_at_once() -> None:
+    worker = Worker()
+    try:
+        await serve_metrics_forever(MetricsConfig(), AgentView("gw-test"), worker.run)
+    finally:
+        worker.close()
+
+
+async def test_busy_port_logged_once_then_served(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="edge_agent.metrics")
+    worker = Worker()
+    blocker = socket.create_server(("127.0.0.1", port))
+    try:
+        async with serving(_metrics(port), AgentView("gw-test"), worker, ready=False):
+            await asyncio.sleep(2.0)  # the first attempt and at least one retry, still busy
+            blocker.close()
+            await listening(port)
+            await until(port, lambda s: ("edge_agent_info", (("gateway", "gw-test"),)) in s)
+    finally:
+        blocker.close()
+        worker.close()
+    assert caplog.text.count("cannot listen") == 1
+    assert caplog.text.count("serving http://") == 1
+
+
+async def test_unreadable_outbox_counted_and_logged_once(
+    tmp_path: Path, port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="edge_agent.metrics")
+    worker = Worker()
+    outbox = Outbox.open(tmp_path / "outbox.db", OutboxConfig(), ["a"])
+    try:
+        async with serving(_metrics(port), AgentView("gw-test", outbox=outbox), worker):
+            await until(
+                port, lambda s: value(s, "edge_agent_metrics_snapshot_timestamp_seconds") > 0
+            )
+            await worker.run(outbox.close)  # status() now raises sqlite3.ProgrammingError
+            last = await until(
+                port, lambda s: value(s, "edge_agent_metrics_refresh_failures_total") >= 3
+            )
+            # The last good snapshot is still served.
+            assert value(last, "edge_agent_outbox_backlog_rows", sink="a", **ALERT) == 0
+    finally:
+        worker.close()
+    assert caplog.text.count("cannot read the outbox") == 1
+
+
+@pytest.mark.parametrize(
+    "listen", ["0.0.0.0:9108", ":9108", "192.168.1.10:9108", "[::]:9108", "gateway.local:9108"]
+)
+def test_remote_address_refused_unless_allowed(listen: str) -> None:
+    with pytest.raises(ValidationError, match="not loopback"):
+        MetricsConfig(listen=listen)
+    assert MetricsConfig(listen=listen, allow_remote=True).allow_remote
+
+
+@pytest.mark.parametrize(
+    "listen", ["127.0.0.1:9108", "127.0.0.2:9108", "[::1]:9108", "localhost:1"]
+)
+def test_loopback_accepted(listen: str) -> None:
+    assert MetricsConfig(listen=listen).listen == listen
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:x"])
+def test_bad_listen_refused(listen: str) -> None:
+    with pytest.raises(ValidationError, match="host:port"):
+        MetricsConfig(listen=listen)
+
+
+def test_refresh_must_be_positive() -> None:
+    with pytest.raises(ValidationError, match="refresh"):
+        MetricsConfig.model_validate({"listen": "127.0.0.1:9108", "refresh": "0s"})
