@@ -10,7 +10,6 @@ into the (empty) trust directory; any other certificate is refused afterwards.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -19,11 +18,11 @@ from pydantic import model_validator
 
 from edge_agent.errors import SourceError
 from edge_agent.schema import ConfigPath, Secret, StrictModel
+from edge_agent.sources.opcua_trust import check_trust, first_certificate
 
 if TYPE_CHECKING:
     from asyncua.client.client import Client
     from asyncua.ua.uaprotocol_auto import EndpointDescription
-    from cryptography import x509
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class OpcuaSecurityConfig(StrictModel):
         mode: ``Sign`` or ``SignAndEncrypt`` (``None`` with policy ``None``).
         certificate: our application certificate (DER or PEM), see ``opcua gen-cert``.
         private_key: its private key (PEM or DER).
-        private_key_password: if the key is encrypted.
+        private_key_password: if the key is encrypted; write ``${ENV_VAR}``.
         trusted_certs: directory of trusted server certificates (or their CAs).
         trust: ``list``: only certificates in ``trusted_certs``; ``first_use``: an
             empty directory takes the first server certificate seen, then acts as a list.
@@ -82,7 +81,8 @@ class OpcuaAuthConfig(StrictModel):
         username: for ``username``.
         password: for ``username``; write ``${ENV_VAR}``.
         certificate: for ``certificate``: the user's certificate (DER or PEM).
-        private_key: for ``certificate``: its private key.
+        private_key: for ``certificate``: its private key (PEM or DER).
+        private_key_password: for ``certificate``: if the key is encrypted; write ``${ENV_VAR}``.
     """
 
     type: Literal["anonymous", "username", "certificate"] = "anonymous"
@@ -90,6 +90,7 @@ class OpcuaAuthConfig(StrictModel):
     password: Secret | None = None
     certificate: ConfigPath = ""
     private_key: ConfigPath = ""
+    private_key_password: Secret | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -109,37 +110,87 @@ async def apply_security(client: Client, config: OpcuaSecurityConfig, name: str)
     if config.policy == "None":
         return
     from asyncua.crypto import security_policies
+    from asyncua.crypto.uacrypto import CertProperties
 
     policy = getattr(security_policies, _POLICY_CLASSES[config.policy])
     endpoint = await _endpoint(client, policy.URI, config, name)
-    server_der = _first_certificate(endpoint.ServerCertificate)
+    server_der = first_certificate(endpoint.ServerCertificate)
     await asyncio.to_thread(check_trust, server_der, config, name)
-    password = config.private_key_password
-    try:
-        await client.set_security(
-            policy,
-            _existing(config.certificate, "certificate", name),
-            _existing(config.private_key, "private_key", name),
-            password.get_secret_value() if password else None,
-            server_certificate=server_der,
-            mode=_mode(config.mode),
-        )
-    except ValueError as exc:  # cryptography: not a certificate / key, or a wrong key password
-        raise SourceError(f"{name}: cannot load our certificate or key: {exc}") from exc
+    cert, key = await asyncio.to_thread(
+        _identity, config.certificate, config.private_key, config.private_key_password, name
+    )
+    await client.set_security(
+        policy,
+        CertProperties(cert, "der"),
+        CertProperties(key, "der"),
+        server_certificate=server_der,
+        mode=_mode(config.mode),
+    )
 
 
 async def apply_auth(client: Client, config: OpcuaAuthConfig, name: str) -> None:
-    """Set the user identity on ``client``."""
+    """Set the user identity on ``client``.
+
+    Raises:
+        SourceError: unreadable certificate or key files.
+    """
     if config.type == "username":
         client.set_user(config.username)
         if config.password is not None:
             client.set_password(config.password.get_secret_value())
     elif config.type == "certificate":
-        try:
-            await client.load_client_certificate(_existing(config.certificate, "certificate", name))
-            await client.load_private_key(Path(_existing(config.private_key, "private_key", name)))
-        except ValueError as exc:
-            raise SourceError(f"{name}: cannot load the user certificate or key: {exc}") from exc
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+        cert, key = await asyncio.to_thread(
+            _identity, config.certificate, config.private_key, config.private_key_password, name
+        )
+        client.user_certificate = x509.load_der_x509_certificate(cert)
+        client.user_private_key = load_der_private_key(key, None)
+
+
+def _identity(
+    cert_path: str, key_path: str, password: Secret | None, name: str
+) -> tuple[bytes, bytes]:
+    """A certificate and its private key as DER bytes, PEM or DER, the key encrypted or not.
+
+    Loaded here rather than by asyncua, which guesses the format from the file
+    name (a PEM key named ``.key`` fails) and reports a wrong password as a bare
+    ValueError.
+
+    Raises:
+        SourceError: a missing file, not a certificate, or a key it cannot decrypt.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization as ser
+
+    data = Path(_existing(cert_path, "certificate", name)).read_bytes()
+    try:
+        pem = b"-----BEGIN" in data
+        cert = x509.load_pem_x509_certificate(data) if pem else x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise SourceError(f"{name}: {cert_path} is not a certificate (PEM or DER): {exc}") from exc
+    key = _private_key(key_path, password, name)
+    der = key.private_bytes(ser.Encoding.DER, ser.PrivateFormat.PKCS8, ser.NoEncryption())
+    return cert.public_bytes(ser.Encoding.DER), der
+
+
+def _private_key(path: str, password: Secret | None, name: str) -> Any:
+    from cryptography.hazmat.primitives import serialization as ser
+
+    data = Path(_existing(path, "private_key", name)).read_bytes()
+    secret = password.get_secret_value().encode() if password is not None else None
+    loader = ser.load_pem_private_key if b"-----BEGIN" in data else ser.load_der_private_key
+    try:
+        return loader(data, secret)
+    except TypeError as exc:  # cryptography: encrypted without a password, or the reverse
+        fix = "set private_key_password" if secret is None else "remove private_key_password"
+        raise SourceError(f"{name}: private_key {path}: {exc}; {fix}") from exc
+    except ValueError as exc:
+        raise SourceError(
+            f"{name}: cannot load private_key {path}: a wrong private_key_password, "
+            f"or not a private key ({exc})"
+        ) from exc
 
 
 def _mode(mode: Mode) -> Any:
@@ -169,72 +220,3 @@ async def _endpoint(
         f"{name}: server offers no endpoint {config.policy}/{config.mode}; "
         f"it offers {', '.join(offered)}"
     )
-
-
-def _first_certificate(der: bytes) -> bytes:
-    # A server may send its chain; the leaf is the first DER SEQUENCE (4-byte header).
-    length = int.from_bytes(der[2:4], "big") + 4
-    return der[:length]
-
-
-def check_trust(server_der: bytes, config: OpcuaSecurityConfig, name: str) -> None:
-    """Accept the server certificate if the trust list holds it (or its issuer).
-
-    With ``trust: first_use`` and an empty trust directory, the certificate is
-    stored there and accepted (pinned).
-
-    Raises:
-        SourceError: untrusted certificate, naming the file to add to the trust list.
-    """
-    from cryptography import x509
-
-    folder = Path(config.trusted_certs)
-    trusted = _load_trusted(folder)
-    cert = x509.load_der_x509_certificate(server_der)
-    if any(_vouches(anchor, cert) for anchor in trusted):
-        return
-    thumb = hashlib.sha1(server_der, usedforsecurity=False).hexdigest()
-    if config.trust == "first_use" and not trusted:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{thumb}.der").write_bytes(server_der)
-        log.warning("%s: trusting server certificate %s on first use (pinned)", name, thumb)
-        return
-    rejected = folder / "rejected"
-    rejected.mkdir(parents=True, exist_ok=True)
-    (rejected / f"{thumb}.der").write_bytes(server_der)
-    raise SourceError(
-        f"{name}: server certificate {cert.subject.rfc4514_string()} (sha1 {thumb}) is not "
-        f"trusted; if it is the right server, move {rejected / (thumb + '.der')} into {folder}"
-    )
-
-
-def _load_trusted(folder: Path) -> list[x509.Certificate]:
-    from cryptography import x509
-
-    certs = []
-    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-        data = path.read_bytes() if path.suffix.lower() in (".der", ".pem", ".crt") else b""
-        if not data:
-            continue
-        try:
-            loader = (
-                x509.load_pem_x509_certificate
-                if b"-----BEGIN" in data
-                else x509.load_der_x509_certificate
-            )
-            certs.append(loader(data))
-        except ValueError:
-            log.warning("skipping %s in the trust list: not a certificate", path)
-    return certs
-
-
-def _vouches(anchor: x509.Certificate, cert: x509.Certificate) -> bool:
-    if anchor == cert:
-        return True
-    from cryptography.exceptions import InvalidSignature
-
-    try:
-        cert.verify_directly_issued_by(anchor)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True

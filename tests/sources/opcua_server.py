@@ -13,8 +13,6 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -26,53 +24,14 @@ from asyncua.server.user_managers import UserManager
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from edge_agent.sources.opcua_certs import make_certificate
 from tests.conftest import free_port
+from tests.sources.opcua_pki import SERVER_URI, Pki
 
 T = TypeVar("T")
 ua: Any = _ua  # asyncua's generated types do not type-check under --strict
 NS = "urn:edge-agent:test"
 USER, PASSWORD = "operator", "s3cret"
-SERVER_URI = "urn:edge-agent:test-server"
-CLIENT_URI = "urn:edge-agent:test-client"
 T0 = dt.datetime(2026, 11, 22, 12, 0, 0, tzinfo=dt.UTC)
-
-
-@dataclass(frozen=True)
-class Pki:
-    """Certificates for one test session (paths; DER certs, PEM keys)."""
-
-    root: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path  # trusted by the server
-    client_key: Path
-    rogue_cert: Path  # not trusted by the server
-    rogue_key: Path
-    user_cert: Path  # an X.509 user identity the server knows
-    user_key: Path
-
-    @classmethod
-    def make(cls, root: Path) -> Pki:
-        """Generate every certificate (about 0.1 s each)."""
-        paths = {}
-        for name, uri, server in (
-            ("server", SERVER_URI, True),
-            ("client", CLIENT_URI, False),
-            ("rogue", CLIENT_URI, False),
-            ("user", "urn:edge-agent:test-user", False),
-        ):
-            cert, key = root / f"{name}.der", root / f"{name}.key.pem"
-            make_certificate(cert, key, uri, "localhost", days=30, server=server)
-            paths[f"{name}_cert"], paths[f"{name}_key"] = cert, key
-        return cls(root=root, **paths)
-
-    def trust_dir(self, name: str) -> Path:
-        """A fresh client trust directory holding the server's certificate."""
-        folder = self.root / f"trust-{name}"
-        folder.mkdir()
-        (folder / "server.der").write_bytes(self.server_cert.read_bytes())
-        return folder
 
 
 class _Users(UserManager):

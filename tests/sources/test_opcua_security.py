@@ -15,11 +15,10 @@ from edge_agent.errors import SourceError
 from edge_agent.sources.opcua import OpcuaSource, OpcuaSourceConfig
 from edge_agent.sources.opcua_certs import register
 from edge_agent.types import Quality
+from tests.sources.opcua_pki import CLIENT_URI, Pki
 from tests.sources.opcua_server import (
-    CLIENT_URI,
     PASSWORD,
     USER,
-    Pki,
     RefusingPeer,
     TestServer,
     pki,

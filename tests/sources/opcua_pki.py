@@ -1,0 +1,147 @@
+"""Certificates for the OPC UA tests: a test CA, the server's (issued by it), clients', users'.
+
+Made once per test session (about 0.1 s each). Certificates are DER, keys PEM.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from edge_agent.sources.opcua_certs import make_certificate
+
+SERVER_URI = "urn:edge-agent:test-server"
+CLIENT_URI = "urn:edge-agent:test-client"
+
+
+@dataclass(frozen=True)
+class Authority:
+    """A certificate authority that issues server certificates."""
+
+    cert: x509.Certificate
+    key: rsa.RSAPrivateKey
+
+    @classmethod
+    def make(cls, name: str) -> Authority:
+        """A self-signed CA certificate (CA:TRUE, keyCertSign)."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        cert = (
+            _builder(subject, subject, key.public_key())
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(ca=True), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(cert, key)
+
+    def issue_server(self, cert_path: Path, key_path: Path, uri: str) -> None:
+        """Write a server certificate for ``uri`` signed by this CA, and its key."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test server")])
+        san = [x509.UniformResourceIdentifier(uri), x509.DNSName("localhost")]
+        cert = (
+            _builder(subject, self.cert.subject, key.public_key())
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(ca=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        cert_path.write_bytes(cert.public_bytes(Encoding.DER))
+        key_path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+
+    def write(self, path: Path) -> Path:
+        """The CA certificate as a PEM file (as administrators hand them out)."""
+        path.write_bytes(self.cert.public_bytes(Encoding.PEM))
+        return path
+
+
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public: rsa.RSAPublicKey
+) -> x509.CertificateBuilder:
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+    )
+
+
+def _key_usage(ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=not ca,
+        key_encipherment=not ca,
+        data_encipherment=not ca,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def encrypt_key(plain: Path, encrypted: Path, password: str) -> Path:
+    """Write ``plain`` (a PEM key) again, encrypted with ``password`` (PKCS8, best available)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    key = load_pem_private_key(plain.read_bytes(), None)
+    encryption = BestAvailableEncryption(password.encode())
+    encrypted.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encryption))
+    return encrypted
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Certificates for one test session (paths; DER certs, PEM keys)."""
+
+    root: Path
+    ca: Authority  # issued server_cert
+    server_cert: Path
+    server_key: Path
+    client_cert: Path  # trusted by the server
+    client_key: Path
+    rogue_cert: Path  # not trusted by the server
+    rogue_key: Path
+    user_cert: Path  # an X.509 user identity the server knows
+    user_key: Path
+
+    @classmethod
+    def make(cls, root: Path) -> Pki:
+        """Generate every certificate."""
+        paths = {}
+        for name, uri in (
+            ("client", CLIENT_URI),
+            ("rogue", CLIENT_URI),
+            ("user", "urn:edge-agent:test-user"),
+        ):
+            cert, key = root / f"{name}.der", root / f"{name}.key.pem"
+            make_certificate(cert, key, uri, "localhost", days=30)
+            paths[f"{name}_cert"], paths[f"{name}_key"] = cert, key
+        ca = Authority.make("edge-agent test CA")
+        server_cert, server_key = root / "server.der", root / "server.key.pem"
+        ca.issue_server(server_cert, server_key, SERVER_URI)
+        return cls(root=root, ca=ca, server_cert=server_cert, server_key=server_key, **paths)
+
+    def trust_dir(self, name: str) -> Path:
+        """A fresh client trust directory holding the server's certificate."""
+        folder = self.root / f"trust-{name}"
+        folder.mkdir()
+        (folder / "server.der").write_bytes(self.server_cert.read_bytes())
+        return folder
