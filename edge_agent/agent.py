@@ -80,8 +80,9 @@ async def _prepare(
     infos = [info for s in sources for info in s.signals()] + detector.signal_infos()
     await worker.run(store.register, infos)
     window_s = detector.window_seconds()
-    windows = Windows(capacity=_window_capacity(window_s, infos, detector.signals()))
-    await worker.run(windows.warm, store, detector.signals(), time.time() - window_s)
+    needed = detector.signals()
+    windows = Windows(_window_capacity(window_s, infos, needed), signals=needed)
+    await worker.run(windows.warm, store, needed, time.time() - window_s)
     return windows
 
 

@@ -33,6 +33,7 @@ _READINGS = (
     ("pump1.flow", "flow", "{:5.1f} m³/h"),
     ("skid.tank_level", "level", "{:4.1f} %"),
     ("probe.rms", "probe", "{:4.2f} g"),
+    ("detect.pump1.health", "health", "{:3.0f}"),
 )
 
 
