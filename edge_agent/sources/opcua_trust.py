@@ -56,9 +56,17 @@ def check_trust(server_der: bytes, config: OpcuaSecurityConfig, name: str) -> No
     rejected.mkdir(parents=True, exist_ok=True)
     (rejected / f"{thumb}.der").write_bytes(server_der)
     raise SourceError(
-        f"{name}: server certificate {cert.subject.rfc4514_string()} (sha1 {thumb}) is not "
-        f"trusted; if it is the right server, move {rejected / (thumb + '.der')} into {folder}"
+        f"{name}: server certificate {cert.subject.rfc4514_string()} (sha1 {thumb}){_issuer(cert)}"
+        f" is not trusted; if it is the right server, move {rejected / (thumb + '.der')} into "
+        f"{folder}" + (", or put the certificate of its CA there" if _issuer(cert) else "")
     )
+
+
+def _issuer(cert: x509.Certificate) -> str:
+    """`` issued by <CA>`` for a CA-issued certificate; empty for a self-signed one."""
+    if cert.issuer == cert.subject:
+        return ""
+    return f" issued by {cert.issuer.rfc4514_string()}"
 
 
 def _load_trusted(folder: Path) -> list[x509.Certificate]:
@@ -66,7 +74,7 @@ def _load_trusted(folder: Path) -> list[x509.Certificate]:
 
     certs = []
     for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-        data = path.read_bytes() if path.suffix.lower() in (".der", ".pem", ".crt") else b""
+        data = path.read_bytes() if path.suffix.lower() in (".der", ".pem", ".crt", ".cer") else b""
         if not data:
             continue
         try:
@@ -82,9 +90,17 @@ def _load_trusted(folder: Path) -> list[x509.Certificate]:
 
 
 def _vouches(anchor: x509.Certificate, cert: x509.Certificate) -> bool:
+    """``cert`` is ``anchor``, or ``anchor`` is a CA that signed it."""
     if anchor == cert:
         return True
+    from cryptography import x509
     from cryptography.exceptions import InvalidSignature
+
+    try:
+        if not anchor.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False  # a plain server certificate in the list vouches for itself only
+    except x509.ExtensionNotFound:
+        return False
 
     try:
         cert.verify_directly_issued_by(anchor)

@@ -62,6 +62,16 @@ class Authority:
         cert_path.write_bytes(cert.public_bytes(Encoding.DER))
         key_path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
 
+    def write_without_ca_flag(self, path: Path) -> Path:
+        """This CA's name and key in a certificate marked CA:FALSE (it must vouch for nothing)."""
+        cert = (
+            _builder(self.cert.subject, self.cert.subject, self.key.public_key())
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        path.write_bytes(cert.public_bytes(Encoding.DER))
+        return path
+
     def write(self, path: Path) -> Path:
         """The CA certificate as a PEM file (as administrators hand them out)."""
         path.write_bytes(self.cert.public_bytes(Encoding.PEM))
