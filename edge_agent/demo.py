@@ -83,19 +83,6 @@ class Screen:
         return f"t={self.clock():4.0f}s  " + "  ".join(parts)
 
 
-class _Observer:
-    """Adapts :class:`Screen` to the agent's Observer protocol."""
-
-    def __init__(self, screen: Screen) -> None:
-        self.screen = screen
-
-    def samples(self, batch: Sequence[Sample]) -> None:
-        self.screen.on_samples(batch)
-
-    def alerts(self, alerts: Sequence[Alert]) -> None:
-        self.screen.on_alerts(alerts)
-
-
 def run_demo(duration: float, keep: Path | None) -> int:
     """Run the demo for ``duration`` seconds; ``keep`` keeps its files in that folder."""
     if keep is not None:
@@ -114,7 +101,7 @@ async def _demo(duration: float, folder: Path) -> int:
         config = _write_config(plant, folder)
         _header(plant, folder)
         screen = Screen(plant.elapsed)
-        agent = asyncio.create_task(run_agent(config, _Observer(screen)))
+        agent = asyncio.create_task(run_agent(config, screen))
         await _wait(agent, duration)
     _summary(screen, config)
     return 0

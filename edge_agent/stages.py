@@ -45,9 +45,9 @@ class Worker:
 class Observer(Protocol):
     """Optional watcher of the flow (the demo's screen); called on the event loop."""
 
-    def samples(self, batch: Sequence[Sample]) -> None: ...
+    def on_samples(self, batch: Sequence[Sample]) -> None: ...
 
-    def alerts(self, alerts: Sequence[Alert]) -> None: ...
+    def on_alerts(self, alerts: Sequence[Alert]) -> None: ...
 
 
 @dataclass
@@ -67,7 +67,7 @@ class Recorder:
         """Called by the poll loops: buffer only, never block."""
         self.pending.extend(samples)
         if self.observer is not None:
-            self.observer.samples(samples)
+            self.observer.on_samples(samples)
 
     async def record_forever(self) -> None:
         """Flush every ``flush_interval``; on cancellation flush what is left, then stop."""
@@ -141,7 +141,7 @@ class DetectorLoop:
         if alerts:
             self._count(alerts)
             if self.observer is not None:
-                self.observer.alerts(alerts)
+                self.observer.on_alerts(alerts)
         await self.put(alerts)
 
     async def put(self, alerts: list[Alert]) -> None:

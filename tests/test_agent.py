@@ -45,22 +45,11 @@ class Seen:
         self.samples: list[Sample] = []
         self.alerts: list[Alert] = []
 
-    def samples_(self, batch: Sequence[Sample]) -> None:
+    def on_samples(self, batch: Sequence[Sample]) -> None:
         self.samples.extend(batch)
 
-    def alerts_(self, alerts: Sequence[Alert]) -> None:
+    def on_alerts(self, alerts: Sequence[Alert]) -> None:
         self.alerts.extend(alerts)
-
-
-class _Adapter:
-    def __init__(self, seen: Seen) -> None:
-        self.seen = seen
-
-    def samples(self, batch: Sequence[Sample]) -> None:
-        self.seen.samples_(batch)
-
-    def alerts(self, alerts: Sequence[Alert]) -> None:
-        self.seen.alerts_(alerts)
 
 
 def _config(folder: Path, sources: list[dict[str, Any]], rules: list[dict[str, Any]]) -> Path:
@@ -92,7 +81,7 @@ async def test_rule_alert_raised_cleared_and_delivered(tmp_path: Path) -> None:
     seen = Seen()
     async with Plant(scenario="demo", opcua=False, serial=False, speed=4.0) as plant:
         config = load_config(_config(tmp_path, plant.source_configs("250ms"), RULES))
-        agent = asyncio.create_task(run_agent(config, _Adapter(seen)))
+        agent = asyncio.create_task(run_agent(config, seen))
         try:
             await _until(lambda: len(seen.alerts) >= 2 or agent.done(), 40)
             await _until(lambda: len(_lines(tmp_path / "alerts.jsonl")) >= 2, 10)
@@ -128,7 +117,7 @@ async def test_dead_device_logged_once_then_reconnects(
         "registers": [{"name": "current", "address": 0, "data_type": "float32"}],
     }
     config = load_config(_config(tmp_path, [source], []))
-    agent = asyncio.create_task(run_agent(config, _Adapter(seen)))
+    agent = asyncio.create_task(run_agent(config, seen))
     try:
         await asyncio.sleep(3.0)
         assert not seen.samples and not agent.done()
@@ -212,7 +201,7 @@ async def test_telemetry_summaries_reach_a_sink_with_telemetry_on(tmp_path: Path
             }
         ]
         path.write_text(yaml.safe_dump(data))
-        agent = asyncio.create_task(run_agent(load_config(path), _Adapter(seen)))
+        agent = asyncio.create_task(run_agent(load_config(path), seen))
         try:
             await _until(
                 lambda: any('"telemetry"' in line for line in _lines(tmp_path / "out.jsonl")), 30
