@@ -218,7 +218,13 @@ def _status_message(name: str, config: OpcuaSourceConfig, exc: ua.UaStatusCodeEr
 
 
 def _refused_certificate(name: str, config: OpcuaSourceConfig) -> str:
-    cert = config.security.certificate or config.auth.certificate
+    if config.security.policy == "None" and config.auth.type == "certificate":
+        # Without a secure channel asyncua sends the user certificate in CreateSession.
+        return (
+            f"{name}: server {config.url} refused user certificate {config.auth.certificate}: "
+            "have its administrator trust it and grant it a user's rights"
+        )
+    cert = config.security.certificate
     if not cert:
         return f"{name}: server {config.url} closed the connection during the handshake"
     return (

@@ -158,6 +158,7 @@ class TestServer:
             ("Broken", 0.0, ua.VariantType.Double),
             ("Shaky", 3.0, ua.VariantType.Double),
             ("Level", 50.0, ua.VariantType.Double),
+            ("Serial", 7, ua.VariantType.Int32),  # constant: no test writes it
         ):
             suffix = f"#{self.generation}" if self.generation else ""
             node_id = ua.NodeId(f"Pump1.{name}{suffix}", idx)

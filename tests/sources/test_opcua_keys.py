@@ -30,7 +30,7 @@ sources:
       private_key_password: ${{OPCUA_TEST_KEY_PASSWORD}}
       trusted_certs: pki/trusted
     groups:
-      - nodes: [{{name: count, node: "ns=2;s=Pump1.Count"}}]
+      - nodes: [{{name: serial, node: "ns=2;s=Pump1.Serial"}}]
 """
 
 

@@ -37,7 +37,7 @@ def config(
         "url": server.url,
         "application_uri": CLIENT_URI,
         "security": security,
-        "groups": [{"nodes": [{"name": "count", "node": "ns=2;s=Pump1.Count"}]}],
+        "groups": [{"nodes": [{"name": "serial", "node": "ns=2;s=Pump1.Serial"}]}],
     }
     if auth is not None:
         raw["auth"] = auth
@@ -219,3 +219,24 @@ async def test_username_password_without_channel_security(shared_server: TestSer
     # Common on plant floors; the server's token policy decides whether the password is encrypted.
     auth = {"type": "username", "username": USER, "password": PASSWORD}
     assert await read_once(config(shared_server, {}, auth)) == 7.0
+
+
+async def test_x509_user_without_channel_security(shared_server: TestServer, pki: Pki) -> None:
+    auth = {
+        "type": "certificate",
+        "certificate": str(pki.user_cert),
+        "private_key": str(pki.user_key),
+    }
+    assert await read_once(config(shared_server, {}, auth)) == 7.0
+
+
+async def test_x509_user_refused_without_channel_security_is_named(
+    shared_server: TestServer, pki: Pki
+) -> None:
+    auth = {
+        "type": "certificate",
+        "certificate": str(pki.rogue_cert),
+        "private_key": str(pki.rogue_key),
+    }
+    with pytest.raises(SourceError, match=re.escape(f"refused user certificate {pki.rogue_cert}")):
+        await read_once(config(shared_server, {}, auth))
