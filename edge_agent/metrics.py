@@ -15,13 +15,13 @@ collector must not touch what belongs to another thread:
 * the outbox (SQLite) and the detector belong to the agent's worker thread, and a
   source's own counters (a serial line's ``counters``) to the event loop. They are
   read into a :class:`Snapshot` by a task on the event loop (the detector and
-  ``Outbox.status()`` through ``run``, i.e. on the worker thread), every
-  ``refresh`` seconds, and only when a scrape happened since the last refresh:
-  with no scraper the outbox is never queried. ``Outbox.status()`` groups the
-  whole backlog (measured 35 ms for 100k rows on the dev machine), which is why it
-  is not run per scrape. Those values are therefore up to ``refresh`` plus one
-  scrape interval old; ``edge_agent_metrics_snapshot_timestamp_seconds`` tells when
-  they were taken.
+  ``Outbox.status()`` through ``run``, i.e. on the worker thread) every
+  ``refresh`` seconds; a scrape serves the latest snapshot, so those values are
+  up to ``refresh`` old (``edge_agent_metrics_snapshot_timestamp_seconds`` says
+  when they were read; the oldest-row age is computed at scrape time).
+  ``Outbox.status()`` groups the whole backlog: measured 35 ms for a 100k-row
+  backlog on the dev machine (microseconds when the outbox is drained), once per
+  ``refresh`` on the worker thread, never per scrape.
 
 Metrics reveal plant topology (source, asset and sink names), so the endpoint
 listens on loopback unless ``allow_remote`` says otherwise. A port that cannot be
@@ -46,6 +46,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import start_http_server
 from pydantic import model_validator
 
+from edge_agent import __version__
 from edge_agent.backoff import Backoff
 from edge_agent.detect.asset import Scored
 from edge_agent.forward.outbox import CLASSES, Outbox
@@ -69,13 +70,13 @@ class MetricsConfig(StrictModel):
             empty turns the endpoint off.
         allow_remote: allow a non-loopback ``listen`` address. Metrics name
             sources, assets and sinks, i.e. they reveal the plant's layout.
-        refresh: how often the outbox backlog and the detector's health and
-            scores are re-read (when scraped since the last read).
+        refresh: how often the outbox backlog, the detector's health and scores
+            and the sources' own counters are re-read for scrapes.
     """
 
     listen: str = ""
     allow_remote: bool = False
-    refresh: Duration = 10.0
+    refresh: Duration = 5.0
 
     @model_validator(mode="after")
     def _loopback_unless_allowed(self) -> MetricsConfig:
@@ -156,10 +157,10 @@ class Snapshot:
     source_counters: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
-def take_snapshot_parts(
+def _worker_part(
     view: AgentView,
 ) -> tuple[OutboxStatus | None, dict[str, float], dict[str, Scored | None]]:
-    """The worker thread's part of a snapshot: outbox status, detector health and scores."""
+    # On the worker thread, which owns the outbox's SQLite connection and the detector.
     status = view.outbox.status() if view.outbox is not None else None
     if view.detect is None:
         return status, {}, {}
@@ -174,7 +175,7 @@ async def take_snapshot(view: AgentView, run: Run) -> Snapshot:
         for source, _ in view.polls
         if isinstance(found := getattr(source, "counters", None), Mapping)
     }
-    status, health, scores = await run(take_snapshot_parts, view)
+    status, health, scores = await run(_worker_part, view)
     sinks = tuple(view.outbox.sinks) if view.outbox is not None else ()
     return Snapshot(time.time(), status, sinks, health, scores, counters)
 
@@ -197,13 +198,10 @@ class AgentCollector:
     def __init__(self, view: AgentView) -> None:
         self.view = view
         self.snapshot = Snapshot()
-        self.wanted = True
-        """Set by each scrape; the refresh task reads a new snapshot only when set."""
         self.refresh_failures = 0
 
     def collect(self) -> Iterator[Metric]:
         """Called by prometheus_client on its HTTP thread, once per scrape."""
-        self.wanted = True
         snap = self.snapshot
         yield from self._meta(snap)
         yield from self._sources(snap)
@@ -212,8 +210,8 @@ class AgentCollector:
         yield from self._outbox(snap)
 
     def _meta(self, snap: Snapshot) -> Iterator[Metric]:
-        info = _gauge("info", "Constant 1, labelled with this gateway's id.", ["gateway"])
-        info.add_metric([self.view.gateway], 1.0)
+        info = _gauge("info", "Constant 1: this gateway's id and version.", ["gateway", "version"])
+        info.add_metric([self.view.gateway, __version__], 1.0)
         taken = _gauge(
             "metrics_snapshot_timestamp_seconds",
             "When the outbox, detector and source-counter values were read (0: not yet).",
@@ -345,10 +343,15 @@ async def serve_metrics_forever(config: MetricsConfig, view: AgentView, run: Run
     try:
         await _refresh_forever(collector, view, run, config.refresh)
     finally:
-        # serve_forever notices within its 0.5 s poll; then the socket is closed.
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        # Off the loop: serve_forever notices a shutdown only at its next 0.5 s poll.
+        # Shielded, so a second cancel cannot leave the port bound.
+        await asyncio.shield(asyncio.to_thread(_stop, server, thread))
+
+
+def _stop(server: WSGIServer, thread: threading.Thread) -> None:
+    server.shutdown()
+    server.server_close()
+    thread.join()
 
 
 async def _bind_forever(
@@ -374,20 +377,18 @@ async def _bind_forever(
 async def _refresh_forever(
     collector: AgentCollector, view: AgentView, run: Run, interval: float
 ) -> None:
-    """Re-read the snapshot every ``interval``, when it was scraped since the last read."""
+    """Re-read the snapshot every ``interval``; a failed read keeps the previous one."""
     failing = False
     while True:
-        if collector.wanted:
-            collector.wanted = False
-            try:
-                collector.snapshot = await take_snapshot(view, run)
-            except Exception as exc:  # a locked or broken outbox file must not stop the agent
-                collector.refresh_failures += 1
-                if not failing:
-                    log.error("metrics: cannot read the outbox/detector status: %s", exc)
-                failing = True
-            else:
-                if failing:
-                    log.warning("metrics: status readable again")
-                failing = False
+        try:
+            collector.snapshot = await take_snapshot(view, run)
+        except Exception as exc:  # a locked or broken outbox file must not stop the agent
+            collector.refresh_failures += 1
+            if not failing:
+                log.error("metrics: cannot read the outbox/detector status: %s", exc)
+            failing = True
+        else:
+            if failing:
+                log.warning("metrics: status readable again")
+            failing = False
         await asyncio.sleep(interval)
