@@ -80,6 +80,8 @@ class OpcuaAuthConfig(StrictModel):
         type: ``anonymous``, ``username`` or ``certificate`` (X.509 user token).
         username: for ``username``.
         password: for ``username``; write ``${ENV_VAR}``.
+        password_file: for ``username``, instead of ``password``: a file holding the
+            password (one trailing newline ignored), read at every connect.
         certificate: for ``certificate``: the user's certificate (DER or PEM).
         private_key: for ``certificate``: its private key (PEM or DER).
         private_key_password: for ``certificate``: if the key is encrypted; write ``${ENV_VAR}``.
@@ -88,6 +90,7 @@ class OpcuaAuthConfig(StrictModel):
     type: Literal["anonymous", "username", "certificate"] = "anonymous"
     username: str = ""
     password: Secret | None = None
+    password_file: ConfigPath = ""
     certificate: ConfigPath = ""
     private_key: ConfigPath = ""
     private_key_password: Secret | None = None
@@ -96,6 +99,10 @@ class OpcuaAuthConfig(StrictModel):
     def _consistent(self) -> Self:
         if self.type == "username" and not self.username:
             raise ValueError("type username needs username (and usually password)")
+        if self.password is not None and self.password_file:
+            raise ValueError("give password or password_file, not both")
+        if self.password_file and self.type != "username":
+            raise ValueError("password_file is only for type username")
         if self.type == "certificate" and not (self.certificate and self.private_key):
             raise ValueError("type certificate needs certificate and private_key")
         return self
@@ -132,11 +139,13 @@ async def apply_auth(client: Client, config: OpcuaAuthConfig, name: str) -> None
     """Set the user identity on ``client``.
 
     Raises:
-        SourceError: unreadable certificate or key files.
+        SourceError: unreadable password, certificate or key files.
     """
     if config.type == "username":
         client.set_user(config.username)
-        if config.password is not None:
+        if config.password_file:
+            client.set_password(await asyncio.to_thread(_read_password, config.password_file, name))
+        elif config.password is not None:
             client.set_password(config.password.get_secret_value())
     elif config.type == "certificate":
         from cryptography import x509
@@ -147,6 +156,23 @@ async def apply_auth(client: Client, config: OpcuaAuthConfig, name: str) -> None
         )
         client.user_certificate = x509.load_der_x509_certificate(cert)
         client.user_private_key = load_der_private_key(key, None)
+
+
+def _read_password(path: str, name: str) -> str:
+    """The password in ``path``, without its line end; never logged.
+
+    Raises:
+        SourceError: a missing, unreadable or empty file (named; its content never shown).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise SourceError(f"{name}: cannot read password_file {path}: {reason}") from None
+    password = text.removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise SourceError(f"{name}: password_file {path} is empty")
+    return password
 
 
 def _identity(
