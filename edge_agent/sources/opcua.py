@@ -101,6 +101,9 @@ class OpcuaSource:
         self._client: Client | None = None
         self._poller: Poller | None = None
         self._subs: Subscriptions | None = None
+        # Nodes per Read learned from a server that refused bigger ones (0: none
+        # learned); kept across sessions so a reconnect does not pay the refusals again.
+        self._read_size = 0
 
     def signals(self) -> list[SignalInfo]:
         """The catalogue, from config."""
@@ -146,9 +149,10 @@ class OpcuaSource:
         from edge_agent.sources.opcua_subscribe import Subscriptions
 
         with translate_errors(self.config.name, self.config):
-            limit = await max_nodes_per_read(client)
+            limits = [n for n in (await max_nodes_per_read(client), self._read_size) if n]
             polled = [g for g in self.config.groups if g.mode == "poll"]
-            self._poller = Poller(await self._resolve(client, polled), limit)
+            nodes = await self._resolve(client, polled)
+            self._poller = Poller(nodes, min(limits, default=0), self.config.name)
             self._subs = subs = Subscriptions(client, self.config)
             for group in self.config.groups:
                 if group.mode == "subscribe":
@@ -188,6 +192,7 @@ class OpcuaSource:
             samples = self._maker.make_all(subs.drain(), now)
             if poller.nodes:
                 samples.extend(self._maker.make_all(await poller.read(client), now))
+                self._read_size = poller.learned or self._read_size
         return samples
 
 

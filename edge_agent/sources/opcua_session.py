@@ -44,6 +44,8 @@ _REFUSED_CERT = {
     "BadSecurityChecksFailed",
     "BadSecurityPolicyRejected",
 }
+# A Read refused for its size: halving the request cures these.
+_TOO_BIG = {ua.StatusCodes.BadTooManyOperations, ua.StatusCodes.BadResponseTooLarge}
 _LOST = {"BadSessionIdInvalid", "BadSessionClosed", "BadSecureChannelClosed", "BadConnectionClosed"}
 
 
@@ -102,16 +104,26 @@ async def max_nodes_per_read(client: Client) -> int:
 
 
 class Poller:
-    """One Read request per tick for the polled nodes, prepared once per session."""
+    """Batched Read requests for the polled nodes, prepared once per session.
 
-    def __init__(self, nodes: list[Resolved], max_per_read: int) -> None:
+    Requests hold at most ``size`` nodes: the server's MaxNodesPerRead, or what
+    was learned. A server that refuses a request as too big (BadTooManyOperations,
+    also from servers whose real limit is below the advertised one) gets it again
+    in halves; the size that worked is kept in ``learned`` for the next session.
+    """
+
+    def __init__(self, nodes: list[Resolved], max_per_read: int, name: str = "") -> None:
         self.nodes = nodes
+        self.name = name
         self.found = [r for r in nodes if r.node is not None]
         self.missing = [r.signal for r in nodes if r.node is None]
-        size = max_per_read or len(self.found) or 1
-        self.requests = [
-            self._request(self.found[i : i + size]) for i in range(0, len(self.found), size)
-        ]
+        self.size = max_per_read or len(self.found) or 1
+        self.learned = 0  # the size after a refusal; 0 while none
+        self.requests = self._requests()
+
+    def _requests(self) -> list[ua.ReadParameters]:
+        found, size = self.found, self.size
+        return [self._request(found[i : i + size]) for i in range(0, len(found), size)]
 
     @staticmethod
     def _request(chunk: list[Resolved]) -> ua.ReadParameters:
@@ -124,14 +136,35 @@ class Poller:
         return params
 
     async def read(self, client: Client) -> list[tuple[str, Any]]:
-        """``(signal, DataValue)`` for every polled node; unresolved ones read BAD."""
+        """``(signal, DataValue)`` for every polled node; unresolved ones read BAD.
+
+        Raises:
+            ua.UaStatusCodeError: a refusal that smaller requests cannot cure.
+        """
         values: list[Any] = []
         for params in self.requests:
-            values.extend(await client.uaclient.read(params))
+            try:
+                values.extend(await client.uaclient.read(params))
+            except ua.UaStatusCodeError as exc:
+                if exc.code not in _TOO_BIG or len(params.NodesToRead) == 1:
+                    raise
+                self._shrink(len(params.NodesToRead), exc)
+                return await self.read(client)  # at most log2(nodes) times
         pairs = [(r.signal, v) for r, v in zip(self.found, values, strict=True)]
         unknown = ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown))
         pairs.extend((signal, unknown) for signal in self.missing)
         return pairs
+
+    def _shrink(self, refused: int, exc: ua.UaStatusCodeError) -> None:
+        self.size = self.learned = max(1, refused // 2)
+        self.requests = self._requests()
+        log.warning(
+            "%s: server refused a Read of %d nodes (%s); reading at most %d per request",
+            self.name,
+            refused,
+            ua.StatusCode(exc.code).name,
+            self.size,
+        )
 
 
 async def resolve(

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 from asyncua import ua as _ua
+from asyncua.common.callback import CallbackType, ServerItemCallback
 from asyncua.common.utils import ServiceError
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.server import Server
@@ -80,6 +81,10 @@ class TestServer:
         self.server: Server | None = None
         self.nodes: dict[str, Any] = {}
         self.generation = 0
+        # Nodes a client's Read may name (0: any); more is refused with BadTooManyOperations,
+        # whatever MaxNodesPerRead says, as some servers do. Set by tests, on any thread.
+        self.read_limit = 0
+        self.refused_reads = 0
 
     def run(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """Run ``fn(*args)`` on the server's loop and wait for it (from sync code)."""
@@ -121,6 +126,7 @@ class TestServer:
     async def _start(self) -> None:
         server = Server(user_manager=_Users(self.pki))
         await server.init()
+        server.subscribe_server_callback(CallbackType.PreRead, self._limit_reads)
         server.set_endpoint(self.url)
         await server.set_application_uri(SERVER_URI)
         if self.pki is not None:
@@ -129,6 +135,13 @@ class TestServer:
         await self._plant(server, idx)
         await server.start()
         self.server = server
+
+    def _limit_reads(self, event: ServerItemCallback, _dispatcher: Any) -> None:
+        # Raised inside the Read service: asyncua answers it as a ServiceFault.
+        asked = len(event.request_params.NodesToRead)
+        if event.is_external and self.read_limit and asked > self.read_limit:
+            self.refused_reads += 1
+            raise ServiceError(ua.StatusCodes.BadTooManyOperations)
 
     async def _secure(self, server: Server, pki: Pki) -> None:
         await server.load_certificate(str(pki.server_cert))

@@ -111,3 +111,26 @@ def test_signals_come_from_config_without_io() -> None:
     cfg = config("opc.tcp://nowhere:4840", [pump("Count")], asset="press")
     (info,) = OpcuaSource(cfg).signals()
     assert (info.signal, info.asset, info.interval) == ("line1.count", "press", 0.1)
+
+
+async def test_reads_refused_as_too_big_are_halved_and_the_size_is_kept(
+    shared_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    names = ["Temperature", "Pressure", "Running", "Count", "Broken", "Shaky", "Level", "Serial"]
+    cfg = config(shared_server.url, [pump(n) for n in names], timestamps="gateway")
+    shared_server.read_limit, refused = 3, shared_server.refused_reads
+    src = OpcuaSource(cfg)
+    try:
+        async with src:
+            first = await src.read()  # 8 refused, 4 refused, then 2 at a time
+            second = await src.read()
+        after_one_session = shared_server.refused_reads
+        async with src:  # re-entered as after an outage: what was learned is kept
+            await src.read()
+    finally:
+        shared_server.read_limit = 0
+    assert len(first) == len(second) == 8
+    assert {s.signal: s.quality for s in first}["line1.serial"] is Quality.GOOD
+    assert after_one_session - refused == 2
+    assert shared_server.refused_reads == after_one_session
+    assert caplog.text.count("reading at most 2 per request") == 1
