@@ -20,6 +20,7 @@ from edge_agent.detect.detector import Detector, restore_open_alerts, save_open_
 from edge_agent.forward.delivery import deliver_forever
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.telemetry import telemetry_forever
+from edge_agent.metrics import AgentView, serve_metrics_forever
 from edge_agent.notify import Notifier
 from edge_agent.registry import build_sink, build_source
 from edge_agent.sources.poll import PollStats, poll_forever
@@ -120,9 +121,12 @@ async def _supervise(
         observer,
         recorder=recorder,
     )
+    polls = [(source, PollStats()) for source in sources]
+    view = AgentView(config.agent.id, polls, recorder, detect, outbox)
     async with asyncio.TaskGroup() as tasks:
-        for source in sources:
-            tasks.create_task(poll_forever(source, recorder.accept, PollStats()))
+        for source, stats in polls:
+            tasks.create_task(poll_forever(source, recorder.accept, stats))
+        tasks.create_task(serve_metrics_forever(config.metrics, view, worker.run))
         tasks.create_task(recorder.record_forever())
         tasks.create_task(detect.detect_forever())
         for sink, wake in zip(sinks, wakes, strict=True):

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_valid
 from edge_agent.detect.detector import DetectConfig
 from edge_agent.errors import ConfigError
 from edge_agent.forward.outbox import OutboxConfig
+from edge_agent.metrics import MetricsConfig
 from edge_agent.registry import SinkConfig, SourceConfig
 from edge_agent.schema import StrictModel
 from edge_agent.twin.store import TwinConfig
@@ -47,6 +48,7 @@ class AgentConfig(StrictModel):
     detect: DetectConfig = DetectConfig()
     outbox: OutboxConfig = OutboxConfig()
     sinks: list[SinkConfig] = Field(default_factory=list)
+    metrics: MetricsConfig = MetricsConfig()
     _base_dir: Path = PrivateAttr(default=Path("."))
 
     @field_validator("sources", "sinks")
