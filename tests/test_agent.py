@@ -130,7 +130,8 @@ async def test_dead_device_logged_once_then_reconnects(
     assert caplog.text.count("press1: reconnected after") == 1
 
 
-def test_sigterm_flushes_and_stops(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_flushes_and_stops(tmp_path: Path, signum: int) -> None:
     notify = tmp_path / "notify.sock"
     port = free_port()
     server = subprocess.Popen(
@@ -169,7 +170,7 @@ def test_sigterm_flushes_and_stops(tmp_path: Path) -> None:
         try:
             assert sock.recv(64) == b"READY=1"
             time.sleep(2.0)
-            agent.send_signal(signal.SIGTERM)
+            agent.send_signal(signum)
             assert agent.wait(timeout=10) == 0
             assert sock.recv(64) == b"STOPPING=1"
         finally:
