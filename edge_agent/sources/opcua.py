@@ -14,6 +14,7 @@ already delivered are not delivered again (see SampleMaker).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -42,8 +43,8 @@ class OpcuaSourceConfig(StrictModel):
     Attributes:
         type: ``opcua``.
         name: source name, prefix of its signals.
-        interval: tick of the poll loop: polled groups are read, buffered
-            notifications returned, and the session checked, every tick.
+        interval: tick of the poll loop: polled groups that are due are read,
+            buffered notifications returned, and the session checked, every tick.
         asset: default asset of its signals.
         url: ``opc.tcp://host:port[/path]``.
         application_uri: our ApplicationUri; must match our certificate's
@@ -82,6 +83,13 @@ class OpcuaSourceConfig(StrictModel):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"node names repeat: {', '.join(repeated)}")
+        for i, group in enumerate(self.groups):
+            ticks = (group.interval or self.interval) / self.interval
+            if ticks < 1 or abs(ticks - round(ticks)) > 1e-6:
+                raise ValueError(
+                    f"groups[{i}].interval ({group.interval} s) must be a multiple of the "
+                    f"source's interval ({self.interval} s), which is how often it polls"
+                )
         return self
 
 
@@ -125,7 +133,7 @@ class OpcuaSource:
 
     def _group_interval(self, group: OpcuaGroupConfig) -> float:
         if group.mode == "poll":
-            return self.config.interval
+            return group.interval or self.config.interval
         return group.sampling_interval or group.publishing_interval or self.config.interval
 
     async def __aenter__(self) -> Self:
@@ -150,9 +158,13 @@ class OpcuaSource:
 
         with translate_errors(self.config.name, self.config):
             limits = [n for n in (await max_nodes_per_read(client), self._read_size) if n]
-            polled = [g for g in self.config.groups if g.mode == "poll"]
-            nodes = await self._resolve(client, polled)
-            self._poller = Poller(nodes, min(limits, default=0), self.config.name)
+            polled = [
+                (self._group_interval(g), await self._resolve(client, [g]))
+                for g in self.config.groups
+                if g.mode == "poll"
+            ]
+            tick = self.config.interval
+            self._poller = Poller(polled, tick, min(limits, default=0), self.config.name)
             self._subs = subs = Subscriptions(client, self.config)
             for group in self.config.groups:
                 if group.mode == "subscribe":
@@ -191,7 +203,8 @@ class OpcuaSource:
             now = time.time()
             samples = self._maker.make_all(subs.drain(), now)
             if poller.nodes:
-                samples.extend(self._maker.make_all(await poller.read(client), now))
+                due = poller.due(asyncio.get_running_loop().time())
+                samples.extend(self._maker.make_all(await poller.read(client, due), now))
                 self._read_size = poller.learned or self._read_size
         return samples
 

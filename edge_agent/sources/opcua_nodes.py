@@ -78,6 +78,9 @@ class OpcuaGroupConfig(StrictModel):
 
     Attributes:
         mode: ``poll`` (one batched Read per tick) or ``subscribe`` (monitored items).
+        interval: poll: how often this group is read, a multiple of the source's
+            interval (default: the source's interval, every tick). A tick reads, in
+            one batch, only the groups that are due.
         publishing_interval: subscribe: how often the server sends changes
             (default: the source's interval).
         sampling_interval: subscribe: how often the server samples each node
@@ -88,6 +91,7 @@ class OpcuaGroupConfig(StrictModel):
     """
 
     mode: Literal["poll", "subscribe"] = "poll"
+    interval: Duration | None = None
     publishing_interval: Duration | None = None
     sampling_interval: Duration | None = None
     queue_size: int = Field(default=1, ge=1, le=10_000)
@@ -100,6 +104,8 @@ class OpcuaGroupConfig(StrictModel):
             used = [key for key in _SUBSCRIBE_KEYS if key in self.model_fields_set]
             if used:
                 raise ValueError(f"{', '.join(used)}: only for mode: subscribe")
+        elif self.interval is not None:
+            raise ValueError("interval: only for mode: poll (subscribe uses publishing_interval)")
         return self
 
 

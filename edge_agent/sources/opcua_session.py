@@ -17,6 +17,7 @@ from asyncua.client.client import Client
 from asyncua.client.ua_client import UaClientState
 
 from edge_agent.errors import SourceError
+from edge_agent.sources.modbus_plan import Schedule  # drift-free per-interval schedule, shared
 from edge_agent.sources.opcua_certs import default_application_uri
 from edge_agent.sources.opcua_nodes import PATH_ELEMENT_RE, OpcuaNodeConfig, Resolved
 from edge_agent.sources.opcua_security import apply_auth, apply_security
@@ -103,27 +104,13 @@ async def max_nodes_per_read(client: Client) -> int:
         return 0  # optional node: a server without it states no limit
 
 
-class Poller:
-    """Batched Read requests for the polled nodes, prepared once per session.
+class Batch:
+    """Read requests for one set of nodes, at most ``size`` nodes each."""
 
-    Requests hold at most ``size`` nodes: the server's MaxNodesPerRead, or what
-    was learned. A server that refuses a request as too big (BadTooManyOperations,
-    also from servers whose real limit is below the advertised one) gets it again
-    in halves; the size that worked is kept in ``learned`` for the next session.
-    """
-
-    def __init__(self, nodes: list[Resolved], max_per_read: int, name: str = "") -> None:
-        self.nodes = nodes
-        self.name = name
-        self.found = [r for r in nodes if r.node is not None]
+    def __init__(self, nodes: list[Resolved], size: int) -> None:
+        self.found = found = [r for r in nodes if r.node is not None]
         self.missing = [r.signal for r in nodes if r.node is None]
-        self.size = max_per_read or len(self.found) or 1
-        self.learned = 0  # the size after a refusal; 0 while none
-        self.requests = self._requests()
-
-    def _requests(self) -> list[ua.ReadParameters]:
-        found, size = self.found, self.size
-        return [self._request(found[i : i + size]) for i in range(0, len(found), size)]
+        self.requests = [self._request(found[i : i + size]) for i in range(0, len(found), size)]
 
     @staticmethod
     def _request(chunk: list[Resolved]) -> ua.ReadParameters:
@@ -135,29 +122,69 @@ class Poller:
         ]
         return params
 
-    async def read(self, client: Client) -> list[tuple[str, Any]]:
-        """``(signal, DataValue)`` for every polled node; unresolved ones read BAD.
+
+class Poller:
+    """Batched Read requests for the polled groups that are due, prepared once per session.
+
+    Each group has an interval (a multiple of the tick); a tick reads the nodes
+    of the due groups together, in requests of at most ``size`` nodes: the
+    server's MaxNodesPerRead, or what was learned. A server that refuses a
+    request as too big (BadTooManyOperations, also from servers whose real limit
+    is below the advertised one) gets it again in halves; the size that worked
+    is kept in ``learned`` for the next session.
+    """
+
+    def __init__(
+        self,
+        groups: list[tuple[float, list[Resolved]]],
+        tick: float,
+        max_per_read: int,
+        name: str = "",
+    ) -> None:
+        self.groups = groups
+        self.name = name
+        self.nodes = [r for _, nodes in groups for r in nodes]
+        self.schedule = Schedule((interval for interval, _ in groups), tick)
+        self.size = max_per_read or len(self.nodes) or 1
+        self.learned = 0  # the size after a refusal; 0 while none
+        self._batches: dict[tuple[float, ...], Batch] = {}
+
+    def due(self, now: float) -> tuple[float, ...]:
+        """The group intervals due at ``now`` (loop time); advances the schedule."""
+        return self.schedule.due(now)
+
+    def batch(self, due: tuple[float, ...]) -> Batch:
+        """The requests for the groups at the intervals ``due`` (built once, then reused)."""
+        batch = self._batches.get(due)
+        if batch is None:
+            nodes = [r for interval, group in self.groups if interval in due for r in group]
+            batch = self._batches[due] = Batch(nodes, self.size)
+        return batch
+
+    async def read(self, client: Client, due: tuple[float, ...]) -> list[tuple[str, Any]]:
+        """``(signal, DataValue)`` for every node due; unresolved ones read BAD.
 
         Raises:
             ua.UaStatusCodeError: a refusal that smaller requests cannot cure.
         """
+        batch = self.batch(due)
         values: list[Any] = []
-        for params in self.requests:
+        for params in batch.requests:
             try:
                 values.extend(await client.uaclient.read(params))
             except ua.UaStatusCodeError as exc:
                 if exc.code not in _TOO_BIG or len(params.NodesToRead) == 1:
                     raise
                 self._shrink(len(params.NodesToRead), exc)
-                return await self.read(client)  # at most log2(nodes) times
-        pairs = [(r.signal, v) for r, v in zip(self.found, values, strict=True)]
+                return await self.read(client, due)  # at most log2(nodes) times
+        pairs = [(r.signal, v) for r, v in zip(batch.found, values, strict=True)]
         unknown = ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown))
-        pairs.extend((signal, unknown) for signal in self.missing)
+        pairs.extend((signal, unknown) for signal in batch.missing)
         return pairs
 
     def _shrink(self, refused: int, exc: ua.UaStatusCodeError) -> None:
         self.size = self.learned = max(1, refused // 2)
-        self.requests = self._requests()
+        self._batches.clear()
         log.warning(
             "%s: server refused a Read of %d nodes (%s); reading at most %d per request",
             self.name,

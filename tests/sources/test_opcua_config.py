@@ -47,6 +47,9 @@ def source(**group: Any) -> dict[str, Any]:
             "node names repeat: a",
         ),
         ({"mode": "subscribe", "queue_sise": 3}, "Extra inputs are not permitted"),
+        ({"interval": "250ms"}, r"must be a multiple of the source's interval \(1.0 s\)"),
+        ({"interval": "500ms"}, "must be a multiple"),
+        ({"mode": "subscribe", "interval": "2s"}, "interval: only for mode: poll"),
     ],
 )
 def test_config_errors_say_what_is_wrong(group: dict[str, Any], message: str) -> None:
@@ -99,10 +102,21 @@ def test_non_numbers_are_bad_and_logged_once(caplog: pytest.LogCaptureFixture) -
 
 def test_poller_splits_reads_at_the_server_limit() -> None:
     nodes = [Resolved(f"s.n{i}", ua.NodeId(i, 2)) for i in range(5)] + [Resolved("s.gone", None)]
-    poller = Poller(nodes, max_per_read=2)
-    assert [len(r.NodesToRead) for r in poller.requests] == [2, 2, 1]
-    assert poller.missing == ["s.gone"]
-    assert [len(r.NodesToRead) for r in Poller(nodes, 0).requests] == [5]
+    batch = Poller([(1.0, nodes)], 1.0, max_per_read=2).batch((1.0,))
+    assert [len(r.NodesToRead) for r in batch.requests] == [2, 2, 1]
+    assert batch.missing == ["s.gone"]
+    unlimited = Poller([(1.0, nodes)], 1.0, 0).batch((1.0,))
+    assert [len(r.NodesToRead) for r in unlimited.requests] == [5]
+
+
+def test_poller_batches_only_the_groups_due() -> None:
+    fast = [Resolved(f"s.f{i}", ua.NodeId(i, 2)) for i in range(3)]
+    slow = [Resolved("s.slow", ua.NodeId(9, 2))]
+    poller = Poller([(1.0, fast), (5.0, slow)], 1.0, max_per_read=0)
+    assert poller.due(100.0) == (1.0, 5.0)  # everything at the first tick
+    assert poller.due(101.0) == (1.0,)
+    assert [r.signal for r in poller.batch((1.0,)).found] == ["s.f0", "s.f1", "s.f2"]
+    assert [poller.due(100.0 + t) for t in (2, 3, 4, 5)][-1] == (1.0, 5.0)
 
 
 def test_loading_the_config_and_cli_does_not_import_asyncua() -> None:

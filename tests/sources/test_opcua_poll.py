@@ -134,3 +134,20 @@ async def test_reads_refused_as_too_big_are_halved_and_the_size_is_kept(
     assert after_one_session - refused == 2
     assert shared_server.refused_reads == after_one_session
     assert caplog.text.count("reading at most 2 per request") == 1
+
+
+async def test_a_group_with_a_longer_interval_is_read_only_when_due(
+    shared_server: TestServer,
+) -> None:
+    groups = [
+        {"nodes": [pump("Count")]},  # every tick
+        {"interval": "1h", "nodes": [pump("Serial")]},
+    ]
+    cfg = config(shared_server.url, [], timestamps="gateway", groups=groups)
+    async with OpcuaSource(cfg) as src:
+        first = sorted(s.signal for s in await src.read())
+        second = sorted(s.signal for s in await src.read())
+    assert first == ["line1.count", "line1.serial"]
+    assert second == ["line1.count"]
+    intervals = {i.signal: i.interval for i in OpcuaSource(cfg).signals()}
+    assert intervals == {"line1.count": 0.1, "line1.serial": 3600.0}
