@@ -1,7 +1,9 @@
 """OPC UA source: batched polling and subscriptions over asyncua.
 
-Polled nodes are read with one Read request per tick (split only at the
-server's MaxNodesPerRead). Subscribed nodes are monitored items whose
+Polled groups are read when due (each at its own multiple of the tick), the
+due ones together in one Read request, split at the server's MaxNodesPerRead
+or, when the server refuses a request as too big, at the size learned by
+halving it. Subscribed nodes are monitored items whose
 notifications are buffered and returned by the next ``read()``. Both carry the
 device's source timestamp and status severity into ``Sample.ts`` and quality.
 

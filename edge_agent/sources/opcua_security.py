@@ -1,10 +1,11 @@
-"""OPC UA security: secure channel policy and mode, server trust, user identity.
+"""OPC UA security: secure channel policy and mode, user identity, keys and passwords.
 
 The server's certificate is taken from its endpoint list and checked against
-our trust list *before* the secure channel is opened, so an unknown server is
-refused with a message that names the certificate to trust, instead of failing
-deep inside the handshake. ``trust: first_use`` pins the first certificate seen
-into the (empty) trust directory; any other certificate is refused afterwards.
+our trust list (opcua_trust.py) *before* the secure channel is opened, so an
+unknown server is refused with a message that names the certificate to trust,
+instead of failing deep inside the handshake. Certificates and keys are loaded
+here, PEM or DER by their content, keys decrypted with their password, so a
+wrong password or a missing one is said in words.
 """
 
 from __future__ import annotations
