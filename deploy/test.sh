@@ -9,10 +9,13 @@ command -v socat >/dev/null || missing+=(socat)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  [ -z "$sudo" ] || command -v sudo >/dev/null ||
+    { echo "deploy/test.sh: needs apt packages ${missing[*]}: run as root or install sudo" >&2; exit 1; }
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${missing[@]}"
 fi
-[ -x .venv/bin/python ] || python3 -m venv .venv
+# pip, not python: a venv made before python3-venv was installed has no pip.
+[ -x .venv/bin/pip ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
 # Lint and types first, but run the tests whatever they say: one run shows every problem.
