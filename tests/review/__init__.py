@@ -1,0 +1,1 @@
+"""Review tests: each demonstrates one finding of the integration review."""
