@@ -50,11 +50,11 @@ async def test_locked_outbox_does_not_stop_the_agent(tmp_path: Path) -> None:
     agent = asyncio.create_task(run_agent(config))
     outbox = tmp_path / "data" / "outbox.db"
     await _started(agent, outbox)
-    # Another process (a backup, a CLI tool) holds the outbox's write lock for 8 s.
+    # Another process (a backup, a CLI tool) holds the outbox's write lock for 12 s.
     other = sqlite3.connect(outbox, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     try:
-        done, _ = await asyncio.wait([agent], timeout=8.0)
+        done, _ = await asyncio.wait([agent], timeout=12.0)
     finally:
         other.execute("ROLLBACK")
         other.close()

@@ -82,7 +82,7 @@ async def test_modbus_peer_that_resets_every_request(caplog: pytest.LogCaptureFi
          "registers": [{"name": "x", "address": 0}]}
     )  # fmt: skip
     task = asyncio.create_task(poll_forever(build_source(config), lambda s: None, PollStats()))
-    await asyncio.sleep(3.5)
+    await asyncio.sleep(5.0)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     server.close()
