@@ -2,7 +2,9 @@
 
 Everything blocking (SQLite, inference) runs on the agent's single worker thread
 (:class:`Worker`), so the twin, the windows, the detector and the outbox are
-only ever touched from that one thread and need no locks.
+only ever touched from that one thread and need no locks. A job handed to the
+worker is awaited to its end even when the agent is being stopped
+(:func:`to_the_end`): the samples or alerts it carries must not vanish.
 """
 
 from __future__ import annotations
@@ -10,20 +12,25 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from edge_agent.detect.detector import Detector
+from edge_agent.errors import AgentError
 from edge_agent.forward.outbox import Outbox
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
-from edge_agent.types import Alert, Sample
+from edge_agent.types import Alert, AlertState, Sample
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+MAX_RETRY_SAMPLES = 200_000
+"""Samples the recorder holds for the twin while it refuses writes (about 20 MB)."""
 
 
 class Worker:
@@ -42,12 +49,34 @@ class Worker:
         self._pool.shutdown(wait=True)
 
 
+async def to_the_end(job: Awaitable[T]) -> T:
+    """Await ``job`` to its end even if we are cancelled meanwhile, then re-raise the cancel.
+
+    A plain ``await worker.run(...)`` that is cancelled while the job still waits
+    behind another one drops the job: a batch of samples or alerts would be lost.
+    """
+    future = asyncio.ensure_future(job)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await future
+        raise
+
+
 class Observer(Protocol):
     """Optional watcher of the flow (the demo's screen); called on the event loop."""
 
     def on_samples(self, batch: Sequence[Sample]) -> None: ...
 
     def on_alerts(self, alerts: Sequence[Alert]) -> None: ...
+
+
+def _tell(hook: Callable[[Any], None], items: Sequence[Any]) -> None:
+    """Call an observer hook; a bug in a watcher must not stop the flow it watches."""
+    try:
+        hook(items)
+    except Exception:
+        log.exception("observer %s failed", getattr(hook, "__qualname__", hook))
 
 
 @dataclass
@@ -60,6 +89,7 @@ class Recorder:
     flush_interval: float
     observer: Observer | None = None
     pending: list[Sample] = field(default_factory=list)
+    retry: list[Sample] = field(default_factory=list)
     written: int = 0
     failing: bool = False
 
@@ -67,7 +97,7 @@ class Recorder:
         """Called by the poll loops: buffer only, never block."""
         self.pending.extend(samples)
         if self.observer is not None:
-            self.observer.on_samples(samples)
+            _tell(self.observer.on_samples, samples)
 
     async def record_forever(self) -> None:
         """Flush every ``flush_interval``; on cancellation flush what is left, then stop."""
@@ -80,26 +110,36 @@ class Recorder:
             raise
 
     async def flush(self) -> None:
-        """Write the buffered samples to the twin and the windows."""
+        """Write the buffered samples to the windows and the twin."""
         batch, self.pending = self.pending, []
-        if not batch:
-            return
-        try:
-            await self.worker.run(self._write, batch)
-        except Exception as exc:  # a full disk must not stop polling or detection
-            if not self.failing:
-                log.error("twin: cannot write samples, keeping them in memory only: %s", exc)
-            self.failing = True
-            return
-        if self.failing:
-            log.warning("twin: writing again")
-            self.failing = False
+        if batch or self.retry:
+            await to_the_end(self.worker.run(self._write, batch))
 
     def _write(self, batch: list[Sample]) -> None:
-        # Windows first: detection goes on even while the disk refuses writes.
+        # Windows first: detection goes on even while the twin refuses writes.
         self.windows.append(batch)
-        self.store.write(batch)
-        self.written += len(batch)
+        todo, self.retry = self.retry + batch, []
+        try:
+            self.store.write(todo)
+        except AgentError as exc:  # locked or broken file: keep the batch, try again next flush
+            self._hold(todo, exc)
+            return
+        # A full disk does not raise: the store keeps latest values and counts what it dropped.
+        full = self.store.health.full
+        if not full:
+            self.written += len(todo)
+        if self.failing and not full:
+            log.warning("twin: writing again")
+        self.failing = full
+
+    def _hold(self, todo: list[Sample], exc: Exception) -> None:
+        self.retry = todo[-MAX_RETRY_SAMPLES:]
+        lost = len(todo) - len(self.retry)
+        if not self.failing:
+            log.error("twin: cannot write samples, holding them in memory: %s", exc)
+        if lost:
+            log.error("twin: %d samples lost, more than %d held", lost, MAX_RETRY_SAMPLES)
+        self.failing = True
 
 
 @dataclass
@@ -114,12 +154,22 @@ class DetectorLoop:
     interval: float
     wake: Callable[[], None]
     observer: Observer | None = None
+    recorder: Recorder | None = None
     unsent: list[Alert] = field(default_factory=list)
     raised: int = 0
     cleared: int = 0
+    refusing: bool = False
 
     async def detect_forever(self) -> None:
-        """Step on a drift-free schedule; an outbox failure keeps the alerts for the next step."""
+        """Step on a drift-free schedule; at stop, one last try for alerts not yet stored."""
+        try:
+            await self._steps()
+        except asyncio.CancelledError:
+            await self.put([])
+            self._report_unsent()
+            raise
+
+    async def _steps(self) -> None:
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
         while True:
@@ -131,35 +181,41 @@ class DetectorLoop:
                 log.exception("detector: step failed")
             next_tick = max(next_tick, loop.time())
 
-    recorder: Recorder | None = None
-
     async def step(self, now: float) -> None:
-        """One detection step, its score/alarm/health samples to the twin, its alerts stored."""
-        alerts, derived = await self.worker.run(self._step, now)
+        """One detection step: alerts stored first, then score/alarm/health to the twin."""
+        alerts, derived = await to_the_end(self.worker.run(self._step, now))
+        await self.put(alerts)
         if derived and self.recorder is not None:
             self.recorder.accept(derived)
         if alerts:
             self._count(alerts)
             if self.observer is not None:
-                self.observer.on_alerts(alerts)
-        await self.put(alerts)
+                _tell(self.observer.on_alerts, alerts)
 
     async def put(self, alerts: list[Alert]) -> None:
-        """Store alerts durably; while the outbox refuses, hold them and say so loudly."""
+        """Store alerts durably; while the outbox refuses, hold them and say so once."""
         self.unsent.extend(alerts)
         if not self.unsent:
             return
         try:
-            await self.worker.run(self.outbox.put_alerts, list(self.unsent), self.gateway)
-        except Exception as exc:
-            log.error(
-                "outbox: cannot store %d alert(s), holding them in memory: %s",
-                len(self.unsent),
-                exc,
+            await to_the_end(
+                self.worker.run(self.outbox.put_alerts, list(self.unsent), self.gateway)
             )
+        except Exception as exc:
+            if not self.refusing:
+                log.error("outbox: cannot store alerts, holding them in memory: %s", exc)
+            self.refusing = True
             return
+        if self.refusing:
+            log.warning("outbox: storing alerts again (%d held)", len(self.unsent))
+        self.refusing = False
         self.unsent.clear()
         self.wake()
+
+    def _report_unsent(self) -> None:
+        # The journal is the last place left: name every lost alert in full.
+        for alert in self.unsent:
+            log.error("alert lost at shutdown (outbox refused it): %s", json.dumps(alert.to_dict()))
 
     def _step(self, now: float) -> tuple[list[Alert], list[Sample]]:
         alerts = self.detector.step(self.windows, now)
@@ -167,7 +223,7 @@ class DetectorLoop:
 
     def _count(self, alerts: list[Alert]) -> None:
         for alert in alerts:
-            if alert.state == "raised":
+            if alert.state == AlertState.RAISED:
                 self.raised += 1
             else:
                 self.cleared += 1

@@ -166,11 +166,16 @@ class Outbox:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
-            self._load_bookkeeping()  # the in-memory sizes counted the undone writes
+            # SQLite has already rolled back after some errors (SQLITE_FULL): a second
+            # ROLLBACK would raise and hide the real error.
+            try:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+            finally:
+                self._load_bookkeeping()  # the in-memory state counted the undone writes
             raise
-        self._db.execute("COMMIT")
 
     # -- put ---------------------------------------------------------------
 

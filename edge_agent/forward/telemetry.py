@@ -101,13 +101,30 @@ async def telemetry_forever(
         wake: the sink's delivery wake-up event.
     """
     interval = sink.telemetry_interval
+    failing = False
     while True:
-        done = MAX_WINDOWS_PER_STEP
-        while done == MAX_WINDOWS_PER_STEP:  # a backfill goes on without waiting
-            done = await run(
-                telemetry_step, store, outbox, sink.name, gateway, interval, time.time()
-            )
-            if done:
-                wake.set()
+        try:
+            await _catch_up(store, outbox, sink, gateway, run, wake)
+        except Exception as exc:  # top of a *_forever loop: a full disk must not stop the agent
+            if not failing:
+                log.error("%s: telemetry not queued, retrying next window: %s", sink.name, exc)
+            failing = True
+        else:
+            if failing:
+                log.warning("%s: telemetry queued again", sink.name)
+            failing = False
         now = time.time()
         await asyncio.sleep((math.floor(now / interval) + 1) * interval + SETTLE - now)
+
+
+async def _catch_up(
+    store: SignalStore, outbox: Outbox, sink: SinkSettings, gateway: str, run: Run,
+    wake: asyncio.Event,
+) -> None:  # fmt: skip
+    done = MAX_WINDOWS_PER_STEP
+    while done == MAX_WINDOWS_PER_STEP:  # a backfill goes on without waiting
+        done = await run(
+            telemetry_step, store, outbox, sink.name, gateway, sink.telemetry_interval, time.time()
+        )
+        if done:
+            wake.set()

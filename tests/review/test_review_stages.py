@@ -51,11 +51,6 @@ async def _wait_for(predicate: Callable[[], bool], within: float = 10.0) -> None
         await asyncio.sleep(0.01)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Recorder.flush swaps pending out before worker.run; a cancel while the call is "
-    "still queued behind another worker job cancels the executor future, the batch never runs",
-)
 async def test_recorder_keeps_batch_cancelled_while_worker_busy(
     tmp_path: Path, worker: Worker
 ) -> None:
@@ -95,11 +90,6 @@ async def test_recorder_keeps_batch_cancelled_while_write_runs(
     assert len(history) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DetectorLoop has no cancellation path: alerts held in `unsent` (outbox refusing) "
-    "vanish at shutdown without a word",
-)
 async def test_unsent_alerts_are_logged_at_shutdown(
     tmp_path: Path, worker: Worker, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -121,11 +111,6 @@ async def test_unsent_alerts_are_logged_at_shutdown(
     assert lost, "an alert lost at shutdown must be named in an ERROR line"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DetectorLoop.put logs the same ERROR at every detect step while the outbox refuses "
-    "(house rule: log transitions, not repetitions)",
-)
 async def test_outbox_refusal_logged_once(
     tmp_path: Path, worker: Worker, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -151,11 +136,6 @@ class Broken:
         raise RuntimeError("observer bug")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DetectorLoop.step calls observer.on_alerts before put(): an observer that raises "
-    "loses the alerts (the detector's tracker already moved on)",
-)
 async def test_observer_error_does_not_lose_alerts(tmp_path: Path, worker: Worker) -> None:
     store, outbox = await _stages(tmp_path, worker)
     config = DetectConfig.model_validate({"interval": "1s", "rules": [RULE]})
@@ -193,11 +173,6 @@ async def _full_outbox(tmp_path: Path, worker: Worker) -> tuple[SignalStore, Out
     return store, outbox
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Outbox._tx: SQLite already rolled the transaction back on SQLITE_FULL, so its "
-    "ROLLBACK raises 'cannot rollback - no transaction is active', hiding the full disk",
-)
 async def test_full_outbox_error_says_full(tmp_path: Path, worker: Worker) -> None:
     store, outbox = await _full_outbox(tmp_path, worker)
     alerts = [make_alert(n) for n in range(200)]
@@ -208,11 +183,6 @@ async def test_full_outbox_error_says_full(tmp_path: Path, worker: Worker) -> No
     assert "full" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Outbox._tx skips _load_bookkeeping when its ROLLBACK fails: the in-memory "
-    "telemetry_until (and sizes) keep the undone write, so those windows are never summarised",
-)
 async def test_failed_telemetry_put_does_not_skip_windows(tmp_path: Path, worker: Worker) -> None:
     store, outbox = await _full_outbox(tmp_path, worker)
     summary = TelemetrySummary("p.t", "p", 0.0, 60.0, 1, 0, 1.0, 1.0, 1.0, 1.0, "")
@@ -224,11 +194,6 @@ async def test_failed_telemetry_put_does_not_skip_windows(tmp_path: Path, worker
     assert until is None, "nothing was stored, yet the window counts as summarised"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="telemetry_forever has no error handling: an outbox failure (disk full) ends the "
-    "task, and in the agent's TaskGroup that cancels every stage and the agent exits 1",
-)
 async def test_telemetry_survives_a_full_outbox(tmp_path: Path, worker: Worker) -> None:
     store, outbox = await _full_outbox(tmp_path, worker)
     sink = SinkSettings.model_validate({"name": "s", "telemetry": "on", "telemetry_interval": "1s"})
@@ -244,11 +209,6 @@ async def test_telemetry_survives_a_full_outbox(tmp_path: Path, worker: Worker) 
     assert not done, f"telemetry loop died: {task.exception()!r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Recorder counts a batch the twin refused for a full disk as written and never sets "
-    "`failing` (store.write does not raise on full): edge_agent_twin_write_failing stays 0",
-)
 async def test_recorder_reports_a_full_twin(tmp_path: Path, worker: Worker) -> None:
     config = TwinConfig.model_validate({"max_samples": 5000, "max_size": "256KB"})
     store = await worker.run(SignalStore.open, tmp_path / "twin.db", config)
@@ -270,11 +230,6 @@ async def test_recorder_reports_a_full_twin(tmp_path: Path, worker: Worker) -> N
     assert dropped > 0 and stored + dropped <= 50 * (step + 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Recorder.flush drops a batch the twin refused with StoreError (here: locked by "
-    "another writer) though its log says 'keeping them in memory'; nothing retries it",
-)
 async def test_recorder_retries_a_batch_after_a_transient_store_error(
     tmp_path: Path, worker: Worker
 ) -> None:
