@@ -14,10 +14,12 @@ import types
 import typing
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.detect.detector import Detector
@@ -26,6 +28,8 @@ from edge_agent.registry import build_source
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
 TEXT = EXAMPLE.read_text(encoding="utf-8")
 SECTIONS = list(AgentConfig.model_fields)
+TOP_KEY = re.compile(r"^(?:#[ \t]*)?([a-z_]+):")
+"""A top-level key, commented or not (a section starts there)."""
 
 
 def test_example_loads_and_its_model_and_signals_fit() -> None:
@@ -131,11 +135,9 @@ def _tags(model: type[BaseModel]) -> list[tuple[str, str]]:
 
 def _section_text(section: str) -> str:
     """The lines of one top-level section, up to the next top-level key."""
-    lines = TEXT.splitlines()
-    top = re.compile(r"^(?:#[ \t]*)?([a-z_]+):")
     inside, out = False, []
-    for line in lines:
-        match = top.match(line)
+    for line in TEXT.splitlines():
+        match = TOP_KEY.match(line)
         if match:
             inside = match.group(1) == section
         elif inside:
@@ -150,3 +152,51 @@ def _has_key(text: str, key: str, top: bool = False) -> bool:
     at_line_start = rf"(?m)^[ \t]*(?:#+[ \t]*)*(?:-[ \t]+)?{key}:(?:[ \t]|$)"
     in_flow_mapping = rf"[{{,][ \t]*{key}:[ \t]"
     return bool(re.search(at_line_start, text) or re.search(in_flow_mapping, text))
+
+
+def test_commented_values_are_the_code_defaults() -> None:
+    """A ``# key: value`` line shows the code's default, or an example of a key without one.
+
+    Each commented key is matched with the same-named fields of its section's models. The
+    value must be valid for one of them and equal that field's default, unless the field has
+    no default to show (required, None or empty), where any valid example will do.
+    """
+    wrong = []
+    for line, block in BLOCKS:
+        data = yaml.safe_load(block)
+        if not isinstance(data, dict):
+            continue
+        fields = _fields(_section_of(line))
+        for key, value in data.items():
+            if not any(_shows_default(field, value) for field in fields.get(key, [])):
+                wrong.append(f"line {line}: {key}: {value!r}")
+    assert not wrong, "neither the default nor a valid example: " + "; ".join(wrong)
+
+
+def _fields(section: str) -> dict[str, list[FieldInfo]]:
+    """Fields of the models under ``section``, by key (alias or name)."""
+    out: dict[str, list[FieldInfo]] = {}
+    for model in _models(AgentConfig.model_fields[section].annotation):
+        for name, field in model.model_fields.items():
+            out.setdefault(field.alias or name, []).append(field)
+    return out
+
+
+def _shows_default(field: FieldInfo, value: object) -> bool:
+    annotated = Annotated[field.annotation, field]  # type: ignore[name-defined]
+    adapter: TypeAdapter[object] = TypeAdapter(annotated)
+    try:
+        parsed = adapter.validate_python(value)
+    except ValidationError:
+        return False
+    default = field.get_default(call_default_factory=True)
+    return field.is_required() or default in (None, "", {}, []) or parsed == default
+
+
+def _section_of(line: int) -> str:
+    """The top-level section that ``line`` (1-based) of the example is in."""
+    current = ""
+    for text in TEXT.splitlines()[:line]:
+        match = TOP_KEY.match(text)
+        current = match.group(1) if match else current
+    return current
