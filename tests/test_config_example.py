@@ -1,9 +1,11 @@
-"""config.example.yaml: it loads, it documents every key, its commented examples are YAML.
+"""config.example.yaml: it loads, documents every key, and its commented lines are true.
 
 The coverage test walks every pydantic model reachable from :class:`AgentConfig`
 (union members of sources, sinks, rules and the serial framing/parse variants
 included), so a key added to a model without a line in the example fails here,
-naming the model and the key.
+naming the model and the key. The commented examples must be YAML keys, and a
+commented value must be the code's default (or a valid example of a key without
+one), so a default changed in the code without the example fails too.
 """
 
 from __future__ import annotations
