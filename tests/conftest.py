@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,3 +20,12 @@ def free_port() -> int:
 def port() -> int:
     """A free loopback TCP port."""
     return free_port()
+
+
+@pytest.fixture(autouse=True)
+def _keep_root_log_level() -> Iterator[None]:
+    """`edge-agent run` sets the root logger's level (the service must): undo it after a test."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)

@@ -60,49 +60,70 @@ class PollStats:
 async def poll_forever(
     source: Source, emit: Callable[[list[Sample]], None], stats: PollStats, cap: float = 60.0
 ) -> None:
-    """Connect, poll every ``config.interval``, and reconnect after any loss, forever."""
-    name = source.config.name
+    """Connect, poll every ``config.interval``, and reconnect after any loss, forever.
+
+    A link counts as up after its first good read, not at connect: a peer that
+    accepts the connection and then fails every read (a frozen PLC, a gateway at
+    its connection limit) still gets the exponential backoff and one log line.
+    """
+    link = _Link(source.config.name, stats)
     backoff = Backoff(initial=min(1.0, cap), cap=cap)
-    down_since: float | None = None
     while True:
         try:
             async with source:
-                stats.connected = True
-                if down_since is not None:
-                    log.warning("%s: reconnected after %.0f s", name, time.monotonic() - down_since)
-                else:
-                    log.info("%s: connected", name)
-                down_since = None
-                backoff.reset()
-                await _poll_ticks(source, emit, stats)
+                await _poll_ticks(source, emit, stats, lambda: link.up(backoff))
         except SourceError as exc:
-            down_since = _note_outage(name, exc, down_since, stats)
+            link.lost(exc)
         except Exception as exc:  # top of a *_forever loop: keep polling, say why loudly
-            log.exception("%s: unexpected error in poll loop", name)
-            down_since = _note_outage(name, exc, down_since, stats)
+            log.exception("%s: unexpected error in poll loop", source.config.name)
+            link.lost(exc)
         stats.connected = False
         await asyncio.sleep(backoff.next_delay())
 
 
-def _note_outage(
-    name: str, exc: BaseException, down_since: float | None, stats: PollStats
-) -> float:
-    if down_since is None:
-        stats.outages += 1
-        log.warning("%s: connection lost: %s", name, exc)
-        return time.monotonic()
-    log.debug("%s: still down: %s", name, exc)
-    return down_since
+class _Link:
+    """Logs a source's link transitions once each: lost, then back after N seconds."""
+
+    def __init__(self, name: str, stats: PollStats) -> None:
+        self.name = name
+        self.stats = stats
+        self.down_since: float | None = None
+        self.ever_up = False
+
+    def up(self, backoff: Backoff) -> None:
+        self.stats.connected = True
+        backoff.reset()
+        if self.down_since is not None:
+            log.warning(
+                "%s: reconnected after %.0f s", self.name, time.monotonic() - self.down_since
+            )
+        elif not self.ever_up:
+            log.info("%s: connected", self.name)
+        self.down_since = None
+        self.ever_up = True
+
+    def lost(self, exc: BaseException) -> None:
+        if self.down_since is None:
+            self.stats.outages += 1
+            log.warning("%s: connection lost: %s", self.name, exc)
+            self.down_since = time.monotonic()
+        else:
+            log.debug("%s: still down: %s", self.name, exc)
 
 
 async def _poll_ticks(
-    source: Source, emit: Callable[[list[Sample]], None], stats: PollStats
+    source: Source,
+    emit: Callable[[list[Sample]], None],
+    stats: PollStats,
+    first_read: Callable[[], None],
 ) -> None:
     loop = asyncio.get_running_loop()
     interval = float(source.config.interval)
     next_tick = loop.time()
     while True:
         samples = await source.read()
+        if not stats.connected:
+            first_read()
         stats.reads += 1
         stats.samples += len(samples)
         if samples:

@@ -41,12 +41,6 @@ class AcceptsThenDrops:
         raise SourceError("connection reset by peer")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="poll_forever resets the backoff and logs 'reconnected' as soon as __aenter__ "
-    "returns: a link that drops at the first read reconnects at the initial delay forever "
-    "and logs two WARNINGs per attempt",
-)
 async def test_flapping_link_backs_off_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="edge_agent.sources.poll")
     source = AcceptsThenDrops()
@@ -65,11 +59,6 @@ async def _accept_then_reset(reader: asyncio.StreamReader, writer: asyncio.Strea
     writer.transport.abort()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the same against a real pymodbus client: ~1 TCP connect per second, "
-    "'reconnected after 1 s' + 'connection lost' WARNINGs at each",
-)
 async def test_modbus_peer_that_resets_every_request(caplog: pytest.LogCaptureFixture) -> None:
     from edge_agent.registry import build_source
     from edge_agent.sources.modbus import ModbusSourceConfig
