@@ -13,6 +13,8 @@ import logging
 import signal
 import time
 from collections.abc import Coroutine
+from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 from edge_agent.config import AgentConfig
@@ -50,29 +52,28 @@ async def _run(
     sources = [build_source(c) for c in config.sources]
     sinks = [build_sink(_sink_paths(config, c), config.agent.id) for c in config.sinks]
     config.data_path(".").mkdir(parents=True, exist_ok=True)
-    store = await worker.run(SignalStore.open, config.data_path(config.twin.path), config.twin)
-    try:
-        outbox = await worker.run(
-            Outbox.open,
-            config.data_path(config.outbox.path),
-            config.outbox,
-            [s.name for s in config.sinks],
-        )
-    except BaseException:
-        await worker.run(store.close)
-        raise
-    open_alerts = config.data_path("open-alerts.json")
-    try:
+    # Closed in reverse order, each even if the one before failed.
+    async with AsyncExitStack() as closing:
+        store = await worker.run(SignalStore.open, config.data_path(config.twin.path), config.twin)
+        closing.push_async_callback(worker.run, store.close)
+        sink_names = [s.name for s in config.sinks]
+        path = config.data_path(config.outbox.path)
+        outbox = await worker.run(Outbox.open, path, config.outbox, sink_names)
+        closing.push_async_callback(worker.run, outbox.close)
+        open_alerts = config.data_path("open-alerts.json")
         await worker.run(restore_open_alerts, detector, open_alerts)
+        closing.push_async_callback(_save_open_alerts, worker, detector, open_alerts)
         windows = await _prepare(worker, store, detector, sources)
-        await _supervise(
-            config, worker, notifier, observer, (store, windows, detector, outbox), sources, sinks
-        )
-    finally:
-        # Alerts still open are cleared under their own id after the restart.
-        await worker.run(save_open_alerts, detector, open_alerts)
-        await worker.run(outbox.close)
-        await worker.run(store.close)
+        stages = (store, windows, detector, outbox)
+        await _supervise(config, worker, notifier, observer, stages, sources, sinks)
+
+
+async def _save_open_alerts(worker: Worker, detector: Detector, path: Path) -> None:
+    """Alerts still open are cleared under their own id after the restart, if saved."""
+    try:
+        await worker.run(save_open_alerts, detector, path)
+    except OSError as exc:
+        log.error("cannot save open alerts to %s; after a restart they get no clear: %s", path, exc)
 
 
 async def _prepare(
@@ -135,7 +136,7 @@ async def _supervise(
                 tasks.create_task(
                     telemetry_forever(store, outbox, sink.config, config.agent.id, worker.run, wake)
                 )
-        tasks.create_task(_watchdog_forever(notifier))
+        tasks.create_task(_watchdog_forever(notifier, worker))
         notifier.send("READY=1")
         log.info(
             "agent %s running: %d source(s), %d sink(s)", config.agent.id, len(sources), len(sinks)
@@ -154,13 +155,31 @@ def _wake_all(wakes: list[asyncio.Event]) -> None:
         wake.set()
 
 
-async def _watchdog_forever(notifier: Notifier) -> None:
+async def _watchdog_forever(notifier: Notifier, worker: Worker) -> None:
+    """Feed systemd's watchdog while the loop AND the worker thread answer.
+
+    A hung SD card blocks the worker thread, not the loop: pinging from the loop
+    alone would keep a stuck agent alive forever.
+    """
     interval = notifier.watchdog_interval
     if interval is None:
         return
+    stuck = False
     while True:
-        notifier.send("WATCHDOG=1")
+        try:
+            await asyncio.wait_for(worker.run(_alive), interval)
+        except TimeoutError:
+            if not stuck:
+                log.error("database thread stuck for %.0f s: not feeding the watchdog", interval)
+            stuck = True
+        else:
+            stuck = False
+            notifier.send("WATCHDOG=1")
         await asyncio.sleep(interval)
+
+
+def _alive() -> None:
+    """A no-op job: it returns as soon as the worker thread is free."""
 
 
 def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
@@ -170,8 +189,16 @@ def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, task.cancel)
+        signals = (signal.SIGTERM, signal.SIGINT)
+
+        def stop() -> None:
+            # Only the first signal cancels: a second one must not cut the clean-up short.
+            for signum in signals:
+                loop.add_signal_handler(signum, log.warning, "already stopping")
+            task.cancel()
+
+        for signum in signals:
+            loop.add_signal_handler(signum, stop)
         try:
             await main
         except asyncio.CancelledError:

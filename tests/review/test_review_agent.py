@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from edge_agent.agent import run_agent
@@ -38,11 +37,6 @@ async def _started(agent: asyncio.Task[None], outbox: Path) -> None:
     await asyncio.sleep(0.5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="telemetry_forever lets an outbox error escape; in the TaskGroup that cancels every "
-    "stage (polling, twin, detection, delivery) and run_agent ends in an ExceptionGroup",
-)
 async def test_locked_outbox_does_not_stop_the_agent(tmp_path: Path) -> None:
     sink = {"type": "jsonl", "name": "local", "path": "out.jsonl", "telemetry": "on",
             "telemetry_interval": "1s"}  # fmt: skip
@@ -63,11 +57,6 @@ async def test_locked_outbox_does_not_stop_the_agent(tmp_path: Path) -> None:
     assert not done, f"the agent stopped: {outcome!r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_run's finally: save_open_alerts raising (disk full, read-only data_dir) skips "
-    "outbox.close and store.close and replaces the CancelledError: `run` exits 1, not 0",
-)
 async def test_cleanup_goes_on_when_open_alerts_cannot_be_saved(tmp_path: Path) -> None:
     config = load_config(_config(tmp_path))
     data = tmp_path / "data"
