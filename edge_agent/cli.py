@@ -13,12 +13,11 @@ import importlib
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
-from edge_agent.errors import EX_CONFIG, ConfigError, ModelError, SourceError
+from edge_agent.errors import EX_CONFIG, AgentError, ConfigError, ModelError, SourceError
 
 log = logging.getLogger("edge_agent")
 
@@ -46,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ModelError) as exc:
         print(f"edge-agent: {type(exc).__name__}:\n{exc}", file=sys.stderr)
         return EX_CONFIG
+    except (AgentError, OSError) as exc:  # e.g. the twin locked by another agent, no data_dir
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,31 +147,49 @@ def _read_once(args: argparse.Namespace) -> int:
 async def _read_all(sources: list[Any], per_source_s: float) -> int:
     failed = 0
     for source in sources:
+        name = source.config.name
+        latest: dict[str, Any] = {}
         try:
-            samples = await asyncio.wait_for(_read_source(source), per_source_s)
+            missing = await _read_source(source, per_source_s, latest)
         except (SourceError, TimeoutError) as exc:
-            print(f"{source.config.name}: failed: {exc or 'timed out'}", file=sys.stderr)
+            missing = {info.signal for info in source.signals()} - latest.keys()
+            if not latest:
+                print(f"{name}: failed: {str(exc) or 'timed out'}", file=sys.stderr)
+                failed += 1
+                continue
+        if not latest:
+            print(f"{name}: failed: timed out, no reading in {per_source_s:g} s", file=sys.stderr)
             failed += 1
             continue
-        for sample in samples.values():
+        for sample in latest.values():
             record = {"signal": sample.signal, "ts": sample.ts}
             record |= {"value": sample.value, "quality": str(sample.quality)}
             print(json.dumps(record))
+        if missing:
+            print(f"{name}: no reading for {', '.join(sorted(missing))}", file=sys.stderr)
+            failed += 1
     return failed
 
 
-async def _read_source(source: Any) -> dict[str, Any]:
-    """Read until every signal has a sample: subscriptions and serial lines arrive late."""
+async def _read_source(source: Any, per_source_s: float, latest: dict[str, Any]) -> set[str]:
+    """Read until every signal has a sample (subscriptions and serial lines arrive late).
+
+    Stops reading half a second before ``per_source_s`` so what did arrive is kept;
+    ``latest`` is filled as samples come, so a timeout still leaves them there.
+    Returns the signals that got no reading.
+    """
     wanted = {info.signal for info in source.signals()}
-    latest: dict[str, Any] = {}
-    async with source:
-        deadline = time.monotonic() + max(2.0, 3 * float(source.config.interval))
+    interval = float(source.config.interval)
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + per_source_s
+    async with asyncio.timeout_at(give_up), source:
+        stop = min(give_up - 0.5, loop.time() + max(2.0, 3 * interval))
         while True:
             for sample in await source.read():
                 latest[sample.signal] = sample
-            if wanted <= latest.keys() or time.monotonic() > deadline:
-                return latest
-            await asyncio.sleep(min(0.2, float(source.config.interval)))
+            if wanted <= latest.keys() or loop.time() >= stop:
+                return wanted - latest.keys()
+            await asyncio.sleep(min(0.2, interval))
 
 
 def _demo(args: argparse.Namespace) -> int:

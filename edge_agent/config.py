@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
+from edge_agent.config_errors import YamlPath, describe, format_path, nearest_line
 from edge_agent.detect.detector import DetectConfig
 from edge_agent.errors import ConfigError
 from edge_agent.forward.outbox import OutboxConfig
@@ -27,8 +28,6 @@ from edge_agent.twin.store import TwinConfig
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME_RE = r"^[a-z][a-z0-9_\-]*$"
-
-YamlPath = tuple[str | int, ...]
 
 
 class AgentSection(StrictModel):
@@ -106,9 +105,38 @@ def parse_config(text: str, path: Path) -> AgentConfig:
         base_dir = path.resolve().parent
         config = AgentConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, data, lines, path)) from None
+        raise ConfigError(describe(exc, AgentConfig, data, lines, path)) from None
     config._base_dir = base_dir
+    unknown = _unknown_signals(config)
+    if unknown:
+        raise ConfigError("\n".join(f"{path}:{nearest_line(at, lines)}: {m}" for at, m in unknown))
     return config
+
+
+def _unknown_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:
+    """Rules and assets watching a signal no source produces: they would never fire.
+
+    A config without sources is an offline one (``replay``): nothing to check against.
+    The detector's own ``detect.<asset>.health/score/alarm`` signals are allowed.
+    """
+    from edge_agent.registry import build_source
+
+    if not config.sources:
+        return []
+    known = sorted({i.signal for c in config.sources for i in build_source(c).signals()})
+    watched: list[tuple[YamlPath, str]] = [
+        (("detect", "rules", n, "signal"), rule.signal)
+        for n, rule in enumerate(config.detect.rules)
+    ]
+    for n, asset in enumerate(config.detect.assets):
+        watched += [(("detect", "assets", n, "signals", k), s) for k, s in enumerate(asset.signals)]
+    problems = []
+    for at, signal in watched:
+        if signal not in known and not signal.startswith("detect."):
+            close = difflib.get_close_matches(signal, known, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            problems.append((at, f"{format_path(at)}: no source produces {signal!r}{hint}"))
+    return problems
 
 
 def _to_python(
@@ -143,118 +171,3 @@ def _substitute(value: str, at: YamlPath, line: int, problems: list[str], path: 
         return os.environ[name]
 
     return _ENV_RE.sub(replace, value)
-
-
-def format_path(at: YamlPath) -> str:
-    """``('sources', 0, 'registers', 3, 'data_typ')`` -> ``sources[0].registers[3].data_typ``."""
-    out = ""
-    for part in at:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out or "(top)"
-
-
-def _describe(exc: ValidationError, data: Any, lines: dict[YamlPath, int], path: Path) -> str:
-    problems = []
-    for error in exc.errors():
-        at = _yaml_path(error["loc"], data)
-        line = _nearest_line(at, lines)
-        message = _message(error, at, data)
-        problems.append(f"{path}:{line}: {format_path(at)}: {message}")
-    return "\n".join(problems)
-
-
-def _yaml_path(loc: tuple[Any, ...], data: Any) -> YamlPath:
-    """Drop pydantic's union tags (``sources.0.modbus.x`` -> ``sources[0].x``)."""
-    at: list[str | int] = []
-    node = data
-    for part in loc:
-        if isinstance(node, dict) and part not in node and node.get("type") == part:
-            continue
-        if isinstance(node, dict) and isinstance(part, str) and part.startswith("function-"):
-            continue
-        at.append(part)
-        node = _child(node, part)
-    return tuple(at)
-
-
-def _child(node: Any, part: Any) -> Any:
-    if isinstance(node, dict):
-        return node.get(part)
-    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-        return node[part]
-    return None
-
-
-def _nearest_line(at: YamlPath, lines: dict[YamlPath, int]) -> int:
-    for end in range(len(at), -1, -1):
-        if at[:end] in lines:
-            return lines[at[:end]]
-    return 1
-
-
-def _message(error: Any, at: YamlPath, data: Any) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return _unknown_key(at, data)
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "union_tag_invalid":
-        expected = error["ctx"]["expected_tags"]
-        return f"unknown type {error['input'].get('type')!r}; expected one of {expected}"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return message
-
-
-def _unknown_key(at: YamlPath, data: Any) -> str:
-    parent = data
-    for part in at[:-1]:
-        parent = _child(parent, part)
-    known = _known_keys(at[:-1], data)
-    close = difflib.get_close_matches(str(at[-1]), known, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    return f"unknown key{hint}"
-
-
-def _known_keys(at: YamlPath, data: Any) -> list[str]:
-    """Field names of the model that validates the mapping at ``at``."""
-    model: Any = AgentConfig
-    node = data
-    for part in at:
-        node = _child(node, part)
-        model = _field_model(model, part, node)
-        if model is None:
-            return []
-    is_model = isinstance(model, type) and issubclass(model, BaseModel)
-    return list(model.model_fields) if is_model else []
-
-
-def _field_model(model: Any, part: str | int, node: Any) -> Any:
-    from typing import get_args, get_origin
-
-    if isinstance(part, int):
-        annotation = model
-    elif isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
-        annotation = model.model_fields[part].annotation
-    else:
-        return None
-    return _unwrap(annotation, node, get_args, get_origin)
-
-
-def _unwrap(annotation: Any, node: Any, get_args: Any, get_origin: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    args = get_args(annotation)
-    if get_origin(annotation) is list and isinstance(node, dict):
-        return None
-    if get_origin(annotation) is list:
-        return args[0] if args else None
-    for arg in args:
-        inner = _unwrap(arg, node, get_args, get_origin)
-        if inner is None:
-            continue
-        if isinstance(inner, type) and issubclass(inner, BaseModel) and isinstance(node, dict):
-            tag = inner.model_fields.get("type")
-            if tag is not None and node.get("type") not in get_args(tag.annotation):
-                continue
-        return inner
-    return None

@@ -24,11 +24,6 @@ SOURCE = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.main catches only ConfigError/ModelError: a StoreError at start (a second "
-    "agent on the same data_dir, an unreadable twin) escapes as a traceback",
-)
 def test_run_with_a_locked_twin_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -43,11 +38,6 @@ def test_run_with_a_locked_twin_is_a_clear_error(
     assert "another process" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check-config (and run) accept a rule or asset signal that no source produces: the "
-    "rule then never fires and nobody is told",
-)
 def test_check_config_refuses_a_rule_on_an_unknown_signal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -98,11 +88,6 @@ async def _stream(pair: PtyPair, stop: asyncio.Event) -> None:
 
 
 @pytest.mark.skipif(SOCAT is None, reason="socat is not installed")
-@pytest.mark.xfail(
-    strict=True,
-    reason="_read_source waits up to 3 x interval for every signal; when that exceeds "
-    "--timeout, wait_for throws away the samples that did arrive and reports 'timed out'",
-)
 async def test_read_once_prints_what_arrived_from_a_slow_source(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -125,11 +110,6 @@ async def test_read_once_prints_what_arrived_from_a_slow_source(
 
 
 @pytest.mark.skipif(SOCAT is None, reason="socat is not installed")
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli._read_all prints `exc or 'timed out'`: an exception is always truthy, so a "
-    "timeout prints 'NAME: failed: ' with an empty reason",
-)
 async def test_read_once_names_a_timeout(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

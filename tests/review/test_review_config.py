@@ -75,48 +75,26 @@ def _error(tmp_path: Path, text: str) -> str:
     return str(info.value).replace(str(path), "c.yaml")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config._yaml_path strips union tags only for a `type` discriminator: the `kind` "
-    "unions of serial framing/parse keep their tag in the path (framing.fixed.lenght), so the "
-    "line falls back to the parent and no suggestion is found",
-)
 def test_typo_in_serial_framing(tmp_path: Path) -> None:
     message = _error(tmp_path, SERIAL)
     assert "c.yaml:7: sources[0].framing.lenght: unknown key (did you mean length?)" in message
 
 
-@pytest.mark.xfail(strict=True, reason="same: sources[0].parse.regex.patern, no suggestion")
 def test_typo_in_serial_parse_with_default_kind(tmp_path: Path) -> None:
     message = _error(tmp_path, SERIAL_PARSE)
     assert "c.yaml:6: sources[0].parse.patern: unknown key (did you mean pattern?)" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config._message reads error['input'].get('type') for every union_tag_invalid: a bad "
-    '`kind` is reported as "unknown type None"',
-)
 def test_unknown_parse_kind(tmp_path: Path) -> None:
     message = _error(tmp_path, SERIAL_KIND)
     assert "unknown kind 'regx'" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config._known_keys suggests field names, not aliases: `fro` gets no suggestion "
-    "(the key is `for`, the field `for_`), and `for_` (refused) would be suggested",
-)
 @pytest.mark.parametrize("text", [RULE_FOR, ASSET_FOR], ids=["rule", "asset_raise_after"])
 def test_typo_of_an_aliased_key(tmp_path: Path, text: str) -> None:
     assert "(did you mean for?)" in _error(tmp_path, text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a bare `off` is YAML's false: the message lists 'off' as allowed without saying why "
-    "it was refused (config.example.yaml says to quote it; the loader could too)",
-)
 def test_bare_off_explains_the_yaml_boolean(tmp_path: Path) -> None:
     message = _error(tmp_path, MQTT_OFF)
     assert "quote" in message.lower() or "false" in message.lower()
