@@ -256,7 +256,7 @@ def translate_errors(name: str, config: OpcuaSourceConfig) -> Iterator[None]:
         raise SourceError(_status_message(name, config, exc)) from exc
     except (OSError, TimeoutError, ConnectionError) as exc:
         raise SourceError(
-            f"{name}: cannot talk to {config.url}: {exc or type(exc).__name__}"
+            f"{name}: cannot talk to {config.url}: {str(exc) or type(exc).__name__}"
         ) from exc
     except ua.UaError as exc:
         raise SourceError(f"{name}: OPC UA error: {exc}") from exc
