@@ -257,8 +257,10 @@ class AgentCollector:
         failing = _gauge("twin_write_failing", "1 while writes to the twin fail.")
         failing.add_metric([], float(recorder.failing))
         pending = _gauge("twin_pending_samples", "Samples waiting for the next twin flush.")
-        pending.add_metric([], float(len(recorder.pending)))
-        return iter((written, failing, pending))
+        pending.add_metric([], float(len(recorder.pending) + len(recorder.retry)))
+        dropped = _counter("twin_samples_dropped", "Samples the twin could not store (disk full).")
+        dropped.add_metric([], float(recorder.store.health.dropped))
+        return iter((written, failing, pending, dropped))
 
     def _detector(self, snap: Snapshot) -> Iterator[Metric]:
         loop = self.view.detect

@@ -182,6 +182,7 @@ async def _check_flow(port: int, detect: DetectorLoop) -> None:
     assert value(later, "edge_agent_source_reads_total", source="pump1") >= 1
     assert value(later, "edge_agent_source_outages_total", source="pump1") == 0
     assert value(later, "edge_agent_twin_write_failing") == 0
+    assert value(later, "edge_agent_twin_samples_dropped_total") == 0
     assert 1 <= value(later, "edge_agent_alerts_total", state="raised") <= detect.raised
     assert value(later, "edge_agent_asset_health", asset="pump1") < 100.0
     assert value(later, "edge_agent_outbox_backlog_rows", sink="up", **TELEMETRY) == 0
