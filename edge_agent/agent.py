@@ -26,12 +26,15 @@ from edge_agent.metrics import AgentView, serve_metrics_forever
 from edge_agent.notify import Notifier
 from edge_agent.registry import build_sink, build_source
 from edge_agent.sources.poll import PollStats, poll_forever
-from edge_agent.stages import DetectorLoop, Observer, Recorder, Worker
+from edge_agent.stages import DetectorLoop, Observer, Recorder, Worker, requeue_spill
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
 from edge_agent.types import SignalInfo
 
 log = logging.getLogger(__name__)
+
+STOP_GRACE = 5.0
+"""Seconds after SIGTERM before the agent is cancelled once more (systemd waits 10)."""
 
 
 async def run_agent(config: AgentConfig, observer: Observer | None = None) -> None:
@@ -60,6 +63,7 @@ async def _run(
         path = config.data_path(config.outbox.path)
         outbox = await worker.run(Outbox.open, path, config.outbox, sink_names)
         closing.push_async_callback(worker.run, outbox.close)
+        await worker.run(requeue_spill, _spill_path(config), outbox, config.agent.id)
         open_alerts = config.data_path("open-alerts.json")
         await worker.run(restore_open_alerts, detector, open_alerts)
         closing.push_async_callback(_save_open_alerts, worker, detector, open_alerts)
@@ -121,6 +125,7 @@ async def _supervise(
         lambda: _wake_all(wakes),
         observer,
         recorder=recorder,
+        spill=_spill_path(config),
     )
     polls = [(source, PollStats()) for source in sources]
     view = AgentView(config.agent.id, polls, recorder, detect, outbox)
@@ -141,6 +146,11 @@ async def _supervise(
         log.info(
             "agent %s running: %d source(s), %d sink(s)", config.agent.id, len(sources), len(sinks)
         )
+
+
+def _spill_path(config: AgentConfig) -> Path:
+    """Where alerts the outbox refused at stop wait for the next start."""
+    return config.data_path("unsent-alerts.json")
 
 
 def _sink_paths(config: AgentConfig, sink: Any) -> Any:
@@ -196,6 +206,13 @@ def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
             for signum in signals:
                 loop.add_signal_handler(signum, log.warning, "already stopping")
             task.cancel()
+            loop.call_later(STOP_GRACE, cancel_again)
+
+        def cancel_again() -> None:
+            # A library that swallowed the cancel must not keep the agent up until SIGKILL.
+            if not task.done():
+                log.warning("still stopping after %.0f s: cancelling again", STOP_GRACE)
+                task.cancel()
 
         for signum in signals:
             loop.add_signal_handler(signum, stop)

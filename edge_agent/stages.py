@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from edge_agent.detect.detector import Detector
@@ -159,6 +160,7 @@ class DetectorLoop:
     raised: int = 0
     cleared: int = 0
     refusing: bool = False
+    spill: Path | None = None
 
     async def detect_forever(self) -> None:
         """Step on a drift-free schedule; at stop, one last try for alerts not yet stored."""
@@ -213,9 +215,18 @@ class DetectorLoop:
         self.wake()
 
     def _report_unsent(self) -> None:
-        # The journal is the last place left: name every lost alert in full.
-        for alert in self.unsent:
-            log.error("alert lost at shutdown (outbox refused it): %s", json.dumps(alert.to_dict()))
+        """At stop: alerts the outbox refused go to the spill file, re-queued at the next start."""
+        if not self.unsent:
+            return
+        try:
+            if self.spill is None:
+                raise OSError("no spill file configured")
+            write_spill(self.spill, self.unsent)
+            log.error("outbox refused %d alert(s): kept in %s", len(self.unsent), self.spill)
+        except OSError as exc:
+            # The journal is the last place left: name every lost alert in full.
+            for alert in self.unsent:
+                log.error("alert lost at shutdown (%s): %s", exc, json.dumps(alert.to_dict()))
 
     def _step(self, now: float) -> tuple[list[Alert], list[Sample]]:
         alerts = self.detector.step(self.windows, now)
@@ -228,3 +239,29 @@ class DetectorLoop:
             else:
                 self.cleared += 1
             log.info("alert %s %s %s: %s", alert.state, alert.asset, alert.cause, alert.reason)
+
+
+def write_spill(path: Path, alerts: Sequence[Alert]) -> None:
+    """Write alerts the outbox refused to ``path`` (JSON, atomically, added to what is there)."""
+    kept = read_spill(path) + list(alerts)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps([a.to_dict() for a in kept]) + "\n")
+    tmp.replace(path)
+
+
+def read_spill(path: Path) -> list[Alert]:
+    """The alerts in a spill file; none when it does not exist."""
+    try:
+        return [Alert.from_dict(d) for d in json.loads(path.read_text())]
+    except FileNotFoundError:
+        return []
+
+
+def requeue_spill(path: Path, outbox: Outbox, gateway: str) -> int:
+    """At start: put spilled alerts into the outbox (before any new one), then remove the file."""
+    alerts = read_spill(path)
+    if alerts:
+        outbox.put_alerts(alerts, gateway)
+        log.warning("re-queued %d alert(s) the outbox refused before the last stop", len(alerts))
+    path.unlink(missing_ok=True)
+    return len(alerts)

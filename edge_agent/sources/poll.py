@@ -122,6 +122,8 @@ async def _poll_ticks(
     next_tick = loop.time()
     while True:
         samples = await source.read()
+        if _cancel_was_swallowed():
+            raise asyncio.CancelledError
         if not stats.connected:
             first_read()
         stats.reads += 1
@@ -136,3 +138,14 @@ async def _poll_ticks(
             next_tick += missed * interval
             log.debug("%s: read overran, %d tick(s) skipped", source.config.name, missed)
         await asyncio.sleep(next_tick - now)
+
+
+def _cancel_was_swallowed() -> bool:
+    """True when a cancel reached us but a library's ``wait_for`` ate it.
+
+    On Python 3.11 ``asyncio.wait_for`` (pymodbus waits for every reply with it)
+    loses a cancellation that arrives together with the reply (CPython issue
+    86296, fixed in 3.12): the poll loop would run on after SIGTERM.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

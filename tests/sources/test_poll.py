@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Self
@@ -94,3 +95,31 @@ async def test_lost_link_mid_poll_reconnects() -> None:
     source = ScriptedSource(0.02, fail_read=3)
     await _run_for(0.4, source, stats)
     assert source.connects == 2 and stats.outages == 1
+
+
+class SwallowingSource(ScriptedSource):
+    """A read that eats a cancel arriving with its reply, as 3.11's wait_for can."""
+
+    swallowed = False
+
+    async def read(self) -> list[Sample]:
+        if self.swallowed:  # only once, so a failing test still ends
+            await asyncio.sleep(0.05)
+        else:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.05)
+                return [Sample("dev.x", 0.0, 1.0, Quality.GOOD)]
+            self.swallowed = True
+        return [Sample("dev.x", 0.0, 1.0, Quality.GOOD)]
+
+
+async def test_a_cancel_swallowed_by_a_library_still_stops_the_loop() -> None:
+    source = SwallowingSource(0.01)
+    task = asyncio.create_task(poll_forever(source, lambda _: None, PollStats()))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=2.0)
+    task.cancel()  # a second cancel is not swallowed: the test ends either way
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert done, "the poll loop ran on after its cancel was swallowed"
