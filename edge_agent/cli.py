@@ -103,6 +103,7 @@ def _add_demo(sub: Subparsers) -> None:
     p = sub.add_parser("demo", help="simulated plant + agent, a fault injected, alerts shown")
     p.add_argument("--duration", type=float, default=75.0, help="seconds (default 75)")
     p.add_argument("--keep", type=Path, default=None, help="keep the demo's data in this folder")
+    p.add_argument("--speed", type=float, default=1.0, help="plant seconds per second (default 1)")
     p.set_defaults(func=_demo, quiet_level="warning")
 
 
@@ -195,4 +196,4 @@ async def _read_source(source: Any, per_source_s: float, latest: dict[str, Any])
 def _demo(args: argparse.Namespace) -> int:
     from edge_agent.demo import run_demo
 
-    return run_demo(args.duration, args.keep)
+    return run_demo(args.duration, args.keep, args.speed)

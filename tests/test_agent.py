@@ -163,7 +163,9 @@ def test_signal_flushes_and_stops(tmp_path: Path, signum: int) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(notify))
         sock.settimeout(30)
-        env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
+        # systemd's WatchdogSec=1s: the agent pings every 0.5 s.
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify), "WATCHDOG_USEC": "1000000"}
+        env.pop("WATCHDOG_PID", None)
         agent = subprocess.Popen(
             [sys.executable, "-m", "edge_agent", "run", "--config", str(path)], env=env
         )
@@ -172,7 +174,11 @@ def test_signal_flushes_and_stops(tmp_path: Path, signum: int) -> None:
             time.sleep(2.0)
             agent.send_signal(signum)
             assert agent.wait(timeout=10) == 0
-            assert sock.recv(64) == b"STOPPING=1"
+            messages = []
+            while not messages or messages[-1] != b"STOPPING=1":
+                messages.append(sock.recv(64))
+            assert messages.count(b"WATCHDOG=1") >= 2
+            assert set(messages) == {b"WATCHDOG=1", b"STOPPING=1"}
         finally:
             agent.kill()
             server.terminate()
