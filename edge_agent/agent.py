@@ -63,13 +63,21 @@ async def _run(
         path = config.data_path(config.outbox.path)
         outbox = await worker.run(Outbox.open, path, config.outbox, sink_names)
         closing.push_async_callback(worker.run, outbox.close)
-        await worker.run(requeue_spill, _spill_path(config), outbox, config.agent.id)
+        await _requeue_spill(worker, _spill_path(config), outbox, config.agent.id)
         open_alerts = config.data_path("open-alerts.json")
         await worker.run(restore_open_alerts, detector, open_alerts)
         closing.push_async_callback(_save_open_alerts, worker, detector, open_alerts)
         windows = await _prepare(worker, store, detector, sources)
         stages = (store, windows, detector, outbox)
         await _supervise(config, worker, notifier, observer, stages, sources, sinks)
+
+
+async def _requeue_spill(worker: Worker, path: Path, outbox: Outbox, gateway: str) -> None:
+    """Alerts refused at the last stop go first; if the outbox refuses again, they stay put."""
+    try:
+        await worker.run(requeue_spill, path, outbox, gateway)
+    except Exception as exc:
+        log.error("cannot re-queue the alerts kept in %s (the file stays): %s", path, exc)
 
 
 async def _save_open_alerts(worker: Worker, detector: Detector, path: Path) -> None:
