@@ -101,6 +101,9 @@ def parse_config(text: str, path: Path) -> AgentConfig:
         raise ConfigError("\n".join(problems))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping of sections")
+    # A section whose keys are all commented out reads as null: take it as empty.
+    empty: dict[str, Any] = {"sources": [], "sinks": []}
+    data = {k: (empty.get(k, {}) if v is None else v) for k, v in data.items()}
     try:
         base_dir = path.resolve().parent
         config = AgentConfig.model_validate(data, context={"base_dir": base_dir})

@@ -128,3 +128,15 @@ def test_certificate_paths_resolve_against_the_config_folder(tmp_path: Path) -> 
     assert security.certificate == str(tmp_path.resolve() / "pki" / "me.der")
     assert security.private_key == "/abs/me.pem"
     assert security.trusted_certs == str(tmp_path.resolve() / "pki" / "trusted")
+
+
+def test_a_section_with_every_key_commented_out_is_empty(tmp_path: Path) -> None:
+    config = parse_config("twin:\n  # path: twin.db\nsources:\nsinks:\n", tmp_path / "c.yaml")
+    assert config.twin.path == "twin.db" and config.sources == [] and config.sinks == []
+
+
+def test_tls_files_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    text = "sinks:\n  - {type: mqtt, name: up, host: h, ca_file: pki/ca.pem, key_file: /k.pem}\n"
+    sink = parse_config(text, tmp_path / "c.yaml").sinks[0]
+    assert sink.ca_file == str(tmp_path.resolve() / "pki" / "ca.pem")
+    assert sink.key_file == "/k.pem"

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 from edge_agent.errors import DeliveryError, RejectedError
 from edge_agent.forward.delivery import SinkSettings
 from edge_agent.forward.outbox import Record
-from edge_agent.schema import Duration, Secret
+from edge_agent.schema import ConfigPath, Duration, Secret
 
 if TYPE_CHECKING:
     import httpx
@@ -46,9 +46,9 @@ class HttpSinkConfig(SinkSettings):
     headers: dict[str, Secret] = Field(default_factory=dict)
     token: Secret | None = None
     tls: Literal["verify", "no-verify"] = "verify"
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+    ca_file: ConfigPath | None = None
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
     timeout: Duration = 10.0
     batch_size: int = Field(default=100, ge=1, le=10_000)
 

@@ -35,7 +35,7 @@ from edge_agent.errors import DeliveryError
 from edge_agent.forward.delivery import SinkSettings
 from edge_agent.forward.encode import encode_status
 from edge_agent.forward.outbox import Record
-from edge_agent.schema import Duration, Secret
+from edge_agent.schema import ConfigPath, Duration, Secret
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -60,9 +60,9 @@ class MqttSinkConfig(SinkSettings):
     session: Literal["persistent", "clean"] = "persistent"
     session_expiry: Duration = 7 * 86400.0
     tls: Literal["verify", "no-verify", "off"] = "verify"
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+    ca_file: ConfigPath | None = None
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
     username: str | None = None
     password: Secret | None = None
     keepalive: Duration = 30.0
