@@ -584,7 +584,8 @@ def import_seconds() -> str:
     found = []
     for modules in (
         "sqlite3, pymodbus.client",
-        "edge_agent.cli, edge_agent.config, edge_agent.agent, edge_agent.sources.modbus",
+        "edge_agent.cli.main, edge_agent.config, edge_agent.agent, "
+        "edge_agent.sources.modbus.source",
     ):
         out = subprocess.run(
             [sys.executable, "-c", probe.format(modules)],

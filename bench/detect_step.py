@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import write_section
-from edge_agent.detect.detector import DetectConfig, Detector
+from edge_agent.detect.config import DetectConfig
+from edge_agent.detect.detector import Detector
 from edge_agent.detect.model import load_model
 from edge_agent.detect.replay import Table, replay
 from edge_agent.twin.windows import Windows

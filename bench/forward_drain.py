@@ -30,9 +30,10 @@ from typing import Any
 import aiomqtt
 
 from bench.report import write_section
+from edge_agent.forward.config import MqttSinkConfig, OutboxConfig
 from edge_agent.forward.delivery import deliver_forever
-from edge_agent.forward.mqtt import MqttSink, MqttSinkConfig
-from edge_agent.forward.outbox import Outbox, OutboxConfig
+from edge_agent.forward.mqtt import MqttSink
+from edge_agent.forward.outbox import Outbox
 from edge_agent.types import Alert, AlertKind, AlertState, Severity, alert_id
 
 BATCH = 500

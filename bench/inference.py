@@ -90,7 +90,7 @@ def reference_autoencoder(folder: Path) -> tuple[Path, Path]:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edge_agent.detect.train_graph import OPSET, quantise_int8
+    from edge_agent.train.graph import OPSET, quantise_int8
 
     card = ModelCard(
         "reference_ae", tuple(f"s{i}" for i in range(8)), 32, 1.0, (0.0,) * 8, (1.0,) * 8, 1.0
@@ -268,7 +268,7 @@ RSS added in a fresh process (MB):
 The shipped models are linear (PCA residual, under 100 weights): int8 makes them neither
 smaller nor faster; what a call costs is the runtime's per-call overhead. The reference
 autoencoder (about 35k weights) shows the int8 effect on a model with real weight mass.
-TFLite files are written by `edge_agent/detect/train_tflite.py` straight from LiteRT's
+TFLite files are written by `edge_agent/train/tflite.py` straight from LiteRT's
 flatbuffer schema (no TensorFlow), for this graph family only.
 """
 

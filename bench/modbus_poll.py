@@ -130,7 +130,8 @@ INSERT = "INSERT INTO samples (signal, ts, value, quality) VALUES (?, ?, ?, ?)"
 async def agent_worker(
     port: int, tags: int, interval: float, seconds: float, db: sqlite3.Connection
 ) -> dict[str, Any]:
-    from edge_agent.sources.modbus import ModbusSource, ModbusSourceConfig
+    from edge_agent.sources.modbus.config import ModbusSourceConfig
+    from edge_agent.sources.modbus.source import ModbusSource
 
     registers = [
         {"name": name, "address": address, "data_type": kind, "scale": SCALES[kind]}
@@ -246,7 +247,7 @@ def import_rss() -> str:
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
     sizes = []
-    for extra in ("", ", edge_agent.sources.modbus"):
+    for extra in ("", ", edge_agent.sources.modbus.source"):
         out = subprocess.run(
             [sys.executable, "-c", probe.format(extra)],
             capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent,

@@ -31,8 +31,8 @@ from bench.nab_metrics import PROFILES, normalised, probation, raw_score
 from bench.report import write_section
 from edge_agent.detect.card import ModelCard
 from edge_agent.detect.model import calibrate_card, load_model, sliding_windows
-from edge_agent.detect.train_data import read_table
-from edge_agent.detect.train_graph import build_model, quantise_int8
+from edge_agent.train.data import read_table
+from edge_agent.train.graph import build_model, quantise_int8
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "nab"

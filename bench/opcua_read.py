@@ -132,7 +132,8 @@ async def raw_sub(url: str, seconds: float) -> dict[str, float]:
 
 
 async def ours(url: str, seconds: float, mode: str) -> dict[str, float]:
-    from edge_agent.sources.opcua import OpcuaSource, OpcuaSourceConfig
+    from edge_agent.sources.opcua.config import OpcuaSourceConfig
+    from edge_agent.sources.opcua.source import OpcuaSource
 
     group: dict[str, Any] = {
         "mode": mode,

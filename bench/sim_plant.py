@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from bench.report import write_section
-from edge_agent.sim.layout import REGISTER_COUNT
 from edge_agent.sim.physics import SIGNAL_NAMES, PumpSkid
 from edge_agent.sim.plant import Plant, free_port
+from edge_agent.sim.signal_map import REGISTER_COUNT
 
 
 def per_call_us(step: Callable[[float], object], calls: int) -> float:

@@ -32,7 +32,7 @@ import numpy as np
 from bench.report import write_section
 from bench.skab_metrics import nab_scores, outlier_metrics
 from edge_agent.detect.model import AnomalyModel, calibrate_card, load_model, sliding_windows
-from edge_agent.detect.train_data import csv_files, read_table
+from edge_agent.train.data import csv_files, read_table
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "skab"
@@ -104,7 +104,7 @@ def replay_detector(config: Path, asset: str) -> Callable[[Run], np.ndarray]:
     The replay command is called in-process with the SKAB file itself (it reads
     ``;``-separated CSV and ignores the label columns).
     """
-    from edge_agent.detect.commands import replay_command
+    from edge_agent.cli.detect import replay_command
 
     def run(r: Run) -> np.ndarray:
         with tempfile.TemporaryDirectory() as tmp:

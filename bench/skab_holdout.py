@@ -24,8 +24,8 @@ from bench.report import write_section
 from bench.skab_eval import CAL_ROWS, DEFAULT_DATA, Run, detect_run, load_runs
 from bench.skab_metrics import nab_scores, outlier_metrics
 from edge_agent.detect.model import AnomalyModel, load_model
-from edge_agent.detect.train import train
-from edge_agent.detect.train_fit import Recipe
+from edge_agent.train.fit import Recipe
+from edge_agent.train.pipeline import train
 
 WINDOWS = (10, 15, 20, 30)
 COMPONENTS = (0, 1, 2)

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.report import write_section
-from edge_agent.twin.store import SignalStore, TwinConfig
+from edge_agent.twin.config import TwinConfig
+from edge_agent.twin.store import SignalStore
 from edge_agent.types import Quality, Sample
 
 T0 = 1_800_000_000.0

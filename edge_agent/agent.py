@@ -19,17 +19,21 @@ from typing import Any
 
 from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector, restore_open_alerts, save_open_alerts
+from edge_agent.detect.loop import DetectorLoop
 from edge_agent.forward.delivery import deliver_forever
 from edge_agent.forward.outbox import Outbox
+from edge_agent.forward.spill import requeue_spill
 from edge_agent.forward.telemetry import telemetry_forever
 from edge_agent.metrics import AgentView, serve_metrics_forever
 from edge_agent.notify import Notifier
+from edge_agent.observer import Observer
 from edge_agent.registry import build_sink, build_source
 from edge_agent.sources.poll import PollStats, poll_forever
-from edge_agent.stages import DetectorLoop, Observer, Recorder, Worker, requeue_spill
+from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
 from edge_agent.types import SignalInfo
+from edge_agent.worker import Worker
 
 log = logging.getLogger(__name__)
 

@@ -9,22 +9,78 @@ lists each problem as ``file:line: path: message``.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, PrivateAttr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from edge_agent.config_errors import YamlPath, describe, format_path, nearest_line
-from edge_agent.detect.detector import DetectConfig
+from edge_agent.detect.config import DetectConfig
 from edge_agent.errors import ConfigError
-from edge_agent.forward.outbox import OutboxConfig
-from edge_agent.metrics import MetricsConfig
+from edge_agent.forward.config import OutboxConfig
 from edge_agent.registry import SinkConfig, SourceConfig
-from edge_agent.schema import StrictModel
-from edge_agent.twin.store import TwinConfig
+from edge_agent.schema import Duration, StrictModel
+from edge_agent.twin.config import TwinConfig
+
+
+class MetricsConfig(StrictModel):
+    """Config of the Prometheus endpoint (``metrics:`` section).
+
+    Attributes:
+        listen: ``host:port`` to serve ``/metrics`` on (``[::1]:9108`` for IPv6);
+            empty turns the endpoint off.
+        allow_remote: allow a non-loopback ``listen`` address. Metrics name
+            sources, assets and sinks, i.e. they reveal the plant's layout.
+        refresh: how often the outbox backlog, the detector's health and scores
+            and the sources' own counters are re-read for scrapes.
+    """
+
+    listen: str = ""
+    allow_remote: bool = False
+    refresh: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> MetricsConfig:
+        if not self.listen:
+            return self
+        host, _ = parse_listen(self.listen)
+        if not self.allow_remote and not is_loopback(host):
+            raise ValueError(
+                f"metrics listen address {self.listen!r} is not loopback; metrics reveal "
+                "the plant's layout: use 127.0.0.1:PORT, or set allow_remote: true"
+            )
+        if self.refresh <= 0:
+            raise ValueError("metrics refresh must be longer than 0s")
+        return self
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` too); an empty host means every interface.
+
+    Raises:
+        ValueError: no port, or a port outside 1..65535.
+    """
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"metrics listen {listen!r}: expected host:port, e.g. 127.0.0.1:9108")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``); names are not resolved."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME_RE = r"^[a-z][a-z0-9_\-]*$"

@@ -32,7 +32,6 @@ stop data collection.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import threading
 import time
@@ -44,77 +43,22 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
-from pydantic import model_validator
 
 from edge_agent import __version__
 from edge_agent.backoff import Backoff
+from edge_agent.config import MetricsConfig, parse_listen
 from edge_agent.detect.asset import Scored
+from edge_agent.detect.loop import DetectorLoop
 from edge_agent.forward.outbox import CLASSES, Outbox
-from edge_agent.forward.status import OutboxStatus
-from edge_agent.schema import Duration, StrictModel
+from edge_agent.forward.outbox_status import OutboxStatus
 from edge_agent.sources.poll import PollStats, Source
-from edge_agent.stages import DetectorLoop, Recorder
+from edge_agent.twin.recorder import Recorder
 
 log = logging.getLogger(__name__)
 Run = Callable[..., Awaitable[Any]]
 """``worker.run``: runs a blocking call on the agent's worker thread."""
 
 PREFIX = "edge_agent"
-
-
-class MetricsConfig(StrictModel):
-    """Config of the Prometheus endpoint (``metrics:`` section).
-
-    Attributes:
-        listen: ``host:port`` to serve ``/metrics`` on (``[::1]:9108`` for IPv6);
-            empty turns the endpoint off.
-        allow_remote: allow a non-loopback ``listen`` address. Metrics name
-            sources, assets and sinks, i.e. they reveal the plant's layout.
-        refresh: how often the outbox backlog, the detector's health and scores
-            and the sources' own counters are re-read for scrapes.
-    """
-
-    listen: str = ""
-    allow_remote: bool = False
-    refresh: Duration = 5.0
-
-    @model_validator(mode="after")
-    def _loopback_unless_allowed(self) -> MetricsConfig:
-        if not self.listen:
-            return self
-        host, _ = parse_listen(self.listen)
-        if not self.allow_remote and not is_loopback(host):
-            raise ValueError(
-                f"metrics listen address {self.listen!r} is not loopback; metrics reveal "
-                "the plant's layout: use 127.0.0.1:PORT, or set allow_remote: true"
-            )
-        if self.refresh <= 0:
-            raise ValueError("metrics refresh must be longer than 0s")
-        return self
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """Split ``host:port`` (``[v6]:port`` too); an empty host means every interface.
-
-    Raises:
-        ValueError: no port, or a port outside 1..65535.
-    """
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"metrics listen {listen!r}: expected host:port, e.g. 127.0.0.1:9108")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``); names are not resolved."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass

@@ -12,17 +12,15 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from edge_agent.forward.http import HttpSinkConfig
-from edge_agent.forward.jsonl import JsonlSinkConfig
-from edge_agent.forward.mqtt import MqttSinkConfig
-from edge_agent.sources.modbus import ModbusSourceConfig
-from edge_agent.sources.opcua import OpcuaSourceConfig
-from edge_agent.sources.serial import SerialSourceConfig
+from edge_agent.forward.config import HttpSinkConfig, JsonlSinkConfig, MqttSinkConfig
+from edge_agent.sources.modbus.config import ModbusSourceConfig
+from edge_agent.sources.opcua.config import OpcuaSourceConfig
+from edge_agent.sources.serial.config import SerialSourceConfig
 
 SOURCES: dict[str, tuple[type[Any], str]] = {
-    "modbus": (ModbusSourceConfig, "edge_agent.sources.modbus:ModbusSource"),
-    "opcua": (OpcuaSourceConfig, "edge_agent.sources.opcua:OpcuaSource"),
-    "serial": (SerialSourceConfig, "edge_agent.sources.serial:SerialSource"),
+    "modbus": (ModbusSourceConfig, "edge_agent.sources.modbus.source:ModbusSource"),
+    "opcua": (OpcuaSourceConfig, "edge_agent.sources.opcua.source:OpcuaSource"),
+    "serial": (SerialSourceConfig, "edge_agent.sources.serial.source:SerialSource"),
 }
 
 SINKS: dict[str, tuple[type[Any], str]] = {

@@ -83,6 +83,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 """Bytes, written in YAML as ``512KB``, ``200MB``, ``1GiB``."""
 
+
 def resolve_path(value: str, info: ValidationInfo) -> str:
     """Make a relative path absolute against the config file's folder (when loading one)."""
     base = (info.context or {}).get("base_dir")

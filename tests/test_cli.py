@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge_agent.cli import main
+from edge_agent.cli.main import main
 from edge_agent.errors import EX_CONFIG
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import format_path, load_config, parse_config
+from edge_agent.config import load_config, parse_config
+from edge_agent.config_errors import format_path
 from edge_agent.errors import ConfigError
 from edge_agent.schema import format_duration, parse_duration, parse_size
 

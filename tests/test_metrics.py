@@ -19,16 +19,19 @@ from pydantic import ValidationError
 
 import edge_agent.sim
 from edge_agent import __version__
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, MetricsConfig, parse_listen
 from edge_agent.detect.detector import Detector
-from edge_agent.forward.outbox import Outbox, OutboxConfig
-from edge_agent.metrics import AgentView, MetricsConfig, parse_listen, serve_metrics_forever
+from edge_agent.detect.loop import DetectorLoop
+from edge_agent.forward.config import OutboxConfig
+from edge_agent.forward.outbox import Outbox
+from edge_agent.metrics import AgentView, serve_metrics_forever
 from edge_agent.registry import build_source
 from edge_agent.sim.plant import Plant
 from edge_agent.sources.poll import PollStats, poll_forever
-from edge_agent.stages import DetectorLoop, Recorder, Worker
+from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
+from edge_agent.worker import Worker
 from tests.forward.factory import make_alert
 
 ALERT = {"class": "alert"}

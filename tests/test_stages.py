@@ -6,10 +6,14 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from edge_agent.detect.detector import DetectConfig, Detector
-from edge_agent.forward.outbox import Outbox, OutboxConfig
-from edge_agent.stages import DetectorLoop, Worker, read_spill, requeue_spill
+from edge_agent.detect.config import DetectConfig
+from edge_agent.detect.detector import Detector
+from edge_agent.detect.loop import DetectorLoop
+from edge_agent.forward.config import OutboxConfig
+from edge_agent.forward.outbox import Outbox
+from edge_agent.forward.spill import read_spill, requeue_spill
 from edge_agent.twin.windows import Windows
+from edge_agent.worker import Worker
 from tests.forward.factory import make_alert
 
 

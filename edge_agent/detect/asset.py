@@ -14,49 +14,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
 from edge_agent.detect.align import WARMING_UP, SeriesSource, align, grid_end, make_grid
-from edge_agent.detect.lifecycle import Evidence, Gate, Level, Tracker
+from edge_agent.detect.config import AssetConfig
+from edge_agent.detect.lifecycle import Evidence, Level, Tracker
 from edge_agent.detect.slot import ModelSlot
 from edge_agent.errors import ModelError
-from edge_agent.schema import Duration, StrictModel
 from edge_agent.types import Alert, AlertKind, Severity
 
 log = logging.getLogger(__name__)
-
-
-class DebounceConfig(StrictModel):
-    """``k`` of the last ``n`` scored windows, and (optionally) held ``for``."""
-
-    k: int = Field(default=3, ge=1)
-    n: int = Field(default=5, ge=1)
-    for_: Duration = Field(default=0.0, alias="for")
-
-    def gate(self) -> Gate:
-        """The lifecycle gate."""
-        return Gate(min(self.k, self.n), self.n, self.for_)
-
-
-class AssetConfig(StrictModel):
-    """A machine watched by an anomaly model."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_\-.]+$")
-    model: str
-    signals: list[str] = Field(min_length=1)
-    mode: Literal["live", "shadow"] = "live"
-    threads: int = Field(default=1, ge=1)
-    threshold: float | None = Field(default=None, gt=0.0)
-    clear_below: float = Field(default=0.8, gt=0.0, le=1.0)
-    critical_above: float = Field(default=2.0, ge=1.0)
-    raise_after: DebounceConfig = DebounceConfig(k=3, n=5)
-    clear_after: DebounceConfig = DebounceConfig(k=5, n=5)
-    fill_limit: Duration | None = None
-    settle: Duration = 2.0
-    reload: Literal["watch", "off"] = "watch"
 
 
 @dataclass(frozen=True, slots=True)

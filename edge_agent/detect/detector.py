@@ -20,47 +20,18 @@ import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
-
 from edge_agent.detect.align import SeriesSource
-from edge_agent.detect.asset import AssetConfig, AssetDetector, Scored
+from edge_agent.detect.asset import AssetDetector, Scored
+from edge_agent.detect.config import DetectConfig
 from edge_agent.detect.lifecycle import Tracker
-from edge_agent.detect.rules import Rule, RuleConfig
+from edge_agent.detect.rules import Rule
 from edge_agent.detect.slot import ModelSlot
-from edge_agent.schema import Duration, StrictModel
 from edge_agent.types import Alert, AlertState, Quality, Sample, Severity, SignalInfo
 
 log = logging.getLogger(__name__)
 
 SOURCE = "detect"
 _CAPS = {Severity.INFO: 90.0, Severity.WARNING: 50.0, Severity.CRITICAL: 20.0}
-
-
-class DetectConfig(StrictModel):
-    """Config of detection: assets scored by models, and rules."""
-
-    interval: Duration = 1.0
-    assets: list[AssetConfig] = Field(default_factory=list)
-    rules: list[RuleConfig] = Field(default_factory=list)
-
-    @field_validator("assets")
-    @classmethod
-    def _assets_unique(cls, assets: list[AssetConfig]) -> list[AssetConfig]:
-        names = [a.name for a in assets]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"asset name(s) used twice: {twice}")
-        return assets
-
-    @model_validator(mode="after")
-    def _causes_unique(self) -> DetectConfig:
-        # The cause keys the open alert: (asset, "model") is the asset's model.
-        keys = [(r.asset_name, r.name) for r in self.rules]
-        keys += [(a.name, "model") for a in self.assets]
-        twice = sorted({f"{a}/{n}" for a, n in keys if keys.count((a, n)) > 1})
-        if twice:
-            raise ValueError(f"alert cause(s) used twice for one asset: {twice}")
-        return self
 
 
 class Detector:

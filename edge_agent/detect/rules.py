@@ -21,79 +21,20 @@ streak restarts. ``bad_quality`` is the rule that watches for that.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import numpy as np
-from pydantic import Field, model_validator
 
 from edge_agent.detect.align import SeriesSource, hold
+from edge_agent.detect.config import (
+    BadQualityRuleConfig,
+    FlatlineRuleConfig,
+    RateRuleConfig,
+    RuleConfig,
+    ThresholdRuleConfig,
+    _RuleBase,
+)
 from edge_agent.detect.lifecycle import Evidence, Gate, Level, Tracker
-from edge_agent.schema import Duration, StrictModel, format_duration
+from edge_agent.schema import format_duration
 from edge_agent.types import Alert, AlertKind, Severity
-
-
-class _RuleBase(StrictModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9_\-.]+$")
-    signal: str
-    asset: str = ""
-    severity: Literal["info", "warning", "critical"] = "warning"
-    for_: Duration = Field(default=0.0, alias="for")
-    clear_for: Duration = 0.0
-    max_age: Duration = 60.0
-
-    @property
-    def asset_name(self) -> str:
-        """The asset of the alert: ``asset``, else the signal's source name."""
-        return self.asset or self.signal.split(".", 1)[0]
-
-
-class ThresholdRuleConfig(_RuleBase):
-    """The value above ``above`` or below ``below`` for ``for``."""
-
-    type: Literal["threshold"]
-    above: float | None = None
-    below: float | None = None
-    hysteresis: float = Field(default=0.0, ge=0.0)
-
-    @model_validator(mode="after")
-    def _one_limit(self) -> ThresholdRuleConfig:
-        if self.above is None and self.below is None:
-            raise ValueError("a threshold rule needs `above`, `below` or both")
-        return self
-
-
-class RateRuleConfig(_RuleBase):
-    """A change larger than ``max_change`` within ``over``."""
-
-    type: Literal["rate"]
-    max_change: float = Field(gt=0.0)
-    over: Duration = 60.0
-    hysteresis: float = Field(default=0.0, ge=0.0)
-
-
-class FlatlineRuleConfig(_RuleBase):
-    """A stuck sensor: no change beyond ``tolerance`` during ``for``."""
-
-    type: Literal["flatline"]
-    tolerance: float = Field(default=0.0, ge=0.0)
-
-    @model_validator(mode="after")
-    def _needs_span(self) -> FlatlineRuleConfig:
-        if self.for_ <= 0:
-            raise ValueError("a flatline rule needs `for` (how long a value may stay unchanged)")
-        return self
-
-
-class BadQualityRuleConfig(_RuleBase):
-    """BAD quality (or silence for ``max_age``) lasting ``for``."""
-
-    type: Literal["bad_quality"]
-
-
-RuleConfig = Annotated[
-    ThresholdRuleConfig | RateRuleConfig | FlatlineRuleConfig | BadQualityRuleConfig,
-    Field(discriminator="type"),
-]
 
 Verdict = tuple[Level, Evidence | None]
 

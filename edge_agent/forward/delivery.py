@@ -15,38 +15,16 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal, Protocol, Self
-
-from pydantic import Field
+from typing import Any, Protocol, Self
 
 from edge_agent.backoff import Backoff
 from edge_agent.errors import DeliveryError, RejectedError
+from edge_agent.forward.config import SinkSettings
 from edge_agent.forward.outbox import Outbox, Record
-from edge_agent.schema import Duration, StrictModel
 
 log = logging.getLogger(__name__)
 
 Run = Callable[..., Awaitable[Any]]
-
-
-class SinkSettings(StrictModel):
-    """Keys every sink has (the delivery loop reads them).
-
-    Attributes:
-        name: the sink's name (its rows in the outbox carry it).
-        batch_size: most messages taken from the outbox per send.
-        retry_initial: first delay after a failed delivery.
-        retry_max: cap of the exponential backoff.
-        telemetry: ``on`` to also forward periodic per-signal summaries.
-        telemetry_interval: the span each summary covers (windows are aligned to it).
-    """
-
-    name: str
-    batch_size: int = Field(default=500, ge=1, le=10_000)
-    retry_initial: Duration = 1.0
-    retry_max: Duration = 60.0
-    telemetry: Literal["on", "off"] = "off"
-    telemetry_interval: Duration = Field(default=60.0, gt=0)
 
 
 class Sink(Protocol):

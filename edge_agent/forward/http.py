@@ -11,53 +11,17 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, Self
-
-from pydantic import Field, field_validator
+from typing import TYPE_CHECKING, Self
 
 from edge_agent.errors import DeliveryError, RejectedError
-from edge_agent.forward.delivery import SinkSettings
 from edge_agent.forward.outbox import Record
-from edge_agent.schema import ConfigPath, Duration, Secret
 
 if TYPE_CHECKING:
     import httpx
+from edge_agent.forward.config import HttpSinkConfig
 
 _RETRY_4XX = {408, 429}
 _BODY_SHOWN = 500  # characters of a refusal's response body put in the log
-
-
-class HttpSinkConfig(SinkSettings):
-    """Config of an HTTPS sink.
-
-    Attributes:
-        url: where to POST (``https://``; ``http://`` only for a local receiver).
-        headers: extra request headers; values are secrets (use ``${ENV_VAR}``).
-        token: bearer token (``Authorization: Bearer ...``), e.g. ``${CMMS_TOKEN}``.
-        tls: ``verify`` (default) checks the server certificate; ``no-verify`` does not.
-        ca_file: CA bundle for the server certificate (default: the system store).
-        cert_file: client certificate (PEM), for mutual TLS.
-        key_file: its private key.
-        timeout: per-request timeout; a timeout keeps the batch for a retry.
-    """
-
-    type: Literal["http"]
-    url: str
-    headers: dict[str, Secret] = Field(default_factory=dict)
-    token: Secret | None = None
-    tls: Literal["verify", "no-verify"] = "verify"
-    ca_file: ConfigPath | None = None
-    cert_file: ConfigPath | None = None
-    key_file: ConfigPath | None = None
-    timeout: Duration = 10.0
-    batch_size: int = Field(default=100, ge=1, le=10_000)
-
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("url must start with https:// (or http:// for a local receiver)")
-        return value
 
 
 def batch_body(batch: Sequence[Record]) -> bytes:

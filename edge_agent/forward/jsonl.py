@@ -10,22 +10,11 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Literal, Self
+from typing import IO, Self
 
 from edge_agent.errors import DeliveryError
-from edge_agent.forward.delivery import SinkSettings
+from edge_agent.forward.config import JsonlSinkConfig
 from edge_agent.forward.outbox import Record
-
-
-class JsonlSinkConfig(SinkSettings):
-    """Config of a JSONL file sink.
-
-    Attributes:
-        path: the file to append to (created with its folder if missing).
-    """
-
-    type: Literal["jsonl"]
-    path: str
 
 
 class JsonlSink:

@@ -24,65 +24,21 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import string
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, Self
-
-from pydantic import Field, field_validator
+from typing import TYPE_CHECKING, Self
 
 from edge_agent.errors import DeliveryError
-from edge_agent.forward.delivery import SinkSettings
 from edge_agent.forward.encode import encode_status
 from edge_agent.forward.outbox import Record
-from edge_agent.schema import ConfigPath, Duration, Secret
 
 if TYPE_CHECKING:
     import aiomqtt
+from edge_agent.forward.config import MqttSinkConfig
 
 log = logging.getLogger(__name__)
 
-_TEMPLATE_KEYS = {"gateway", "asset"}
 _TOPIC_UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_"})
-
-
-class MqttSinkConfig(SinkSettings):
-    """Config of an MQTT sink.
-
-    Topics are templates with ``{gateway}`` (``agent.id``) and ``{asset}``.
-    """
-
-    type: Literal["mqtt"]
-    host: str
-    port: int = Field(default=8883, ge=1, le=65535)
-    protocol: Literal["3.1.1", "5"] = "3.1.1"
-    client_id: str = ""
-    session: Literal["persistent", "clean"] = "persistent"
-    session_expiry: Duration = 7 * 86400.0
-    tls: Literal["verify", "no-verify", "off"] = "verify"
-    ca_file: ConfigPath | None = None
-    cert_file: ConfigPath | None = None
-    key_file: ConfigPath | None = None
-    username: str | None = None
-    password: Secret | None = None
-    keepalive: Duration = 30.0
-    timeout: Duration = 10.0
-    max_inflight: int = Field(default=100, ge=1, le=65535)
-    topic: str = "edge-agent/{gateway}/alerts/{asset}"
-    telemetry_topic: str = "edge-agent/{gateway}/telemetry/{asset}"
-    notice_topic: str = "edge-agent/{gateway}/notice"
-    status_topic: str = "edge-agent/{gateway}/status"
-
-    @field_validator("topic", "telemetry_topic", "notice_topic", "status_topic")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        keys = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-        unknown = keys - _TEMPLATE_KEYS
-        if unknown:
-            raise ValueError(f"unknown placeholder {sorted(unknown)}; use {{gateway}}, {{asset}}")
-        if "+" in value or "#" in value:
-            raise ValueError("a topic to publish to cannot hold the wildcards + or #")
-        return value
 
 
 def topic_for(template: str, gateway: str, asset: str) -> str:

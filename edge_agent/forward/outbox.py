@@ -28,10 +28,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field
-
+from edge_agent.forward.config import OutboxConfig
 from edge_agent.forward.encode import (
     TelemetrySummary,
     encode_alert,
@@ -39,8 +37,7 @@ from edge_agent.forward.encode import (
     encode_telemetry,
     with_fields,
 )
-from edge_agent.forward.status import OutboxStatus, read_status
-from edge_agent.schema import Duration, Size, StrictModel
+from edge_agent.forward.outbox_status import OutboxStatus, read_status
 from edge_agent.types import Alert, AlertState
 
 log = logging.getLogger(__name__)
@@ -62,26 +59,6 @@ CREATE TABLE IF NOT EXISTS counters (
     PRIMARY KEY (sink, name)
 ) WITHOUT ROWID;
 """
-
-
-class OutboxConfig(StrictModel):
-    """Config of the outbox (``outbox:`` section).
-
-    Attributes:
-        path: SQLite file, relative to ``agent.data_dir``.
-        max_rows: most rows kept per sink.
-        max_bytes: most bytes kept per sink (payload plus a fixed row overhead).
-        historical_after: telemetry delivered this long after its window ended is
-            marked ``historical`` (a backfill after an outage).
-        sync: ``full`` fsyncs every commit (survives power loss); ``normal`` survives
-            a crash of the process but may lose the last commits on power loss.
-    """
-
-    path: str = "outbox.db"
-    max_rows: int = Field(default=100_000, ge=1)
-    max_bytes: Size = 50_000_000
-    historical_after: Duration = 120.0
-    sync: Literal["full", "normal"] = "full"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from edge_agent.forward.delivery import Run, SinkSettings
+from edge_agent.forward.config import SinkSettings
+from edge_agent.forward.delivery import Run
 from edge_agent.forward.encode import TelemetrySummary
 from edge_agent.forward.outbox import Outbox
 from edge_agent.types import Quality, Sample, SignalInfo

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from edge_agent.sim.layout import OPCUA_NODES, PROBE_EOL, REGISTERS
+from edge_agent.sim.signal_map import OPCUA_NODES, PROBE_EOL, REGISTERS
 
 MODBUS_SOURCE = "pump1"
 OPCUA_SOURCE = "skid"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from edge_agent.sim.layout import MODBUS_UNIT, REGISTER_COUNT, REGISTERS
+from edge_agent.sim.signal_map import MODBUS_UNIT, REGISTER_COUNT, REGISTERS
 
 log = logging.getLogger(__name__)
 

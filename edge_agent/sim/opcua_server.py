@@ -10,7 +10,7 @@ import logging
 from datetime import UTC
 from typing import Any
 
-from edge_agent.sim.layout import OPCUA_NAMESPACE, OPCUA_NODES, OPCUA_NS_INDEX
+from edge_agent.sim.signal_map import OPCUA_NAMESPACE, OPCUA_NODES, OPCUA_NS_INDEX
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ every ``update_interval`` seconds, driven by the time since the plant became
 ready (the scenario's clock: a demo fault "at 20 s" starts 20 s after
 ``__aenter__`` returns). Addresses are attributes; :meth:`Plant.source_configs`
 renders the matching agent source config. The register and node map is in
-:mod:`edge_agent.sim.layout`.
+:mod:`edge_agent.sim.signal_map`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Self
 
-from edge_agent.sim.layout import PROBE_EOL, encode_registers
 from edge_agent.sim.modbus_server import SimModbusServer
 from edge_agent.sim.opcua_server import SimOpcuaServer
 from edge_agent.sim.physics import PumpSkid, probe_line
-from edge_agent.sim.probe import ProbePort
+from edge_agent.sim.probe_port import ProbePort
 from edge_agent.sim.scenario import Scenario
+from edge_agent.sim.signal_map import PROBE_EOL, encode_registers
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -149,3 +149,29 @@ def _cancel_was_swallowed() -> bool:
     """
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+class Schedule:
+    """Which poll intervals are due at a tick, without drift.
+
+    The source's poll loop ticks every ``tick`` seconds and every tick reads
+    the signals at that interval; a group with a longer interval is due on the
+    tick nearest its next due time (half a tick of slack absorbs the jitter of
+    the loop).
+    """
+
+    def __init__(self, intervals: Iterable[float], tick: float) -> None:
+        self.tick = tick
+        self._next: dict[float, float | None] = dict.fromkeys(sorted(set(intervals)))
+
+    def due(self, now: float) -> tuple[float, ...]:
+        """The intervals due at ``now`` (monotonic seconds); advances them."""
+        slack = self.tick / 2
+        due: list[float] = []
+        for interval, at in self._next.items():
+            if at is not None and now < at - slack and interval > self.tick:
+                continue
+            due.append(interval)
+            following = now + interval if at is None else at + interval
+            self._next[interval] = following if following > now - slack else now + interval
+        return tuple(due)

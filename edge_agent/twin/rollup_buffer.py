@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_agent.twin.rollups import MINUTE, NONE, SIGNAL_BITS, LateAcc, Rollup, RollupRow
+from edge_agent.twin.config import MINUTE
+from edge_agent.twin.rollups import NONE, SIGNAL_BITS, LateAcc, Rollup, RollupRow
 
 _I64 = np.int64
 

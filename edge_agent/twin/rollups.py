@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MINUTE = 60.0
+from edge_agent.twin.config import MINUTE
+
 SIGNAL_BITS = 20
 """Low bits of a row id hold the signal id: at most 1,048,576 signals."""
 SIGNAL_MASK = (1 << SIGNAL_BITS) - 1

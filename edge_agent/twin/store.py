@@ -52,18 +52,18 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO
 
 import numpy as np
-from pydantic import Field
 
 from edge_agent.errors import AgentError
-from edge_agent.schema import Duration, Size, StrictModel
-from edge_agent.twin import layout, queries
+from edge_agent.twin import queries
+from edge_agent.twin import sql_layout as layout
+from edge_agent.twin.config import MINUTE, TwinConfig
 from edge_agent.twin.queries import QUALITY_CODE, RingRow
 from edge_agent.twin.rollup_buffer import RollupBuffer
-from edge_agent.twin.rollups import MERGE_SQL, MINUTE, REPLACE_SQL, SIGNAL_BITS, Rollup, RollupRow
-from edge_agent.twin.status import SignalStatus, WriteHealth, signal_status
+from edge_agent.twin.rollups import MERGE_SQL, REPLACE_SQL, SIGNAL_BITS, Rollup, RollupRow
+from edge_agent.twin.signal_status import SignalStatus, WriteHealth, signal_status
 from edge_agent.types import Sample, SignalInfo
 
 log = logging.getLogger(__name__)
@@ -76,23 +76,6 @@ MAX_SIGNALS = 1 << SIGNAL_BITS
 
 class StoreError(AgentError):
     """The twin's database failed for a reason other than a full disk (I/O, corrupt)."""
-
-
-class TwinConfig(StrictModel):
-    """Config of the twin store (the ``twin:`` section)."""
-
-    path: str = "twin.db"
-    flush_interval: Duration = Field(default=1.0, gt=0)
-    max_samples: int = Field(default=10_000, ge=1, le=10_000_000)
-    max_age: Duration = Field(default=7 * 86400.0, gt=0)
-    rollup_max_age: Duration = Field(default=14 * 86400.0, ge=60)
-    synchronous: Literal["normal", "full", "extra"] = "full"
-    stale_after: float = Field(default=3.0, gt=0)
-    max_size: Size | None = Field(default=None, ge=64 * 1024)
-
-    def rollup_slots(self) -> int:
-        """Minutes of rollups kept per signal: ``rollup_max_age`` plus the current one."""
-        return math.ceil(self.rollup_max_age / MINUTE) + 1
 
 
 class SignalStore:

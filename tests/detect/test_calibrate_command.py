@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.cli.detect import EX_DATAERR, EX_IOERR, calibrate_command
 from edge_agent.detect.calibrate import versions
 from edge_agent.detect.card import ModelCard
-from edge_agent.detect.commands import EX_DATAERR, EX_IOERR, calibrate_command
-from edge_agent.twin.store import SignalStore, TwinConfig
+from edge_agent.twin.config import TwinConfig
+from edge_agent.twin.store import SignalStore
 from edge_agent.types import Quality, Sample, SignalInfo
 from tests.detect.tiny import SIGNALS, square_model
 

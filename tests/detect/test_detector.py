@@ -8,16 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.detect.asset import AssetConfig
-from edge_agent.detect.detector import (
-    DetectConfig,
-    Detector,
-    restore_open_alerts,
-    save_open_alerts,
-)
+from edge_agent.detect.config import AssetConfig, DetectConfig
+from edge_agent.detect.detector import Detector, restore_open_alerts, save_open_alerts
 from edge_agent.errors import ModelError
+from edge_agent.twin.windows import Windows
 from edge_agent.types import Alert, AlertKind, AlertState, Sample, Severity, alert_id
-from tests.detect.tiny import SIGNALS, Windows, card, rows, square_model
+from tests.detect.tiny import SIGNALS, card, rows, square_model
 
 T0 = 1_800_000_000.0
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bench.skab_metrics import edges, nab_scores, outlier_metrics
-from edge_agent.detect.train_data import csv_files, read_table
 from edge_agent.errors import ModelError
+from edge_agent.train.data import csv_files, read_table
 
 
 def test_semicolon_csv_with_iso_times(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.cli.train import main as train_main
 from edge_agent.detect.model import load_model, sliding_windows
-from edge_agent.detect.train import main as train_main
 from edge_agent.errors import ModelError
 from edge_agent.sim.agent_config import AGENT_SIGNALS
 from edge_agent.sim.physics import simulate
@@ -102,7 +102,7 @@ def test_trainer_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_tflite_export_runs_in_litert_like_onnx(tmp_path: Path) -> None:
     pytest.importorskip("ai_edge_litert.interpreter")
-    from edge_agent.detect.train_tflite import export
+    from edge_agent.train.tflite import export
 
     fp32 = load_model(SKAB.with_name("skab_pump.fp32.onnx"))
     x = np.random.default_rng(2).normal(size=(9, fp32.card.window, len(fp32.card.signals)))
@@ -118,7 +118,7 @@ def test_tflite_export_runs_in_litert_like_onnx(tmp_path: Path) -> None:
 
 def test_tflite_with_wrong_card_is_refused(tmp_path: Path) -> None:
     pytest.importorskip("ai_edge_litert.interpreter")
-    from edge_agent.detect.train_tflite import export
+    from edge_agent.train.tflite import export
 
     fp32 = load_model(SKAB.with_name("skab_pump.fp32.onnx"))
     path = export(fp32.path, tmp_path / "m.tflite", fp32.card, int8=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.cli.detect import EX_DATAERR, replay_command
 from edge_agent.detect import replay as rp
-from edge_agent.detect.asset import AssetConfig
-from edge_agent.detect.commands import EX_DATAERR, replay_command
-from edge_agent.detect.detector import DetectConfig, Detector
+from edge_agent.detect.config import AssetConfig, DetectConfig
+from edge_agent.detect.detector import Detector
 from edge_agent.twin.windows import Windows
 from edge_agent.types import Quality, Sample
 from tests.detect.tiny import SIGNALS, card, square_model
@@ -187,7 +187,7 @@ def test_replay_command_reports_bad_csv(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_commands_register_with_argparse(tmp_path: Path) -> None:
-    from edge_agent.detect.commands import register
+    from edge_agent.cli.detect import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from edge_agent.detect.detector import DetectConfig, Detector
-from edge_agent.detect.rules import Rule, RuleConfig
+from edge_agent.detect.config import DetectConfig, RuleConfig
+from edge_agent.detect.detector import Detector
+from edge_agent.detect.rules import Rule
+from edge_agent.twin.windows import Windows
 from edge_agent.types import Alert, AlertKind, AlertState, Sample, Severity
-from tests.detect.tiny import Windows, good
+from tests.detect.tiny import good
 
 T0 = 1_800_000_000.0
 SIG = "press1.temp"

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.detect.asset import AssetConfig
-from edge_agent.detect.detector import DetectConfig, Detector
-from tests.detect.tiny import SIGNALS, Windows, card, rows, square_model
+from edge_agent.detect.config import AssetConfig, DetectConfig
+from edge_agent.detect.detector import Detector
+from edge_agent.twin.windows import Windows
+from tests.detect.tiny import SIGNALS, card, rows, square_model
 
 T0 = 1_800_000_000.0
 

@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from edge_agent.forward.config import MqttSinkConfig, OutboxConfig
 from edge_agent.forward.delivery import deliver_forever
-from edge_agent.forward.mqtt import MqttSink, MqttSinkConfig
-from edge_agent.forward.outbox import Outbox, OutboxConfig
+from edge_agent.forward.mqtt import MqttSink
+from edge_agent.forward.outbox import Outbox
 from tests.forward.factory import make_alert
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.cli.outbox import register
 from edge_agent.config import load_config
-from edge_agent.forward.commands import register
 from edge_agent.forward.outbox import Outbox
 from tests.forward.factory import make_alert, make_summary
 

@@ -11,8 +11,9 @@ import pytest
 
 from edge_agent.config import parse_config
 from edge_agent.errors import DeliveryError
-from edge_agent.forward.http import HttpSink, HttpSinkConfig
-from edge_agent.forward.outbox import Outbox, OutboxConfig
+from edge_agent.forward.config import HttpSinkConfig, OutboxConfig
+from edge_agent.forward.http import HttpSink
+from edge_agent.forward.outbox import Outbox
 from tests.forward.conftest import Certs
 from tests.forward.factory import make_alert
 from tests.forward.harness import delivering, drained

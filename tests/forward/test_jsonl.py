@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from edge_agent.errors import DeliveryError
+from edge_agent.forward.config import JsonlSinkConfig, OutboxConfig
 from edge_agent.forward.encode import decode
-from edge_agent.forward.jsonl import JsonlSink, JsonlSinkConfig
-from edge_agent.forward.outbox import Outbox, OutboxConfig
+from edge_agent.forward.jsonl import JsonlSink
+from edge_agent.forward.outbox import Outbox
 from tests.forward.factory import make_alert
 from tests.forward.harness import delivering, drained
 

@@ -12,8 +12,9 @@ from pydantic import SecretStr
 
 from edge_agent.config import parse_config
 from edge_agent.errors import DeliveryError
-from edge_agent.forward.mqtt import MqttSink, MqttSinkConfig, topic_for
-from edge_agent.forward.outbox import Outbox, OutboxConfig
+from edge_agent.forward.config import MqttSinkConfig, OutboxConfig
+from edge_agent.forward.mqtt import MqttSink, topic_for
+from edge_agent.forward.outbox import Outbox
 from edge_agent.types import AlertState
 from tests.forward.conftest import Certs, Mosquitto
 from tests.forward.factory import make_alert, make_summary

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.forward.config import OutboxConfig
 from edge_agent.forward.encode import decode
-from edge_agent.forward.outbox import Outbox, OutboxConfig
+from edge_agent.forward.outbox import Outbox
 from edge_agent.types import AlertState
 from tests.forward.factory import make_alert, make_summary
 

@@ -10,11 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from edge_agent.forward.config import JsonlSinkConfig, OutboxConfig
 from edge_agent.forward.encode import decode
-from edge_agent.forward.jsonl import JsonlSinkConfig
-from edge_agent.forward.outbox import Outbox, OutboxConfig
+from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.telemetry import summarize, telemetry_forever, telemetry_step
-from edge_agent.twin.store import SignalStore, TwinConfig
+from edge_agent.twin.config import TwinConfig
+from edge_agent.twin.store import SignalStore
 from edge_agent.types import Quality, Sample, SignalInfo
 
 INFO = SignalInfo("plc.temp", "plc", 1.0, asset="press1", unit="degC")

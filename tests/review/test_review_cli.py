@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge_agent.cli import _read_all, main
-from edge_agent.sources.serial import SerialSource, SerialSourceConfig
-from edge_agent.twin.store import SignalStore, TwinConfig
+from edge_agent.cli.main import _read_all, main
+from edge_agent.sources.serial.config import SerialSourceConfig
+from edge_agent.sources.serial.source import SerialSource
+from edge_agent.twin.config import TwinConfig
+from edge_agent.twin.store import SignalStore
 from tests.conftest import free_port
 from tests.sources.pty_pair import SOCAT, Device, PtyPair
 

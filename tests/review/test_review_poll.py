@@ -61,7 +61,7 @@ async def _accept_then_reset(reader: asyncio.StreamReader, writer: asyncio.Strea
 
 async def test_modbus_peer_that_resets_every_request(caplog: pytest.LogCaptureFixture) -> None:
     from edge_agent.registry import build_source
-    from edge_agent.sources.modbus import ModbusSourceConfig
+    from edge_agent.sources.modbus.config import ModbusSourceConfig
 
     caplog.set_level(logging.INFO, logger="edge_agent.sources.poll")
     server = await asyncio.start_server(_accept_then_reset, "127.0.0.1", 0)

@@ -17,15 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.detect.detector import DetectConfig, Detector
-from edge_agent.forward.delivery import SinkSettings
+from edge_agent.detect.config import DetectConfig
+from edge_agent.detect.detector import Detector
+from edge_agent.detect.loop import DetectorLoop
+from edge_agent.forward.config import OutboxConfig, SinkSettings
 from edge_agent.forward.encode import TelemetrySummary
-from edge_agent.forward.outbox import Outbox, OutboxConfig
+from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.telemetry import telemetry_forever
-from edge_agent.stages import DetectorLoop, Recorder, Worker
-from edge_agent.twin.store import SignalStore, TwinConfig
+from edge_agent.twin.config import TwinConfig
+from edge_agent.twin.recorder import Recorder
+from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
 from edge_agent.types import Alert, Quality, Sample
+from edge_agent.worker import Worker
 from tests.forward.factory import make_alert
 
 RULE = {"name": "hot", "type": "threshold", "signal": "p.t", "asset": "p", "above": 50.0}

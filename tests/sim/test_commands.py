@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.sim.commands import register
+from edge_agent.cli.sim import register
 from edge_agent.sim.physics import SIGNAL_NAMES, read_csv
 
 

@@ -16,10 +16,10 @@ import serial
 from asyncua.client.client import Client
 from pymodbus.client import AsyncModbusTcpClient
 
-from edge_agent.sim.layout import OPCUA_NODES, REGISTER_COUNT, REGISTERS, encode_registers
 from edge_agent.sim.physics import PROBE_LINE_REGEX
 from edge_agent.sim.plant import Plant
 from edge_agent.sim.scenario import Fault, Scenario
+from edge_agent.sim.signal_map import OPCUA_NODES, REGISTER_COUNT, REGISTERS, encode_registers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 T = TypeVar("T")

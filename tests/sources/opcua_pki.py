@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edge_agent.sources.opcua_certs import make_certificate
+from edge_agent.sources.opcua.certs import make_certificate
 
 SERVER_URI = "urn:edge-agent:test-server"
 CLIENT_URI = "urn:edge-agent:test-client"

@@ -18,7 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from edge_agent.sources.serial import SerialSource, SerialSourceConfig
+from edge_agent.sources.serial.config import SerialSourceConfig
+from edge_agent.sources.serial.source import SerialSource
 from edge_agent.types import Sample
 
 SOCAT = shutil.which("socat")

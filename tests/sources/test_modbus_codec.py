@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.sources.modbus_codec import (
+from edge_agent.sources.modbus.codec import (
     BYTE_ORDERS,
     Field,
     Slot,

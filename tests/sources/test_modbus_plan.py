@@ -7,17 +7,9 @@ from collections.abc import Sequence
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.sources.modbus_health import UnitHealth
-from edge_agent.sources.modbus_plan import (
-    Fences,
-    Limits,
-    Point,
-    Request,
-    Schedule,
-    halves,
-    plan,
-    tight,
-)
+from edge_agent.sources.modbus.health import UnitHealth
+from edge_agent.sources.modbus.plan import Fences, Limits, Point, Request, halves, plan, tight
+from edge_agent.sources.poll import Schedule
 
 
 def points_at(

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from edge_agent.sources import probe
+from edge_agent.cli import probe
 from tests.sources.modbus_server import device, tcp_peer
 
 

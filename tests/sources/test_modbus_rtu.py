@@ -11,7 +11,8 @@ import pytest
 from pymodbus import FramerType
 
 from edge_agent.errors import SourceError
-from edge_agent.sources.modbus import ModbusSource, ModbusSourceConfig
+from edge_agent.sources.modbus.config import ModbusSourceConfig
+from edge_agent.sources.modbus.source import ModbusSource
 from edge_agent.types import Quality
 from tests.sources.modbus_server import Silence, device, pty_pair, start_rtu, tcp_peer
 

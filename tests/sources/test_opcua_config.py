@@ -12,10 +12,10 @@ import pytest
 from asyncua import ua as _ua
 from pydantic import ValidationError
 
-from edge_agent.sources.opcua import OpcuaSourceConfig
-from edge_agent.sources.opcua_nodes import Resolved
-from edge_agent.sources.opcua_session import Poller
-from edge_agent.sources.opcua_values import SampleMaker, quality_of, timestamp_of
+from edge_agent.sources.opcua.config import OpcuaSourceConfig
+from edge_agent.sources.opcua.nodes import Resolved
+from edge_agent.sources.opcua.session import Poller
+from edge_agent.sources.opcua.values import SampleMaker, quality_of, timestamp_of
 from edge_agent.types import Quality
 
 ua: Any = _ua
@@ -123,9 +123,10 @@ def test_loading_the_config_and_cli_does_not_import_asyncua() -> None:
     code = (
         "import sys, argparse\n"
         "import edge_agent.registry\n"
-        "import edge_agent.sources.opcua as o, edge_agent.sources.opcua_certs as c\n"
+        "import edge_agent.sources.opcua.source as o, edge_agent.cli.opcua as c\n"
+        "from edge_agent.sources.opcua.config import OpcuaSourceConfig\n"
         "c.register(argparse.ArgumentParser().add_subparsers())\n"
-        "o.OpcuaSource(o.OpcuaSourceConfig.model_validate({'type': 'opcua', 'name': 's', "
+        "o.OpcuaSource(OpcuaSourceConfig.model_validate({'type': 'opcua', 'name': 's', "
         "'url': 'opc.tcp://h:1', 'groups': [{'nodes': [{'name': 'a', 'node': 'i=1'}]}]}))"
         ".signals()\n"
         "print('asyncua' in sys.modules)\n"

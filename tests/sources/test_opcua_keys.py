@@ -9,7 +9,7 @@ import pytest
 
 from edge_agent.config import parse_config
 from edge_agent.errors import SourceError
-from edge_agent.sources.opcua import OpcuaSourceConfig
+from edge_agent.sources.opcua.config import OpcuaSourceConfig
 from tests.sources.opcua_pki import Pki, encrypt_key
 from tests.sources.opcua_server import TestServer, pki, shared_server
 from tests.sources.test_opcua_security import config, read_once, secure

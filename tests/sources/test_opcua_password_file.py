@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from edge_agent.config import parse_config
 from edge_agent.errors import SourceError
-from edge_agent.sources.opcua import OpcuaSourceConfig
+from edge_agent.sources.opcua.config import OpcuaSourceConfig
 from tests.sources.opcua_server import PASSWORD, USER, TestServer, pki, shared_server
 from tests.sources.test_opcua_security import config, read_once
 

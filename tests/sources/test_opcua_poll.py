@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 
 from edge_agent.errors import SourceError
-from edge_agent.sources.opcua import OpcuaSource, OpcuaSourceConfig
+from edge_agent.sources.opcua.config import OpcuaSourceConfig
+from edge_agent.sources.opcua.source import OpcuaSource
 from edge_agent.types import Quality
 from tests.sources.opcua_server import T0, TestServer, pki, shared_server
 

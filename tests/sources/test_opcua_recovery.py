@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from edge_agent.errors import SourceError
-from edge_agent.sources.opcua import OpcuaSource, OpcuaSourceConfig
+from edge_agent.sources.opcua.config import OpcuaSourceConfig
+from edge_agent.sources.opcua.source import OpcuaSource
 from edge_agent.types import Sample
 from tests.conftest import free_port
 from tests.sources.opcua_server import T0, Proxy, TestServer

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from edge_agent.cli.opcua import register
 from edge_agent.errors import SourceError
-from edge_agent.sources.opcua import OpcuaSource, OpcuaSourceConfig
-from edge_agent.sources.opcua_certs import register
+from edge_agent.sources.opcua.config import OpcuaSourceConfig
+from edge_agent.sources.opcua.source import OpcuaSource
 from edge_agent.types import Quality
 from tests.sources.opcua_pki import CLIENT_URI, Pki
 from tests.sources.opcua_server import (

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from asyncua import ua as _ua
 
-from edge_agent.sources.opcua import OpcuaSource, OpcuaSourceConfig
+from edge_agent.sources.opcua.config import OpcuaSourceConfig
+from edge_agent.sources.opcua.source import OpcuaSource
 from edge_agent.types import Quality, Sample
 from tests.sources.opcua_server import T0, TestServer, pki, shared_server
 

@@ -11,8 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from edge_agent.errors import SourceError
-from edge_agent.sources.serial import SerialSource, SerialSourceConfig
-from edge_agent.sources.serial_parse import with_nmea_checksum
+from edge_agent.sources.serial.config import SerialSourceConfig
+from edge_agent.sources.serial.parse import with_nmea_checksum
+from edge_agent.sources.serial.source import SerialSource
 from edge_agent.types import Quality
 from tests.sources.pty_pair import VIB, Device, PtyPair, collect, frames_seen, make, values
 
@@ -69,7 +70,7 @@ async def test_garbage_gives_bad_samples_and_counts(
     pair: PtyPair, caplog: pytest.LogCaptureFixture
 ) -> None:
     source = make(pair)
-    caplog.set_level(logging.INFO, logger="edge_agent.sources.serial_decode")
+    caplog.set_level(logging.INFO, logger="edge_agent.sources.serial.decode")
     with Device(pair.device) as device:
         async with source:
             device.write(b"VIB,rms=1,peak=2,temp=3\n")
@@ -217,7 +218,7 @@ async def test_a_full_buffer_drops_the_oldest_and_says_so(
             device.write(b"VIB,rms=1,peak=1,temp=1\nVIB,rms=2,peak=2,temp=2\n")
             device.write(b"VIB,rms=3,peak=3,temp=3\n")
             await frames_seen(source, 3)
-            with caplog.at_level(logging.INFO, logger="edge_agent.sources.serial"):
+            with caplog.at_level(logging.INFO, logger="edge_agent.sources.serial.source"):
                 got = await source.read()
                 device.write(b"VIB,rms=4,peak=4,temp=4\n")
                 got += await collect(source, 3)

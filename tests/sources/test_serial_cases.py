@@ -15,8 +15,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from edge_agent.sources.serial import SerialSourceConfig
-from edge_agent.sources.serial_decode import decode_bytes
+from edge_agent.sources.serial.config import SerialSourceConfig
+from edge_agent.sources.serial.decode import decode_bytes
 from edge_agent.types import Quality
 
 CASES = sorted((Path(__file__).parent / "serial_cases").glob("*.yaml"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.sources.serial_framing import (
+from edge_agent.sources.serial.framing import (
     DelimiterFramer,
     FixedFramer,
     Frame,

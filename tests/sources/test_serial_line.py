@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.sources.serial_parse import with_nmea_checksum
+from edge_agent.sources.serial.parse import with_nmea_checksum
 from edge_agent.types import Quality
 from tests.sources.pty_pair import Device, PtyPair, collect, make, values
 

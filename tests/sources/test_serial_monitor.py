@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.sources.serial_monitor import EX_UNAVAILABLE, EX_USAGE, register
+from edge_agent.cli.serial_monitor import EX_UNAVAILABLE, EX_USAGE, register
 from tests.sources.pty_pair import VIB, Device, PtyPair
 
 

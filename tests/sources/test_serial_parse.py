@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.sources.serial_decode import FrameDecoder, SerialSignalConfig
-from edge_agent.sources.serial_framing import Frame
-from edge_agent.sources.serial_parse import (
+from edge_agent.sources.serial.config import SerialSignalConfig
+from edge_agent.sources.serial.decode import FrameDecoder
+from edge_agent.sources.serial.framing import Frame
+from edge_agent.sources.serial.parse import (
     CsvParser,
     FrameError,
     KeyValueParser,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.twin.store import SignalStore, TwinConfig
+from edge_agent.twin.config import TwinConfig
+from edge_agent.twin.store import SignalStore
 from edge_agent.types import Quality, Sample
 
 T0 = 1_800_000_000.0

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edge_agent.twin.store import SignalStore, TwinConfig
+from edge_agent.twin.config import TwinConfig
+from edge_agent.twin.store import SignalStore
 from edge_agent.types import Quality, Sample, SignalInfo
 
 T0 = 1_800_000_000.0

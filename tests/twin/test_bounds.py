@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_agent.twin.store import TwinConfig
+from edge_agent.twin.config import TwinConfig
 from tests.twin.conftest import T0, feed, open_store
 
 SIGNALS = [f"plc{i // 10}.tag{i % 10}" for i in range(40)]

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.twin.commands import register
-from edge_agent.twin.store import SignalStore, TwinConfig
+from edge_agent.cli.twin import register
+from edge_agent.twin.config import TwinConfig
+from edge_agent.twin.store import SignalStore
 from edge_agent.types import Quality, Sample, SignalInfo
 
 NOW = time.time()

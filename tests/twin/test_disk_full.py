@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.twin.store import SignalStore, TwinConfig
+from edge_agent.twin.config import TwinConfig
+from edge_agent.twin.store import SignalStore
 from tests.twin.conftest import T0, feed, open_store
 
 SIGNALS = [f"plc.tag{i}" for i in range(50)]

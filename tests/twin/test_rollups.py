@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.twin.config import TwinConfig
 from edge_agent.twin.rollups import Rollup
-from edge_agent.twin.store import SignalStore, TwinConfig
+from edge_agent.twin.store import SignalStore
 from edge_agent.types import Quality, Sample
 from tests.twin.conftest import T0, open_store
 

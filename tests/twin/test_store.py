@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.twin.store import SignalStore, StoreError, TwinConfig
+from edge_agent.twin.config import TwinConfig
+from edge_agent.twin.store import SignalStore, StoreError
 from edge_agent.types import Quality, Sample, SignalInfo
 from tests.twin.conftest import T0, feed, open_store
 

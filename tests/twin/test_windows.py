@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.twin.store import TwinConfig
+from edge_agent.twin.config import TwinConfig
 from edge_agent.twin.windows import Windows
 from edge_agent.types import Quality, Sample
 from tests.twin.conftest import T0, feed, open_store

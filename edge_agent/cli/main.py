@@ -1,0 +1,200 @@
+"""The ``edge-agent`` command: run | check-config | read-once | demo | and the areas' tools.
+
+Each area registers its own subcommands (``register(subparsers)``) from the
+module named in :data:`COMMAND_MODULES`; those modules import heavy libraries
+only inside their handlers, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge_agent import __version__
+from edge_agent.errors import EX_CONFIG, AgentError, ConfigError, ModelError, SourceError
+
+log = logging.getLogger("edge_agent")
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "edge_agent.cli.probe",
+    "edge_agent.cli.opcua",
+    "edge_agent.cli.serial_monitor",
+    "edge_agent.cli.twin",
+    "edge_agent.cli.detect",
+    "edge_agent.cli.outbox",
+    "edge_agent.cli.sim",
+    "edge_agent.cli.train",
+)
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level or getattr(args, "quiet_level", None))
+    try:
+        return int(args.func(args))
+    except (ConfigError, ModelError) as exc:
+        print(f"edge-agent: {type(exc).__name__}:\n{exc}", file=sys.stderr)
+        return EX_CONFIG
+    except (AgentError, OSError) as exc:  # e.g. the twin locked by another agent, no data_dir
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command tree."""
+    parser = argparse.ArgumentParser(
+        prog="edge-agent", description="edge-agent: the edge agent for industrial gateways"
+    )
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    parser.add_argument("--log-level", default=None, help="debug|info|warning|error")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_run(sub)
+    _add_check_config(sub)
+    _add_read_once(sub)
+    _add_demo(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def setup_logging(level: str | None) -> None:
+    """Plain lines to stderr; journald adds its own timestamps."""
+    logging.basicConfig(
+        level=(level or "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # asyncua logs every publish response at INFO; pymodbus every retry: keep the journal
+    # for our own transitions.
+    for chatty in ("asyncua", "pymodbus"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+def _add_run(sub: Subparsers) -> None:
+    p = sub.add_parser("run", help="run the agent (the systemd service's command)")
+    p.add_argument("--config", "-c", type=Path, required=True)
+    p.set_defaults(func=_run)
+
+
+def _add_check_config(sub: Subparsers) -> None:
+    p = sub.add_parser("check-config", help="validate a config file without opening anything")
+    p.add_argument("config", type=Path)
+    p.set_defaults(func=_check_config)
+
+
+def _add_read_once(sub: Subparsers) -> None:
+    p = sub.add_parser("read-once", help="read every signal once and print JSON lines")
+    p.add_argument("--config", "-c", type=Path, required=True)
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per source")
+    p.set_defaults(func=_read_once)
+
+
+def _add_demo(sub: Subparsers) -> None:
+    p = sub.add_parser("demo", help="simulated plant + agent, a fault injected, alerts shown")
+    p.add_argument("--duration", type=float, default=75.0, help="seconds (default 75)")
+    p.add_argument("--keep", type=Path, default=None, help="keep the demo's data in this folder")
+    p.add_argument("--speed", type=float, default=1.0, help="plant seconds per second (default 1)")
+    p.set_defaults(func=_demo, quiet_level="warning")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config
+
+    config = load_config(args.config)
+    from edge_agent.agent import run_agent, run_until_signalled
+
+    if args.log_level is None:
+        logging.getLogger().setLevel(config.agent.log_level.upper())
+    run_until_signalled(run_agent(config))
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config
+
+    config = load_config(args.config)
+    signals = sum(len(_source(c).signals()) for c in config.sources)
+    print(
+        f"{args.config}: ok ({len(config.sources)} source(s), {signals} signal(s), "
+        f"{len(config.sinks)} sink(s))"
+    )
+    return 0
+
+
+def _source(config: Any) -> Any:
+    from edge_agent.registry import build_source
+
+    return build_source(config)
+
+
+def _read_once(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config
+
+    config = load_config(args.config)
+    failed = asyncio.run(_read_all([_source(c) for c in config.sources], args.timeout))
+    return 2 if failed else 0
+
+
+async def _read_all(sources: list[Any], per_source_s: float) -> int:
+    failed = 0
+    for source in sources:
+        name = source.config.name
+        latest: dict[str, Any] = {}
+        try:
+            missing = await _read_source(source, per_source_s, latest)
+        except (SourceError, TimeoutError) as exc:
+            missing = {info.signal for info in source.signals()} - latest.keys()
+            if not latest:
+                print(f"{name}: failed: {str(exc) or 'timed out'}", file=sys.stderr)
+                failed += 1
+                continue
+        if not latest:
+            print(f"{name}: failed: timed out, no reading in {per_source_s:g} s", file=sys.stderr)
+            failed += 1
+            continue
+        for sample in latest.values():
+            record = {"signal": sample.signal, "ts": sample.ts}
+            record |= {"value": sample.value, "quality": str(sample.quality)}
+            print(json.dumps(record))
+        if missing:
+            print(f"{name}: no reading for {', '.join(sorted(missing))}", file=sys.stderr)
+            failed += 1
+    return failed
+
+
+async def _read_source(source: Any, per_source_s: float, latest: dict[str, Any]) -> set[str]:
+    """Read until every signal has a sample (subscriptions and serial lines arrive late).
+
+    Stops reading half a second before ``per_source_s`` so what did arrive is kept;
+    ``latest`` is filled as samples come, so a timeout still leaves them there.
+    Returns the signals that got no reading.
+    """
+    wanted = {info.signal for info in source.signals()}
+    interval = float(source.config.interval)
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + per_source_s
+    async with asyncio.timeout_at(give_up), source:
+        stop = min(give_up - 0.5, loop.time() + max(2.0, 3 * interval))
+        while True:
+            for sample in await source.read():
+                latest[sample.signal] = sample
+            if wanted <= latest.keys() or loop.time() >= stop:
+                return wanted - latest.keys()
+            await asyncio.sleep(min(0.2, interval))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from edge_agent.cli.demo import run_demo
+
+    return run_demo(args.duration, args.keep, args.speed)

@@ -1,0 +1,135 @@
+"""The ``detect:`` section: assets, their models and rules, and how alerts debounce.
+
+Config models only: importing this module loads no numpy and no onnxruntime, so
+``check-config`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from edge_agent.detect.lifecycle import Gate
+from edge_agent.schema import Duration, StrictModel
+
+
+class DetectConfig(StrictModel):
+    """Config of detection: assets scored by models, and rules."""
+
+    interval: Duration = 1.0
+    assets: list[AssetConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(default_factory=list)
+
+    @field_validator("assets")
+    @classmethod
+    def _assets_unique(cls, assets: list[AssetConfig]) -> list[AssetConfig]:
+        names = [a.name for a in assets]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"asset name(s) used twice: {twice}")
+        return assets
+
+    @model_validator(mode="after")
+    def _causes_unique(self) -> DetectConfig:
+        # The cause keys the open alert: (asset, "model") is the asset's model.
+        keys = [(r.asset_name, r.name) for r in self.rules]
+        keys += [(a.name, "model") for a in self.assets]
+        twice = sorted({f"{a}/{n}" for a, n in keys if keys.count((a, n)) > 1})
+        if twice:
+            raise ValueError(f"alert cause(s) used twice for one asset: {twice}")
+        return self
+
+
+class DebounceConfig(StrictModel):
+    """``k`` of the last ``n`` scored windows, and (optionally) held ``for``."""
+
+    k: int = Field(default=3, ge=1)
+    n: int = Field(default=5, ge=1)
+    for_: Duration = Field(default=0.0, alias="for")
+
+    def gate(self) -> Gate:
+        """The lifecycle gate."""
+        return Gate(min(self.k, self.n), self.n, self.for_)
+
+
+class AssetConfig(StrictModel):
+    """A machine watched by an anomaly model."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-.]+$")
+    model: str
+    signals: list[str] = Field(min_length=1)
+    mode: Literal["live", "shadow"] = "live"
+    threads: int = Field(default=1, ge=1)
+    threshold: float | None = Field(default=None, gt=0.0)
+    clear_below: float = Field(default=0.8, gt=0.0, le=1.0)
+    critical_above: float = Field(default=2.0, ge=1.0)
+    raise_after: DebounceConfig = DebounceConfig(k=3, n=5)
+    clear_after: DebounceConfig = DebounceConfig(k=5, n=5)
+    fill_limit: Duration | None = None
+    settle: Duration = 2.0
+    reload: Literal["watch", "off"] = "watch"
+
+
+class _RuleBase(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-.]+$")
+    signal: str
+    asset: str = ""
+    severity: Literal["info", "warning", "critical"] = "warning"
+    for_: Duration = Field(default=0.0, alias="for")
+    clear_for: Duration = 0.0
+    max_age: Duration = 60.0
+
+    @property
+    def asset_name(self) -> str:
+        """The asset of the alert: ``asset``, else the signal's source name."""
+        return self.asset or self.signal.split(".", 1)[0]
+
+
+class ThresholdRuleConfig(_RuleBase):
+    """The value above ``above`` or below ``below`` for ``for``."""
+
+    type: Literal["threshold"]
+    above: float | None = None
+    below: float | None = None
+    hysteresis: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> ThresholdRuleConfig:
+        if self.above is None and self.below is None:
+            raise ValueError("a threshold rule needs `above`, `below` or both")
+        return self
+
+
+class RateRuleConfig(_RuleBase):
+    """A change larger than ``max_change`` within ``over``."""
+
+    type: Literal["rate"]
+    max_change: float = Field(gt=0.0)
+    over: Duration = 60.0
+    hysteresis: float = Field(default=0.0, ge=0.0)
+
+
+class FlatlineRuleConfig(_RuleBase):
+    """A stuck sensor: no change beyond ``tolerance`` during ``for``."""
+
+    type: Literal["flatline"]
+    tolerance: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _needs_span(self) -> FlatlineRuleConfig:
+        if self.for_ <= 0:
+            raise ValueError("a flatline rule needs `for` (how long a value may stay unchanged)")
+        return self
+
+
+class BadQualityRuleConfig(_RuleBase):
+    """BAD quality (or silence for ``max_age``) lasting ``for``."""
+
+    type: Literal["bad_quality"]
+
+
+RuleConfig = Annotated[
+    ThresholdRuleConfig | RateRuleConfig | FlatlineRuleConfig | BadQualityRuleConfig,
+    Field(discriminator="type"),
+]

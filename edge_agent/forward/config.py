@@ -1,0 +1,142 @@
+"""The ``outbox:`` and ``sinks:`` config models, apart from the sinks' code.
+
+Config models only, so loading a config never imports aiomqtt or httpx.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, field_validator
+
+from edge_agent.schema import ConfigPath, Duration, Secret, Size, StrictModel
+
+if TYPE_CHECKING:
+    pass
+
+
+_TEMPLATE_KEYS = {"gateway", "asset"}
+
+
+class OutboxConfig(StrictModel):
+    """Config of the outbox (``outbox:`` section).
+
+    Attributes:
+        path: SQLite file, relative to ``agent.data_dir``.
+        max_rows: most rows kept per sink.
+        max_bytes: most bytes kept per sink (payload plus a fixed row overhead).
+        historical_after: telemetry delivered this long after its window ended is
+            marked ``historical`` (a backfill after an outage).
+        sync: ``full`` fsyncs every commit (survives power loss); ``normal`` survives
+            a crash of the process but may lose the last commits on power loss.
+    """
+
+    path: str = "outbox.db"
+    max_rows: int = Field(default=100_000, ge=1)
+    max_bytes: Size = 50_000_000
+    historical_after: Duration = 120.0
+    sync: Literal["full", "normal"] = "full"
+
+
+class SinkSettings(StrictModel):
+    """Keys every sink has (the delivery loop reads them).
+
+    Attributes:
+        name: the sink's name (its rows in the outbox carry it).
+        batch_size: most messages taken from the outbox per send.
+        retry_initial: first delay after a failed delivery.
+        retry_max: cap of the exponential backoff.
+        telemetry: ``on`` to also forward periodic per-signal summaries.
+        telemetry_interval: the span each summary covers (windows are aligned to it).
+    """
+
+    name: str
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    retry_initial: Duration = 1.0
+    retry_max: Duration = 60.0
+    telemetry: Literal["on", "off"] = "off"
+    telemetry_interval: Duration = Field(default=60.0, gt=0)
+
+
+class MqttSinkConfig(SinkSettings):
+    """Config of an MQTT sink.
+
+    Topics are templates with ``{gateway}`` (``agent.id``) and ``{asset}``.
+    """
+
+    type: Literal["mqtt"]
+    host: str
+    port: int = Field(default=8883, ge=1, le=65535)
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    client_id: str = ""
+    session: Literal["persistent", "clean"] = "persistent"
+    session_expiry: Duration = 7 * 86400.0
+    tls: Literal["verify", "no-verify", "off"] = "verify"
+    ca_file: ConfigPath | None = None
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
+    username: str | None = None
+    password: Secret | None = None
+    keepalive: Duration = 30.0
+    timeout: Duration = 10.0
+    max_inflight: int = Field(default=100, ge=1, le=65535)
+    topic: str = "edge-agent/{gateway}/alerts/{asset}"
+    telemetry_topic: str = "edge-agent/{gateway}/telemetry/{asset}"
+    notice_topic: str = "edge-agent/{gateway}/notice"
+    status_topic: str = "edge-agent/{gateway}/status"
+
+    @field_validator("topic", "telemetry_topic", "notice_topic", "status_topic")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        keys = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        unknown = keys - _TEMPLATE_KEYS
+        if unknown:
+            raise ValueError(f"unknown placeholder {sorted(unknown)}; use {{gateway}}, {{asset}}")
+        if "+" in value or "#" in value:
+            raise ValueError("a topic to publish to cannot hold the wildcards + or #")
+        return value
+
+
+class HttpSinkConfig(SinkSettings):
+    """Config of an HTTPS sink.
+
+    Attributes:
+        url: where to POST (``https://``; ``http://`` only for a local receiver).
+        headers: extra request headers; values are secrets (use ``${ENV_VAR}``).
+        token: bearer token (``Authorization: Bearer ...``), e.g. ``${CMMS_TOKEN}``.
+        tls: ``verify`` (default) checks the server certificate; ``no-verify`` does not.
+        ca_file: CA bundle for the server certificate (default: the system store).
+        cert_file: client certificate (PEM), for mutual TLS.
+        key_file: its private key.
+        timeout: per-request timeout; a timeout keeps the batch for a retry.
+    """
+
+    type: Literal["http"]
+    url: str
+    headers: dict[str, Secret] = Field(default_factory=dict)
+    token: Secret | None = None
+    tls: Literal["verify", "no-verify"] = "verify"
+    ca_file: ConfigPath | None = None
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
+    timeout: Duration = 10.0
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("url must start with https:// (or http:// for a local receiver)")
+        return value
+
+
+class JsonlSinkConfig(SinkSettings):
+    """Config of a JSONL file sink.
+
+    Attributes:
+        path: the file to append to (created with its folder if missing).
+    """
+
+    type: Literal["jsonl"]
+    path: str

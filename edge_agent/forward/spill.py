@@ -1,0 +1,42 @@
+"""The spill file: alerts the outbox refused at stop, kept for the next start.
+
+A small JSON file beside the outbox; re-queued first at start, removed once queued.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge_agent.forward.outbox import Outbox
+from edge_agent.types import Alert
+
+log = logging.getLogger(__name__)
+
+
+def write_spill(path: Path, alerts: Sequence[Alert]) -> None:
+    """Write alerts the outbox refused to ``path`` (JSON, atomically, added to what is there)."""
+    kept = read_spill(path) + list(alerts)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps([a.to_dict() for a in kept]) + "\n")
+    tmp.replace(path)
+
+
+def read_spill(path: Path) -> list[Alert]:
+    """The alerts in a spill file; none when it does not exist."""
+    try:
+        return [Alert.from_dict(d) for d in json.loads(path.read_text())]
+    except FileNotFoundError:
+        return []
+
+
+def requeue_spill(path: Path, outbox: Outbox, gateway: str) -> int:
+    """At start: put spilled alerts into the outbox (before any new one), then remove the file."""
+    alerts = read_spill(path)
+    if alerts:
+        outbox.put_alerts(alerts, gateway)
+        log.warning("re-queued %d alert(s) the outbox refused before the last stop", len(alerts))
+    path.unlink(missing_ok=True)
+    return len(alerts)

@@ -1,0 +1,116 @@
+"""The config of a Modbus source: transport, serial line, units, registers and timing."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import Field as PydanticField
+from pydantic import field_validator, model_validator
+
+from edge_agent.schema import Duration, StrictModel
+from edge_agent.sources.modbus.codec import (
+    BIT_TABLES,
+    ByteOrder,
+    DataType,
+    Table,
+    register_count,
+)
+from edge_agent.sources.modbus.link import (
+    Endpoint,
+)
+
+
+class ModbusRegisterConfig(StrictModel):
+    """One signal read from a Modbus device."""
+
+    name: str = PydanticField(pattern=r"^[A-Za-z0-9_\-.]+$")
+    table: Table = "holding"
+    address: int = PydanticField(ge=0, le=65535)
+    data_type: DataType = "uint16"
+    byte_order: ByteOrder = "ABCD"
+    bit: int | None = PydanticField(default=None, ge=0, le=15)
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str = ""
+    unit_id: int | None = PydanticField(default=None, ge=0, le=255)
+    interval: Duration | None = None
+    asset: str = ""
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.table in BIT_TABLES and self.data_type != "bool":
+            raise ValueError(f"a {self.table} is a single bit: data_type must be bool")
+        if self.table in BIT_TABLES and self.bit is not None:
+            raise ValueError(f"bit applies to registers, not to a {self.table}")
+        if self.table not in BIT_TABLES and self.data_type == "bool" and self.bit is None:
+            raise ValueError("bool in a register needs bit: 0..15 (0 = least significant)")
+        if self.bit is not None and self.data_type != "bool":
+            raise ValueError("bit is only for data_type bool")
+        if self.address + self.width > 65536:
+            raise ValueError(f"{self.data_type} at {self.address} runs past address 65535")
+        return self
+
+    @property
+    def width(self) -> int:
+        """Registers (or bits) the value occupies."""
+        return 1 if self.table in BIT_TABLES else register_count(self.data_type)
+
+
+class SerialConfig(StrictModel):
+    """Serial line settings for ``rtu://`` URLs."""
+
+    baudrate: int = PydanticField(default=19200, gt=0)
+    parity: Literal["none", "even", "odd"] = "none"
+    bytesize: Literal[7, 8] = 8
+    stopbits: Literal[1, 2] = 1
+
+
+class ModbusSourceConfig(StrictModel):
+    """Config of a modbus source: one connection, one or more units behind it."""
+
+    type: Literal["modbus"]
+    name: str
+    interval: Duration = 1.0
+    asset: str = ""
+    url: str
+    unit_id: int = PydanticField(default=1, ge=0, le=255)
+    serial: SerialConfig = SerialConfig()
+    timeout: Annotated[Duration, PydanticField(gt=0)] = 1.0
+    retries: int = PydanticField(default=1, ge=0, le=10)
+    pause: Duration = 0.0
+    register_gap: int = PydanticField(default=10, ge=0, le=124)
+    bit_gap: int = PydanticField(default=100, ge=0, le=1999)
+    max_registers: int = PydanticField(default=125, ge=1, le=125)
+    max_bits: int = PydanticField(default=2000, ge=1, le=2000)
+    backoff: Annotated[Duration, PydanticField(gt=0)] = 1.0
+    backoff_max: Duration = 60.0
+    refused_retry: Annotated[Duration, PydanticField(gt=0)] = 600.0
+    registers: list[ModbusRegisterConfig] = PydanticField(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        Endpoint.parse(url)
+        return url
+
+    @model_validator(mode="after")
+    def _signals(self) -> Self:
+        if self.backoff_max < self.backoff:
+            raise ValueError("backoff_max must be at least backoff")
+        seen: set[str] = set()
+        for register in self.registers:
+            name = register.name.lower()
+            if name in seen:
+                raise ValueError(f"register name {register.name!r} is used twice")
+            seen.add(name)
+            if register.interval is not None and register.interval < self.interval:
+                raise ValueError(
+                    f"register {register.name!r}: interval is shorter than the source's"
+                    f" interval ({self.interval} s), which is how often it polls"
+                )
+        return self
+
+    def signal_name(self, register: ModbusRegisterConfig) -> str:
+        """The signal name of ``register``: ``source.name``, lowercase."""
+        return f"{self.name}.{register.name}".lower()

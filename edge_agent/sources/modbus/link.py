@@ -1,0 +1,285 @@
+"""One Modbus connection (TCP, RTU on a serial port, RTU over TCP) and its reads.
+
+The only module that talks to pymodbus's client. It translates the library's
+outcomes once: data comes back as a list, a Modbus exception response as a
+:class:`Refused`, no answer as :class:`NoAnswer`, and a lost or failed
+connection as :class:`SourceError`. Retries are ours (pymodbus is told 0) so a
+dead unit costs a known ``timeout * (retries + 1)``; pymodbus's own reconnect
+and "close after N silent requests" are switched off because the source decides
+what a silent unit means on a shared bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from edge_agent.errors import SourceError
+from edge_agent.sources.modbus.codec import Table
+
+Scheme = Literal["tcp", "rtu", "rtu+tcp"]
+SCHEMES: tuple[Scheme, ...] = ("tcp", "rtu", "rtu+tcp")
+
+# Modbus exceptions that mean "the unit behind the gateway did not answer":
+# treated as silence, not as a refusal (gateway path unavailable / target failed).
+_GATEWAY_SILENCE = frozenset({0x0A, 0x0B})
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a Modbus device is, parsed from ``tcp://h:502``, ``rtu+tcp://h:4001``, ``rtu:///dev/ttyUSB0``."""
+
+    scheme: Scheme
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        """Parse a device URL.
+
+        Raises:
+            ValueError: unknown scheme, missing host/port or serial device path.
+        """
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme in {url!r}; expected one of {', '.join(SCHEMES)}")
+        if scheme == "rtu":
+            path = parts.path or parts.netloc
+            if not path:
+                raise ValueError(f"{url!r}: expected a serial device such as rtu:///dev/ttyUSB0")
+            return cls("rtu", path, 0)
+        if not parts.hostname:
+            raise ValueError(f"{url!r}: expected a host, such as tcp://10.0.0.5:502")
+        try:
+            port = parts.port or 502
+        except ValueError as exc:
+            raise ValueError(f"{url!r}: bad port") from exc
+        return cls(scheme, parts.hostname, port)
+
+    def __str__(self) -> str:
+        return (
+            f"rtu://{self.host}"
+            if self.scheme == "rtu"
+            else f"{self.scheme}://{self.host}:{self.port}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SerialLine:
+    """Serial line settings for ``rtu://`` (a pty ignores them)."""
+
+    baudrate: int = 19200
+    parity: Literal["none", "even", "odd"] = "none"
+    bytesize: Literal[7, 8] = 8
+    stopbits: Literal[1, 2] = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The device answered with a Modbus exception code."""
+
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
+class NoAnswer:
+    """The unit did not answer in time (after retries)."""
+
+    reason: str
+
+
+Reply = list[int] | list[bool] | Refused | NoAnswer
+
+MALFORMED = -1
+"""Refused.code for a reply that does not fit the request (wrong size or function)."""
+
+_FUNCTION_CODES = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+_READERS = {
+    "coil": "read_coils",
+    "discrete": "read_discrete_inputs",
+    "holding": "read_holding_registers",
+    "input": "read_input_registers",
+}
+
+
+class ModbusLink:
+    """A connection to one Modbus endpoint: open, read blocks, close.
+
+    A serial line is owned by one link at a time in this process: two sources
+    on one RS-485 line would interleave their frames, so the second one is
+    refused with a message saying to put every unit of the line in one source.
+    """
+
+    _serial_owners: ClassVar[dict[str, str]] = {}  # real device path -> owner's name
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        serial: SerialLine,
+        timeout: float,
+        retries: int,
+        name: str = "modbus",
+    ) -> None:
+        self.endpoint = endpoint
+        self.serial = serial
+        self.timeout = timeout
+        self.retries = retries
+        self.name = name
+        self._client: Any = None
+        self._lost = False
+        self._busy = False
+        self._line = ""
+
+    async def open(self) -> None:
+        """Connect.
+
+        Raises:
+            SourceError: the endpoint cannot be reached or opened.
+        """
+        _quiet_pymodbus()
+        self._claim_line()
+        self._client = self._make_client()
+        self._lost = False
+        try:
+            connected = await self._client.connect()
+        except Exception as exc:
+            # a serial port raises instead of returning False, and not only OSError:
+            # termios.error for settings the port refuses (a pty refuses parity)
+            self.close()
+            raise SourceError(f"{self.name}: cannot open {self.endpoint}: {exc}") from exc
+        if not connected:
+            self.close()
+            raise SourceError(f"{self.name}: cannot connect to {self.endpoint}")
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._line and self._serial_owners.get(self._line) == self.name:
+            del self._serial_owners[self._line]
+        self._line = ""
+
+    def _claim_line(self) -> None:
+        if self.endpoint.scheme != "rtu":
+            return
+        line = os.path.realpath(self.endpoint.host)
+        owner = self._serial_owners.setdefault(line, self.name)
+        if owner != self.name:
+            raise SourceError(
+                f"{self.name}: {self.endpoint} is already polled by source {owner!r}; "
+                "put every unit of one serial line in one source"
+            )
+        self._line = line
+
+    def _make_client(self) -> Any:
+        from pymodbus import FramerType
+        from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+
+        common: dict[str, Any] = {
+            "name": self.name,
+            "timeout": self.timeout,
+            "retries": 0,
+            "reconnect_delay": 0,  # the agent's poll loop owns reconnection
+            "trace_connect": self._on_connect,
+        }
+        client: Any
+        if self.endpoint.scheme == "rtu":
+            line = self.serial
+            client = AsyncModbusSerialClient(
+                self.endpoint.host,
+                framer=FramerType.RTU,
+                baudrate=line.baudrate,
+                parity=line.parity[0].upper(),
+                bytesize=line.bytesize,
+                stopbits=line.stopbits,
+                **common,
+            )
+        else:
+            framer = FramerType.RTU if self.endpoint.scheme == "rtu+tcp" else FramerType.SOCKET
+            client = AsyncModbusTcpClient(
+                self.endpoint.host, port=self.endpoint.port, framer=framer, **common
+            )
+        client.set_max_no_responses(1 << 30)  # silence is judged per unit by the source
+        return client
+
+    def _on_connect(self, up: bool) -> None:
+        if up:
+            return
+        self._lost = True
+        # pymodbus would wait out the full timeout for a reply that cannot come
+        future = getattr(getattr(self._client, "ctx", None), "response_future", None)
+        if self._busy and future is not None and not future.done():
+            from pymodbus.exceptions import ConnectionException
+
+            future.set_exception(ConnectionException("connection lost"))
+
+    async def read(self, table: Table, unit: int, start: int, count: int) -> Reply:
+        """Read ``count`` registers or bits from ``table`` of ``unit``.
+
+        Returns:
+            the values, :class:`Refused` or :class:`NoAnswer`.
+
+        Raises:
+            SourceError: the connection is lost.
+        """
+        last = NoAnswer("no answer")
+        for _ in range(self.retries + 1):
+            reply = await self._read_once(table, unit, start, count)
+            if not isinstance(reply, NoAnswer):
+                return reply
+            last = reply
+        return last
+
+    async def _read_once(self, table: Table, unit: int, start: int, count: int) -> Reply:
+        from pymodbus.exceptions import ConnectionException, ModbusIOException
+
+        if self._client is None or self._lost or not self._client.connected:
+            raise SourceError(f"{self.name}: connection to {self.endpoint} lost")
+        method = getattr(self._client, _READERS[table])
+        self._busy = True
+        try:
+            response = await method(start, count=count, device_id=unit)
+        except ConnectionException as exc:
+            raise SourceError(f"{self.name}: connection to {self.endpoint} lost") from exc
+        except ModbusIOException as exc:
+            if self._lost:
+                raise SourceError(f"{self.name}: connection to {self.endpoint} lost") from exc
+            return NoAnswer(str(exc))
+        finally:
+            self._busy = False
+        return _reply(response, table, count)
+
+
+def _reply(response: Any, table: Table, count: int) -> Reply:
+    if response.isError():
+        code = int(getattr(response, "exception_code", 0))
+        return NoAnswer(f"gateway code {code}") if code in _GATEWAY_SILENCE else Refused(code)
+    if response.function_code != _FUNCTION_CODES[table]:
+        return Refused(MALFORMED)  # an answer to another question: garbage on the line
+    if table in ("coil", "discrete"):
+        bits = list(response.bits)
+        return bits[:count] if len(bits) >= count else Refused(MALFORMED)
+    registers = list(response.registers)
+    return registers if len(registers) == count else Refused(MALFORMED)
+
+
+def _quiet_pymodbus() -> None:
+    """Keep pymodbus from logging every timeout: we log transitions ourselves.
+
+    Only when nobody configured its logger (an explicit level wins).
+    """
+    logger = logging.getLogger("pymodbus")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.CRITICAL)
+
+
+async def pause(seconds: float) -> None:
+    """Idle the bus between requests (some RS-485 devices need the silence)."""
+    if seconds > 0:
+        await asyncio.sleep(seconds)

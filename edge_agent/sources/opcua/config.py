@@ -1,0 +1,151 @@
+"""The config of an OPC UA source: endpoint, security, authentication, nodes and groups."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, Self
+
+from pydantic import Field, model_validator
+
+from edge_agent.schema import ConfigPath, Duration, Secret, StrictModel
+from edge_agent.sources.opcua.nodes import OpcuaGroupConfig, OpcuaNodeConfig
+from edge_agent.sources.opcua.values import TimestampChoice
+
+if TYPE_CHECKING:
+    pass
+
+
+Policy = Literal["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]
+Mode = Literal["None", "Sign", "SignAndEncrypt"]
+
+
+class OpcuaSecurityConfig(StrictModel):
+    """Secure channel settings.
+
+    Attributes:
+        policy: security policy of the channel.
+        mode: ``Sign`` or ``SignAndEncrypt`` (``None`` with policy ``None``).
+        certificate: our application certificate (DER or PEM), see ``opcua gen-cert``.
+        private_key: its private key (PEM or DER).
+        private_key_password: if the key is encrypted; write ``${ENV_VAR}``.
+        trusted_certs: directory of trusted server certificates (or their CAs).
+        trust: ``list``: only certificates in ``trusted_certs``; ``first_use``: an
+            empty directory takes the first server certificate seen, then acts as a list.
+    """
+
+    policy: Policy = "None"
+    mode: Mode = "None"
+    certificate: ConfigPath = ""
+    private_key: ConfigPath = ""
+    private_key_password: Secret | None = None
+    trusted_certs: ConfigPath = ""
+    trust: Literal["list", "first_use"] = "list"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.policy == "None") != (self.mode == "None"):
+            raise ValueError(
+                "policy None goes with mode None; other policies need Sign or SignAndEncrypt"
+            )
+        if self.policy != "None":
+            missing = [
+                k for k in ("certificate", "private_key", "trusted_certs") if not getattr(self, k)
+            ]
+            if missing:
+                raise ValueError(f"policy {self.policy} needs {', '.join(missing)}")
+        return self
+
+
+class OpcuaAuthConfig(StrictModel):
+    """User identity presented when the session is activated.
+
+    Attributes:
+        type: ``anonymous``, ``username`` or ``certificate`` (X.509 user token).
+        username: for ``username``.
+        password: for ``username``; write ``${ENV_VAR}``.
+        password_file: for ``username``, instead of ``password``: a file holding the
+            password (one trailing newline ignored), read at every connect.
+        certificate: for ``certificate``: the user's certificate (DER or PEM).
+        private_key: for ``certificate``: its private key (PEM or DER).
+        private_key_password: for ``certificate``: if the key is encrypted; write ``${ENV_VAR}``.
+    """
+
+    type: Literal["anonymous", "username", "certificate"] = "anonymous"
+    username: str = ""
+    password: Secret | None = None
+    password_file: ConfigPath = ""
+    certificate: ConfigPath = ""
+    private_key: ConfigPath = ""
+    private_key_password: Secret | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.type == "username" and not self.username:
+            raise ValueError("type username needs username (and usually password)")
+        if self.password is not None and self.password_file:
+            raise ValueError("give password or password_file, not both")
+        if self.password_file and self.type != "username":
+            raise ValueError("password_file is only for type username")
+        if self.type == "certificate" and not (self.certificate and self.private_key):
+            raise ValueError("type certificate needs certificate and private_key")
+        return self
+
+
+class OpcuaSourceConfig(StrictModel):
+    """Config of an OPC UA source.
+
+    Attributes:
+        type: ``opcua``.
+        name: source name, prefix of its signals.
+        interval: tick of the poll loop: polled groups that are due are read,
+            buffered notifications returned, and the session checked, every tick.
+        asset: default asset of its signals.
+        url: ``opc.tcp://host:port[/path]``.
+        application_uri: our ApplicationUri; must match our certificate's
+            (default ``urn:<hostname>:edge-agent``, as ``opcua gen-cert`` writes).
+        timeout: per request.
+        session_timeout: how long the server keeps our session without traffic.
+        timestamps: which time becomes ``Sample.ts``: ``source`` (device),
+            ``server`` or ``gateway`` (this clock at receipt).
+        keepalive_count: subscribe: publishing intervals without data after which the
+            server sends a keep-alive.
+        silence_timeout: subscribe: no publish response (data or keep-alive) for this
+            long means the subscription is dead; it is rebuilt (default: 3 keep-alive periods).
+        security: secure channel policy, mode, certificates and trust list.
+        auth: user identity.
+        groups: nodes, each group polled or subscribed.
+    """
+
+    type: Literal["opcua"]
+    name: str
+    interval: Duration = 1.0
+    asset: str = ""
+    url: str = Field(pattern=r"^opc\.tcp://.+")
+    application_uri: str = ""
+    timeout: Duration = 5.0
+    session_timeout: Duration = 60.0
+    timestamps: TimestampChoice = "source"
+    keepalive_count: int = Field(default=10, ge=1, le=1000)
+    silence_timeout: Duration | None = None
+    security: OpcuaSecurityConfig = OpcuaSecurityConfig()
+    auth: OpcuaAuthConfig = OpcuaAuthConfig()
+    groups: list[OpcuaGroupConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        names = [node.name.lower() for group in self.groups for node in group.nodes]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"node names repeat: {', '.join(repeated)}")
+        for i, group in enumerate(self.groups):
+            ticks = (group.interval or self.interval) / self.interval
+            if ticks < 1 or abs(ticks - round(ticks)) > 1e-6:
+                raise ValueError(
+                    f"groups[{i}].interval ({group.interval} s) must be a multiple of the "
+                    f"source's interval ({self.interval} s), which is how often it polls"
+                )
+        return self
+
+
+def signal_name(source: str, node: OpcuaNodeConfig) -> str:
+    """The signal a node feeds: ``<source>.<name>``, lowercase."""
+    return f"{source}.{node.name}".lower()

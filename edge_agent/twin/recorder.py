@@ -1,0 +1,86 @@
+"""The recorder: the async shell that hands polled samples to the twin and the windows.
+
+Writes run on the agent's single worker thread; while the twin refuses writes (disk
+full) the samples are held in memory up to :data:`MAX_RETRY_SAMPLES`, then counted lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from edge_agent.errors import AgentError
+from edge_agent.observer import Observer, tell
+from edge_agent.twin.store import SignalStore
+from edge_agent.twin.windows import Windows
+from edge_agent.types import Sample
+from edge_agent.worker import Worker, to_the_end
+
+log = logging.getLogger(__name__)
+
+
+MAX_RETRY_SAMPLES = 200_000
+
+
+@dataclass
+class Recorder:
+    """Collects polled samples and writes them in one transaction per flush interval."""
+
+    store: SignalStore
+    windows: Windows
+    worker: Worker
+    flush_interval: float
+    observer: Observer | None = None
+    pending: list[Sample] = field(default_factory=list)
+    retry: list[Sample] = field(default_factory=list)
+    written: int = 0
+    failing: bool = False
+
+    def accept(self, samples: list[Sample]) -> None:
+        """Called by the poll loops: buffer only, never block."""
+        self.pending.extend(samples)
+        if self.observer is not None:
+            tell(self.observer.on_samples, samples)
+
+    async def record_forever(self) -> None:
+        """Flush every ``flush_interval``; on cancellation flush what is left, then stop."""
+        try:
+            while True:
+                await asyncio.sleep(self.flush_interval)
+                await self.flush()
+        except asyncio.CancelledError:
+            await self.flush()
+            raise
+
+    async def flush(self) -> None:
+        """Write the buffered samples to the windows and the twin."""
+        batch, self.pending = self.pending, []
+        if batch or self.retry:
+            await to_the_end(self.worker.run(self._write, batch))
+
+    def _write(self, batch: list[Sample]) -> None:
+        # Windows first: detection goes on even while the twin refuses writes.
+        self.windows.append(batch)
+        todo, self.retry = self.retry + batch, []
+        try:
+            self.store.write(todo)
+        except AgentError as exc:  # locked or broken file: keep the batch, try again next flush
+            self._hold(todo, exc)
+            return
+        # A full disk does not raise: the store keeps latest values and counts what it dropped.
+        full = self.store.health.full
+        if not full:
+            self.written += len(todo)
+        if self.failing and not full:
+            log.warning("twin: writing again")
+        self.failing = full
+
+    def _hold(self, todo: list[Sample], exc: Exception) -> None:
+        self.retry = todo[-MAX_RETRY_SAMPLES:]
+        lost = len(todo) - len(self.retry)
+        if not self.failing:
+            log.error("twin: cannot write samples, holding them in memory: %s", exc)
+        if lost:
+            log.error("twin: %d samples lost, more than %d held", lost, MAX_RETRY_SAMPLES)
+        self.failing = True

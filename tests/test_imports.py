@@ -1,0 +1,120 @@
+"""The house's import rules, checked on the code itself (README "Architecture").
+
+Every ``import`` in the package, at module level or inside a function, is an edge.
+No cycles anywhere; cli/ sits on top and nothing below imports it; stages never load
+config files; detection never imports training; ``edge_agent.config`` stays light.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import edge_agent
+
+PACKAGE = Path(edge_agent.__file__).parent
+STAGES = ("sources", "twin", "detect", "forward", "web", "sim", "train")
+HEAVY = ("numpy", "onnxruntime", "pymodbus", "asyncua", "aiomqtt", "httpx", "prometheus_client")
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _targets(node: ast.AST, here: str, modules: set[str]) -> set[str]:
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+    else:
+        return set()
+    return {name for name in names if name in modules and name != here}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (anywhere in its body)."""
+    files = {_module(p): p for p in PACKAGE.rglob("*.py")}
+    modules = set(files)
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        tree = ast.parse(path.read_text())
+        graph[name] = set().union(*(_targets(n, name, modules) for n in ast.walk(tree)))
+    return graph
+
+
+def _cycle_from(start: str, graph: dict[str, set[str]]) -> list[str] | None:
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in graph[node]:
+            if nxt == start:
+                return [*path, start]
+            if nxt not in seen and not start.startswith(nxt + "."):
+                seen.add(nxt)
+                stack.append((nxt, [*path, nxt]))
+    return None
+
+
+def _in(module: str, area: str) -> bool:
+    return module == f"edge_agent.{area}" or module.startswith(f"edge_agent.{area}.")
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    graph = import_graph()
+    # a package's __init__ is imported by its children implicitly; it must stay empty of imports
+    cycles = [c for m in graph if (c := _cycle_from(m, graph))]
+    assert cycles == []
+
+
+def test_nothing_below_the_cli_imports_it() -> None:
+    graph = import_graph()
+    offenders = {
+        (m, t)
+        for m, targets in graph.items()
+        if not _in(m, "cli") and m != "edge_agent.__main__"
+        for t in targets
+        if _in(t, "cli")
+    }
+    assert offenders == set()
+
+
+def test_stages_never_load_config_files_nor_the_agent() -> None:
+    graph = import_graph()
+    upward = ("edge_agent.config", "edge_agent.agent", "edge_agent.registry")
+    offenders = {
+        (m, t)
+        for m, targets in graph.items()
+        if any(_in(m, s) for s in STAGES)
+        for t in targets
+        if t in upward
+    }
+    assert offenders == set()
+
+
+def test_detection_never_imports_training() -> None:
+    graph = import_graph()
+    offenders = {
+        (m, t) for m, ts in graph.items() if _in(m, "detect") for t in ts if _in(t, "train")
+    }
+    assert offenders == set()
+
+
+def test_a_cycle_is_found_when_there_is_one() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycle_from("a", graph) == ["a", "b", "c", "a"]
+    assert _cycle_from("d", graph) is None
+
+
+def test_loading_the_config_imports_no_runtime_library() -> None:
+    code = (
+        "import sys, edge_agent.config\n"
+        f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
