@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from edge_agent.forward.config import SinkSettings
 from edge_agent.forward.delivery import Run
@@ -24,10 +24,19 @@ from edge_agent.forward.encode import TelemetrySummary
 from edge_agent.forward.outbox import Outbox
 from edge_agent.types import Quality, Sample, SignalInfo
 
-if TYPE_CHECKING:
-    from edge_agent.twin.store import SignalStore
-
 log = logging.getLogger(__name__)
+
+
+class SignalHistory(Protocol):
+    """What telemetry reads from the twin (the twin's ``SignalStore`` is one)."""
+
+    def signals(self) -> list[SignalInfo]:
+        """The catalogue of signals."""
+        ...
+
+    def history(self, signal: str, since: float, until: float | None = None) -> list[Sample]:
+        """Raw samples of one signal in ``[since, until]``, oldest first."""
+        ...
 
 BACKFILL_MAX = 86_400.0
 """Oldest window summarised after a restart (seconds back); the twin may keep less."""
@@ -63,7 +72,7 @@ def summarize(
 
 
 def telemetry_step(
-    store: SignalStore, outbox: Outbox, sink: str, gateway: str, interval: float, now: float
+    store: SignalHistory, outbox: Outbox, sink: str, gateway: str, interval: float, now: float
 ) -> int:
     """Summarise the due windows for ``sink`` (blocking; run it on the DB thread).
 
@@ -88,7 +97,7 @@ def telemetry_step(
 
 
 async def telemetry_forever(
-    store: SignalStore, outbox: Outbox, sink: SinkSettings, gateway: str, run: Run,
+    store: SignalHistory, outbox: Outbox, sink: SinkSettings, gateway: str, run: Run,
     wake: asyncio.Event,
 ) -> None:  # fmt: skip
     """Queue summaries for ``sink`` every ``telemetry_interval`` until cancelled.
@@ -119,7 +128,7 @@ async def telemetry_forever(
 
 
 async def _catch_up(
-    store: SignalStore, outbox: Outbox, sink: SinkSettings, gateway: str, run: Run,
+    store: SignalHistory, outbox: Outbox, sink: SinkSettings, gateway: str, run: Run,
     wake: asyncio.Event,
 ) -> None:  # fmt: skip
     done = MAX_WINDOWS_PER_STEP
