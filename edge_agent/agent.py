@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import AgentConfig
-from edge_agent.detect.detector import Detector, restore_open_alerts, save_open_alerts
+from edge_agent.detect.detector import Detector
 from edge_agent.detect.loop import DetectorLoop
 from edge_agent.forward.delivery import deliver_forever
 from edge_agent.forward.outbox import Outbox
-from edge_agent.forward.spill import requeue_spill
+from edge_agent.forward.spill import adopt_legacy_open_alerts, requeue_spill
 from edge_agent.forward.telemetry import telemetry_forever
 from edge_agent.metrics import AgentView, serve_metrics_forever
 from edge_agent.notify import Notifier
@@ -68,9 +68,9 @@ async def _run(
         outbox = await worker.run(Outbox.open, path, config.outbox, sink_names)
         closing.push_async_callback(worker.run, outbox.close)
         await _requeue_spill(worker, _spill_path(config), outbox, config.agent.id)
-        open_alerts = config.data_path("open-alerts.json")
-        await worker.run(restore_open_alerts, detector, open_alerts)
-        closing.push_async_callback(_save_open_alerts, worker, detector, open_alerts)
+        legacy = config.data_path("open-alerts.json")
+        await worker.run(adopt_legacy_open_alerts, legacy, outbox)
+        await _restore_open_alerts(worker, detector, outbox, config.agent.id)
         windows = await _prepare(worker, store, detector, sources)
         stages = (store, windows, detector, outbox)
         await _supervise(config, worker, notifier, observer, stages, sources, sinks)
@@ -84,12 +84,19 @@ async def _requeue_spill(worker: Worker, path: Path, outbox: Outbox, gateway: st
         log.error("cannot re-queue the alerts kept in %s (the file stays): %s", path, exc)
 
 
-async def _save_open_alerts(worker: Worker, detector: Detector, path: Path) -> None:
-    """Alerts still open are cleared under their own id after the restart, if saved."""
-    try:
-        await worker.run(save_open_alerts, detector, path)
-    except OSError as exc:
-        log.error("cannot save open alerts to %s; after a restart they get no clear: %s", path, exc)
+async def _restore_open_alerts(
+    worker: Worker, detector: Detector, outbox: Outbox, gateway: str
+) -> None:
+    """Alerts open when the last run ended (however it ended) are watched again."""
+    alerts = await worker.run(outbox.open_alerts)
+    orphans = detector.restore(alerts, time.time())
+    if orphans:
+        await worker.run(outbox.put_alerts, orphans, gateway)
+    if alerts:
+        log.info(
+            "detect: %d alert(s) still open from the last run (%d no longer configured, cleared)",
+            len(alerts), len(orphans),
+        )  # fmt: skip
 
 
 async def _prepare(

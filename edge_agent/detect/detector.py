@@ -15,7 +15,7 @@ included (that is how shadow mode is recorded).
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -93,21 +93,28 @@ class Detector:
     def open_alerts(self) -> list[Alert]:
         """The raise events of every alert open now (shadow assets excluded).
 
-        Save them at shutdown and hand them to :meth:`restore` at the next start:
-        an alert raised before a restart is then cleared under its own id.
+        The durable copy is the outbox's open-alert state, written with each event;
+        :meth:`restore` takes it back at start.
         """
         return [t.open for t in self._trackers().values() if t.open is not None]
 
-    def restore(self, alerts: Iterable[Alert]) -> int:
-        """Reopen alerts saved by :meth:`open_alerts`; returns how many matched."""
+    def restore(self, alerts: Iterable[Alert], now: float) -> list[Alert]:
+        """Reopen alerts left open by the last run (the outbox's open-alert state).
+
+        Each is cleared under its own id once its condition is seen to have ended;
+        while it holds, nothing is raised again. An open alert whose asset or rule is
+        no longer configured cannot be watched: its clear is returned, to be stored,
+        so upstream is not left with an alert open for good.
+        """
         trackers = self._trackers()
-        restored = 0
+        orphans: list[Alert] = []
         for alert in alerts:
             tracker = trackers.get((alert.asset, alert.cause))
-            if tracker is not None and alert.state is AlertState.RAISED:
+            if tracker is not None:
                 tracker.restore(alert)
-                restored += 1
-        return restored
+            else:
+                orphans.append(_cleared(alert, now, "no longer configured: cleared at start"))
+        return orphans
 
     def _trackers(self) -> dict[tuple[str, str], Tracker]:
         out = {(r.tracker.asset, r.tracker.cause): r.tracker for r in self.rules}
@@ -169,29 +176,7 @@ class Detector:
         self._fresh[key] = Sample(f"{SOURCE}.{key}", ts, value, Quality.GOOD)
 
 
-def save_open_alerts(detector: Detector, path: Path) -> None:
-    """Write the open alerts to ``path`` (JSON, atomically): call at shutdown."""
-    data = [alert.to_dict() for alert in detector.open_alerts()]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
-
-
-def restore_open_alerts(detector: Detector, path: Path) -> int:
-    """Reopen the alerts saved by :func:`save_open_alerts`; a missing file is none.
-
-    An unreadable file is logged (WARNING) and ignored: those alerts will not
-    get their clear event, which is better than not starting.
-    """
-    try:
-        data = json.loads(path.read_text())
-        alerts = [Alert.from_dict(item) for item in data]
-    except FileNotFoundError:
-        return 0
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("detect: cannot read open alerts from %s, starting without: %s", path, exc)
-        return 0
-    restored = detector.restore(alerts)
-    if restored:
-        log.info("detect: %d alert(s) still open from the last run", restored)
-    return restored
+def _cleared(raised: Alert, now: float, reason: str) -> Alert:
+    return dataclasses.replace(
+        raised, state=AlertState.CLEARED, window_start=now, window_end=now, reason=reason
+    )

@@ -5,7 +5,8 @@ Every message is one JSON object with ``"v": 1`` and a ``"type"``:
 ``alert``
     The alert event (see :meth:`edge_agent.types.Alert.to_dict`) plus ``gateway``,
     ``event_id`` (``"<id>:<state>"``: the idempotency key; a redelivery carries
-    the same one) and ``seq`` (outbox order; increases per gateway, gaps allowed).
+    the same one) and ``seq`` (per sink, consecutive from 1: a gap means a lost
+    message; drops are also announced by a ``notice``).
 ``telemetry``
     A per-signal summary over ``[start, end)``: count, bad, min, max, mean, last;
     ``historical: true`` when it is delivered late (a backfill after an outage).

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.forward import alert_state
 from edge_agent.forward.config import OutboxConfig
 from edge_agent.forward.encode import (
     TelemetrySummary,
@@ -51,7 +52,8 @@ CREATE TABLE IF NOT EXISTS rows (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     sink TEXT NOT NULL, cls INTEGER NOT NULL, state TEXT NOT NULL,
     gateway TEXT NOT NULL, asset TEXT NOT NULL,
-    ts REAL NOT NULL, created REAL NOT NULL, size INTEGER NOT NULL, body BLOB NOT NULL
+    ts REAL NOT NULL, created REAL NOT NULL, size INTEGER NOT NULL, body BLOB NOT NULL,
+    seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS rows_take ON rows (sink, cls, id);
 CREATE TABLE IF NOT EXISTS counters (
@@ -110,7 +112,8 @@ class Outbox:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={config.sync.upper()}")
-        db.executescript(_SCHEMA)
+        db.executescript(_SCHEMA + alert_state.SCHEMA)
+        _add_seq_column(db)
         outbox = cls(db, config, sinks)
         outbox._load()
         return outbox
@@ -157,13 +160,33 @@ class Outbox:
     # -- put ---------------------------------------------------------------
 
     def put_alerts(self, alerts: Sequence[Alert], gateway: str) -> None:
-        """Store alert events: one row per configured sink per alert, in one transaction."""
+        """Store alert events: one row per configured sink per alert, in one transaction.
+
+        The same transaction updates the open-alert state (:mod:`.alert_state`), so
+        a crash leaves the events and the state consistent.
+        """
         now = time.time()
         items = [
             (ALERT, str(a.state), gateway, a.asset, a.window_end, encode_alert(a, gateway))
             for a in alerts
         ]
-        self._put(items, self.sinks, now)
+        self._put(items, self.sinks, now, alerts=alerts)
+
+    def open_alerts(self) -> list[Alert]:
+        """The raise events of the alerts open now (as last stored)."""
+        return alert_state.open_alerts(self._db)
+
+    def adopt_open_alerts(self, alerts: Sequence[Alert]) -> int:
+        """Record alerts as open without queueing events (see ``adopt_legacy_open_alerts``)."""
+        with self._tx():
+            if alert_state.has_history(self._db):
+                return 0
+            alert_state.record(self._db, [a for a in alerts if a.state is AlertState.RAISED])
+        return len(alerts)
+
+    def alert_history(self, limit: int = 100, since: float = 0.0) -> list[Alert]:
+        """The latest alert events, newest first."""
+        return alert_state.history(self._db, limit, since)
 
     def put_telemetry(
         self,
@@ -200,11 +223,13 @@ class Outbox:
         sinks: Sequence[str],
         now: float,
         until: float | None = None,
+        alerts: Sequence[Alert] = (),
     ) -> None:
         if not items and until is None:
             return
         drops: dict[str, dict[str, int]] = {}
         with self._tx():
+            alert_state.record(self._db, alerts)
             for sink in sinks:
                 if until is not None:
                     self._set(sink, "telemetry_until", int(until))
@@ -222,14 +247,19 @@ class Outbox:
     def _insert(
         self, sink: str, items: list[tuple[int, str, str, str, float, bytes]], now: float
     ) -> None:
+        # seq counts this sink's messages without gaps: a consumer that sees one
+        # missing knows a message was lost (a drop is also announced by a notice).
+        first = self._counters.get((sink, "seq"), 0) + 1
         self._db.executemany(
-            "INSERT INTO rows (sink, cls, state, gateway, asset, ts, created, size, body)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO rows (sink, cls, state, gateway, asset, ts, created, size, body, seq)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (sink, cls_, state, gw, asset, ts, now, len(body) + ROW_OVERHEAD, body)
-                for cls_, state, gw, asset, ts, body in items
+                (sink, cls_, state, gw, asset, ts, now, len(body) + ROW_OVERHEAD, body, first + i)
+                for i, (cls_, state, gw, asset, ts, body) in enumerate(items)
             ],
         )
+        if items:
+            self._set(sink, "seq", first + len(items) - 1)
         for cls_, *_, body in items:
             usage = self._usage.setdefault((sink, cls_), [0, 0])
             usage[0] += 1
@@ -323,12 +353,12 @@ class Outbox:
         now = time.time() if now is None else now
         inflight = self._inflight.setdefault(sink, set())
         after = self._after.setdefault(sink, {})
-        rows: list[tuple[int, int, str, str, float, int, bytes]] = []
+        rows: list[tuple[int, int, str, str, float, int, bytes, int]] = []
         for cls_ in CLASSES:
             # Taken rows of a class are a prefix of it (oldest first), so the rest
             # of the class lies above the highest id taken so far.
             rows += self._db.execute(
-                "SELECT id, cls, gateway, asset, ts, size, body FROM rows"
+                "SELECT id, cls, gateway, asset, ts, size, body, coalesce(seq, id) FROM rows"
                 " WHERE sink = ? AND cls = ? AND id > ? ORDER BY id LIMIT ?",
                 (sink, cls_, after.get(cls_, 0), limit - len(rows)),
             ).fetchall()
@@ -341,12 +371,12 @@ class Outbox:
         notice = self._pending_notice(sink, batch, now)
         return [notice, *batch] if notice else batch
 
-    def _record(self, row: tuple[int, int, str, str, float, int, bytes], now: float) -> Record:
-        row_id, cls_, gateway, asset, ts, size, body = row
+    def _record(self, row: tuple[int, int, str, str, float, int, bytes, int], now: float) -> Record:
+        row_id, cls_, gateway, asset, ts, size, body, seq = row
         if cls_ == TELEMETRY and now - ts > self.config.historical_after:
-            body = with_fields(body, seq=row_id, historical=True)
+            body = with_fields(body, seq=seq, historical=True)
         else:
-            body = with_fields(body, seq=row_id)
+            body = with_fields(body, seq=seq)
         return Record(row_id, CLASSES[cls_], gateway, asset, body, size, cls_)
 
     def _pending_notice(self, sink: str, batch: list[Record], now: float) -> Record | None:
@@ -404,3 +434,16 @@ class Outbox:
     def status(self) -> OutboxStatus:
         """Backlog per sink and class (rows, bytes, oldest), and the counters."""
         return read_status(self._db)
+
+
+def _add_seq_column(db: sqlite3.Connection) -> None:
+    """Files from before per-sink sequence numbers: old rows keep their row id as seq."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(rows)")}
+    if "seq" in columns:
+        return
+    db.execute("ALTER TABLE rows ADD COLUMN seq INTEGER")
+    db.execute("UPDATE rows SET seq = id")
+    db.execute(
+        "INSERT OR REPLACE INTO counters (sink, name, value)"
+        " SELECT sink, 'seq', max(id) FROM rows GROUP BY sink"
+    )

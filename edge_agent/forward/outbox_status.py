@@ -42,7 +42,9 @@ def read_status(db: sqlite3.Connection) -> OutboxStatus:
         )
     ]
     counters: dict[str, dict[str, int]] = {}
-    for sink, name, value in db.execute("SELECT sink, name, value FROM counters ORDER BY 1, 2"):
+    for sink, name, value in db.execute(
+        "SELECT sink, name, value FROM counters WHERE name != 'seq' ORDER BY 1, 2"
+    ):
         counters.setdefault(sink, {})[name] = value
     return OutboxStatus(backlog, counters)
 

@@ -40,3 +40,22 @@ def requeue_spill(path: Path, outbox: Outbox, gateway: str) -> int:
         log.warning("re-queued %d alert(s) the outbox refused before the last stop", len(alerts))
     path.unlink(missing_ok=True)
     return len(alerts)
+
+
+def adopt_legacy_open_alerts(path: Path, outbox: Outbox) -> int:
+    """Once, after an upgrade: take the open alerts a 0.1 agent saved at its last clean stop.
+
+    They are trusted only when the outbox has no alert history yet (the file was
+    written on clean stops only, so after a crash it could name alerts long cleared).
+    The file is removed either way: the outbox's alert state replaces it.
+    """
+    try:
+        alerts = [Alert.from_dict(d) for d in json.loads(path.read_text())]
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+        alerts = []
+    adopted = outbox.adopt_open_alerts(alerts)
+    path.unlink(missing_ok=True)
+    return adopted

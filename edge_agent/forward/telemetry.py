@@ -38,6 +38,7 @@ class SignalHistory(Protocol):
         """Raw samples of one signal in ``[since, until]``, oldest first."""
         ...
 
+
 BACKFILL_MAX = 86_400.0
 """Oldest window summarised after a restart (seconds back); the twin may keep less."""
 SETTLE = 2.0

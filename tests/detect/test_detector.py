@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge_agent.detect.config import AssetConfig, DetectConfig
-from edge_agent.detect.detector import Detector, restore_open_alerts, save_open_alerts
+from edge_agent.detect.detector import Detector
 from edge_agent.errors import ModelError
 from edge_agent.twin.windows import Windows
 from edge_agent.types import Alert, AlertKind, AlertState, Sample, Severity, alert_id
@@ -197,12 +198,24 @@ def test_open_alert_survives_a_restart_and_clears_under_its_id(tmp_path: Path) -
     det, windows = detector(tmp_path), Windows(1000)
     raised = run(det, windows, [0.0] * 4 + [2.0] * 6)
     assert [a.state for a in raised] == [AlertState.RAISED]
-    save_open_alerts(det, tmp_path / "open.json")
     again = detector(tmp_path)  # a new process: same config, fresh state
-    assert restore_open_alerts(again, tmp_path / "open.json") == 1
+    assert again.restore(raised, T0 + 10) == []
     assert again.open_alerts() == raised
     cleared = run(again, windows, [0.0] * 12, t0=T0 + 10)
     assert [(a.state, a.id) for a in cleared] == [(AlertState.CLEARED, raised[0].id)]
+
+
+def test_an_open_alert_of_a_cause_no_longer_configured_is_cleared_at_restore(
+    tmp_path: Path,
+) -> None:
+    det, windows = detector(tmp_path), Windows(1000)
+    raised = run(det, windows, [0.0] * 4 + [2.0] * 6)
+    gone = dataclasses.replace(raised[0], asset="removed-pump")
+    cleared = detector(tmp_path).restore([gone], T0 + 20)
+    assert [(a.state, a.id, a.asset) for a in cleared] == [
+        (AlertState.CLEARED, gone.id, "removed-pump")
+    ]
+    assert "no longer configured" in cleared[0].reason
 
 
 def test_late_sample_is_waited_for(tmp_path: Path) -> None:
@@ -220,11 +233,3 @@ def test_late_sample_is_waited_for(tmp_path: Path) -> None:
     last = det.scores()["pump"]
     assert last is not None and last.ts == T0 + 6
     assert last.score == pytest.approx(0.25)  # the late 1.0 values were used
-
-
-def test_unreadable_open_alerts_file_is_ignored(tmp_path: Path) -> None:
-    det = detector(tmp_path)
-    assert restore_open_alerts(det, tmp_path / "missing.json") == 0
-    (tmp_path / "open.json").write_text("{not json")
-    assert restore_open_alerts(det, tmp_path / "open.json") == 0
-    assert det.open_alerts() == []

@@ -57,23 +57,6 @@ async def test_locked_outbox_does_not_stop_the_agent(tmp_path: Path) -> None:
     assert not done, f"the agent stopped: {outcome!r}"
 
 
-async def test_cleanup_goes_on_when_open_alerts_cannot_be_saved(tmp_path: Path) -> None:
-    config = load_config(_config(tmp_path))
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "open-alerts.json.tmp").mkdir()  # writing the file fails like a full disk would
-    agent = asyncio.create_task(run_agent(config))
-    await _started(agent, data / "outbox.db")
-    agent.cancel()  # SIGTERM
-    outcome = (await asyncio.gather(agent, return_exceptions=True))[0]
-    try:  # while the failure (and its frames) is alive: is the twin still open?
-        SignalStore.open(data / "twin.db", config.twin).close()
-        twin_closed = True
-    except StoreError:
-        twin_closed = False
-    assert (isinstance(outcome, asyncio.CancelledError), twin_closed) == (True, True), outcome
-
-
 async def test_sigterm_during_startup_leaves_no_open_twin(tmp_path: Path) -> None:
     """Fine: a cancel right after the start (while the worker opens files) cleans up."""
     config = load_config(_config(tmp_path))
