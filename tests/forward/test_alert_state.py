@@ -87,7 +87,8 @@ def test_a_file_from_before_seq_keeps_its_rows_in_order(tmp_path: Path) -> None:
         " asset TEXT NOT NULL, ts REAL NOT NULL, created REAL NOT NULL,"
         " size INTEGER NOT NULL, body BLOB NOT NULL);"
     )
-    db.execute("INSERT INTO rows VALUES (7, 'a', 0, 'raised', 'gw1', 'p', 1, 1, 10, ?)", (b'{"v":1}',))
+    old_row = (7, "a", 0, "raised", "gw1", "p", 1, 1, 10, b'{"v":1}')
+    db.execute("INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", old_row)
     db.commit()
     db.close()
     outbox = _open(tmp_path, sinks=("a",))
