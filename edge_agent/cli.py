@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level or getattr(args, "quiet_level", None))
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command; expected faults become exit codes (78: config or model)."""
     try:
         return int(args.func(args))
     except (ConfigError, ModelError) as exc:

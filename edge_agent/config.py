@@ -101,9 +101,7 @@ def parse_config(text: str | bytes, path: Path) -> AgentConfig:
     # Top-level ``x-...`` keys only hold anchors for ``<<: *name`` merges elsewhere.
     empty: dict[str, Any] = {"sources": [], "sinks": []}
     data = {
-        k: (empty.get(k, {}) if v is None else v)
-        for k, v in data.items()
-        if not k.startswith("x-")
+        k: (empty.get(k, {}) if v is None else v) for k, v in data.items() if not k.startswith("x-")
     }
     try:
         base_dir = path.resolve().parent

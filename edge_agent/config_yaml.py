@@ -298,8 +298,8 @@ class _Builder:
         if node.tag not in _SCALARS:
             self.problem(node, at, _tag_refused(node.tag))
             return None
-        if _has_surrogate(node.value):
-            self.problem(node, at, "a key holds an escaped surrogate (\\uD800-\\uDFFF)")
+        if _has_surrogate(node.value) or "\0" in node.value:
+            self.problem(node, at, "a key holds an escaped NUL or surrogate (\\0, \\uD800)")
             return None
         return str(node.value)
 
@@ -317,8 +317,9 @@ class _Builder:
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _INT64:
             self.problem(node, at, f"{_short(node.value)} is out of range (64-bit integers)")
             return None
-        if isinstance(value, str) and _has_surrogate(value):
-            self.problem(node, at, "the text holds an escaped surrogate (\\uD800-\\uDFFF)")
+        if isinstance(value, str) and (_has_surrogate(value) or "\0" in value):
+            # No value needs them, and a NUL in a path raises ValueError in every os call.
+            self.problem(node, at, "the text holds an escaped NUL or surrogate (\\0, \\uD800)")
             return None
         return value
 

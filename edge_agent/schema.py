@@ -61,7 +61,9 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"expected a duration such as 500ms, 5s, 1m, 7d; got {value!r}")
     seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
     if seconds > MAX_DURATION:
-        raise ValueError(f"{value.strip()[:24]} is too long; a duration is at most 3650d (ten years)")
+        raise ValueError(
+            f"{value.strip()[:24]} is too long; a duration is at most 3650d (ten years)"
+        )
     return seconds
 
 
