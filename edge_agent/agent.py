@@ -27,6 +27,7 @@ from edge_agent.forward.telemetry import telemetry_forever
 from edge_agent.metrics import AgentView, serve_metrics_forever
 from edge_agent.notify import Notifier
 from edge_agent.observer import Observer
+from edge_agent.preflight import load_detector
 from edge_agent.registry import build_sink, build_source
 from edge_agent.sources.poll import PollStats, poll_forever
 from edge_agent.twin.recorder import Recorder
@@ -55,7 +56,7 @@ async def run_agent(config: AgentConfig, observer: Observer | None = None) -> No
 async def _run(
     config: AgentConfig, worker: Worker, notifier: Notifier, observer: Observer | None
 ) -> None:
-    detector = await worker.run(Detector.load, config.detect, config.config_path)
+    detector = await worker.run(load_detector, config)  # the same checks as check-config
     sources = [build_source(c) for c in config.sources]
     sinks = [build_sink(_sink_paths(config, c), config.agent.id) for c in config.sinks]
     config.data_path(".").mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,9 @@
 """YAML -> pydantic models; every error carries the file, the YAML path and the line.
 
-The YAML is composed into nodes first so each value keeps its line; ``${VAR}``
-is substituted in strings (a missing variable is an error); then the pydantic
-models validate. Errors are gathered into one :class:`ConfigError` whose message
-lists each problem as ``file:line: path: message``.
+The YAML is read by :mod:`edge_agent.config_yaml` (bounded, each value keeps its
+line); ``${VAR}`` is substituted in strings (a missing variable is an error); then
+the pydantic models validate. Errors are gathered into one :class:`ConfigError`
+whose message lists each problem as ``file:line: path: message``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from edge_agent.config_errors import YamlPath, describe, format_path, nearest_line
+from edge_agent.config_yaml import load_yaml, read_config_bytes
 from edge_agent.detect.config import DetectConfig
 from edge_agent.errors import ConfigError
 from edge_agent.forward.config import OutboxConfig
@@ -105,6 +105,8 @@ class AgentConfig(StrictModel):
     sinks: list[SinkConfig] = Field(default_factory=list)
     metrics: MetricsConfig = MetricsConfig()
     _base_dir: Path = PrivateAttr(default=Path("."))
+    _file: Path = PrivateAttr(default=Path("config.yaml"))
+    _lines: dict[YamlPath, int] = PrivateAttr(default_factory=dict)
 
     @field_validator("sources", "sinks")
     @classmethod
@@ -122,6 +124,10 @@ class AgentConfig(StrictModel):
         """Resolve a path written in the config (a model file) against its folder."""
         return Path(path) if Path(path).is_absolute() else self._base_dir / path
 
+    def where(self, at: YamlPath) -> str:
+        """``file:line: yaml.path`` of a key, for errors found after loading (a model file)."""
+        return f"{self._file}:{nearest_line(at, self._lines)}: {format_path(at)}"
+
     def data_path(self, path: str | Path) -> Path:
         """Resolve a data file (twin, outbox) against ``agent.data_dir``."""
         data_dir = self.config_path(self.agent.data_dir)
@@ -135,37 +141,30 @@ def load_config(path: str | Path) -> AgentConfig:
         ConfigError: with every problem found, each naming file, YAML path and line.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
-    return parse_config(text, path)
+    return parse_config(read_config_bytes(path), path)
 
 
-def parse_config(text: str, path: Path) -> AgentConfig:
-    """Validate config ``text`` that was read from ``path``."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
-    lines: dict[YamlPath, int] = {}
+def parse_config(text: str | bytes, path: Path) -> AgentConfig:
+    """Validate config ``text`` (or the file's bytes) that was read from ``path``."""
+    data, lines = load_yaml(text, path)
     problems: list[str] = []
-    data = _to_python(node, (), lines, problems, path) if node is not None else {}
+    data = _substitute_all(data, (), lines, problems, path)
     if problems:
         raise ConfigError("\n".join(problems))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping of sections")
     # A section whose keys are all commented out reads as null: take it as empty.
+    # Top-level ``x-...`` keys only hold anchors for ``<<: *name`` merges elsewhere.
     empty: dict[str, Any] = {"sources": [], "sinks": []}
-    data = {k: (empty.get(k, {}) if v is None else v) for k, v in data.items()}
+    data = {
+        k: (empty.get(k, {}) if v is None else v) for k, v in data.items() if not k.startswith("x-")
+    }
     try:
         base_dir = path.resolve().parent
         config = AgentConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(describe(exc, AgentConfig, data, lines, path)) from None
-    config._base_dir = base_dir
+    config._base_dir, config._file, config._lines = base_dir, path, lines
     unknown = _unknown_signals(config)
     if unknown:
         raise ConfigError("\n".join(f"{path}:{nearest_line(at, lines)}: {m}" for at, m in unknown))
@@ -198,25 +197,17 @@ def _unknown_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:
     return problems
 
 
-def _to_python(
-    node: yaml.Node, at: YamlPath, lines: dict[YamlPath, int], problems: list[str], path: Path
+def _substitute_all(
+    data: Any, at: YamlPath, lines: dict[YamlPath, int], problems: list[str], path: Path
 ) -> Any:
-    lines[at] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = yaml.SafeLoader(" ").construct_object(key_node)
-            result[key] = _to_python(value_node, (*at, str(key)), lines, problems, path)
-            lines.setdefault((*at, str(key)), key_node.start_mark.line + 1)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _to_python(item, (*at, i), lines, problems, path) for i, item in enumerate(node.value)
-        ]
-    value = yaml.SafeLoader(" ").construct_object(node)
-    if isinstance(value, str) and "${" in value:
-        return _substitute(value, at, lines[at], problems, path)
-    return value
+    """``${VAR}`` replaced in every string (keys excepted: they are names)."""
+    if isinstance(data, dict):
+        return {k: _substitute_all(v, (*at, k), lines, problems, path) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_substitute_all(v, (*at, i), lines, problems, path) for i, v in enumerate(data)]
+    if isinstance(data, str) and "${" in data:
+        return _substitute(data, at, nearest_line(at, lines), problems, path)
+    return data
 
 
 def _substitute(value: str, at: YamlPath, line: int, problems: list[str], path: Path) -> str:

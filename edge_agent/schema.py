@@ -3,6 +3,8 @@
 Every ``*Config`` model derives from :class:`StrictModel` so an unknown key is an
 error. Durations are written ``500ms``, ``5s``, ``1m``, ``2h``, ``7d`` and become
 float seconds; sizes are written ``512KB``, ``200MB``, ``1GB`` and become int bytes.
+Both are bounded (:data:`MAX_DURATION`, :data:`MAX_SIZE`): a value past them is a typo,
+and an enormous one would overflow a timer or an integer later, at run time.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ _SIZE_UNITS = {
     "gib": 1024**3,
 }
 
+MAX_DURATION = 3650 * 86400.0
+"""Ten years: longer than any retention, timeout or interval a gateway can mean."""
+
+MAX_SIZE = 10**12
+"""1 TB: larger than any storage a gateway has."""
+
 
 class StrictModel(BaseModel):
     """Base of every config model: unknown keys are errors, values are frozen."""
@@ -51,7 +59,12 @@ def parse_duration(value: object) -> float:
     match = _DURATION_RE.match(value)
     if not match:
         raise ValueError(f"expected a duration such as 500ms, 5s, 1m, 7d; got {value!r}")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds > MAX_DURATION:
+        raise ValueError(
+            f"{value.strip()[:24]} is too long; a duration is at most 3650d (ten years)"
+        )
+    return seconds
 
 
 def parse_size(value: object) -> int:
@@ -65,7 +78,10 @@ def parse_size(value: object) -> int:
     match = _SIZE_RE.match(value)
     if not match:
         raise ValueError(f"expected a size such as 512KB, 200MB, 1GB; got {value!r}")
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    size = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if size > MAX_SIZE:
+        raise ValueError(f"{value.strip()[:24]} is too large; a size is at most 1000GB")
+    return int(size)
 
 
 def format_duration(seconds: float) -> str:

@@ -51,7 +51,7 @@ class Screen:
         self._next_line = 0.0
 
     def on_samples(self, batch: Sequence[Sample]) -> None:
-        """Observer hook (see :class:`edge_agent.stages.Observer`)."""
+        """Observer hook (see :class:`edge_agent.observer.Observer`)."""
         self.samples += len(batch)
         for sample in batch:
             self.latest[sample.signal] = sample

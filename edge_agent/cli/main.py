@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level or getattr(args, "quiet_level", None))
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command; expected faults become exit codes (78: config or model)."""
     try:
         return int(args.func(args))
     except (ConfigError, ModelError) as exc:
@@ -88,7 +93,7 @@ def _add_run(sub: Subparsers) -> None:
 
 
 def _add_check_config(sub: Subparsers) -> None:
-    p = sub.add_parser("check-config", help="validate a config file without opening anything")
+    p = sub.add_parser("check-config", help="validate a config file and load its models")
     p.add_argument("config", type=Path)
     p.set_defaults(func=_check_config)
 
@@ -121,14 +126,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from edge_agent.config import load_config
+    from edge_agent.preflight import check_config
 
-    config = load_config(args.config)
-    signals = sum(len(_source(c).signals()) for c in config.sources)
-    print(
-        f"{args.config}: ok ({len(config.sources)} source(s), {signals} signal(s), "
-        f"{len(config.sinks)} sink(s))"
-    )
+    print(f"{args.config}: {check_config(args.config).summary()}")
     return 0
 
 

@@ -14,33 +14,6 @@ from edge_agent.detect.lifecycle import Gate
 from edge_agent.schema import Duration, StrictModel
 
 
-class DetectConfig(StrictModel):
-    """Config of detection: assets scored by models, and rules."""
-
-    interval: Duration = 1.0
-    assets: list[AssetConfig] = Field(default_factory=list)
-    rules: list[RuleConfig] = Field(default_factory=list)
-
-    @field_validator("assets")
-    @classmethod
-    def _assets_unique(cls, assets: list[AssetConfig]) -> list[AssetConfig]:
-        names = [a.name for a in assets]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"asset name(s) used twice: {twice}")
-        return assets
-
-    @model_validator(mode="after")
-    def _causes_unique(self) -> DetectConfig:
-        # The cause keys the open alert: (asset, "model") is the asset's model.
-        keys = [(r.asset_name, r.name) for r in self.rules]
-        keys += [(a.name, "model") for a in self.assets]
-        twice = sorted({f"{a}/{n}" for a, n in keys if keys.count((a, n)) > 1})
-        if twice:
-            raise ValueError(f"alert cause(s) used twice for one asset: {twice}")
-        return self
-
-
 class DebounceConfig(StrictModel):
     """``k`` of the last ``n`` scored windows, and (optionally) held ``for``."""
 
@@ -133,3 +106,30 @@ RuleConfig = Annotated[
     ThresholdRuleConfig | RateRuleConfig | FlatlineRuleConfig | BadQualityRuleConfig,
     Field(discriminator="type"),
 ]
+
+
+class DetectConfig(StrictModel):
+    """Config of detection: assets scored by models, and rules."""
+
+    interval: Duration = 1.0
+    assets: list[AssetConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(default_factory=list)
+
+    @field_validator("assets")
+    @classmethod
+    def _assets_unique(cls, assets: list[AssetConfig]) -> list[AssetConfig]:
+        names = [a.name for a in assets]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"asset name(s) used twice: {twice}")
+        return assets
+
+    @model_validator(mode="after")
+    def _causes_unique(self) -> DetectConfig:
+        # The cause keys the open alert: (asset, "model") is the asset's model.
+        keys = [(r.asset_name, r.name) for r in self.rules]
+        keys += [(a.name, "model") for a in self.assets]
+        twice = sorted({f"{a}/{n}" for a, n in keys if keys.count((a, n)) > 1})
+        if twice:
+            raise ValueError(f"alert cause(s) used twice for one asset: {twice}")
+        return self

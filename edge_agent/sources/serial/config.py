@@ -23,6 +23,23 @@ if TYPE_CHECKING:
     pass
 
 
+class SerialSignalConfig(StrictModel):
+    """One value read from each frame."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    field: str | int | None = None
+    """Regex group, key, or CSV position (0-based); default: the signal's name."""
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str = ""
+    asset: str = ""
+    description: str = ""
+
+    def selector(self) -> str:
+        """The field this signal is read from, as the parser keys it."""
+        return self.name if self.field is None else str(self.field)
+
+
 class SerialSourceConfig(StrictModel):
     """Config of a serial source: port settings, framing, parsing and signals."""
 
@@ -125,20 +142,3 @@ def _check_selectors(parse: ParseConfig, signals: list[SerialSignalConfig]) -> N
             raise ValueError(f"signal {signal.name!r}: the pattern has no group {selector!r}")
         if isinstance(parse, CsvParse) and not selector.isdigit():
             raise ValueError(f"signal {signal.name!r}: csv field must be a position (0, 1, ...)")
-
-
-class SerialSignalConfig(StrictModel):
-    """One value read from each frame."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
-    field: str | int | None = None
-    """Regex group, key, or CSV position (0-based); default: the signal's name."""
-    scale: float = 1.0
-    offset: float = 0.0
-    unit: str = ""
-    asset: str = ""
-    description: str = ""
-
-    def selector(self) -> str:
-        """The field this signal is read from, as the parser keys it."""
-        return self.name if self.field is None else str(self.field)

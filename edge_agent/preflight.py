@@ -1,0 +1,72 @@
+"""What ``run`` checks at start before opening anything, shared with ``check-config``.
+
+``check-config`` is the unit's ``ExecStartPre`` and the installer's last step: if it
+says "ok", the start must not then fail on a model. So both commands load the
+detector through :func:`load_detector`: every asset's model file and card loaded, the
+card's signals matched to the asset's, one probe window scored. A fault is a
+:class:`ModelError` (exit 78) that names the config line of the asset's ``model:`` key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edge_agent.config import AgentConfig, load_config
+from edge_agent.detect.asset import AssetDetector
+from edge_agent.detect.detector import Detector
+from edge_agent.detect.rules import Rule
+from edge_agent.detect.slot import ModelSlot
+from edge_agent.errors import ModelError
+from edge_agent.registry import build_source
+
+
+def load_detector(config: AgentConfig) -> Detector:
+    """The detector of ``config``, every model loaded and checked (the agent's start).
+
+    Raises:
+        ModelError: a model file missing or corrupt, or not matching its asset;
+            the message starts with ``file:line: detect.assets[N].model:``.
+    """
+    assets = [_load_asset(config, n) for n in range(len(config.detect.assets))]
+    return Detector(config.detect, assets, [Rule(r) for r in config.detect.rules])
+
+
+def _load_asset(config: AgentConfig, index: int) -> AssetDetector:
+    asset = config.detect.assets[index]
+    try:
+        slot = ModelSlot.load(
+            config.config_path(asset.model), asset.threads, asset.signals, f"asset {asset.name}"
+        )
+    except ModelError as exc:
+        raise ModelError(f"{config.where(('detect', 'assets', index, 'model'))}: {exc}") from exc
+    return AssetDetector(asset, slot)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What a config that passed every start check holds."""
+
+    config: AgentConfig
+    sources: list[Any]
+    detector: Detector
+
+    def summary(self) -> str:
+        """``ok (2 source(s), 14 signal(s), 1 sink(s)); 1 model(s) loaded``."""
+        signals = sum(len(s.signals()) for s in self.sources)
+        return (
+            f"ok ({len(self.sources)} source(s), {signals} signal(s), "
+            f"{len(self.config.sinks)} sink(s)); {len(self.detector.assets)} model(s) loaded"
+        )
+
+
+def check_config(path: Any) -> Checked:
+    """Everything ``run`` checks before it opens a device, a database or a connection.
+
+    Raises:
+        ConfigError: the file is not a valid config (exit 78).
+        ModelError: a model or card does not load or fit (exit 78).
+    """
+    config = load_config(path)
+    sources = [build_source(c) for c in config.sources]
+    return Checked(config, sources, load_detector(config))
