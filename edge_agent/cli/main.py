@@ -125,6 +125,9 @@ def _check_config(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     signals = sum(len(_source(c).signals()) for c in config.sources)
+    for source in config.sources:  # a source config may say what loads but will hurt
+        for warning in getattr(source, "warnings", list)():
+            print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(
         f"{args.config}: ok ({len(config.sources)} source(s), {signals} signal(s), "
         f"{len(config.sinks)} sink(s))"

@@ -3,8 +3,11 @@
 Each Modbus unit (slave id) behind one connection has its own state. When a
 unit stops answering, its requests are skipped (its signals read BAD) for a
 backoff that doubles at each failed attempt, with jitter so a line of units
-that died together does not retry in lockstep (:class:`Backoff`). The first
-answer ends the outage. Transitions are logged once each way.
+that died together does not retry in lockstep (:class:`Backoff`). The backoff
+runs from the *end* of the failed try: counted from the tick's start, a try
+that took ``timeout x (retries + 1)`` would eat the first steps of it, and a
+dead unit would cost the line a timeout at every tick. The first answer ends
+the outage. Transitions are logged once each way.
 """
 
 from __future__ import annotations
@@ -50,8 +53,12 @@ class UnitHealth:
         """Whether ``unit`` may be asked at ``now`` (monotonic seconds)."""
         return now >= self._state[unit].retry_at
 
+    def down(self, unit: int) -> bool:
+        """Whether ``unit`` is in an outage (its next try will likely cost a full timeout)."""
+        return self._state[unit].down_since is not None
+
     def failed(self, unit: int, now: float, reason: str) -> float:
-        """Record a silent attempt; return the backoff chosen (seconds)."""
+        """Record a silent attempt that ended at ``now``; return the backoff chosen (seconds)."""
         state = self._state[unit]
         if state.down_since is None:
             state.down_since = now

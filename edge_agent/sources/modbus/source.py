@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 _BISECTED = frozenset({2, 3})
 
 
+# the poll loop wakes a little late and has work to do after read(): the last
+# try of a tick must end this share of the interval before the next tick, or
+# that tick is skipped
+_TICK_SLACK = 0.05
+
 _Job = tuple[Request, list[Slot]]
 
 
@@ -126,6 +131,7 @@ class ModbusSource:
         self._plan: _Plan | None = None
         self._health: UnitHealth | None = None
         self._link: ModbusLink | None = None
+        self._deferred: list[_Job] = []
         self._complaints: dict[tuple[int, Table, int], int] = {}
         self._refusals: dict[tuple[int, Table], set[int]] = {}
 
@@ -152,10 +158,11 @@ class ModbusSource:
             self._health = UnitHealth(config.name, units, config.backoff, config.backoff_max)
         assert self._health is not None
         self._health.reset()
+        self._deferred = []
         link = ModbusLink(
             Endpoint.parse(config.url),
             SerialLine(**config.serial.model_dump()),
-            config.timeout,
+            config.request_timeout,
             config.retries,
             config.name,
         )
@@ -169,23 +176,66 @@ class ModbusSource:
             self._link = None
 
     async def read(self) -> list[Sample]:
-        """Read what is due now.
+        """Read what is due now, within the tick (see :meth:`_queue` for the order).
+
+        A try goes only if the time left in the tick covers its worst case,
+        ``timeout x (retries + 1)``; otherwise it waits for the next tick and goes
+        first there, so a silent unit costs the others at most one timeout per
+        backoff period and a tick is never overrun by a try that could wait. The
+        first try of a tick always goes, or a tick shorter than the worst case
+        would never read anything.
 
         Raises:
             SourceError: the connection is lost, or no unit answers.
         """
         if self._plan is None or self._link is None or self._health is None:
             raise SourceError(f"{self.config.name}: read() outside 'async with'")
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         jobs, refused = self._plan.due(now)
         samples = _bad([self._plan.fields[k].signal for k in refused], time.time())
-        for i, (request, slots) in enumerate(jobs):
-            if i:
-                await pause(self.config.pause)
-            samples.extend((await self._serve(request, slots, now))[0])
+        deadline = now + self.config.interval * (1 - _TICK_SLACK)
+        sent = False
+        for request, slots in self._queue(jobs):
+            if not self._health.available(request.unit, now):
+                samples.extend(_bad([s.signal for s in slots], time.time()))
+            elif sent and deadline - loop.time() < self._worst:
+                samples.extend(self._defer(request, slots))
+            else:
+                if sent:
+                    await pause(self.config.pause)
+                sent = True
+                samples.extend((await self._serve(request, slots, now))[0])
         if jobs and self._health.all_down():
             raise SourceError(f"{self.config.name}: no unit answers on {self.config.url}")
         return samples
+
+    @property
+    def _worst(self) -> float:
+        """What one try costs when its unit does not answer."""
+        return self.config.request_timeout * (self.config.retries + 1)
+
+    def _queue(self, jobs: list[_Job]) -> list[_Job]:
+        """This tick's tries in order: those deferred last tick, answering units, silent ones.
+
+        Units that answer go before units in an outage, whose tries will most
+        likely cost a full timeout: a silent unit then delays no one in the tick.
+        """
+        assert self._health is not None
+        carried, self._deferred = self._deferred, []
+        waiting = {request for request, _ in carried}
+        fresh = [job for job in jobs if job[0] not in waiting]
+        silent = [job for job in fresh if self._health.down(job[0].unit)]
+        return carried + [job for job in fresh if job not in silent] + silent
+
+    def _defer(self, request: Request, slots: list[Slot]) -> list[Sample]:
+        """Keep a try for the next tick; a unit in an outage reads BAD meanwhile."""
+        assert self._health is not None
+        self._deferred.append((request, slots))
+        log.debug("%s: unit %d deferred to the next tick", self.config.name, request.unit)
+        if self._health.down(request.unit):
+            return _bad([s.signal for s in slots], time.time())
+        return []  # its reading comes a tick late
 
     async def _serve(
         self, request: Request, slots: list[Slot], now: float
@@ -195,11 +245,13 @@ class ModbusSource:
         if not self._health.available(request.unit, now):
             return _bad([s.signal for s in slots], time.time()), False
         reply = await self._link.read(request.table, request.unit, request.start, request.count)
-        ts = time.time()
+        ts, ended = time.time(), asyncio.get_running_loop().time()
         if isinstance(reply, NoAnswer):
-            self._health.failed(request.unit, now, reply.reason)
+            # backoff from the end of the try: from its start, a try of
+            # timeout x (retries + 1) would use up the first backoff steps
+            self._health.failed(request.unit, ended, reply.reason)
             return _bad([s.signal for s in slots], ts), False
-        self._health.answered(request.unit, now)
+        self._health.answered(request.unit, ended)
         if isinstance(reply, Refused):
             if reply.code in _BISECTED:
                 return await self._bisect(request, reply.code, now), False
