@@ -179,11 +179,10 @@ class ModbusSource:
         """Read what is due now, within the tick (see :meth:`_queue` for the order).
 
         A try goes only if the time left in the tick covers its worst case,
-        ``timeout x (retries + 1)``; otherwise it waits for the next tick and goes
-        first there, so a silent unit costs the others at most one timeout per
-        backoff period and a tick is never overrun by a try that could wait. The
-        first try of a tick always goes, or a tick shorter than the worst case
-        would never read anything.
+        ``timeout x (retries + 1)``; otherwise it waits for the next tick, so a
+        tick is not overrun by a try that could wait. The first try of a tick
+        always goes, and so does every try when the worst case exceeds a whole
+        tick (it could never fit; ``check-config`` warns of such a config).
 
         Raises:
             SourceError: the connection is lost, or no unit answers.
@@ -194,12 +193,13 @@ class ModbusSource:
         now = loop.time()
         jobs, refused = self._plan.due(now)
         samples = _bad([self._plan.fields[k].signal for k in refused], time.time())
-        deadline = now + self.config.interval * (1 - _TICK_SLACK)
+        usable = self.config.interval * (1 - _TICK_SLACK)
+        budget = self._worst if self._worst <= usable else 0.0
         sent = False
         for request, slots in self._queue(jobs):
             if not self._health.available(request.unit, now):
                 samples.extend(_bad([s.signal for s in slots], time.time()))
-            elif sent and deadline - loop.time() < self._worst:
+            elif sent and now + usable - loop.time() < budget:
                 samples.extend(self._defer(request, slots))
             else:
                 if sent:
@@ -216,17 +216,19 @@ class ModbusSource:
         return self.config.request_timeout * (self.config.retries + 1)
 
     def _queue(self, jobs: list[_Job]) -> list[_Job]:
-        """This tick's tries in order: those deferred last tick, answering units, silent ones.
+        """This tick's tries in order: units that answer first, units in an outage last.
 
-        Units that answer go before units in an outage, whose tries will most
-        likely cost a full timeout: a silent unit then delays no one in the tick.
+        A try at a unit in an outage will most likely cost a full timeout: last,
+        it delays no one. Within each group, tries deferred from the last tick
+        go first; a due try equal to a deferred one is made once.
         """
         assert self._health is not None
         carried, self._deferred = self._deferred, []
         waiting = {request for request, _ in carried}
-        fresh = [job for job in jobs if job[0] not in waiting]
-        silent = [job for job in fresh if self._health.down(job[0].unit)]
-        return carried + [job for job in fresh if job not in silent] + silent
+        ordered = carried + [job for job in jobs if job[0] not in waiting]
+        answering = [job for job in ordered if not self._health.down(job[0].unit)]
+        silent = [job for job in ordered if self._health.down(job[0].unit)]
+        return answering + silent
 
     def _defer(self, request: Request, slots: list[Slot]) -> list[Sample]:
         """Keep a try for the next tick; a unit in an outage reads BAD meanwhile."""
