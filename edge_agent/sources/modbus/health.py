@@ -26,6 +26,7 @@ class _Unit:
     backoff: Backoff
     retry_at: float = 0.0
     down_since: float | None = None
+    heard: bool = False  # answered since the connection opened
 
 
 @dataclass
@@ -53,6 +54,11 @@ class UnitHealth:
         """Whether ``unit`` may be asked at ``now`` (monotonic seconds)."""
         return now >= self._state[unit].retry_at
 
+    def trusted(self, unit: int) -> bool:
+        """Whether ``unit`` answered its last try (its next one will likely be quick)."""
+        state = self._state[unit]
+        return state.heard and state.down_since is None
+
     def down(self, unit: int) -> bool:
         """Whether ``unit`` is in an outage (its next try will likely cost a full timeout)."""
         return self._state[unit].down_since is not None
@@ -70,6 +76,7 @@ class UnitHealth:
     def answered(self, unit: int, now: float) -> None:
         """Record an answer (data or a Modbus exception: the unit is alive)."""
         state = self._state[unit]
+        state.heard = True
         if state.down_since is not None:
             log.info(
                 "%s: unit %d answering again after %.0f s",
@@ -77,7 +84,7 @@ class UnitHealth:
                 unit,
                 now - state.down_since,
             )
-            self._state[unit] = _Unit(Backoff(self.first, self.most))
+            self._state[unit] = _Unit(Backoff(self.first, self.most), heard=True)
 
     def all_down(self) -> bool:
         """Whether every unit is in an outage (then the link itself is suspect)."""

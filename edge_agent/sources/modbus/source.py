@@ -216,19 +216,20 @@ class ModbusSource:
         return self.config.request_timeout * (self.config.retries + 1)
 
     def _queue(self, jobs: list[_Job]) -> list[_Job]:
-        """This tick's tries in order: units that answer first, units in an outage last.
+        """This tick's tries in order: units that answered their last try first, then the rest.
 
-        A try at a unit in an outage will most likely cost a full timeout: last,
-        it delays no one. Within each group, tries deferred from the last tick
-        go first; a due try equal to a deferred one is made once.
+        A try at a unit in an outage (or not heard from yet) may cost a full
+        timeout: after the others, it delays no one. Within each group, tries
+        deferred from the last tick go first; a due try equal to one of them
+        is made once.
         """
         assert self._health is not None
         carried, self._deferred = self._deferred, []
         waiting = {request for request, _ in carried}
         ordered = carried + [job for job in jobs if job[0] not in waiting]
-        answering = [job for job in ordered if not self._health.down(job[0].unit)]
-        silent = [job for job in ordered if self._health.down(job[0].unit)]
-        return answering + silent
+        trusted = [job for job in ordered if self._health.trusted(job[0].unit)]
+        others = [job for job in ordered if not self._health.trusted(job[0].unit)]
+        return trusted + others
 
     def _defer(self, request: Request, slots: list[Slot]) -> list[Sample]:
         """Keep a try for the next tick; a unit in an outage reads BAD meanwhile."""
