@@ -128,7 +128,11 @@ def _run(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     from edge_agent.preflight import check_config
 
-    print(f"{args.config}: {check_config(args.config).summary()}")
+    checked = check_config(args.config)
+    for source in checked.config.sources:  # a source config may say what loads but will hurt
+        for warning in getattr(source, "warnings", list)():
+            print(f"{args.config}: warning: {warning}", file=sys.stderr)
+    print(f"{args.config}: {checked.summary()}")
     return 0
 
 

@@ -124,3 +124,53 @@ def test_needs_at_least_one_register() -> None:
 def test_bad_source_settings_are_explained(extra: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         make([{"name": "a", "address": 0}], **extra)
+
+
+def _units(count: int) -> list[dict[str, Any]]:
+    return [{"name": f"u{u}", "address": 0, "unit_id": u} for u in range(1, count + 1)]
+
+
+@pytest.mark.parametrize(
+    ("url", "units", "extra", "timeout"),
+    [
+        ("tcp://h", 1, {}, 1.0),  # never more than 1 s
+        ("tcp://h", 2, {}, 0.5),  # interval / units
+        ("tcp://h", 2, {"retries": 1}, 0.25),  # interval / (units x tries)
+        ("tcp://h", 10, {"interval": "5s"}, 0.5),
+        ("tcp://h", 20, {}, 0.1),  # never under 100 ms
+        # 100 ms + a request and a 125-register reply (263 bytes of 10 bits) at 19200 baud
+        ("rtu:///dev/ttyUSB0", 10, {}, 0.1 + 263 * 10 / 19200),
+        ("rtu+tcp://h:4001", 10, {"serial": {"baudrate": 9600}}, 0.1 + 263 * 10 / 9600),
+        ("tcp://h", 10, {"timeout": "2s"}, 2.0),  # a timeout set is kept
+    ],
+)
+def test_default_timeout_fits_every_unit_in_a_tick(
+    url: str, units: int, extra: dict[str, Any], timeout: float
+) -> None:
+    config = make(_units(units), url=url, **extra)
+    assert config.request_timeout == pytest.approx(timeout)
+    assert config.retries == extra.get("retries", 0)
+
+
+def test_warns_when_silent_units_would_not_fit_in_a_tick() -> None:
+    assert make(_units(10)).warnings() == []  # the default timeout fits
+    assert make(_units(2), timeout="500ms").warnings() == []  # exactly the interval
+    (warning,) = make(_units(3), timeout="500ms", retries=1).warnings()
+    assert warning.startswith("m: timeout 0.5 s x (retries 1 + 1) x 3 unit(s) = 3 s exceeds")
+
+
+def test_check_config_prints_the_warning_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge_agent.cli.main import main
+
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "sources:\n  - type: modbus\n    name: line\n    url: tcp://10.0.0.5:502\n"
+        "    timeout: 1s\n    retries: 1\n    registers:\n"
+        "      - {name: a, address: 0, unit_id: 1}\n      - {name: b, address: 0, unit_id: 2}\n"
+    )
+    assert main(["check-config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert f"{path}: warning: line: timeout 1 s x (retries 1 + 1) x 2 unit(s) = 4 s" in err
+    assert "ok (1 source(s)" in out

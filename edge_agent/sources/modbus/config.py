@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, Self
 
 from pydantic import Field as PydanticField
@@ -18,6 +19,11 @@ from edge_agent.sources.modbus.codec import (
 from edge_agent.sources.modbus.link import (
     Endpoint,
 )
+
+_TIMEOUT_MOST = 1.0
+_TIMEOUT_LEAST = 0.1
+_RTU_REQUEST = 8  # unit, function, start, count, CRC
+_RTU_REPLY_OVERHEAD = 5  # unit, function, byte count, CRC
 
 
 class ModbusRegisterConfig(StrictModel):
@@ -76,8 +82,8 @@ class ModbusSourceConfig(StrictModel):
     url: str
     unit_id: int = PydanticField(default=1, ge=0, le=255)
     serial: SerialConfig = SerialConfig()
-    timeout: Annotated[Duration, PydanticField(gt=0)] = 1.0
-    retries: int = PydanticField(default=1, ge=0, le=10)
+    timeout: Annotated[Duration, PydanticField(gt=0)] | None = None
+    retries: int = PydanticField(default=0, ge=0, le=10)
     pause: Duration = 0.0
     register_gap: int = PydanticField(default=10, ge=0, le=124)
     bit_gap: int = PydanticField(default=100, ge=0, le=1999)
@@ -110,6 +116,47 @@ class ModbusSourceConfig(StrictModel):
                     f" interval ({self.interval} s), which is how often it polls"
                 )
         return self
+
+    def units(self) -> list[int]:
+        """The unit ids the registers are read from, sorted."""
+        return sorted({self.unit_id if r.unit_id is None else r.unit_id for r in self.registers})
+
+    @property
+    def request_timeout(self) -> float:
+        """``timeout``, or the default that lets every unit time out within one tick.
+
+        The default is ``interval / (units x (retries + 1))``, at most 1 s, and at
+        least 100 ms plus the time the largest request and reply take on the
+        serial line (``rtu`` and ``rtu+tcp``), so a device that answers is not
+        cut off mid-reply.
+        """
+        if self.timeout is not None:
+            return self.timeout
+        share = self.interval / (len(self.units()) * (self.retries + 1))
+        return max(min(share, _TIMEOUT_MOST), _TIMEOUT_LEAST + self._wire_time())
+
+    def _wire_time(self) -> float:
+        """Seconds the longest request and reply allowed take on the serial line."""
+        if not self.url.lower().startswith("rtu"):
+            return 0.0
+        line = self.serial
+        char = 1 + line.bytesize + (line.parity != "none") + line.stopbits
+        payload = max(2 * self.max_registers, math.ceil(self.max_bits / 8))
+        return (_RTU_REQUEST + _RTU_REPLY_OVERHEAD + payload) * char / line.baudrate
+
+    def warnings(self) -> list[str]:
+        """What ``check-config`` should say about this source although it loads."""
+        units = len(self.units())
+        worst = self.request_timeout * (self.retries + 1)
+        if worst * units <= self.interval:
+            return []
+        return [
+            f"{self.name}: timeout {self.request_timeout:g} s x (retries {self.retries} + 1)"
+            f" x {units} unit(s) = {worst * units:g} s exceeds the interval"
+            f" ({self.interval:g} s): units that go silent together cannot all be"
+            " tried within one tick, so readings of the others come a tick late or are"
+            " lost; lower timeout or retries, or raise interval"
+        ]
 
     def signal_name(self, register: ModbusRegisterConfig) -> str:
         """The signal name of ``register``: ``source.name``, lowercase."""

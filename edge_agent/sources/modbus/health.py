@@ -3,8 +3,11 @@
 Each Modbus unit (slave id) behind one connection has its own state. When a
 unit stops answering, its requests are skipped (its signals read BAD) for a
 backoff that doubles at each failed attempt, with jitter so a line of units
-that died together does not retry in lockstep (:class:`Backoff`). The first
-answer ends the outage. Transitions are logged once each way.
+that died together does not retry in lockstep (:class:`Backoff`). The backoff
+runs from the *end* of the failed try: counted from the tick's start, a try
+that took ``timeout x (retries + 1)`` would eat the first steps of it, and a
+dead unit would cost the line a timeout at every tick. The first answer ends
+the outage. Transitions are logged once each way.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class _Unit:
     backoff: Backoff
     retry_at: float = 0.0
     down_since: float | None = None
+    heard: bool = False  # answered since the connection opened
 
 
 @dataclass
@@ -50,8 +54,17 @@ class UnitHealth:
         """Whether ``unit`` may be asked at ``now`` (monotonic seconds)."""
         return now >= self._state[unit].retry_at
 
+    def trusted(self, unit: int) -> bool:
+        """Whether ``unit`` answered its last try (its next one will likely be quick)."""
+        state = self._state[unit]
+        return state.heard and state.down_since is None
+
+    def down(self, unit: int) -> bool:
+        """Whether ``unit`` is in an outage (its next try will likely cost a full timeout)."""
+        return self._state[unit].down_since is not None
+
     def failed(self, unit: int, now: float, reason: str) -> float:
-        """Record a silent attempt; return the backoff chosen (seconds)."""
+        """Record a silent attempt that ended at ``now``; return the backoff chosen (seconds)."""
         state = self._state[unit]
         if state.down_since is None:
             state.down_since = now
@@ -63,6 +76,7 @@ class UnitHealth:
     def answered(self, unit: int, now: float) -> None:
         """Record an answer (data or a Modbus exception: the unit is alive)."""
         state = self._state[unit]
+        state.heard = True
         if state.down_since is not None:
             log.info(
                 "%s: unit %d answering again after %.0f s",
@@ -70,7 +84,7 @@ class UnitHealth:
                 unit,
                 now - state.down_since,
             )
-            self._state[unit] = _Unit(Backoff(self.first, self.most))
+            self._state[unit] = _Unit(Backoff(self.first, self.most), heard=True)
 
     def all_down(self) -> bool:
         """Whether every unit is in an outage (then the link itself is suspect)."""

@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 _BISECTED = frozenset({2, 3})
 
 
+# the poll loop wakes a little late and has work to do after read(): the last
+# try of a tick must end this share of the interval before the next tick, or
+# that tick is skipped
+_TICK_SLACK = 0.05
+
 _Job = tuple[Request, list[Slot]]
 
 
@@ -126,6 +131,7 @@ class ModbusSource:
         self._plan: _Plan | None = None
         self._health: UnitHealth | None = None
         self._link: ModbusLink | None = None
+        self._deferred: list[_Job] = []
         self._complaints: dict[tuple[int, Table, int], int] = {}
         self._refusals: dict[tuple[int, Table], set[int]] = {}
 
@@ -152,10 +158,11 @@ class ModbusSource:
             self._health = UnitHealth(config.name, units, config.backoff, config.backoff_max)
         assert self._health is not None
         self._health.reset()
+        self._deferred = []
         link = ModbusLink(
             Endpoint.parse(config.url),
             SerialLine(**config.serial.model_dump()),
-            config.timeout,
+            config.request_timeout,
             config.retries,
             config.name,
         )
@@ -169,23 +176,69 @@ class ModbusSource:
             self._link = None
 
     async def read(self) -> list[Sample]:
-        """Read what is due now.
+        """Read what is due now, within the tick (see :meth:`_queue` for the order).
+
+        A try goes only if the time left in the tick covers its worst case,
+        ``timeout x (retries + 1)``; otherwise it waits for the next tick, so a
+        tick is not overrun by a try that could wait. The first try of a tick
+        always goes, and so does every try when the worst case exceeds a whole
+        tick (it could never fit; ``check-config`` warns of such a config).
 
         Raises:
             SourceError: the connection is lost, or no unit answers.
         """
         if self._plan is None or self._link is None or self._health is None:
             raise SourceError(f"{self.config.name}: read() outside 'async with'")
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         jobs, refused = self._plan.due(now)
         samples = _bad([self._plan.fields[k].signal for k in refused], time.time())
-        for i, (request, slots) in enumerate(jobs):
-            if i:
-                await pause(self.config.pause)
-            samples.extend((await self._serve(request, slots, now))[0])
+        usable = self.config.interval * (1 - _TICK_SLACK)
+        budget = self._worst if self._worst <= usable else 0.0
+        sent = False
+        for request, slots in self._queue(jobs):
+            if not self._health.available(request.unit, now):
+                samples.extend(_bad([s.signal for s in slots], time.time()))
+            elif sent and now + usable - loop.time() < budget:
+                samples.extend(self._defer(request, slots))
+            else:
+                if sent:
+                    await pause(self.config.pause)
+                sent = True
+                samples.extend((await self._serve(request, slots, now))[0])
         if jobs and self._health.all_down():
             raise SourceError(f"{self.config.name}: no unit answers on {self.config.url}")
         return samples
+
+    @property
+    def _worst(self) -> float:
+        """What one try costs when its unit does not answer."""
+        return self.config.request_timeout * (self.config.retries + 1)
+
+    def _queue(self, jobs: list[_Job]) -> list[_Job]:
+        """This tick's tries in order: units that answered their last try first, then the rest.
+
+        A try at a unit in an outage (or not heard from yet) may cost a full
+        timeout: after the others, it delays no one. Within each group, tries
+        deferred from the last tick go first; a due try equal to one of them
+        is made once.
+        """
+        assert self._health is not None
+        carried, self._deferred = self._deferred, []
+        waiting = {request for request, _ in carried}
+        ordered = carried + [job for job in jobs if job[0] not in waiting]
+        trusted = [job for job in ordered if self._health.trusted(job[0].unit)]
+        others = [job for job in ordered if not self._health.trusted(job[0].unit)]
+        return trusted + others
+
+    def _defer(self, request: Request, slots: list[Slot]) -> list[Sample]:
+        """Keep a try for the next tick; a unit in an outage reads BAD meanwhile."""
+        assert self._health is not None
+        self._deferred.append((request, slots))
+        log.debug("%s: unit %d deferred to the next tick", self.config.name, request.unit)
+        if self._health.down(request.unit):
+            return _bad([s.signal for s in slots], time.time())
+        return []  # its reading comes a tick late
 
     async def _serve(
         self, request: Request, slots: list[Slot], now: float
@@ -195,11 +248,13 @@ class ModbusSource:
         if not self._health.available(request.unit, now):
             return _bad([s.signal for s in slots], time.time()), False
         reply = await self._link.read(request.table, request.unit, request.start, request.count)
-        ts = time.time()
+        ts, ended = time.time(), asyncio.get_running_loop().time()
         if isinstance(reply, NoAnswer):
-            self._health.failed(request.unit, now, reply.reason)
+            # backoff from the end of the try: from its start, a try of
+            # timeout x (retries + 1) would use up the first backoff steps
+            self._health.failed(request.unit, ended, reply.reason)
             return _bad([s.signal for s in slots], ts), False
-        self._health.answered(request.unit, now)
+        self._health.answered(request.unit, ended)
         if isinstance(reply, Refused):
             if reply.code in _BISECTED:
                 return await self._bisect(request, reply.code, now), False
