@@ -15,6 +15,7 @@ from pydantic import Field
 from edge_agent.forward.http import HttpSinkConfig
 from edge_agent.forward.jsonl import JsonlSinkConfig
 from edge_agent.forward.mqtt import MqttSinkConfig
+from edge_agent.forward.sparkplug_config import SparkplugSinkConfig
 from edge_agent.sources.modbus import ModbusSourceConfig
 from edge_agent.sources.opcua import OpcuaSourceConfig
 from edge_agent.sources.serial import SerialSourceConfig
@@ -29,6 +30,7 @@ SINKS: dict[str, tuple[type[Any], str]] = {
     "mqtt": (MqttSinkConfig, "edge_agent.forward.mqtt:MqttSink"),
     "http": (HttpSinkConfig, "edge_agent.forward.http:HttpSink"),
     "jsonl": (JsonlSinkConfig, "edge_agent.forward.jsonl:JsonlSink"),
+    "sparkplug": (SparkplugSinkConfig, "edge_agent.forward.sparkplug:SparkplugSink"),
 }
 
 SourceConfig = Annotated[
@@ -36,7 +38,7 @@ SourceConfig = Annotated[
     Field(discriminator="type"),
 ]
 SinkConfig = Annotated[
-    MqttSinkConfig | HttpSinkConfig | JsonlSinkConfig,
+    MqttSinkConfig | HttpSinkConfig | JsonlSinkConfig | SparkplugSinkConfig,
     Field(discriminator="type"),
 ]
 

@@ -27,11 +27,12 @@ import ssl
 import string
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Literal, Protocol, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge_agent.errors import DeliveryError
+from edge_agent.forward.brokers import Broker, BrokerWalk, parse_broker
 from edge_agent.forward.delivery import SinkSettings
 from edge_agent.forward.encode import encode_status
 from edge_agent.forward.outbox import Record
@@ -49,11 +50,14 @@ _TOPIC_UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_"})
 class MqttSinkConfig(SinkSettings):
     """Config of an MQTT sink.
 
-    Topics are templates with ``{gateway}`` (``agent.id``) and ``{asset}``.
+    Topics are templates with ``{gateway}`` (``agent.id``) and ``{asset}``. The broker is
+    ``host``/``port``, or a cluster's ``servers`` walked on failure (see
+    :mod:`edge_agent.forward.brokers`).
     """
 
     type: Literal["mqtt"]
-    host: str
+    host: str | None = None
+    servers: list[str] = Field(default_factory=list)
     port: int = Field(default=8883, ge=1, le=65535)
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     client_id: str = ""
@@ -84,6 +88,18 @@ class MqttSinkConfig(SinkSettings):
             raise ValueError("a topic to publish to cannot hold the wildcards + or #")
         return value
 
+    @model_validator(mode="after")
+    def _one_broker_key(self) -> MqttSinkConfig:
+        if (self.host is None) == (not self.servers):
+            raise ValueError("give either host (one broker) or servers (a list), not both")
+        self.brokers()  # every entry must parse
+        return self
+
+    def brokers(self) -> list[Broker]:
+        """The brokers to walk, in order (``host`` alone is a list of one)."""
+        entries = self.servers or [str(self.host)]
+        return [parse_broker(e, self.port, self.tls != "off") for e in entries]
+
 
 def topic_for(template: str, gateway: str, asset: str) -> str:
     """Fill a topic template; MQTT separators and wildcards in names become ``_``."""
@@ -92,7 +108,20 @@ def topic_for(template: str, gateway: str, asset: str) -> str:
     )
 
 
-def tls_context(config: MqttSinkConfig) -> ssl.SSLContext | None:
+class TlsKeys(Protocol):
+    """The TLS keys an MQTT or Sparkplug sink config has."""
+
+    @property
+    def tls(self) -> str: ...
+    @property
+    def ca_file(self) -> str | None: ...
+    @property
+    def cert_file(self) -> str | None: ...
+    @property
+    def key_file(self) -> str | None: ...
+
+
+def tls_context(config: TlsKeys) -> ssl.SSLContext | None:
     """The TLS context for ``config``: verification on unless ``tls: no-verify``."""
     if config.tls == "off":
         return None
@@ -121,6 +150,7 @@ class MqttSink:
         self.gateway = gateway
         self._client: aiomqtt.Client | None = None
         self._topics: dict[tuple[str, str, str], str] = {}
+        self._walk = BrokerWalk(config.brokers())
 
     @property
     def name(self) -> str:
@@ -136,7 +166,7 @@ class MqttSink:
         topic = topic_for(self.config.status_topic, self.gateway, "")
         return topic, encode_status(self.gateway, state, time.time())
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self, broker: Broker) -> aiomqtt.Client:
         import aiomqtt
         from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
         from paho.mqtt.packettypes import PacketTypes
@@ -155,8 +185,8 @@ class MqttSink:
         except (OSError, ssl.SSLError) as exc:
             raise DeliveryError(f"{self.name}: cannot load TLS files: {exc}") from exc
         client = aiomqtt.Client(
-            cfg.host,
-            cfg.port,
+            broker.host,
+            broker.port,
             username=cfg.username,
             password=cfg.password.get_secret_value() if cfg.password else None,
             identifier=self.client_id,
@@ -176,19 +206,12 @@ class MqttSink:
         return client
 
     async def __aenter__(self) -> Self:
-        """Connect and publish the retained ``online`` status.
+        """Connect (walking the broker list) and publish the retained ``online`` status.
 
         Raises:
-            DeliveryError: broker unreachable, TLS refused, or CONNACK refused.
+            DeliveryError: every broker unreachable, TLS refused, or CONNACK refused.
         """
-        import aiomqtt
-
-        client = self._make_client()
-        try:
-            await client.__aenter__()
-        except aiomqtt.MqttError as exc:
-            raise DeliveryError(self._explain(exc)) from exc
-        self._client = client
+        self._client = await self._walk.first_that_connects(self._connect)
         topic, payload = self._status("online")
         try:
             await self._publish(topic, payload, retain=True)
@@ -197,8 +220,18 @@ class MqttSink:
             raise
         return self
 
-    def _explain(self, exc: Exception) -> str:
-        where = f"{self.name}: cannot connect to {self.config.host}:{self.config.port}"
+    async def _connect(self, broker: Broker) -> aiomqtt.Client:
+        import aiomqtt
+
+        client = self._make_client(broker)
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            raise DeliveryError(self._explain(exc, broker)) from exc
+        return client
+
+    def _explain(self, exc: Exception, broker: Broker) -> str:
+        where = f"{self.name}: cannot connect to {broker}"
         text = str(exc)
         if "CERTIFICATE_VERIFY_FAILED" in text:
             ca = self.config.ca_file or "the system CA store"
