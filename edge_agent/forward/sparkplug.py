@@ -88,6 +88,8 @@ class SparkplugSink:
         self.walk = BrokerWalk(config.brokers())
         self.session: Session | None = None
         self.spans: list[list[float]] = []
+        """Live spans ``[births, last confirmed]``: what the host surely got live."""
+        self._live = False
         self._pending: dict[str, list[MetricValue]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,7 +108,7 @@ class SparkplugSink:
     @property
     def live(self) -> bool:
         """True between the births and the end of the session."""
-        return bool(self.spans) and self.spans[-1][1] == 0.0
+        return self._live
 
     def on_samples(self, batch: Sequence[Sample]) -> None:
         """Called on the event loop for every polled or derived batch; never blocks."""
@@ -146,7 +148,15 @@ class SparkplugSink:
             DeliveryError: no broker reachable, or the Primary Host offline on each.
         """
         self.session = await self.walk.first_that_connects(self._connect)
-        self.spans.append([time.time(), 0.0])
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Python 3.11's wait_for (inside aiomqtt) can swallow a cancel that races a
+            # completing connect (CPython gh-86296): honour it, or the stop would hang.
+            await self.__aexit__(None, None, None)
+            raise asyncio.CancelledError
+        now = time.time()
+        self.spans.append([now, now])
+        self._live = True
         self._tasks = [asyncio.create_task(self._live_forever(self.session))]
         log.info("%s: edge node %s online on %s (bdSeq %d)", self.name, self.node,
                  self.walk.current, self.session.bd_seq)  # fmt: skip
@@ -158,7 +168,7 @@ class SparkplugSink:
         try:
             await self._await_host(session, broker)
             await self._births(session)
-        except DeliveryError:
+        except BaseException:  # a cancel too: leave no connection behind
             await session.close(death=True)
             raise
         return session
@@ -187,10 +197,10 @@ class SparkplugSink:
             self._pending.clear()  # the births carry the current values
             now = time.time()
             birth = self.namespace.node_birth(session.bd_seq, now)
-            await session.publish(session.topic("NBIRTH"), birth, birth=True)
+            await session.publish(session.topic("NBIRTH"), birth, birth=True, first=True)
             for device in self.namespace.devices:
                 metrics = self.namespace.device_birth(device, now)
-                await session.publish(session.topic("DBIRTH", device), metrics)
+                await session.publish(session.topic("DBIRTH", device), metrics, birth=True)
 
     def _command(self, metrics: dict[str, Any]) -> None:
         if metrics.get(REBIRTH) is True and self.session is not None:
@@ -211,8 +221,7 @@ class SparkplugSink:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self.live:
-            self.spans[-1][1] = time.time()
+        self._live = False
         if session is not None:
             await session.close(death=True)
             if self.host is not None and not self.host.online:
@@ -225,9 +234,22 @@ class SparkplugSink:
     # -- stored ------------------------------------------------------------
 
     def covered(self, start: float, end: float) -> bool:
-        """True when a live session ran from before ``start`` to after ``end``."""
+        """True when the live path surely delivered ``[start, end)``.
+
+        That is: a session was born before ``start``, and a barrier confirmed it after
+        ``end`` plus one ``data_interval`` (the last changes may wait that long). Live
+        data sent into a link that was dying is not confirmed, so its window is sent
+        again from the outbox.
+        """
+        late = end + self.config.data_interval
+        return any(born <= start and confirmed >= late for born, confirmed in self.spans)
+
+    async def _confirm(self, session: Session) -> None:
+        """A barrier: everything published live so far has reached the broker."""
         now = time.time()
-        return any(s <= start and (e or now) >= end for s, e in self.spans)
+        await session.barrier()
+        if self._live and session is self.session:
+            self.spans[-1][1] = now
 
     async def send(self, batch: Sequence[Record]) -> None:
         """Publish the backlog (historical values, alerts, drop notices), then confirm it.
@@ -238,6 +260,7 @@ class SparkplugSink:
         session = self.session
         if session is None or session.lost.done():
             raise DeliveryError(f"{self.name}: not connected")
+        await self._confirm(session)
         grouped: dict[str, list[MetricValue]] = {}
         now = time.time()
         for record in batch:

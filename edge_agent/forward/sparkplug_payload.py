@@ -153,8 +153,10 @@ def _set_value(metric: Any, datatype: int, value: float | int | bool | str) -> N
         metric.int_value = int(value) & 0xFFFF_FFFF
 
 
-def _add_metric(payload: Any, item: MetricValue) -> None:
-    metric = payload.metrics.add(name=item.name, timestamp=millis(item.ts), datatype=item.datatype)
+def _add_metric(payload: Any, item: MetricValue, birth: bool) -> None:
+    metric = payload.metrics.add(name=item.name, timestamp=millis(item.ts))
+    if birth:  # a datatype belongs in births only (the specification: SHOULD NOT in DATA)
+        metric.datatype = item.datatype
     if item.historical:
         metric.is_historical = True
     value = item.value
@@ -170,13 +172,16 @@ def _add_metric(payload: Any, item: MetricValue) -> None:
         metric.properties.values.add(type=BOOLEAN, boolean_value=True)
 
 
-def encode(metrics: list[MetricValue], ts: float, seq: int | None) -> bytes:
-    """A Sparkplug B payload; ``seq`` None leaves it out (NDEATH carries none)."""
+def encode(metrics: list[MetricValue], ts: float, seq: int | None, birth: bool = True) -> bytes:
+    """A Sparkplug B payload; ``seq`` None leaves it out (NDEATH carries none).
+
+    ``birth`` False (NDATA, DDATA) leaves out each metric's datatype.
+    """
     payload = Payload(timestamp=millis(ts))
     if seq is not None:
         payload.seq = seq
     for item in metrics:
-        _add_metric(payload, item)
+        _add_metric(payload, item, birth)
     data: bytes = payload.SerializeToString()
     return data
 

@@ -141,6 +141,8 @@ class Session:
         except (OSError, ssl.SSLError) as exc:
             raise DeliveryError(f"{cfg.name}: cannot load TLS files: {exc}") from exc
         v5 = cfg.protocol == "5"
+        from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+
         return aiomqtt.Client(
             broker.host,
             broker.port,
@@ -150,7 +152,7 @@ class Session:
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self.topic("NDEATH"), self.death(), qos=1, retain=False),
             clean_session=None if v5 else True,
-            clean_start=True,
+            clean_start=True if v5 else MQTT_CLEAN_START_FIRST_ONLY,  # v5: expiry 0
             keepalive=max(1, int(cfg.keepalive)),
             timeout=cfg.timeout,
             tls_context=context,
@@ -164,8 +166,8 @@ class Session:
         client, self._client = self._client, None
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await self._reader
+            # gather, not suppress(CancelledError): a cancel of our own must go through.
+            await asyncio.gather(self._reader, return_exceptions=True)
         if client is None:
             return
         if death:
@@ -212,11 +214,13 @@ class Session:
         self.seq = (self.seq + 1) % 256
         return seq
 
-    async def publish(self, topic: str, metrics: list[MetricValue], birth: bool = False) -> None:
+    async def publish(self, topic: str, metrics: list[MetricValue], birth: bool = False,
+                      first: bool = False) -> None:  # fmt: skip
         """Publish one Sparkplug message at QoS 0 (births and data alike, as specified).
 
         The seq is taken and the message handed to the client in one step, so the
-        order on the wire is the order of seq. An NBIRTH restarts seq at 0.
+        order on the wire is the order of seq. ``first`` (NBIRTH) restarts seq at 0;
+        ``birth`` (NBIRTH, DBIRTH) adds the datatypes.
 
         Raises:
             DeliveryError: the client refused it (the link is gone).
@@ -226,9 +230,9 @@ class Session:
         client = self._client
         if client is None or self.lost.done():
             raise DeliveryError(f"{self.config.name}: not connected")
-        if birth:
+        if first:
             self.seq = 0
-        payload = encode(metrics, time.time(), self._next_seq())
+        payload = encode(metrics, time.time(), self._next_seq(), birth)
         try:
             await client.publish(topic, payload, qos=0)
         except aiomqtt.MqttError as exc:
