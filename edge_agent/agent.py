@@ -21,6 +21,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.loop import DetectorLoop
 from edge_agent.forward.delivery import deliver_forever
+from edge_agent.forward.live import attach_live
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.spill import adopt_legacy_open_alerts, requeue_spill
 from edge_agent.forward.telemetry import telemetry_forever
@@ -133,6 +134,9 @@ async def _supervise(
     sinks: list[Any],
 ) -> None:
     store, windows, detector, outbox = stages
+    # Sinks that publish values as they change (sparkplug) see every recorded batch.
+    infos = [info for source in sources for info in source.signals()] + detector.signal_infos()
+    observer = attach_live(sinks, infos, observer)
     recorder = Recorder(store, windows, worker, config.twin.flush_interval, observer)
     wakes = [asyncio.Event() for _ in sinks]
     detect = DetectorLoop(
@@ -174,9 +178,12 @@ def _spill_path(config: AgentConfig) -> Path:
 
 
 def _sink_paths(config: AgentConfig, sink: Any) -> Any:
-    """A JSONL sink's relative path lives in the data folder, like the twin and the outbox."""
+    """A sink's relative data files (JSONL output, Sparkplug bdSeq) live in the data folder."""
     if sink.type == "jsonl":
         return sink.model_copy(update={"path": str(config.data_path(sink.path))})
+    if sink.type == "sparkplug":  # bdSeq survives restarts in the data folder
+        state = sink.state_file or f"sparkplug-{sink.name}.json"
+        return sink.model_copy(update={"state_file": str(config.data_path(state))})
     return sink
 
 

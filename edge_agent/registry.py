@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from edge_agent.forward.config import HttpSinkConfig, JsonlSinkConfig, MqttSinkConfig
+from edge_agent.forward.sparkplug_config import SparkplugSinkConfig
 from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.opcua.config import OpcuaSourceConfig
 from edge_agent.sources.serial.config import SerialSourceConfig
@@ -27,6 +28,7 @@ SINKS: dict[str, tuple[type[Any], str]] = {
     "mqtt": (MqttSinkConfig, "edge_agent.forward.mqtt:MqttSink"),
     "http": (HttpSinkConfig, "edge_agent.forward.http:HttpSink"),
     "jsonl": (JsonlSinkConfig, "edge_agent.forward.jsonl:JsonlSink"),
+    "sparkplug": (SparkplugSinkConfig, "edge_agent.forward.sparkplug:SparkplugSink"),
 }
 
 SourceConfig = Annotated[
@@ -34,7 +36,7 @@ SourceConfig = Annotated[
     Field(discriminator="type"),
 ]
 SinkConfig = Annotated[
-    MqttSinkConfig | HttpSinkConfig | JsonlSinkConfig,
+    MqttSinkConfig | HttpSinkConfig | JsonlSinkConfig | SparkplugSinkConfig,
     Field(discriminator="type"),
 ]
 

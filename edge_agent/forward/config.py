@@ -8,8 +8,9 @@ from __future__ import annotations
 import string
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from edge_agent.forward.brokers import Broker, parse_broker
 from edge_agent.schema import ConfigPath, Duration, Secret, Size, StrictModel
 
 if TYPE_CHECKING:
@@ -62,11 +63,14 @@ class SinkSettings(StrictModel):
 class MqttSinkConfig(SinkSettings):
     """Config of an MQTT sink.
 
-    Topics are templates with ``{gateway}`` (``agent.id``) and ``{asset}``.
+    Topics are templates with ``{gateway}`` (``agent.id``) and ``{asset}``. The broker is
+    ``host``/``port``, or a cluster's ``servers`` walked on failure (see
+    :mod:`edge_agent.forward.brokers`).
     """
 
     type: Literal["mqtt"]
-    host: str
+    host: str | None = None
+    servers: list[str] = Field(default_factory=list)
     port: int = Field(default=8883, ge=1, le=65535)
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     client_id: str = ""
@@ -96,6 +100,18 @@ class MqttSinkConfig(SinkSettings):
         if "+" in value or "#" in value:
             raise ValueError("a topic to publish to cannot hold the wildcards + or #")
         return value
+
+    @model_validator(mode="after")
+    def _one_broker_key(self) -> MqttSinkConfig:
+        if (self.host is None) == (not self.servers):
+            raise ValueError("give either host (one broker) or servers (a list), not both")
+        self.brokers()  # every entry must parse
+        return self
+
+    def brokers(self) -> list[Broker]:
+        """The brokers to walk, in order (``host`` alone is a list of one)."""
+        entries = self.servers or [str(self.host)]
+        return [parse_broker(e, self.port, self.tls != "off") for e in entries]
 
 
 class HttpSinkConfig(SinkSettings):

@@ -119,11 +119,30 @@ async def _drain(
             if flight:
                 await _settle(outbox, name, run, *flight.popleft(), link, backoff)
             else:
-                await wake.wait()
+                await _idle(sink, wake)
     finally:
         for _, task in flight:  # abandoned after a failure: keep() returned their rows
             task.cancel()
             task.add_done_callback(_retrieve)
+
+
+async def _idle(sink: Sink, wake: asyncio.Event) -> None:
+    """Wait for new rows, or for the end of a session that can end by itself.
+
+    A sink with ``session_lost()`` (Sparkplug: a lost link, its Primary Host offline)
+    must reconnect at once, even with nothing to send: its DeliveryError ends the wait.
+    """
+    lost: asyncio.Future[None] | None = getattr(sink, "session_lost", lambda: None)()
+    if lost is None:
+        await wake.wait()
+        return
+    waiter = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait((waiter, lost), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if lost.done():
+        lost.result()  # raises the session's DeliveryError
 
 
 def _retrieve(task: asyncio.Future[None]) -> None:

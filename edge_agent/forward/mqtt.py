@@ -26,15 +26,16 @@ import logging
 import ssl
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 from edge_agent.errors import DeliveryError
+from edge_agent.forward.brokers import Broker, BrokerWalk
+from edge_agent.forward.config import MqttSinkConfig
 from edge_agent.forward.encode import encode_status
 from edge_agent.forward.outbox import Record
 
 if TYPE_CHECKING:
     import aiomqtt
-from edge_agent.forward.config import MqttSinkConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,20 @@ def topic_for(template: str, gateway: str, asset: str) -> str:
     )
 
 
-def tls_context(config: MqttSinkConfig) -> ssl.SSLContext | None:
+class TlsKeys(Protocol):
+    """The TLS keys an MQTT or Sparkplug sink config has."""
+
+    @property
+    def tls(self) -> str: ...
+    @property
+    def ca_file(self) -> str | None: ...
+    @property
+    def cert_file(self) -> str | None: ...
+    @property
+    def key_file(self) -> str | None: ...
+
+
+def tls_context(config: TlsKeys) -> ssl.SSLContext | None:
     """The TLS context for ``config``: verification on unless ``tls: no-verify``."""
     if config.tls == "off":
         return None
@@ -77,6 +91,7 @@ class MqttSink:
         self.gateway = gateway
         self._client: aiomqtt.Client | None = None
         self._topics: dict[tuple[str, str, str], str] = {}
+        self._walk = BrokerWalk(config.brokers())
 
     @property
     def name(self) -> str:
@@ -92,7 +107,7 @@ class MqttSink:
         topic = topic_for(self.config.status_topic, self.gateway, "")
         return topic, encode_status(self.gateway, state, time.time())
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self, broker: Broker) -> aiomqtt.Client:
         import aiomqtt
         from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
         from paho.mqtt.packettypes import PacketTypes
@@ -111,8 +126,8 @@ class MqttSink:
         except (OSError, ssl.SSLError) as exc:
             raise DeliveryError(f"{self.name}: cannot load TLS files: {exc}") from exc
         client = aiomqtt.Client(
-            cfg.host,
-            cfg.port,
+            broker.host,
+            broker.port,
             username=cfg.username,
             password=cfg.password.get_secret_value() if cfg.password else None,
             identifier=self.client_id,
@@ -132,19 +147,12 @@ class MqttSink:
         return client
 
     async def __aenter__(self) -> Self:
-        """Connect and publish the retained ``online`` status.
+        """Connect (walking the broker list) and publish the retained ``online`` status.
 
         Raises:
-            DeliveryError: broker unreachable, TLS refused, or CONNACK refused.
+            DeliveryError: every broker unreachable, TLS refused, or CONNACK refused.
         """
-        import aiomqtt
-
-        client = self._make_client()
-        try:
-            await client.__aenter__()
-        except aiomqtt.MqttError as exc:
-            raise DeliveryError(self._explain(exc)) from exc
-        self._client = client
+        self._client = await self._walk.first_that_connects(self._connect)
         topic, payload = self._status("online")
         try:
             await self._publish(topic, payload, retain=True)
@@ -153,8 +161,18 @@ class MqttSink:
             raise
         return self
 
-    def _explain(self, exc: Exception) -> str:
-        where = f"{self.name}: cannot connect to {self.config.host}:{self.config.port}"
+    async def _connect(self, broker: Broker) -> aiomqtt.Client:
+        import aiomqtt
+
+        client = self._make_client(broker)
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            raise DeliveryError(self._explain(exc, broker)) from exc
+        return client
+
+    def _explain(self, exc: Exception, broker: Broker) -> str:
+        where = f"{self.name}: cannot connect to {broker}"
         text = str(exc)
         if "CERTIFICATE_VERIFY_FAILED" in text:
             ca = self.config.ca_file or "the system CA store"

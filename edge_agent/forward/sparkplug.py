@@ -1,0 +1,279 @@
+"""The ``sparkplug`` sink: this gateway as a Sparkplug B 3.0 edge node.
+
+Two paths leave the node, and neither waits for the other:
+
+- **Live**: the agent hands every sample to :meth:`SparkplugSink.on_samples` (the
+  recorder's observer hook, see :func:`edge_agent.forward.live.attach_live`). While a
+  session is up, values that pass their deadband are gathered for ``data_interval``
+  and published as one DDATA per device (report by exception).
+- **Stored**: :func:`~edge_agent.forward.delivery.deliver_forever` drains the outbox
+  through :meth:`SparkplugSink.send`, as for every sink. Alerts become ``Alert/*``
+  metrics. A telemetry summary whose window the live path did not cover from start to
+  end (the broker or the Primary Host was away, or the agent was stopped) becomes the
+  signal's value at the window's end with ``is_historical = true``; covered windows
+  are acknowledged without sending, the live path already told the host.
+
+Session: connect (walking ``servers``) with bdSeq = the last one + 1 (kept in
+``state_file``, consumed before each connect so a number is never reused), wait for the
+Primary Host's STATE online if one is configured, then NBIRTH (seq 0) and one DBIRTH per
+device; then the backlog, then live data. An NCMD ``Node Control/Rebirth = true``
+repeats the births with the same bdSeq. A clean stop publishes NDEATH before DISCONNECT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from edge_agent.errors import DeliveryError
+from edge_agent.forward.brokers import Broker, BrokerWalk
+from edge_agent.forward.outbox import Record
+from edge_agent.forward.sparkplug_config import SparkplugSinkConfig
+from edge_agent.forward.sparkplug_namespace import NODE, REBIRTH, Namespace
+from edge_agent.forward.sparkplug_payload import MetricValue
+from edge_agent.forward.sparkplug_session import HostWatch, Session
+from edge_agent.types import Sample, SignalInfo
+
+log = logging.getLogger(__name__)
+
+
+class BdSeqFile:
+    """bdSeq kept in a small JSON file, so it increments across restarts too."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def next(self) -> int:
+        """The number for the next CONNECT, stored before it is used (0 the first time)."""
+        try:
+            last = int(json.loads(self.path.read_text())["bd_seq"])
+            value = (last + 1) % 256
+        except FileNotFoundError:
+            value = 0
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("%s unreadable (%s): bdSeq starts again at 0", self.path, exc)
+            value = 0
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"bd_seq": value}) + "\n")
+            tmp.replace(self.path)
+        except OSError as exc:
+            raise DeliveryError(f"cannot store bdSeq in {self.path}: {exc}") from exc
+        return value
+
+
+class SparkplugSink:
+    """Publishes the agent's signals and alerts as a Sparkplug B edge node.
+
+    Args:
+        config: the sink's config.
+        gateway: ``agent.id``, the default edge node id.
+    """
+
+    pipelined = False
+    """One batch at a time: each is confirmed by its own barrier."""
+
+    def __init__(self, config: SparkplugSinkConfig, gateway: str = "edge-agent") -> None:
+        self.config = config
+        self.node = config.edge_node_id or gateway
+        self.namespace = Namespace([], config.deadband, config.deadbands)
+        self.bd_seq_file = BdSeqFile(Path(config.state_file or f"sparkplug-{config.name}.json"))
+        self.host = HostWatch(config.primary_host) if config.primary_host else None
+        self.walk = BrokerWalk(config.brokers())
+        self.session: Session | None = None
+        self.spans: list[list[float]] = []
+        """Live spans ``[births, last confirmed]``: what the host surely got live."""
+        self._live = False
+        self._pending: dict[str, list[MetricValue]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def name(self) -> str:
+        """The sink's name."""
+        return self.config.name
+
+    def describe(self, infos: Sequence[SignalInfo]) -> None:
+        """Every signal the agent produces: the births carry them all."""
+        self.namespace = Namespace(list(infos), self.config.deadband, self.config.deadbands)
+
+    # -- live --------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        """True between the births and the end of the session."""
+        return self._live
+
+    def on_samples(self, batch: Sequence[Sample]) -> None:
+        """Called on the event loop for every polled or derived batch; never blocks."""
+        self.namespace.observe(batch)
+        if not self.live:
+            return
+        for device, metrics in self.namespace.changes(batch).items():
+            self._pending.setdefault(device, []).extend(metrics)
+            self._wake.set()
+
+    def on_alerts(self, alerts: Sequence[Any]) -> None:
+        """Alerts travel through the outbox (durable); nothing to do here."""
+
+    async def _live_forever(self, session: Session) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.config.data_interval)  # gather one interval's changes
+            self._wake.clear()
+            pending, self._pending = self._pending, {}
+            async with session.lock:
+                for device, metrics in pending.items():
+                    metrics.sort(key=lambda m: m.ts)
+                    await self._publish_data(session, device, metrics)
+
+    async def _publish_data(
+        self, session: Session, device: str, metrics: list[MetricValue]
+    ) -> None:
+        topic = session.topic("NDATA") if device == NODE else session.topic("DDATA", device)
+        await session.publish(topic, metrics)
+
+    # -- session -----------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        """Connect (walking the brokers), wait for the Primary Host, publish the births.
+
+        Raises:
+            DeliveryError: no broker reachable, or the Primary Host offline on each.
+        """
+        self.session = await self.walk.first_that_connects(self._connect)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Python 3.11's wait_for (inside aiomqtt) can swallow a cancel that races a
+            # completing connect (CPython gh-86296): honour it, or the stop would hang.
+            await self.__aexit__(None, None, None)
+            raise asyncio.CancelledError
+        now = time.time()
+        self.spans.append([now, now])
+        self._live = True
+        self._tasks = [asyncio.create_task(self._live_forever(self.session))]
+        log.info("%s: edge node %s online on %s (bdSeq %d)", self.name, self.node,
+                 self.walk.current, self.session.bd_seq)  # fmt: skip
+        return self
+
+    async def _connect(self, broker: Broker) -> Session:
+        session = Session(self.config, self.node, self.bd_seq_file.next(), self._command, self.host)
+        await session.open(broker)
+        try:
+            await self._await_host(session, broker)
+            await self._births(session)
+        except BaseException:  # a cancel too: leave no connection behind
+            await session.close(death=True)
+            raise
+        return session
+
+    async def _await_host(self, session: Session, broker: Broker) -> None:
+        """Births wait for the Primary Host's STATE online (its retained one comes at once)."""
+        host = self.host
+        if host is None:
+            return
+        host.online = False  # a retained STATE on this broker tells its own story
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                while not host.online and not session.lost.done():
+                    host.changed.clear()
+                    await host.changed.wait()
+        except TimeoutError:
+            raise DeliveryError(
+                f"{self.name}: primary host {host.host} did not say online on {broker}"
+            ) from None
+        if session.lost.done():
+            raise DeliveryError(f"{self.name}: primary host {host.host} offline on {broker}")
+
+    async def _births(self, session: Session) -> None:
+        """NBIRTH (seq 0) then a DBIRTH per device, with no data between them."""
+        async with session.lock:
+            self._pending.clear()  # the births carry the current values
+            now = time.time()
+            birth = self.namespace.node_birth(session.bd_seq, now)
+            await session.publish(session.topic("NBIRTH"), birth, birth=True, first=True)
+            for device in self.namespace.devices:
+                metrics = self.namespace.device_birth(device, now)
+                await session.publish(session.topic("DBIRTH", device), metrics, birth=True)
+
+    def _command(self, metrics: dict[str, Any]) -> None:
+        if metrics.get(REBIRTH) is True and self.session is not None:
+            log.info("%s: rebirth requested", self.name)
+            self._tasks = [t for t in self._tasks if not t.done()]
+            self._tasks.append(asyncio.create_task(self._rebirth(self.session)))
+
+    async def _rebirth(self, session: Session) -> None:
+        try:
+            await self._births(session)
+        except DeliveryError as exc:
+            log.warning("%s: rebirth failed: %s", self.name, exc)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """NDEATH, then DISCONNECT; after a Primary Host offline, walk to the next broker."""
+        session, self.session = self.session, None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self._live = False
+        if session is not None:
+            await session.close(death=True)
+            if self.host is not None and not self.host.online:
+                self.walk.advance()
+
+    def session_lost(self) -> asyncio.Future[None] | None:
+        """Completes (with a DeliveryError) when the session ends by itself."""
+        return None if self.session is None else self.session.lost
+
+    # -- stored ------------------------------------------------------------
+
+    def covered(self, start: float, end: float) -> bool:
+        """True when the live path surely delivered ``[start, end)``.
+
+        That is: a session was born before ``start``, and a barrier confirmed it after
+        ``end`` plus one ``data_interval`` (the last changes may wait that long). Live
+        data sent into a link that was dying is not confirmed, so its window is sent
+        again from the outbox.
+        """
+        late = end + self.config.data_interval
+        return any(born <= start and confirmed >= late for born, confirmed in self.spans)
+
+    async def _confirm(self, session: Session) -> None:
+        """A barrier: everything published live so far has reached the broker."""
+        now = time.time()
+        await session.barrier()
+        if self._live and session is self.session:
+            self.spans[-1][1] = now
+
+    async def send(self, batch: Sequence[Record]) -> None:
+        """Publish the backlog (historical values, alerts, drop notices), then confirm it.
+
+        Raises:
+            DeliveryError: the session is gone; the batch stays in the outbox.
+        """
+        session = self.session
+        if session is None or session.lost.done():
+            raise DeliveryError(f"{self.name}: not connected")
+        await self._confirm(session)
+        grouped: dict[str, list[MetricValue]] = {}
+        now = time.time()
+        for record in batch:
+            if record.kind == "telemetry" and self._was_live(record):
+                continue
+            mapped = self.namespace.from_record(record, now)
+            if mapped is not None:
+                grouped.setdefault(mapped[0], []).extend(mapped[1])
+        for device, metrics in grouped.items():
+            async with session.lock:  # never inside a birth sequence; live data interleaves
+                await self._publish_data(session, device, metrics)
+        await session.barrier()
+
+    def _was_live(self, record: Record) -> bool:
+        body = json.loads(record.body)
+        return self.covered(float(body["start"]), float(body["end"]))
