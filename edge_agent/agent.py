@@ -30,7 +30,7 @@ from edge_agent.notify import Notifier
 from edge_agent.observer import Observer
 from edge_agent.preflight import load_detector
 from edge_agent.registry import build_sink, build_source
-from edge_agent.sources.poll import PollStats, poll_forever
+from edge_agent.sources.poll import PollStats, link_info, poll_forever
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
@@ -105,6 +105,7 @@ async def _prepare(
     worker: Worker, store: SignalStore, detector: Detector, sources: list[Any]
 ) -> Windows:
     infos = [info for s in sources for info in s.signals()] + detector.signal_infos()
+    infos += [link_info(s) for s in sources]
     await worker.run(store.register, infos)
     window_s = detector.window_seconds()
     needed = detector.signals()

@@ -19,11 +19,11 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from edge_agent.config_errors import YamlPath, describe, format_path, nearest_line
 from edge_agent.config_yaml import load_yaml, read_config_bytes
-from edge_agent.detect.config import DetectConfig
+from edge_agent.detect.config import DetectConfig, ThresholdRuleConfig
 from edge_agent.errors import ConfigError
 from edge_agent.forward.config import OutboxConfig
 from edge_agent.registry import SinkConfig, SourceConfig
-from edge_agent.schema import Duration, StrictModel
+from edge_agent.schema import Duration, StrictModel, format_duration
 from edge_agent.twin.config import TwinConfig
 
 
@@ -168,7 +168,31 @@ def parse_config(text: str | bytes, path: Path) -> AgentConfig:
     unknown = _unknown_signals(config)
     if unknown:
         raise ConfigError("\n".join(f"{path}:{nearest_line(at, lines)}: {m}" for at, m in unknown))
+    config.detect.rules.extend(source_down_rules(config))
     return config
+
+
+def source_down_rules(config: AgentConfig) -> list[ThresholdRuleConfig]:
+    """The built-in "source down" rule of each source (``detect.source_down``).
+
+    It watches the source's link signal (``link.<source>``, 0 while the link is
+    down) and raises after ``source_down``; a rule of the same name written in
+    the config takes its place.
+    """
+    hold = config.detect.source_down
+    if hold == "off":
+        return []
+    taken = {rule.name for rule in config.detect.rules}
+    rules = []
+    for source in config.sources:
+        name = f"{source.name}-down"
+        if name in taken:
+            continue
+        asset = getattr(source, "asset", "") or source.name
+        rule = {"name": name, "type": "threshold", "signal": f"link.{source.name}",
+                "below": 0.5, "for": format_duration(hold), "asset": asset}  # fmt: skip
+        rules.append(ThresholdRuleConfig.model_validate(rule))
+    return rules
 
 
 def _unknown_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:
@@ -182,6 +206,7 @@ def _unknown_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:
     if not config.sources:
         return []
     known = sorted({i.signal for c in config.sources for i in build_source(c).signals()})
+    known += [f"link.{c.name}" for c in config.sources]
     watched: list[tuple[YamlPath, str]] = [
         (("detect", "rules", n, "signal"), rule.signal)
         for n, rule in enumerate(config.detect.rules)

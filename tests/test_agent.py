@@ -22,7 +22,7 @@ from edge_agent.agent import run_agent
 from edge_agent.config import load_config
 from edge_agent.sim.plant import Plant
 from edge_agent.twin.store import SignalStore
-from edge_agent.types import Alert, Sample
+from edge_agent.types import Alert, Quality, Sample
 from tests.conftest import free_port
 
 RULES = [
@@ -120,9 +120,14 @@ async def test_dead_device_logged_once_then_reconnects(
     agent = asyncio.create_task(run_agent(config, seen))
     try:
         await asyncio.sleep(3.0)
-        assert not seen.samples and not agent.done()
+        assert not agent.done()
+        polled = [s for s in seen.samples if not s.signal.startswith("detect.")]
+        assert {(s.signal, s.quality, s.value) for s in polled} == {
+            ("press1.current", Quality.BAD, None),  # marked BAD while the link is down
+            ("link.press1", Quality.GOOD, 0.0),
+        }
         async with Plant(scenario="normal", opcua=False, serial=False, modbus_port=port):
-            await _until(lambda: bool(seen.samples), 30)
+            await _until(lambda: _polled_value(seen, "press1.current"), 30)
     finally:
         agent.cancel()
         await asyncio.gather(agent, return_exceptions=True)
@@ -220,3 +225,7 @@ async def test_telemetry_summaries_reach_a_sink_with_telemetry_on(tmp_path: Path
     assert {"pump1.motor_current", "pump1.flow"} <= {s["signal"] for s in summaries}
     first = summaries[0]
     assert first["count"] >= 1 and first["min"] <= first["mean"] <= first["max"]
+
+
+def _polled_value(seen: Seen, signal: str) -> bool:
+    return any(s.value is not None for s in seen.samples if s.signal == signal)

@@ -40,6 +40,7 @@ def test_example_loads_and_its_model_and_signals_fit() -> None:
     assert sorted(c.type for c in config.sinks) == ["http", "jsonl", "mqtt"]
     detector = Detector.load(config.detect, config.config_path)
     provided = {info.signal for c in config.sources for info in build_source(c).signals()}
+    provided |= {f"link.{c.name}" for c in config.sources}  # each source's link signal
     assert detector.signals() <= provided, "detect uses signals no source provides"
 
 

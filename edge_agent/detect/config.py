@@ -114,6 +114,8 @@ class DetectConfig(StrictModel):
     interval: Duration = 1.0
     assets: list[AssetConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
+    source_down: Duration | Literal["off"] = 30.0
+    """A source whose link stays down this long raises a "<source>-down" alert."""
 
     @field_validator("assets")
     @classmethod

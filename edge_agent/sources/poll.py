@@ -6,6 +6,12 @@ queued (a peer that starts a new poll before the last one ends was measured
 piling up memory). A lost link (``SourceError``) leaves the source's context,
 backs off with jitter and re-enters; the outage is logged once and the
 recovery once.
+
+While a link is down its signals are marked at once, and then every interval,
+with BAD samples, so the twin shows them stale within one interval and rules see
+the outage. Each source also reports its link as a signal of its own,
+``link.<source>`` (1 up, 0 down, every tick): the built-in "source down" rule
+watches it (see ``detect.source_down``).
 """
 
 from __future__ import annotations
@@ -21,9 +27,24 @@ from typing import Any, Protocol, Self
 
 from edge_agent.backoff import Backoff
 from edge_agent.errors import SourceError
-from edge_agent.types import Sample, SignalInfo
+from edge_agent.types import Quality, Sample, SignalInfo
 
 log = logging.getLogger(__name__)
+
+LINK = "link"
+"""Source name of the link signals: ``link.<source>``."""
+
+
+def link_signal(source: str) -> str:
+    """The signal that reports ``source``'s link: 1.0 up, 0.0 down."""
+    return f"{LINK}.{source}"
+
+
+def link_info(source: Source) -> SignalInfo:
+    """Catalogue entry of a source's link signal."""
+    config = source.config
+    asset = getattr(config, "asset", "") or config.name
+    return SignalInfo(link_signal(config.name), LINK, float(config.interval), asset=asset)
 
 
 class Source(Protocol):
@@ -78,7 +99,25 @@ async def poll_forever(
             log.exception("%s: unexpected error in poll loop", source.config.name)
             link.lost(exc)
         stats.connected = False
-        await asyncio.sleep(backoff.next_delay())
+        await _wait_down(source, emit, backoff.next_delay())
+
+
+async def _wait_down(
+    source: Source, emit: Callable[[list[Sample]], None], delay: float
+) -> None:
+    """Wait ``delay`` before the next try, marking the source's signals BAD every interval."""
+    loop = asyncio.get_running_loop()
+    interval = float(source.config.interval)
+    signals = [info.signal for info in source.signals()]
+    link = link_signal(source.config.name)
+    until = loop.time() + delay
+    while True:
+        now = time.time()
+        emit([*(Sample.bad(s, now) for s in signals), Sample(link, now, 0.0, Quality.GOOD)])
+        left = until - loop.time()
+        if left <= 0:
+            return
+        await asyncio.sleep(min(interval, left))
 
 
 class _Link:
@@ -119,6 +158,7 @@ async def _poll_ticks(
 ) -> None:
     loop = asyncio.get_running_loop()
     interval = float(source.config.interval)
+    link = link_signal(source.config.name)
     next_tick = loop.time()
     while True:
         samples = await source.read()
@@ -128,8 +168,8 @@ async def _poll_ticks(
             first_read()
         stats.reads += 1
         stats.samples += len(samples)
-        if samples:
-            emit(samples)
+        samples.append(Sample(link, time.time(), 1.0, Quality.GOOD))
+        emit(samples)
         next_tick += interval
         now = loop.time()
         if now > next_tick:

@@ -68,8 +68,20 @@ async def test_polls_every_interval() -> None:
     stats = PollStats()
     source = ScriptedSource(0.05)
     got = await _run_for(0.5, source, stats)
-    assert len(got) >= 2 and stats.reads == source.reads == len(got)
+    values = [s for s in got if s.signal == "dev.x"]
+    assert len(values) >= 2 and stats.reads == source.reads == len(values)
+    assert [s.value for s in got if s.signal == "link.dev"] == [1.0] * len(values)
     assert source.connects == 1
+
+
+async def test_a_lost_link_marks_its_signals_bad_every_interval() -> None:
+    stats = PollStats()
+    source = ScriptedSource(0.05, fail_connects=1000)
+    got = await _run_for(0.5, source, stats)
+    link = [s for s in got if s.signal == "link.dev"]
+    assert len(link) >= 3 and {s.value for s in link} == {0.0}
+    bad = [s for s in got if s.signal == "dev.x"]
+    assert len(bad) == len(link) and all(s.quality is Quality.BAD for s in bad)
 
 
 async def test_overrun_skips_ticks_instead_of_queueing() -> None:
