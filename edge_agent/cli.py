@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
 from edge_agent.errors import EX_CONFIG, AgentError, ConfigError, ModelError, SourceError
+from edge_agent.logs import apply_level, setup_logging
 
 log = logging.getLogger("edge_agent")
 
@@ -67,19 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(level: str | None) -> None:
-    """Plain lines to stderr; journald adds its own timestamps."""
-    logging.basicConfig(
-        level=(level or "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # asyncua logs every publish response at INFO; pymodbus every retry: keep the journal
-    # for our own transitions.
-    for chatty in ("asyncua", "pymodbus"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-
-
 def _add_run(sub: Subparsers) -> None:
     p = sub.add_parser("run", help="run the agent (the systemd service's command)")
     p.add_argument("--config", "-c", type=Path, required=True)
@@ -114,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
     from edge_agent.agent import run_agent, run_until_signalled
 
     if args.log_level is None:
-        logging.getLogger().setLevel(config.agent.log_level.upper())
+        apply_level(config.agent.log_level)
     run_until_signalled(run_agent(config))
     return 0
 
