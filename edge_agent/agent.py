@@ -27,6 +27,7 @@ from edge_agent.notify import Notifier
 from edge_agent.registry import build_sink, build_source
 from edge_agent.sources.poll import PollStats, poll_forever
 from edge_agent.stages import DetectorLoop, Observer, Recorder, Worker, requeue_spill
+from edge_agent.storage_guard import open_outbox, open_twin
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
 from edge_agent.types import SignalInfo
@@ -57,11 +58,12 @@ async def _run(
     config.data_path(".").mkdir(parents=True, exist_ok=True)
     # Closed in reverse order, each even if the one before failed.
     async with AsyncExitStack() as closing:
-        store = await worker.run(SignalStore.open, config.data_path(config.twin.path), config.twin)
+        # A damaged file is set aside and replaced, never a reason to exit (storage_guard).
+        store = await worker.run(open_twin, config.data_path(config.twin.path), config.twin)
         closing.push_async_callback(worker.run, store.close)
         sink_names = [s.name for s in config.sinks]
         path = config.data_path(config.outbox.path)
-        outbox = await worker.run(Outbox.open, path, config.outbox, sink_names)
+        outbox = await worker.run(open_outbox, path, config.outbox, sink_names, config.agent.id)
         closing.push_async_callback(worker.run, outbox.close)
         await _requeue_spill(worker, _spill_path(config), outbox, config.agent.id)
         open_alerts = config.data_path("open-alerts.json")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from edge_agent import __version__
 from edge_agent.errors import EX_CONFIG, AgentError, ConfigError, ModelError, SourceError
 from edge_agent.logs import apply_level, setup_logging
+from edge_agent.storage_guard import EX_CANTCREAT, StorageError
 
 log = logging.getLogger("edge_agent")
 
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ModelError) as exc:
         print(f"edge-agent: {type(exc).__name__}:\n{exc}", file=sys.stderr)
         return EX_CONFIG
+    except StorageError as exc:  # an operator is needed: the unit does not restart on 73
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EX_CANTCREAT
     except (AgentError, OSError) as exc:  # e.g. the twin locked by another agent, no data_dir
         print(f"edge-agent: {exc}", file=sys.stderr)
         return 1
