@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from edge_agent.logs import RateLimitedLog, redact_urls, setup_logging
+from edge_agent.logs import RateLimitedLog, redact_urls
 from tests.conftest import free_port
 
 STAMP = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d")
@@ -38,12 +37,9 @@ class Clock:
 
 
 @pytest.fixture
-def lines() -> Iterator[io.StringIO]:
-    """The agent's log handler writing into a string; removed after the test."""
-    out = io.StringIO()
-    handler = setup_logging("info", out)
-    yield out
-    logging.getLogger().removeHandler(handler)
+def lines(agent_log: io.StringIO) -> io.StringIO:
+    """What the agent's stderr handler wrote."""
+    return agent_log
 
 
 def test_rate_limited_log_sums_up_a_flapping_source(caplog: pytest.LogCaptureFixture) -> None:
