@@ -202,6 +202,13 @@ def _alive() -> None:
     """A no-op job: it returns as soon as the worker thread is free."""
 
 
+def _hangup() -> None:
+    log.warning(
+        "SIGHUP: reloading the config is not supported yet; still running on the old one"
+        " (restart the service to apply a new config)"
+    )
+
+
 def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
     """Run ``main`` on a new event loop; SIGTERM and SIGINT cancel it cleanly."""
 
@@ -226,6 +233,9 @@ def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
 
         for signum in signals:
             loop.add_signal_handler(signum, stop)
+        # SIGHUP's default action ends the process, and systemd does not restart a
+        # service killed by HUP: until reload is built, say so and keep running.
+        loop.add_signal_handler(signal.SIGHUP, _hangup)
         try:
             await main
         except asyncio.CancelledError:

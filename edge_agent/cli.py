@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,8 +102,12 @@ def _add_demo(sub: Subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
+    from edge_agent.secret_files import check_secret_files
 
     config = load_config(args.config)
+    check_secret_files(config, args.config)
+    # Data files 0640 however the agent is started (the unit sets UMask=0027 too).
+    os.umask(os.umask(0o027) | 0o027)
     from edge_agent.agent import run_agent, run_until_signalled
 
     if args.log_level is None:
@@ -113,8 +118,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
+    from edge_agent.secret_files import check_secret_files
 
     config = load_config(args.config)
+    check_secret_files(config, args.config)
     signals = sum(len(_source(c).signals()) for c in config.sources)
     print(
         f"{args.config}: ok ({len(config.sources)} source(s), {signals} signal(s), "
