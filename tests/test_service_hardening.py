@@ -76,7 +76,8 @@ def _tls_sink(folder: Path, key_mode: int) -> list[dict[str, object]]:
     key.write_text("not really a key\n")
     cert.write_text("not really a certificate\n")
     key.chmod(key_mode)
-    sink = {"type": "mqtt", "name": "broker", "host": "127.0.0.1", "cert_file": str(cert)}
+    sink: dict[str, object] = {"type": "mqtt", "name": "broker", "host": "127.0.0.1"}
+    sink["cert_file"] = str(cert)
     return [sink | {"key_file": str(key)}]
 
 

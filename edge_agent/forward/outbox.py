@@ -371,9 +371,7 @@ class Outbox:
         notice = self._pending_notice(sink, batch, now)
         return [notice, *batch] if notice else batch
 
-    def _record(
-        self, row: tuple[int, int, str, str, float, int, bytes, str], now: float
-    ) -> Record:
+    def _record(self, row: tuple[int, int, str, str, float, int, bytes, str], now: float) -> Record:
         row_id, cls_, gateway, asset, ts, size, body, state = row
         if cls_ == TELEMETRY and now - ts > self.config.historical_after:
             body = with_fields(body, seq=row_id, historical=True)
