@@ -30,8 +30,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TextIO
 
-LIBRARIES = ("pymodbus", "asyncua", "httpx", "httpcore", "aiomqtt", "paho", "serial")
-"""Top-level logger names of the libraries whose records are translated."""
+LIBRARIES = ("pymodbus", "asyncua", "httpx", "httpcore", "mqtt", "aiomqtt", "paho", "serial")
+"""Top-level logger names of the libraries whose records are translated (aiomqtt logs as "mqtt")."""
 LIBRARY_PERIOD = 600.0
 """Seconds during which one library message is logged once (its repeats counted)."""
 LIBRARY_TEXT = 200
