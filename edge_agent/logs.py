@@ -115,9 +115,10 @@ class LibraryFilter(logging.Filter):
             return True
         if record.levelno < logging.WARNING:
             return False
-        # Libraries often format before logging (pymodbus): numbers must not make
-        # "connect to port 41165 failed" a new message each time.
-        key = (record.name, _DIGITS.sub("#", str(record.msg))[:80])
+        # Libraries often format before logging (pymodbus, which also appends frame
+        # dumps to errors): numbers and dumps must not make each line a new message.
+        first = str(record.msg).strip().split("\n", 1)[0]
+        key = (record.name, _DIGITS.sub("#", first)[:80])
         now = self._clock()
         since, repeats = self._seen.get(key, (-LIBRARY_PERIOD, 0))
         if now - since < LIBRARY_PERIOD:
