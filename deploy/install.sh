@@ -18,6 +18,9 @@ if [ ! -f /etc/edge-agent/config.yaml ]; then
   echo "install.sh: wrote /etc/edge-agent/config.yaml from config.example.yaml: edit it"
 fi
 install -d -m 0750 -o edge-agent -g edge-agent /var/lib/edge-agent
+# OPC UA certificates: the unit lets the service write here (trust: first_use, rejected/).
+# Keys inside: root:edge-agent 0640; the agent refuses secret files open to other users.
+install -d -m 0750 -o edge-agent -g edge-agent /etc/edge-agent/pki
 install -m 0644 systemd/edge-agent.service /etc/systemd/system/edge-agent.service
 /opt/edge-agent/venv/bin/edge-agent check-config /etc/edge-agent/config.yaml || \
   echo "install.sh: fix the config, then: systemctl enable --now edge-agent" >&2

@@ -31,6 +31,7 @@ from edge_agent.observer import Observer
 from edge_agent.preflight import load_detector
 from edge_agent.registry import build_sink, build_source
 from edge_agent.sources.poll import PollStats, link_info, poll_forever
+from edge_agent.storage_guard import open_outbox, open_twin
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
@@ -63,11 +64,12 @@ async def _run(
     config.data_path(".").mkdir(parents=True, exist_ok=True)
     # Closed in reverse order, each even if the one before failed.
     async with AsyncExitStack() as closing:
-        store = await worker.run(SignalStore.open, config.data_path(config.twin.path), config.twin)
+        # A damaged file is set aside and replaced, never a reason to exit (storage_guard).
+        store = await worker.run(open_twin, config.data_path(config.twin.path), config.twin)
         closing.push_async_callback(worker.run, store.close)
         sink_names = [s.name for s in config.sinks]
         path = config.data_path(config.outbox.path)
-        outbox = await worker.run(Outbox.open, path, config.outbox, sink_names)
+        outbox = await worker.run(open_outbox, path, config.outbox, sink_names, config.agent.id)
         closing.push_async_callback(worker.run, outbox.close)
         await _requeue_spill(worker, _spill_path(config), outbox, config.agent.id)
         legacy = config.data_path("open-alerts.json")
@@ -220,6 +222,13 @@ def _alive() -> None:
     """A no-op job: it returns as soon as the worker thread is free."""
 
 
+def _hangup() -> None:
+    log.warning(
+        "SIGHUP: reloading the config is not supported yet; still running on the old one"
+        " (restart the service to apply a new config)"
+    )
+
+
 def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
     """Run ``main`` on a new event loop; SIGTERM and SIGINT cancel it cleanly."""
 
@@ -244,6 +253,9 @@ def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
 
         for signum in signals:
             loop.add_signal_handler(signum, stop)
+        # SIGHUP's default action ends the process, and systemd does not restart a
+        # service killed by HUP: until reload is built, say so and keep running.
+        loop.add_signal_handler(signal.SIGHUP, _hangup)
         try:
             await main
         except asyncio.CancelledError:

@@ -204,7 +204,9 @@ class AgentCollector:
         pending.add_metric([], float(len(recorder.pending) + len(recorder.retry)))
         dropped = _counter("twin_samples_dropped", "Samples the twin could not store (disk full).")
         dropped.add_metric([], float(recorder.store.health.dropped))
-        return iter((written, failing, pending, dropped))
+        errors = _counter("twin_write_errors", "Twin flushes that failed (I/O); each retried.")
+        errors.add_metric([], float(recorder.write_errors))
+        return iter((written, failing, pending, dropped, errors))
 
     def _detector(self, snap: Snapshot) -> Iterator[Metric]:
         loop = self.view.detect

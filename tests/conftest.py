@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 from collections.abc import Iterator
@@ -29,3 +30,16 @@ def _keep_root_log_level() -> Iterator[None]:
     level = root.level
     yield
     root.setLevel(level)
+
+
+@pytest.fixture
+def agent_log() -> Iterator[io.StringIO]:
+    """The agent's own log setup (as `edge-agent run` makes it), writing into a string."""
+    from edge_agent.logs import LIBRARIES, setup_logging
+
+    out = io.StringIO()
+    handler = setup_logging("info", out)
+    yield out
+    logging.getLogger().removeHandler(handler)
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(logging.NOTSET)

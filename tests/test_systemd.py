@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -33,3 +34,41 @@ def test_unit_does_not_restart_on_config_errors() -> None:
     assert "Type=notify" in text
     assert "RestartPreventExitStatus=78" in text
     assert "ExecStartPre=/opt/edge-agent/venv/bin/edge-agent check-config" in text
+
+
+def _settings() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_exposure_is_at_most_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= 2.0, result.stdout
+
+
+def test_hardening_keeps_network_serial_and_the_trust_folder() -> None:
+    settings = _settings()
+    families = " ".join(settings["RestrictAddressFamilies"]).split()
+    assert {"AF_INET", "AF_INET6", "AF_UNIX"} <= set(families)  # devices, upstream, notify
+    assert "PrivateNetwork" not in settings and "IPAddressDeny" not in settings
+    assert settings.get("PrivateDevices", ["no"]) == ["no"]  # it would hide /dev/ttyUSB*
+    allowed = {entry.split()[0] for entry in settings["DeviceAllow"] if entry.endswith("rw")}
+    assert {"char-ttyUSB", "char-ttyACM", "char-ttyS", "char-ttyAMA"} <= allowed
+    assert settings["SupplementaryGroups"] == ["dialout"]
+    assert "PrivateUsers" not in settings  # would unmap group dialout
+    assert settings["ProtectSystem"] == ["strict"] and settings["StateDirectory"] == ["edge-agent"]
+    assert "-/etc/edge-agent/pki" in settings["ReadWritePaths"]  # trust: first_use writes here
+    assert settings["UMask"] == ["0027"]
+    assert set(settings["RestartPreventExitStatus"][0].split()) == {"78", "73"}

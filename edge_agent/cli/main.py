@@ -12,12 +12,15 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
 from edge_agent.errors import EX_CONFIG, AgentError, ConfigError, ModelError, SourceError
+from edge_agent.logs import apply_level, setup_logging
+from edge_agent.storage_guard import EX_CANTCREAT, StorageError
 
 log = logging.getLogger("edge_agent")
 
@@ -51,6 +54,9 @@ def run_command(args: argparse.Namespace) -> int:
     except (ConfigError, ModelError) as exc:
         print(f"edge-agent: {type(exc).__name__}:\n{exc}", file=sys.stderr)
         return EX_CONFIG
+    except StorageError as exc:  # an operator is needed: the unit does not restart on 73
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EX_CANTCREAT
     except (AgentError, OSError) as exc:  # e.g. the twin locked by another agent, no data_dir
         print(f"edge-agent: {exc}", file=sys.stderr)
         return 1
@@ -71,19 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
-
-
-def setup_logging(level: str | None) -> None:
-    """Plain lines to stderr; journald adds its own timestamps."""
-    logging.basicConfig(
-        level=(level or "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # asyncua logs every publish response at INFO; pymodbus every retry: keep the journal
-    # for our own transitions.
-    for chatty in ("asyncua", "pymodbus"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def _add_run(sub: Subparsers) -> None:
@@ -115,20 +108,26 @@ def _add_demo(sub: Subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
+    from edge_agent.secret_files import check_secret_files
 
     config = load_config(args.config)
+    check_secret_files(config, args.config)
+    # Data files 0640 however the agent is started (the unit sets UMask=0027 too).
+    os.umask(os.umask(0o027) | 0o027)
     from edge_agent.agent import run_agent, run_until_signalled
 
     if args.log_level is None:
-        logging.getLogger().setLevel(config.agent.log_level.upper())
+        apply_level(config.agent.log_level)
     run_until_signalled(run_agent(config))
     return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
     from edge_agent.preflight import check_config
+    from edge_agent.secret_files import check_secret_files
 
     checked = check_config(args.config)
+    check_secret_files(checked.config, args.config)
     for source in checked.config.sources:  # a source config may say what loads but will hurt
         for warning in getattr(source, "warnings", list)():
             print(f"{args.config}: warning: {warning}", file=sys.stderr)

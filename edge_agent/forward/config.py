@@ -5,12 +5,15 @@ Config models only, so loading a config never imports aiomqtt or httpx.
 
 from __future__ import annotations
 
+import ipaddress
 import string
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from edge_agent.forward.brokers import Broker, parse_broker
+from edge_agent.logs import redact_url
 from edge_agent.schema import ConfigPath, Duration, Secret, Size, StrictModel
 
 if TYPE_CHECKING:
@@ -144,7 +147,39 @@ class HttpSinkConfig(SinkSettings):
     def _scheme(cls, value: str) -> str:
         if not value.startswith(("https://", "http://")):
             raise ValueError("url must start with https:// (or http:// for a local receiver)")
+        parts = urlsplit(value)
+        if (parts.username or parts.password) and not _safe_to_send(value):
+            raise ValueError(
+                "credentials in an http:// URL would cross the network in clear text:"
+                " use https:// (http:// only to a loopback address)"
+            )
         return value
+
+    @field_validator("headers", "token")
+    @classmethod
+    def _not_in_clear(cls, value: object, info: ValidationInfo) -> object:
+        url = info.data.get("url")
+        if value and isinstance(url, str) and not _safe_to_send(url):
+            what = "a bearer token" if info.field_name == "token" else "secret headers"
+            raise ValueError(
+                f"{what} would cross the network in clear text to {redact_url(url)}:"
+                " use https:// (http:// only to a loopback address such as 127.0.0.1)"
+            )
+        return value
+
+
+def _safe_to_send(url: str) -> bool:
+    """https://, or http:// to a loopback host (the secret never leaves the machine)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class JsonlSinkConfig(SinkSettings):

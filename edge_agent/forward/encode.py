@@ -12,7 +12,10 @@ Every message is one JSON object with ``"v": 1`` and a ``"type"``:
     ``historical: true`` when it is delivered late (a backfill after an outage).
 ``notice``
     Store-and-forward housekeeping: ``dropped`` holds the running totals of rows
-    the outbox had to drop for this sink (``alert``, ``telemetry``).
+    the outbox had to drop for this sink (``alert``, ``telemetry``). Or ``lost``:
+    the outbox file was found damaged at start and replaced; ``file`` names the
+    copy kept aside, ``reason`` the damage, ``alert`` and ``telemetry`` the rows
+    that were waiting in it (null where the damaged file could not tell).
 ``status``
     The retained birth / last-will message: ``state`` is ``online`` or ``offline``.
 
@@ -121,6 +124,11 @@ def encode_notice(gateway: str, dropped_alerts: int, dropped_telemetry: int, ts:
             "dropped": {"alert": dropped_alerts, "telemetry": dropped_telemetry},
         }
     )
+
+
+def encode_loss(gateway: str, ts: float, lost: dict[str, Any]) -> bytes:
+    """The payload announcing that a damaged outbox was replaced and its rows lost."""
+    return _dumps({"v": VERSION, "type": "notice", "gateway": gateway, "ts": ts, "lost": lost})
 
 
 def encode_status(gateway: str, state: str, ts: float) -> bytes:

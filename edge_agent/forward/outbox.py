@@ -21,6 +21,7 @@ with a ``notice`` record that carries the running totals.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -44,6 +45,7 @@ from edge_agent.types import Alert, AlertState
 log = logging.getLogger(__name__)
 
 ALERT, TELEMETRY = 0, 1
+NOTICE = "notice"  # the state of a notice row (class ALERT: delivered first, dropped last)
 CLASSES = {ALERT: "alert", TELEMETRY: "telemetry"}
 ROW_OVERHEAD = 64  # bytes of SQLite bookkeeping per row, counted so the bound means disk
 
@@ -187,6 +189,11 @@ class Outbox:
     def alert_history(self, limit: int = 100, since: float = 0.0) -> list[Alert]:
         """The latest alert events, newest first."""
         return alert_state.history(self._db, limit, since)
+
+    def put_notice(self, body: bytes) -> None:
+        """Store a ``notice`` payload for every sink, delivered first, like an alert."""
+        gateway = str(json.loads(body).get("gateway", ""))
+        self._put([(ALERT, NOTICE, gateway, "", time.time(), body)], self.sinks, time.time())
 
     def put_telemetry(
         self,
@@ -353,12 +360,13 @@ class Outbox:
         now = time.time() if now is None else now
         inflight = self._inflight.setdefault(sink, set())
         after = self._after.setdefault(sink, {})
-        rows: list[tuple[int, int, str, str, float, int, bytes, int]] = []
+        rows: list[tuple[int, int, str, str, float, int, bytes, int, str]] = []
         for cls_ in CLASSES:
             # Taken rows of a class are a prefix of it (oldest first), so the rest
             # of the class lies above the highest id taken so far.
             rows += self._db.execute(
-                "SELECT id, cls, gateway, asset, ts, size, body, coalesce(seq, id) FROM rows"
+                "SELECT id, cls, gateway, asset, ts, size, body, coalesce(seq, id), state"
+                " FROM rows"
                 " WHERE sink = ? AND cls = ? AND id > ? ORDER BY id LIMIT ?",
                 (sink, cls_, after.get(cls_, 0), limit - len(rows)),
             ).fetchall()
@@ -371,13 +379,16 @@ class Outbox:
         notice = self._pending_notice(sink, batch, now)
         return [notice, *batch] if notice else batch
 
-    def _record(self, row: tuple[int, int, str, str, float, int, bytes, int], now: float) -> Record:
-        row_id, cls_, gateway, asset, ts, size, body, seq = row
+    def _record(
+        self, row: tuple[int, int, str, str, float, int, bytes, int, str], now: float
+    ) -> Record:
+        row_id, cls_, gateway, asset, ts, size, body, seq, state = row
         if cls_ == TELEMETRY and now - ts > self.config.historical_after:
             body = with_fields(body, seq=seq, historical=True)
         else:
             body = with_fields(body, seq=seq)
-        return Record(row_id, CLASSES[cls_], gateway, asset, body, size, cls_)
+        kind = NOTICE if state == NOTICE else CLASSES[cls_]
+        return Record(row_id, kind, gateway, asset, body, size, cls_)
 
     def _pending_notice(self, sink: str, batch: list[Record], now: float) -> Record | None:
         totals = tuple(self._counters.get((sink, f"dropped_{c}"), 0) for c in CLASSES.values())
@@ -420,7 +431,7 @@ class Outbox:
     def _remove(self, sink: str, batch: Sequence[Record]) -> None:
         for cls_ in CLASSES:
             self._delete(sink, cls_, [(r.row, r.size) for r in batch if r.cls == cls_])
-        if any(r.kind == "notice" for r in batch) and sink in self._notice:
+        if any(r.kind == NOTICE and not r.row for r in batch) and sink in self._notice:
             for cls_name, total in zip(CLASSES.values(), self._notice.pop(sink), strict=True):
                 name = f"announced_{cls_name}"
                 self._count(sink, name, total - self._counters.get((sink, name), 0))

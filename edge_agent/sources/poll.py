@@ -27,6 +27,7 @@ from typing import Any, Protocol, Self
 
 from edge_agent.backoff import Backoff
 from edge_agent.errors import SourceError
+from edge_agent.logs import RateLimitedLog
 from edge_agent.types import Quality, Sample, SignalInfo
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,7 @@ async def poll_forever(
         await _wait_down(source, emit, backoff.next_delay())
 
 
-async def _wait_down(
-    source: Source, emit: Callable[[list[Sample]], None], delay: float
-) -> None:
+async def _wait_down(source: Source, emit: Callable[[list[Sample]], None], delay: float) -> None:
     """Wait ``delay`` before the next try, marking the source's signals BAD every interval."""
     loop = asyncio.get_running_loop()
     interval = float(source.config.interval)
@@ -128,23 +127,27 @@ class _Link:
         self.stats = stats
         self.down_since: float | None = None
         self.ever_up = False
+        # A link that connects and drops at once would log two lines per backoff step.
+        self.lines = RateLimitedLog(log, name)
 
     def up(self, backoff: Backoff) -> None:
         self.stats.connected = True
         backoff.reset()
         if self.down_since is not None:
-            log.warning(
-                "%s: reconnected after %.0f s", self.name, time.monotonic() - self.down_since
-            )
+            self.lines.log(
+                logging.WARNING,
+                "%s: reconnected after %.0f s", self.name, time.monotonic() - self.down_since,
+            )  # fmt: skip
         elif not self.ever_up:
-            log.info("%s: connected", self.name)
+            self.lines.log(logging.INFO, "%s: connected", self.name)
         self.down_since = None
         self.ever_up = True
 
     def lost(self, exc: BaseException) -> None:
         if self.down_since is None:
             self.stats.outages += 1
-            log.warning("%s: connection lost: %s", self.name, exc)
+            self.lines.count("outages")
+            self.lines.log(logging.WARNING, "%s: connection lost: %s", self.name, exc)
             self.down_since = time.monotonic()
         else:
             log.debug("%s: still down: %s", self.name, exc)

@@ -36,6 +36,7 @@ class Recorder:
     retry: list[Sample] = field(default_factory=list)
     written: int = 0
     failing: bool = False
+    write_errors: int = 0  # failed flushes (EIO, read-only, locked): each one retried
 
     def accept(self, samples: list[Sample]) -> None:
         """Called by the poll loops: buffer only, never block."""
@@ -73,11 +74,12 @@ class Recorder:
         if not full:
             self.written += len(todo)
         if self.failing and not full:
-            log.warning("twin: writing again")
+            log.warning("twin: writing again (%d failed flushes so far)", self.write_errors)
         self.failing = full
 
     def _hold(self, todo: list[Sample], exc: Exception) -> None:
         self.retry = todo[-MAX_RETRY_SAMPLES:]
+        self.write_errors += 1
         lost = len(todo) - len(self.retry)
         if not self.failing:
             log.error("twin: cannot write samples, holding them in memory: %s", exc)

@@ -21,6 +21,9 @@ class Receiver:
     """The receiver's script (status, delay, body) and the requests it got."""
 
     port: int = 0
+    scheme: str = "https"
+    host: str = "localhost"
+    path: str = "/alerts"
     plan: deque[tuple[int, float, str]] = field(default_factory=deque)
     requests: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
     answered: list[int] = field(default_factory=list)
@@ -28,7 +31,7 @@ class Receiver:
     @property
     def url(self) -> str:
         """Where to POST."""
-        return f"https://localhost:{self.port}/alerts"
+        return f"{self.scheme}://{self.host}:{self.port}{self.path}"
 
     def items(self, status: int = 200) -> list[dict[str, Any]]:
         """Items of the requests that were answered with ``status``."""
@@ -65,6 +68,21 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that timed out and left is expected here
+
+
+@contextmanager
+def http_receiver(path: str = "/alerts") -> Iterator[Receiver]:
+    """Serve plain HTTP on a free loopback port in a thread (``receiver.url`` is http://)."""
+    receiver = Receiver(scheme="http", host="127.0.0.1", path=path)
+    server = _Server(("127.0.0.1", 0), _handler(receiver))
+    receiver.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextmanager

@@ -19,6 +19,7 @@ import time
 from typing import Self
 
 from edge_agent.errors import SourceError
+from edge_agent.logs import RateLimitedLog
 from edge_agent.sources.modbus.codec import (
     BIT_TABLES,
     Field,
@@ -133,6 +134,8 @@ class ModbusSource:
         self._link: ModbusLink | None = None
         self._deferred: list[_Job] = []
         self._complaints: dict[tuple[int, Table, int], int] = {}
+        # A noisy RTU line flaps between garbage and good replies at every poll.
+        self._lines = RateLimitedLog(log, config.name)
         self._refusals: dict[tuple[int, Table], set[int]] = {}
 
     def signals(self) -> list[SignalInfo]:
@@ -296,19 +299,22 @@ class ModbusSource:
     def _complain(self, request: Request, code: int) -> None:
         """Log a Modbus exception on a block once, and its end once."""
         key = (request.unit, request.table, request.start)
+        if code:
+            self._lines.count("bad replies")
         if self._complaints.get(key, 0) == code:
             return
         if code:
             what = "a malformed reply" if code == MALFORMED else f"exception {code}"
-            log.warning(
+            self._lines.log(
+                logging.WARNING,
                 "%s: unit %d answers %s for %s %d..%d; its signals read BAD",
                 self.config.name, request.unit, what, request.table, request.start,
                 request.start + request.count - 1,
             )  # fmt: skip
             self._complaints[key] = code
         else:
-            log.info("%s: unit %d %s %d reads again", self.config.name, request.unit,
-                     request.table, request.start)  # fmt: skip
+            self._lines.log(logging.INFO, "%s: unit %d %s %d reads again", self.config.name,
+                            request.unit, request.table, request.start)  # fmt: skip
             del self._complaints[key]
 
 

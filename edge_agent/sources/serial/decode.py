@@ -3,7 +3,9 @@
 Pure code, no I/O. :class:`FrameDecoder` never raises on what a device sends: an
 unreadable frame (cut, wrong checksum, not text, wrong shape) makes every signal of
 the source BAD at that time; an unreadable value makes its own signal BAD. Each
-failure is counted by reason and the line's health is logged on transitions only.
+failure is counted by reason and the line's health is logged on transitions only,
+at most a few lines a minute: a line that flaps between good and bad frames is summed
+up once a minute instead (:class:`~edge_agent.logs.RateLimitedLog`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from edge_agent.logs import RateLimitedLog
 from edge_agent.sources.serial.framing import Frame
 from edge_agent.sources.serial.parse import FrameError, Parser, strip_nmea_checksum
 from edge_agent.types import Quality, Sample
@@ -61,6 +64,7 @@ class FrameDecoder:
         self._failing: str | None = None
         self._bad_run = 0
         self._forgive = False
+        self._lines = RateLimitedLog(log, source)
 
     def expect_partial(self) -> None:
         """The next frame may be the tail of one sent before the port was opened.
@@ -130,14 +134,21 @@ class FrameDecoder:
     def _failed(self, reason: str, detail: str) -> None:
         self.counters[reason] += 1
         self._bad_run += 1
+        self._lines.count("bad frames")
         if self._failing is None:
-            log.warning("%s: unreadable data on the line (%s: %s)", self.source, reason, detail)
+            self._lines.log(
+                logging.WARNING,
+                "%s: unreadable data on the line (%s: %s)", self.source, reason, detail,
+            )  # fmt: skip
         self._failing = reason
 
     def _succeeded(self) -> None:
         self.counters["good"] += 1
         if self._failing is not None:
-            log.info("%s: data readable again after %d bad frames", self.source, self._bad_run)
+            self._lines.log(
+                logging.INFO, "%s: data readable again after %d bad frames", self.source,
+                self._bad_run,
+            )  # fmt: skip
         self._failing = None
         self._bad_run = 0
 

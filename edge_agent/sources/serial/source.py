@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
 from edge_agent.errors import SourceError
+from edge_agent.logs import RateLimitedLog
 from edge_agent.sources.serial.decode import FrameDecoder, build_decoder
 from edge_agent.sources.serial.framing import (
     Frame,
@@ -66,6 +67,7 @@ class SerialSource:
         self._dropped = 0
         self._dropped_seen = 0
         self._dropping = False
+        self._drop_log = RateLimitedLog(log, config.name)
         self.tap: Callable[[float, Frame], None] | None = None
         """Called with every frame as it is cut (``serial-monitor`` prints them)."""
 
@@ -142,12 +144,18 @@ class SerialSource:
 
     def _note_drops(self) -> None:
         dropping = self._dropped > self._dropped_seen
+        if dropping:
+            self._drop_log.count("samples dropped", self._dropped - self._dropped_seen)
         if dropping and not self._dropping:
-            log.warning(
-                "%s: samples arrive faster than read; dropping the oldest", self.config.name
-            )
+            self._drop_log.log(
+                logging.WARNING,
+                "%s: samples arrive faster than read; dropping the oldest", self.config.name,
+            )  # fmt: skip
         elif self._dropping and not dropping:
-            log.info("%s: reads keep up again, %d samples dropped", self.config.name, self._dropped)
+            self._drop_log.log(
+                logging.INFO,
+                "%s: reads keep up again, %d samples dropped", self.config.name, self._dropped,
+            )  # fmt: skip
         self._dropping = dropping
         self._dropped_seen = self._dropped
 
