@@ -55,6 +55,11 @@ class PollStats:
     skipped_ticks: int = 0
     outages: int = 0
     connected: bool = False
+    # For the site view: why the link was last lost, and when the last read went through.
+    last_error: str = ""
+    last_error_at: float | None = None
+    last_read_at: float | None = None
+    read_seconds: float = 0.0
 
 
 async def poll_forever(
@@ -103,6 +108,8 @@ class _Link:
         self.ever_up = True
 
     def lost(self, exc: BaseException) -> None:
+        self.stats.last_error = str(exc) or type(exc).__name__
+        self.stats.last_error_at = time.time()
         if self.down_since is None:
             self.stats.outages += 1
             log.warning("%s: connection lost: %s", self.name, exc)
@@ -121,6 +128,7 @@ async def _poll_ticks(
     interval = float(source.config.interval)
     next_tick = loop.time()
     while True:
+        started = loop.time()
         samples = await source.read()
         if _cancel_was_swallowed():
             raise asyncio.CancelledError
@@ -128,6 +136,8 @@ async def _poll_ticks(
             first_read()
         stats.reads += 1
         stats.samples += len(samples)
+        stats.read_seconds = loop.time() - started
+        stats.last_read_at = time.time()
         if samples:
             emit(samples)
         next_tick += interval

@@ -1,0 +1,72 @@
+"""Config of the site view (the ``web:`` section): where it listens and who may read it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from edge_agent.errors import ConfigError
+from edge_agent.metrics import is_loopback, parse_listen
+from edge_agent.schema import ConfigPath, Secret, StrictModel
+
+
+class WebConfig(StrictModel):
+    """The ``web:`` section: the page, the JSON API and ``/metrics`` on one server.
+
+    Attributes:
+        listen: ``host:port`` (``[::1]:8470`` for IPv6); empty turns the server off.
+        allow_remote: allow a non-loopback ``listen`` address. The page shows the
+            plant's layout and values, so a remote address also needs a token.
+        token: bearer token every API and ``/metrics`` request must carry
+            (``Authorization: Bearer ...``); write ``${ENV_VAR}``.
+        token_file: instead of ``token``: a file holding it (read at start).
+        alert_history: alert events the agent keeps for ``/api/v1/alerts?state=all``.
+    """
+
+    listen: str = ""
+    allow_remote: bool = False
+    token: Secret | None = None
+    token_file: ConfigPath = ""
+    alert_history: int = Field(default=500, ge=10, le=100_000)
+
+    @model_validator(mode="after")
+    def _safe_address(self) -> WebConfig:
+        if self.token is not None and self.token_file:
+            raise ValueError("give token or token_file, not both")
+        if not self.listen:
+            return self
+        host, _ = parse_listen(self.listen)
+        if is_loopback(host):
+            return self
+        if not self.allow_remote:
+            raise ValueError(
+                f"web listen address {self.listen!r} is not loopback; the page shows the "
+                "plant's layout and values: use 127.0.0.1:PORT, or set allow_remote: true"
+            )
+        if self.token is None and not self.token_file:
+            raise ValueError(
+                f"web listen address {self.listen!r} is not loopback: set token "
+                "(${ENV_VAR}) or token_file, every request must then carry it"
+            )
+        return self
+
+
+def load_token(config: WebConfig) -> str | None:
+    """The bearer token, read from ``token_file`` if given (None: no token required).
+
+    Raises:
+        ConfigError: the token file cannot be read or is empty.
+    """
+    if config.token is not None:
+        return config.token.get_secret_value() or None
+    if not config.token_file:
+        return None
+    path = Path(config.token_file)
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"web.token_file: cannot read {path}: {exc.strerror or exc}") from exc
+    if not token:
+        raise ConfigError(f"web.token_file: {path} is empty")
+    return token
