@@ -19,10 +19,10 @@ from typing import Any
 
 from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector, restore_open_alerts, save_open_alerts
-from edge_agent.forward.delivery import deliver_forever
+from edge_agent.forward.delivery import LinkState, deliver_forever
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.telemetry import telemetry_forever
-from edge_agent.metrics import AgentView, serve_metrics_forever
+from edge_agent.metrics import AgentCollector, AgentView
 from edge_agent.notify import Notifier
 from edge_agent.registry import build_sink, build_source
 from edge_agent.sources.poll import PollStats, poll_forever
@@ -30,6 +30,10 @@ from edge_agent.stages import DetectorLoop, Observer, Recorder, Worker, requeue_
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
 from edge_agent.types import SignalInfo
+from edge_agent.web.alerts import AlertLog, LiveAlerts
+from edge_agent.web.config import load_token
+from edge_agent.web.server import serve_web_forever
+from edge_agent.web.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +125,10 @@ async def _supervise(
     sinks: list[Any],
 ) -> None:
     store, windows, detector, outbox = stages
-    recorder = Recorder(store, windows, worker, config.twin.flush_interval, observer)
+    token = load_token(config.web)
+    alert_log = AlertLog(config.data_path("."), config.web.alert_history, observer)
+    await worker.run(alert_log.load)
+    recorder = Recorder(store, windows, worker, config.twin.flush_interval, alert_log)
     wakes = [asyncio.Event() for _ in sinks]
     detect = DetectorLoop(
         detector,
@@ -131,20 +138,26 @@ async def _supervise(
         config.agent.id,
         config.detect.interval,
         lambda: _wake_all(wakes),
-        observer,
+        alert_log,
         recorder=recorder,
         spill=_spill_path(config),
     )
     polls = [(source, PollStats()) for source in sources]
+    links = {sink.config.name: LinkState() for sink in sinks}
     view = AgentView(config.agent.id, polls, recorder, detect, outbox)
+    alerts = LiveAlerts(detector, alert_log, worker.run)
+    collector = AgentCollector(view)
+    site = Site(config, collector, store, worker.run, alerts, links, config.metrics.refresh)
     async with asyncio.TaskGroup() as tasks:
         for source, stats in polls:
             tasks.create_task(poll_forever(source, recorder.accept, stats))
-        tasks.create_task(serve_metrics_forever(config.metrics, view, worker.run))
+        tasks.create_task(serve_web_forever(config.web, site, token))
+        tasks.create_task(alert_log.persist_forever(worker.run, detector))
         tasks.create_task(recorder.record_forever())
         tasks.create_task(detect.detect_forever())
         for sink, wake in zip(sinks, wakes, strict=True):
-            tasks.create_task(deliver_forever(outbox, sink, sink.config.name, worker.run, wake))
+            name = sink.config.name
+            tasks.create_task(deliver_forever(outbox, sink, name, worker.run, wake, links[name]))
             if sink.config.telemetry == "on":
                 tasks.create_task(
                     telemetry_forever(store, outbox, sink.config, config.agent.id, worker.run, wake)

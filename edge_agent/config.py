@@ -25,6 +25,7 @@ from edge_agent.metrics import MetricsConfig
 from edge_agent.registry import SinkConfig, SourceConfig
 from edge_agent.schema import StrictModel
 from edge_agent.twin.store import TwinConfig
+from edge_agent.web.config import WebConfig
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME_RE = r"^[a-z][a-z0-9_\-]*$"
@@ -48,6 +49,7 @@ class AgentConfig(StrictModel):
     outbox: OutboxConfig = OutboxConfig()
     sinks: list[SinkConfig] = Field(default_factory=list)
     metrics: MetricsConfig = MetricsConfig()
+    web: WebConfig = WebConfig()
     _base_dir: Path = PrivateAttr(default=Path("."))
 
     @field_validator("sources", "sinks")
@@ -61,6 +63,17 @@ class AgentConfig(StrictModel):
                 raise ValueError(f"name {item.name!r} is used twice")
             seen.add(item.name)
         return items
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_moved(cls, metrics: MetricsConfig) -> MetricsConfig:
+        # /metrics is served by the site view's server now: one port, one access rule.
+        if metrics.listen or metrics.allow_remote:
+            raise ValueError(
+                "metrics.listen and metrics.allow_remote moved to the web: section: /metrics "
+                f"is served there (write web: {{listen: {metrics.listen or '127.0.0.1:8470'!r}}})"
+            )
+        return metrics
 
     def config_path(self, path: str | Path) -> Path:
         """Resolve a path written in the config (a model file) against its folder."""

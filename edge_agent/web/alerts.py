@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge_agent.detect.detector import Detector, save_open_alerts
+from edge_agent.stages import Observer
 from edge_agent.types import Alert, AlertState, Sample
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,13 @@ class AlertLog:
 
     It is an observer of the detector loop (``on_alerts`` on the event loop);
     :meth:`persist_forever` writes the files on the worker thread after each event.
+    Another observer (the demo's screen) can be chained behind it as ``forward``.
     """
 
-    def __init__(self, folder: Path, limit: int) -> None:
+    def __init__(self, folder: Path, limit: int, forward: Observer | None = None) -> None:
         self.folder = folder
         self.limit = limit
+        self.forward = forward
         self.events: deque[Alert] = deque(maxlen=limit)
         self._unsaved: list[Alert] = []
         self._changed = asyncio.Event()
@@ -104,13 +107,17 @@ class AlertLog:
         self.events.extend(read_history(self.folder / HISTORY_FILE, self.limit))
 
     def on_samples(self, batch: Sequence[Sample]) -> None:
-        """Observer hook: samples are not this log's business."""
+        """Observer hook: samples go on to ``forward`` (the demo's screen), if any."""
+        if self.forward is not None:
+            self.forward.on_samples(batch)
 
     def on_alerts(self, alerts: Sequence[Alert]) -> None:
         """Observer hook: remember the events; the files follow on the worker thread."""
         self.events.extend(alerts)
         self._unsaved.extend(alerts)
         self._changed.set()
+        if self.forward is not None:
+            self.forward.on_alerts(alerts)
 
     async def persist_forever(self, run: Run, detector: Detector) -> None:
         """After each batch of events, write both files on the worker thread."""

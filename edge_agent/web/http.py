@@ -107,13 +107,20 @@ class HttpServer:
         self.idle_timeout = idle_timeout
         self.connections = 0
         self.requests = 0
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         """Listen on ``host:port``; raises OSError when the port cannot be bound."""
         return await asyncio.start_server(self._serve, host or None, port, limit=MAX_HEAD)
 
+    def close_connections(self) -> None:
+        """Close every open connection (at stop: keep-alive ones would linger)."""
+        for writer in list(self._writers):
+            writer.close()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self._writers.add(writer)
         try:
             if self.connections > MAX_CONNECTIONS:
                 await self._send(writer, Response(503, b'{"error":"too many connections"}'), "")
@@ -124,6 +131,7 @@ class HttpServer:
             pass  # the client went away or idled out: nothing to answer
         finally:
             self.connections -= 1
+            self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
