@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from edge_agent.errors import ConfigError
 from edge_agent.metrics import is_loopback, parse_listen
@@ -24,31 +24,38 @@ class WebConfig(StrictModel):
         alert_history: alert events the agent keeps for ``/api/v1/alerts?state=all``.
     """
 
-    listen: str = ""
+    # listen comes after the keys its check reads (pydantic validates in this order).
     allow_remote: bool = False
     token: Secret | None = None
     token_file: ConfigPath = ""
+    listen: str = ""
     alert_history: int = Field(default=500, ge=10, le=100_000)
 
+    @field_validator("listen")
+    @classmethod
+    def _safe_address(cls, listen: str, info: ValidationInfo) -> str:
+        if not listen:
+            return listen
+        host, _ = parse_listen(listen)
+        if is_loopback(host):
+            return listen
+        if not info.data.get("allow_remote"):
+            raise ValueError(
+                f"{listen!r} is not a loopback address; the page shows the plant's layout "
+                "and values: use 127.0.0.1:PORT, or set allow_remote: true"
+            )
+        token = info.data.get("token")
+        if (token is None or not token.get_secret_value()) and not info.data.get("token_file"):
+            raise ValueError(
+                f"{listen!r} is not a loopback address: set token (${{ENV_VAR}}) or "
+                "token_file; every request must then carry it"
+            )
+        return listen
+
     @model_validator(mode="after")
-    def _safe_address(self) -> WebConfig:
+    def _one_token(self) -> WebConfig:
         if self.token is not None and self.token_file:
             raise ValueError("give token or token_file, not both")
-        if not self.listen:
-            return self
-        host, _ = parse_listen(self.listen)
-        if is_loopback(host):
-            return self
-        if not self.allow_remote:
-            raise ValueError(
-                f"web listen address {self.listen!r} is not loopback; the page shows the "
-                "plant's layout and values: use 127.0.0.1:PORT, or set allow_remote: true"
-            )
-        if self.token is None and not self.token_file:
-            raise ValueError(
-                f"web listen address {self.listen!r} is not loopback: set token "
-                "(${ENV_VAR}) or token_file, every request must then carry it"
-            )
         return self
 
 
