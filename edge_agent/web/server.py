@@ -109,14 +109,14 @@ class Routes:
             return self._file(path.removeprefix("/static/"), request)
         if path == "/api/v1/openapi.json":
             return Response(200, self.openapi, headers={"Cache-Control": "no-cache"})
+        if path != "/metrics" and not path.startswith("/api/v1/"):
+            return _json({"error": "not found"}, 404)
         if not self._authorised(request):
             return _json({"error": "missing or wrong bearer token"}, 401, bearer=True)
         if path == "/metrics":
             await self.site.snapshot_fresh()
             return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
-        if path.startswith("/api/v1/"):
-            return await self._api(path.removeprefix("/api/v1/"), request)
-        return _json({"error": "not found"}, 404)
+        return await self._api(path.removeprefix("/api/v1/"), request)
 
     def _authorised(self, request: Request) -> bool:
         if self.token is None:
