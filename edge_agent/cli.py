@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge_agent.detect.commands",
     "edge_agent.forward.commands",
     "edge_agent.sim.commands",
+    "edge_agent.web.commands",
 )
 
 if TYPE_CHECKING:

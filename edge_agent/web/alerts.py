@@ -86,6 +86,18 @@ def alert_record(alert: Alert, is_open: bool) -> dict[str, Any]:
     }
 
 
+async def listing(view: AlertView, everything: bool) -> list[dict[str, Any]]:
+    """Open alerts, newest first; with ``everything`` every kept episode, open or cleared."""
+    opened = await view.open()
+    if not everything:
+        records = [alert_record(a, True) for a in opened]
+        return sorted(records, key=lambda r: r["raised_at"] or 0.0, reverse=True)
+    events = await view.history()
+    known = {e.id for e in events}
+    # An alert restored from before a restart may be open with its raise no longer kept.
+    return episodes([*[a for a in opened if a.id not in known], *events], {a.id for a in opened})
+
+
 class AlertLog:
     """The last ``limit`` alert events, in memory and in ``alert-history.jsonl``.
 

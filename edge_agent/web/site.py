@@ -28,7 +28,7 @@ from edge_agent.forward.status import OutboxStatus
 from edge_agent.metrics import AgentCollector, take_snapshot
 from edge_agent.twin.status import SignalStatus
 from edge_agent.twin.store import SignalStore
-from edge_agent.web.alerts import AlertView, alert_record, episodes
+from edge_agent.web.alerts import AlertView, alert_record, listing
 
 log = logging.getLogger(__name__)
 Run = Callable[..., Awaitable[Any]]
@@ -185,16 +185,7 @@ class Site:
 
     async def alert_list(self, state: str) -> dict[str, Any]:
         """``GET /api/v1/alerts?state=open|all``."""
-        opened = await self.alerts.open()
-        if state == "open":
-            records = [alert_record(a, True) for a in opened]
-            records.sort(key=lambda r: r["raised_at"] or 0.0, reverse=True)
-            return {"state": "open", "alerts": records}
-        events = await self.alerts.history()
-        ids = {a.id for a in opened}
-        known = {e.id for e in events}
-        records = episodes([*[a for a in opened if a.id not in known], *events], ids)
-        return {"state": "all", "alerts": records}
+        return {"state": state, "alerts": await listing(self.alerts, state == "all")}
 
     def effective_config(self) -> dict[str, Any]:
         """``GET /api/v1/config``: the config as loaded, secrets redacted."""
