@@ -30,7 +30,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BODY = json.dumps([{"name": f"pump.t{i}", "value": i * 0.5, "quality": "good"} for i in range(1800)])
+BODY = json.dumps(
+    [{"name": f"pump.t{i}", "value": i * 0.5, "quality": "good"} for i in range(1800)]
+)
 
 SERVER = r"""
 import asyncio, sys, os
@@ -154,7 +156,9 @@ def main() -> None:
     }  # fmt: skip
     base = results["loop"]["rss_mb"]
     hand = results["hand"]["cpu_us_per_request"]
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Body {len(BODY)} bytes.\n")
     print("| server | RSS MB | RSS added MB | CPU us/request | vs hand | idle CPU s/10 s |")
     print("|---|---|---|---|---|---|")

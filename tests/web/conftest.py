@@ -45,7 +45,9 @@ class SiteAgent:
     proc: subprocess.Popen[str]
     token: str | None
 
-    def get(self, path: str, token: str | None = "", headers: dict[str, str] | None = None) -> Reply:
+    def get(
+        self, path: str, token: str | None = "", headers: dict[str, str] | None = None
+    ) -> Reply:
         """GET ``path``; ``token=""`` sends the agent's own token, None sends none."""
         sent = dict(headers or {})
         use = self.token if token == "" else token

@@ -1,4 +1,4 @@
-"""The JSON API of a running agent on the simulated plant, validated against its OpenAPI document."""
+"""The JSON API of a running agent on the simulated plant, checked against its OpenAPI doc."""
 
 from __future__ import annotations
 
