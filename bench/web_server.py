@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -148,26 +147,56 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--framework-python", required=True, help="a python with the frameworks")
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
     args = parser.parse_args()
     results = {
         kind: measure(kind, sys.executable if kind in ("loop", "hand") else args.framework_python,
                       args.requests)
         for kind in ("loop", "hand", "aiohttp", "starlette")
     }  # fmt: skip
+    body = report(results, len(BODY))
+    print(body)
+    if not args.no_write:
+        from bench.report import write_section
+
+        write_section("web_server", "Site view: which HTTP server inside the agent's loop", body)
+
+
+def report(results: dict[str, dict[str, float]], body_bytes: int) -> str:
+    """The table, and the choice it supports."""
     base = results["loop"]["rss_mb"]
     hand = results["hand"]["cpu_us_per_request"]
-    print(
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    )
-    print(f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Body {len(BODY)} bytes.\n")
-    print("| server | RSS MB | RSS added MB | CPU us/request | vs hand | idle CPU s/10 s |")
-    print("|---|---|---|---|---|---|")
+
+    def added(kind: str) -> str:
+        return f"{results[kind]['rss_mb'] - base:.1f}"
+
+    def per(kind: str) -> str:
+        return f"{results[kind]['cpu_us_per_request'] / hand:.2f}"
+
+    lines = [
+        f"One GET route answering {body_bytes:,} bytes of JSON, keep-alive, from a client "
+        "process; each server in its own process on its own asyncio loop.",
+        "",
+        "| server | RSS MB | RSS added MB | CPU us/request | vs hand | idle CPU s/10 s |",
+        "|---|---|---|---|---|---|",
+    ]
     for kind, r in results.items():
         ratio = f"{r['cpu_us_per_request'] / hand:.2f}x" if kind != "loop" else "-"
-        print(
+        lines.append(
             f"| {kind} | {r['rss_mb']:.1f} | {r['rss_mb'] - base:.1f} | "
             f"{r['cpu_us_per_request']:.0f} | {ratio} | {r['idle_cpu_s']:.2f} |"
         )
+    lines += [
+        "",
+        "Chosen: **hand** (`edge_agent/web/http.py`, stdlib `asyncio.start_server`): "
+        f"{added('hand')} MB added against {added('aiohttp')} MB for aiohttp and "
+        f"{added('starlette')} MB for Starlette on uvicorn, and "
+        f"{per('aiohttp')} / {per('starlette')} times its CPU per request for those two. "
+        "It needs no dependency, and the site view uses none of what the frameworks add "
+        "(routing DSL, middleware, forms, websockets). The frameworks were installed with "
+        "`pip install aiohttp starlette uvicorn` in a scratch venv (module docstring).",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
