@@ -145,9 +145,7 @@ async def _supervise(
     polls = [(source, PollStats()) for source in sources]
     links = {sink.config.name: LinkState() for sink in sinks}
     view = AgentView(config.agent.id, polls, recorder, detect, outbox)
-    alerts = LiveAlerts(detector, alert_log, worker.run)
-    collector = AgentCollector(view)
-    site = Site(config, collector, store, worker.run, alerts, links, config.metrics.refresh)
+    site = _site_view(config, worker, view, alert_log, links)
     async with asyncio.TaskGroup() as tasks:
         for source, stats in polls:
             tasks.create_task(poll_forever(source, recorder.accept, stats))
@@ -167,6 +165,21 @@ async def _supervise(
         log.info(
             "agent %s running: %d source(s), %d sink(s)", config.agent.id, len(sources), len(sinks)
         )
+
+
+def _site_view(
+    config: AgentConfig,
+    worker: Worker,
+    view: AgentView,
+    alert_log: AlertLog,
+    links: dict[str, LinkState],
+) -> Site:
+    """What the page, the API and /metrics read: the live stages, never a copy of their data."""
+    assert view.detect is not None and view.recorder is not None
+    alerts = LiveAlerts(view.detect.detector, alert_log, worker.run)
+    collector = AgentCollector(view)
+    store = view.recorder.store
+    return Site(config, collector, store, worker.run, alerts, links, config.metrics.refresh)
 
 
 def _spill_path(config: AgentConfig) -> Path:
