@@ -177,7 +177,8 @@ class HttpServer:
     ) -> None:
         body = response.body
         headers = {**self.headers, **response.headers, "Content-Type": response.content_type}
-        if request is not None and _accepts_gzip(request) and len(body) >= GZIP_MIN:
+        compress = request is not None and accepts_gzip(request) and len(body) >= GZIP_MIN
+        if compress and "Content-Encoding" not in headers:
             body = gzip.compress(body, compresslevel=1, mtime=0)
             headers["Content-Encoding"] = "gzip"
             headers["Vary"] = "Accept-Encoding"
@@ -227,7 +228,8 @@ def _headers(lines: list[str]) -> dict[str, str]:
     return headers
 
 
-def _accepts_gzip(request: Request) -> bool:
+def accepts_gzip(request: Request) -> bool:
+    """Whether the client takes a gzipped body."""
     return "gzip" in request.headers.get("accept-encoding", "")
 
 

@@ -15,13 +15,14 @@ name, so a web page elsewhere cannot read the API through DNS rebinding.
 
 Cost when nobody looks: nothing. No timer runs here; the outbox snapshot behind
 ``/metrics`` and ``/api/v1/status`` is re-read only when a request finds it
-older than ``metrics.refresh``; ``/api/v1/signals`` is built at most once per
-half second however many browsers poll it.
+older than ``metrics.refresh``; ``/api/v1/signals`` is built and gzipped at
+most once per half second however many browsers poll it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import hmac
 import json
@@ -36,7 +37,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.metrics import build_registry, is_loopback, parse_listen
 from edge_agent.schema import parse_duration
 from edge_agent.web.config import WebConfig
-from edge_agent.web.http import BadRequest, HttpServer, Request, Response
+from edge_agent.web.http import BadRequest, HttpServer, Request, Response, accepts_gzip
 from edge_agent.web.openapi import document
 from edge_agent.web.site import Site
 
@@ -95,7 +96,7 @@ class Routes:
         self.static = load_static()
         self.registry: CollectorRegistry = build_registry(site.collector)
         self.openapi = json.dumps(document()).encode()
-        self._signals: tuple[float, bytes] = (0.0, b"")
+        self._signals: tuple[float, bytes, bytes] = (0.0, b"", b"")
         self._signals_lock = asyncio.Lock()
 
     async def __call__(self, request: Request) -> Response:
@@ -139,7 +140,7 @@ class Routes:
         if path == "status":
             return _json(await site.status())
         if path == "signals":
-            return await self._signals_response()
+            return await self._signals_response(request)
         if path == "assets":
             return _json(await site.assets())
         if path == "alerts":
@@ -153,14 +154,19 @@ class Routes:
             return await self._history(path.removeprefix("signals/")[: -len("/history")], request)
         return _json({"error": "not found"}, 404)
 
-    async def _signals_response(self) -> Response:
-        """Built at most once per :data:`SIGNALS_TTL`, however many pages poll."""
+    async def _signals_response(self, request: Request) -> Response:
+        """Built, and gzipped, at most once per :data:`SIGNALS_TTL` however many pages poll."""
         async with self._signals_lock:
-            built, body = self._signals
+            built, body, packed = self._signals
             if time.monotonic() - built > SIGNALS_TTL:
                 body = json.dumps(await self.site.signals()).encode()
-                self._signals = (time.monotonic(), body)
-        return Response(200, body, headers={"Cache-Control": "no-store"})
+                packed = gzip.compress(body, compresslevel=1, mtime=0)
+                self._signals = (time.monotonic(), body, packed)
+        headers = {"Cache-Control": "no-store"}
+        if accepts_gzip(request):
+            headers |= {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+            return Response(200, packed, headers=headers)
+        return Response(200, body, headers=headers)
 
     async def _history(self, name: str, request: Request) -> Response:
         now = time.time()
