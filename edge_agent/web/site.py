@@ -268,8 +268,10 @@ def modbus_registers(config: AgentConfig) -> dict[str, str]:
                 text += f" {reg.byte_order} ({reg.width} registers)"
             if reg.bit is not None:
                 text += f" bit {reg.bit}"
-            if reg.scale != 1.0 or reg.offset != 0.0:
-                text += f" x{reg.scale:g} {reg.offset:+g}"
+            if reg.scale != 1.0:
+                text += f" x{reg.scale:g}"
+            if reg.offset != 0.0:
+                text += f" {reg.offset:+g}"
             out[source.signal_name(reg)] = text
     return out
 
