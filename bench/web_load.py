@@ -70,24 +70,37 @@ def vm_rss(pid: int) -> float:
 
 
 @contextmanager
-def tabs(url: str, count: int, seen: list[int]) -> Iterator[None]:
-    """``count`` headless Chromium tabs on ``url``; ``seen[0]`` counts their requests."""
+def tabs(url: str, count: int, seen: list[int]) -> Iterator[list[Any]]:
+    """``count`` headless Chromium tabs on ``url``; ``seen[0]`` counts their requests.
+
+    Playwright's sync API delivers events only inside its own calls: :func:`pump`
+    the pages to bring the count up to date.
+    """
     if not count:
-        yield
+        yield []
         return
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
+            pages = []
             for _ in range(count):
                 page = browser.new_context().new_page()
                 page.on("request", lambda _: seen.__setitem__(0, seen[0] + 1))
                 page.goto(url)
                 page.wait_for_selector("#tags tbody tr", timeout=30_000)
-            yield
+                pages.append(page)
+            yield pages
         finally:
             browser.close()
+
+
+def pump(pages: list[Any], seen: list[int]) -> int:
+    """Let Playwright deliver the pages' pending events; the request count so far."""
+    for page in pages:
+        page.evaluate("1")
+    return seen[0]
 
 
 def start(config: dict[str, Any], folder: Path, sock: Any) -> subprocess.Popen[bytes]:
@@ -120,11 +133,11 @@ def run_case(web: bool, count: int, port: int, seconds: float, folder: Path) -> 
         proc = start(config, folder, sock)
         try:
             time.sleep(4.0)  # connect, first flushes
-            with tabs(f"http://127.0.0.1:{web_port}/#/tags", count, seen):
+            with tabs(f"http://127.0.0.1:{web_port}/#/tags", count, seen) as pages:
                 time.sleep(3.0)  # every tab loaded and polling
-                first = seen[0]
+                first = pump(pages, seen)
                 rates = cpu_rates(proc.pid, seconds)
-                requests = seen[0] - first
+                requests = pump(pages, seen) - first
                 rss, peak = vm_rss(proc.pid), vm_hwm(proc.pid)
         finally:
             stop_agent(proc, folder)

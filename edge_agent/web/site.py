@@ -59,6 +59,7 @@ class Site:
     started: float = field(default_factory=time.time)
     _refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
     _failing: bool = False
+    _registers: dict[str, str] | None = None
 
     async def snapshot_fresh(self) -> None:
         """Re-read the outbox/detector snapshot if older than ``refresh`` (only when asked)."""
@@ -150,7 +151,9 @@ class Site:
         """``GET /api/v1/signals``: the twin's latest-value view."""
         now = time.time()
         rows: list[SignalStatus] = await self.run(self.store.status, now)
-        registers = modbus_registers(self.config)
+        if self._registers is None:  # the config does not change while the agent runs
+            self._registers = modbus_registers(self.config)
+        registers = self._registers
         return {"now": now, "signals": [signal_record(r, registers) for r in rows]}
 
     async def history(
