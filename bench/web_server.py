@@ -154,7 +154,7 @@ def main() -> None:
                       args.requests)
         for kind in ("loop", "hand", "aiohttp", "starlette")
     }  # fmt: skip
-    body = report(results, len(BODY))
+    body = report(results, len(BODY), versions(args.framework_python))
     print(body)
     if not args.no_write:
         from bench.report import write_section
@@ -162,7 +162,16 @@ def main() -> None:
         write_section("web_server", "Site view: which HTTP server inside the agent's loop", body)
 
 
-def report(results: dict[str, dict[str, float]], body_bytes: int) -> str:
+def versions(python: str) -> str:
+    """The frameworks' versions in ``python``."""
+    code = (
+        "import importlib.metadata as m; "
+        "print(', '.join(f'{p} {m.version(p)}' for p in ('aiohttp', 'starlette', 'uvicorn')))"
+    )
+    return subprocess.run([python, "-c", code], capture_output=True, text=True).stdout.strip()
+
+
+def report(results: dict[str, dict[str, float]], body_bytes: int, found: str) -> str:
     """The table, and the choice it supports."""
     base = results["loop"]["rss_mb"]
     hand = results["hand"]["cpu_us_per_request"]
@@ -194,7 +203,7 @@ def report(results: dict[str, dict[str, float]], body_bytes: int) -> str:
         f"{per('aiohttp')} / {per('starlette')} times its CPU per request for those two. "
         "It needs no dependency, and the site view uses none of what the frameworks add "
         "(routing DSL, middleware, forms, websockets). The frameworks were installed with "
-        "`pip install aiohttp starlette uvicorn` in a scratch venv (module docstring).",
+        f"`pip install aiohttp starlette uvicorn` in a scratch venv: {found}.",
     ]
     return "\n".join(lines)
 
