@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge_agent.detect.detector import Detector, save_open_alerts
-from edge_agent.stages import Observer
+from edge_agent.stages import Observer, to_the_end
 from edge_agent.types import Alert, AlertState, Sample
 
 log = logging.getLogger(__name__)
@@ -132,20 +132,31 @@ class AlertLog:
             self.forward.on_alerts(alerts)
 
     async def persist_forever(self, run: Run, detector: Detector) -> None:
-        """After each batch of events, write both files on the worker thread."""
+        """After each batch of events, write both files on the worker thread.
+
+        At stop, events not yet written are written before the task ends.
+        """
         failing = False
-        while True:
-            await self._changed.wait()
-            self._changed.clear()
-            batch, self._unsaved = self._unsaved, []
-            try:
-                await run(self._persist, batch, detector)
-            except OSError as exc:
-                if not failing:
-                    log.error("web: cannot write the alert files in %s: %s", self.folder, exc)
-                failing = True
-            else:
-                failing = False
+        try:
+            while True:
+                await self._changed.wait()
+                self._changed.clear()
+                failing = await self._write(run, detector, failing)
+        except asyncio.CancelledError:
+            if self._unsaved:
+                await to_the_end(self._write(run, detector, failing))
+            raise
+
+    async def _write(self, run: Run, detector: Detector, failing: bool) -> bool:
+        """Write what is unsaved; returns whether writing fails (logged once per outage)."""
+        batch, self._unsaved = self._unsaved, []
+        try:
+            await run(self._persist, batch, detector)
+        except OSError as exc:
+            if not failing:
+                log.error("web: cannot write the alert files in %s: %s", self.folder, exc)
+            return True
+        return False
 
     def _persist(self, batch: list[Alert], detector: Detector) -> None:
         save_open_alerts(detector, self.folder / OPEN_FILE)
