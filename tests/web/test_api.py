@@ -1,4 +1,10 @@
-"""The JSON API of a running agent on the simulated plant, checked against its OpenAPI doc."""
+"""The JSON API of a running agent on the simulated plant, checked against its OpenAPI doc.
+
+Every response is validated with jsonschema against the schema the served document gives
+for its path and status. Schemathesis was measured for this instead (2026-12, this
+machine): 23 s to install, 68 MB and about 30 packages more in the venv, 0.36 s to
+import, for six GET endpoints with three query parameters; not worth it in CI.
+"""
 
 from __future__ import annotations
 
