@@ -207,7 +207,7 @@ def agent_config(case: Case, port: int, metrics_port: int, folder: Path) -> dict
         "twin": {"synchronous": "normal"},
         "detect": detect,
         "sinks": [{"type": "jsonl", "name": "local", "path": str(folder / "alerts.jsonl")}],
-        "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
+        "web": {"listen": f"127.0.0.1:{metrics_port}"},  # /metrics is served by the site view
     }
 
 
@@ -574,7 +574,9 @@ def split(rows: list[tuple[Case, dict[str, Any], dict[str, Any]]]) -> str:
     return (
         "CPU in ms per 1,000 recorded samples, by thread (the event loop polls, decodes and "
         "builds samples; the worker thread writes the twin and the windows and runs the "
-        "detector; the metrics server has its own thread):\n\n" + "\n".join(lines) + note
+        "detector; the site view (page, API, /metrics) runs on the loop too):\n\n"
+        + "\n".join(lines)
+        + note
     )
 
 

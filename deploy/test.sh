@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v socat >/dev/null || missing+=(socat)
+# The site view's browser tests drive Debian's chromium through Playwright (never its download).
+command -v chromium >/dev/null || missing+=(chromium)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

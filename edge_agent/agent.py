@@ -20,12 +20,12 @@ from typing import Any
 from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.loop import DetectorLoop
-from edge_agent.forward.delivery import deliver_forever
+from edge_agent.forward.delivery import LinkState, deliver_forever
 from edge_agent.forward.live import attach_live
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.spill import adopt_legacy_open_alerts, requeue_spill
 from edge_agent.forward.telemetry import telemetry_forever
-from edge_agent.metrics import AgentView, serve_metrics_forever
+from edge_agent.metrics import AgentCollector, AgentView
 from edge_agent.notify import Notifier
 from edge_agent.observer import Observer
 from edge_agent.preflight import load_detector
@@ -36,6 +36,10 @@ from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
 from edge_agent.types import SignalInfo
+from edge_agent.web.alerts import OutboxAlerts
+from edge_agent.web.config import load_token
+from edge_agent.web.server import serve_web_forever
+from edge_agent.web.site import Site
 from edge_agent.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -140,6 +144,7 @@ async def _supervise(
     # Sinks that publish values as they change (sparkplug) see every recorded batch.
     infos = [info for source in sources for info in source.signals()] + detector.signal_infos()
     observer = attach_live(sinks, infos, observer)
+    token = load_token(config.web)
     recorder = Recorder(store, windows, worker, config.twin.flush_interval, observer)
     wakes = [asyncio.Event() for _ in sinks]
     detect = DetectorLoop(
@@ -155,15 +160,18 @@ async def _supervise(
         spill=_spill_path(config),
     )
     polls = [(source, PollStats()) for source in sources]
+    links = {sink.config.name: LinkState() for sink in sinks}
     view = AgentView(config.agent.id, polls, recorder, detect, outbox)
+    site = _site_view(config, worker, view, links)
     async with asyncio.TaskGroup() as tasks:
         for source, stats in polls:
             tasks.create_task(poll_forever(source, recorder.accept, stats))
-        tasks.create_task(serve_metrics_forever(config.metrics, view, worker.run))
+        tasks.create_task(serve_web_forever(config.web, site, token))
         tasks.create_task(recorder.record_forever())
         tasks.create_task(detect.detect_forever())
         for sink, wake in zip(sinks, wakes, strict=True):
-            tasks.create_task(deliver_forever(outbox, sink, sink.config.name, worker.run, wake))
+            name = sink.config.name
+            tasks.create_task(deliver_forever(outbox, sink, name, worker.run, wake, links[name]))
             if sink.config.telemetry == "on":
                 tasks.create_task(
                     telemetry_forever(store, outbox, sink.config, config.agent.id, worker.run, wake)
@@ -173,6 +181,20 @@ async def _supervise(
         log.info(
             "agent %s running: %d source(s), %d sink(s)", config.agent.id, len(sources), len(sinks)
         )
+
+
+def _site_view(
+    config: AgentConfig,
+    worker: Worker,
+    view: AgentView,
+    links: dict[str, LinkState],
+) -> Site:
+    """What the page, the API and /metrics read: the live stages, never a copy of their data."""
+    assert view.detect is not None and view.recorder is not None
+    alerts = OutboxAlerts(view.detect.outbox, worker.run, config.web.alert_history)
+    collector = AgentCollector(view)
+    store = view.recorder.store
+    return Site(config, collector, store, worker.run, alerts, links, config.metrics.refresh)
 
 
 def _spill_path(config: AgentConfig) -> Path:

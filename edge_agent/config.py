@@ -9,7 +9,6 @@ whose message lists each problem as ``file:line: path: message``.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
 import re
 from pathlib import Path
@@ -25,6 +24,7 @@ from edge_agent.forward.config import OutboxConfig
 from edge_agent.registry import SinkConfig, SourceConfig
 from edge_agent.schema import Duration, StrictModel, format_duration
 from edge_agent.twin.config import TwinConfig
+from edge_agent.web.config import WebConfig, is_loopback, parse_listen
 
 
 class MetricsConfig(StrictModel):
@@ -58,30 +58,6 @@ class MetricsConfig(StrictModel):
         return self
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """Split ``host:port`` (``[v6]:port`` too); an empty host means every interface.
-
-    Raises:
-        ValueError: no port, or a port outside 1..65535.
-    """
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"metrics listen {listen!r}: expected host:port, e.g. 127.0.0.1:9108")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``); names are not resolved."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME_RE = r"^[a-z][a-z0-9_\-]*$"
 
@@ -104,6 +80,7 @@ class AgentConfig(StrictModel):
     outbox: OutboxConfig = OutboxConfig()
     sinks: list[SinkConfig] = Field(default_factory=list)
     metrics: MetricsConfig = MetricsConfig()
+    web: WebConfig = WebConfig()
     _base_dir: Path = PrivateAttr(default=Path("."))
     _file: Path = PrivateAttr(default=Path("config.yaml"))
     _lines: dict[YamlPath, int] = PrivateAttr(default_factory=dict)
@@ -119,6 +96,17 @@ class AgentConfig(StrictModel):
                 raise ValueError(f"name {item.name!r} is used twice")
             seen.add(item.name)
         return items
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_moved(cls, metrics: MetricsConfig) -> MetricsConfig:
+        # /metrics is served by the site view's server now: one port, one access rule.
+        if metrics.listen or metrics.allow_remote:
+            raise ValueError(
+                "metrics.listen and metrics.allow_remote moved to the web: section: /metrics "
+                f"is served there (write web: {{listen: {metrics.listen or '127.0.0.1:8470'!r}}})"
+            )
+        return metrics
 
     def config_path(self, path: str | Path) -> Path:
         """Resolve a path written in the config (a model file) against its folder."""

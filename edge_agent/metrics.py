@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -46,13 +46,16 @@ from prometheus_client.exposition import start_http_server
 
 from edge_agent import __version__
 from edge_agent.backoff import Backoff
-from edge_agent.config import MetricsConfig, parse_listen
 from edge_agent.detect.asset import Scored
 from edge_agent.detect.loop import DetectorLoop
 from edge_agent.forward.outbox import CLASSES, Outbox
 from edge_agent.forward.outbox_status import OutboxStatus
 from edge_agent.sources.poll import PollStats, Source
 from edge_agent.twin.recorder import Recorder
+from edge_agent.web.config import parse_listen
+
+if TYPE_CHECKING:
+    from edge_agent.config import MetricsConfig
 
 log = logging.getLogger(__name__)
 Run = Callable[..., Awaitable[Any]]

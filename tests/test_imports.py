@@ -37,13 +37,24 @@ def _targets(node: ast.AST, here: str, modules: set[str]) -> set[str]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the package's modules it imports (anywhere in its body)."""
+    """Module -> the package's modules it imports (anywhere in its body).
+
+    Imports under ``if TYPE_CHECKING:`` are left out: they exist for the type checker
+    only and tie nothing together when the program runs.
+    """
     files = {_module(p): p for p in PACKAGE.rglob("*.py")}
     modules = set(files)
     graph: dict[str, set[str]] = {}
     for name, path in files.items():
         tree = ast.parse(path.read_text())
-        graph[name] = set().union(*(_targets(n, name, modules) for n in ast.walk(tree)))
+        typing_only = {
+            id(n)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+            for n in ast.walk(block)
+        }
+        nodes = [n for n in ast.walk(tree) if id(n) not in typing_only]
+        graph[name] = set().union(*(_targets(n, name, modules) for n in nodes))
     return graph
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -25,6 +26,8 @@ from edge_agent.config import AgentConfig, load_config
 from edge_agent.types import Alert, AlertState, Sample
 
 _SIM = Path(__file__).resolve().parent.parent / "sim"
+PAGE_PORT = 8470
+"""The demo's page port, or a free one when another program holds it."""
 _READINGS = (
     ("pump1.motor_current", "current", "{:5.1f} A"),
     ("pump1.bearing_temp", "bearing", "{:4.1f} °C"),
@@ -102,7 +105,7 @@ async def _demo(duration: float, folder: Path, speed: float) -> int:
     print("edge-agent demo: starting the simulated pump skid (Modbus, OPC UA, serial probe)...")
     async with Plant(scenario="demo", speed=speed) as plant:
         config = _write_config(plant, folder)
-        _header(plant, folder)
+        _header(plant, folder, config)
         screen = Screen(plant.elapsed)
         agent = asyncio.create_task(run_agent(config, screen))
         await _wait(agent, duration)
@@ -131,17 +134,29 @@ def _write_config(plant: Any, folder: Path) -> AgentConfig:
     data = yaml.safe_load((_SIM / "demo.yaml").read_text())
     data["agent"]["data_dir"] = str(folder)
     data["sources"] = plant.source_configs("500ms")
+    data["web"] = {"listen": f"127.0.0.1:{_page_port()}"}
     path = folder / "demo-config.yaml"
     text = yaml.safe_dump(data, sort_keys=False)
     path.write_text(text.replace(str(_SIM / "demo_pump.onnx"), "${DEMO_MODEL}"))
     return load_config(path)
 
 
-def _header(plant: Any, folder: Path) -> None:
+def _page_port() -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", PAGE_PORT))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _header(plant: Any, folder: Path, config: AgentConfig) -> None:
     print(f"  Modbus TCP  {plant.modbus_url}   OPC UA  {plant.opcua_url}")
     print(f"  serial      {plant.serial_path} (vibration probe)")
     print(f"  scenario    {plant.scenario.description}")
     print(f"  config      {folder / 'demo-config.yaml'}   alerts  {folder / 'alerts.jsonl'}")
+    print("  Watch it live in a browser (alerts appear there as they are raised):")
+    print(f"http://{config.web.listen}/")
     print()
 
 

@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge_agent.cli.outbox",
     "edge_agent.cli.sim",
     "edge_agent.cli.train",
+    "edge_agent.cli.site",
 )
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
 from edge_agent.backoff import Backoff
@@ -48,19 +49,42 @@ class Sink(Protocol):
         ...
 
 
+@dataclass
+class LinkState:
+    """A sink's link as the site view shows it (assigned on the event loop only).
+
+    Attributes:
+        connected: the last send went through and no error came since.
+        last_error: why the link last failed ("" if never).
+        last_error_at: when (Unix seconds).
+        delivered_at: when the last batch was settled.
+    """
+
+    connected: bool = False
+    last_error: str = ""
+    last_error_at: float | None = None
+    delivered_at: float | None = None
+
+
 class _Link:
     """Logs the link's state once per transition."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, state: LinkState | None = None) -> None:
         self.name = name
         self.down_since: float | None = None
+        self.state = state or LinkState()
 
     def down(self, exc: BaseException) -> None:
+        self.state.connected = False
+        self.state.last_error = str(exc) or type(exc).__name__
+        self.state.last_error_at = time.time()
         if self.down_since is None:
             self.down_since = time.monotonic()
             log.warning("%s: upstream unavailable, keeping the backlog: %s", self.name, exc)
 
     def up(self) -> None:
+        self.state.connected = True
+        self.state.delivered_at = time.time()
         if self.down_since is not None:
             lasted = time.monotonic() - self.down_since
             log.info("%s: delivering again after %.0f s", self.name, lasted)
@@ -68,7 +92,12 @@ class _Link:
 
 
 async def deliver_forever(
-    outbox: Outbox, sink: Sink, name: str, run: Run, wake: asyncio.Event
+    outbox: Outbox,
+    sink: Sink,
+    name: str,
+    run: Run,
+    wake: asyncio.Event,
+    state: LinkState | None = None,
 ) -> None:
     """Deliver ``name``'s rows of ``outbox`` through ``sink`` until cancelled.
 
@@ -78,14 +107,16 @@ async def deliver_forever(
         name: the sink's name in the outbox.
         run: ``await run(fn, *args)`` runs a blocking outbox call on the DB thread.
         wake: set it after a put; one Event per sink (this loop clears it).
+        state: where the link's state is kept for the site view (optional).
     """
     backoff = Backoff(sink.config.retry_initial, sink.config.retry_max)
-    link = _Link(name)
+    link = _Link(name, state)
     while True:
         try:
             async with sink:
                 # A new connection starts again from the oldest unsettled row.
                 await run(outbox.keep, name, [])
+                link.state.connected = True
                 await _drain(outbox, sink, name, run, wake, link, backoff)
         except DeliveryError as exc:
             link.down(exc)

@@ -77,6 +77,11 @@ class PollStats:
     skipped_ticks: int = 0
     outages: int = 0
     connected: bool = False
+    # For the site view: why the link was last lost, and when the last read went through.
+    last_error: str = ""
+    last_error_at: float | None = None
+    last_read_at: float | None = None
+    read_seconds: float = 0.0
 
 
 async def poll_forever(
@@ -144,6 +149,8 @@ class _Link:
         self.ever_up = True
 
     def lost(self, exc: BaseException) -> None:
+        self.stats.last_error = str(exc) or type(exc).__name__
+        self.stats.last_error_at = time.time()
         if self.down_since is None:
             self.stats.outages += 1
             self.lines.count("outages")
@@ -164,6 +171,7 @@ async def _poll_ticks(
     link = link_signal(source.config.name)
     next_tick = loop.time()
     while True:
+        started = loop.time()
         samples = await source.read()
         if _cancel_was_swallowed():
             raise asyncio.CancelledError
@@ -171,6 +179,8 @@ async def _poll_ticks(
             first_read()
         stats.reads += 1
         stats.samples += len(samples)
+        stats.read_seconds = loop.time() - started
+        stats.last_read_at = time.time()
         samples.append(Sample(link, time.time(), 1.0, Quality.GOOD))
         emit(samples)
         next_tick += interval

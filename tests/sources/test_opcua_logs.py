@@ -21,7 +21,10 @@ async def test_refused_certificate_retries_leave_no_tracebacks(
     shared_server: TestServer, pki: Pki, agent_log: io.StringIO
 ) -> None:
     security = secure(
-        pki, pki.trust_dir("rogue"), certificate=str(pki.rogue_cert), private_key=str(pki.rogue_key)
+        pki,
+        pki.trust_dir("rogue-logs"),
+        certificate=str(pki.rogue_cert),
+        private_key=str(pki.rogue_key),
     )
     raw: list[str] = []
     capture = logging.Handler()
