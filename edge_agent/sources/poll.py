@@ -67,7 +67,7 @@ async def poll_forever(
     its connection limit) still gets the exponential backoff and one log line.
     """
     link = _Link(source.config.name, stats)
-    backoff = Backoff(initial=min(1.0, cap), cap=cap)
+    backoff = _backoff(source.config, cap)
     while True:
         try:
             async with source:
@@ -78,7 +78,26 @@ async def poll_forever(
             log.exception("%s: unexpected error in poll loop", source.config.name)
             link.lost(exc)
         stats.connected = False
-        await asyncio.sleep(backoff.next_delay())
+        await _pause(source, backoff.next_delay())
+
+
+def _backoff(config: Any, cap: float) -> Backoff:
+    """The reconnect backoff: the source's ``backoff``/``backoff_max`` keys, if it has them."""
+    initial = float(getattr(config, "backoff", min(1.0, cap)))
+    return Backoff(initial=initial, cap=float(getattr(config, "backoff_max", cap)))
+
+
+async def _pause(source: Source, delay: float) -> None:
+    """Wait before reconnecting; a source with ``pause()`` may end the wait early.
+
+    OPC UA's ends it when a server that refused connections listens again, so the
+    first try after a restart does not wait out a long backoff.
+    """
+    pause = getattr(source, "pause", None)
+    if pause is None:
+        await asyncio.sleep(delay)
+    else:
+        await pause(delay)
 
 
 class _Link:

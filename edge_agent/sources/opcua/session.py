@@ -50,8 +50,33 @@ _TOO_BIG = {ua.StatusCodes.BadTooManyOperations, ua.StatusCodes.BadResponseTooLa
 _LOST = {"BadSessionIdInvalid", "BadSessionClosed", "BadSecureChannelClosed", "BadConnectionClosed"}
 
 
-async def open_client(config: OpcuaSourceConfig) -> Client:
+class Loss:
+    """Why asyncua's connection supervisor gave the session up, in words (empty: it did not)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.reason = ""
+
+    async def seen(self, exc: Exception) -> None:
+        """asyncua's ``connection_lost_callback``: remember what happened."""
+        self.reason = self.reason or self.describe(exc)
+
+    def describe(self, exc: Exception) -> str:
+        """What ``exc`` from the supervisor's probe means for people."""
+        if isinstance(exc, ua.UaStatusCodeError):
+            name = ua.StatusCode(exc.code).name
+            return f"server no longer knows our session ({name}: timed out or server restarted)"
+        if isinstance(exc, TimeoutError):
+            return f"no answer from the server for {self.timeout:g} s (network down or server hung)"
+        return "connection closed (server stopped, or the network reset it)"
+
+
+async def open_client(config: OpcuaSourceConfig, loss: Loss | None = None) -> Client:
     """A connected, activated asyncua Client for ``config``.
+
+    Args:
+        config: the source.
+        loss: told by asyncua's supervisor why it gave the session up.
 
     Raises:
         SourceError: unreachable, refused security or identity, with the reason in words.
@@ -63,6 +88,8 @@ async def open_client(config: OpcuaSourceConfig) -> Client:
     client.application_uri = config.application_uri or default_application_uri()
     client.name = client.description = f"edge-agent {config.name}"
     client.session_timeout = int(config.session_timeout * 1000)
+    if loss is not None:
+        client.connection_lost_callback = loss.seen
     try:
         with translate_errors(config.name, config):
             await apply_security(client, config.security, config.name)
@@ -88,11 +115,11 @@ async def close_client(client: Client) -> None:
         client.disconnect_socket()
 
 
-def check_alive(client: Client, name: str) -> None:
-    """Raise SourceError when asyncua's supervisor found the session dead."""
+def check_alive(client: Client, name: str, loss: Loss) -> None:
+    """Raise SourceError when asyncua's supervisor found the session dead, saying why."""
     state = client.uaclient.state
-    if state is not UaClientState.CONNECTED:
-        raise SourceError(f"{name}: session lost ({state.value})")
+    if loss.reason or state is not UaClientState.CONNECTED:
+        raise SourceError(f"{name}: session lost: {loss.reason or 'connection closed'}")
 
 
 async def max_nodes_per_read(client: Client) -> int:
@@ -109,7 +136,7 @@ class Batch:
 
     def __init__(self, nodes: list[Resolved], size: int) -> None:
         self.found = found = [r for r in nodes if r.node is not None]
-        self.missing = [r.signal for r in nodes if r.node is None]
+        self.missing = [r for r in nodes if r.node is None]
         self.requests = [self._request(found[i : i + size]) for i in range(0, len(found), size)]
 
     @staticmethod
@@ -178,8 +205,7 @@ class Poller:
                 self._shrink(len(params.NodesToRead), exc)
                 return await self.read(client, due)  # at most log2(nodes) times
         pairs = [(r.signal, v) for r, v in zip(batch.found, values, strict=True)]
-        unknown = ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown))
-        pairs.extend((signal, unknown) for signal in batch.missing)
+        pairs.extend((r.signal, _status_only(r.status)) for r in batch.missing)
         return pairs
 
     def _shrink(self, refused: int, exc: ua.UaStatusCodeError) -> None:
@@ -194,26 +220,31 @@ class Poller:
         )
 
 
+def _status_only(status: int) -> Any:
+    return ua.DataValue(StatusCode=ua.StatusCode(status or ua.StatusCodes.BadNodeIdUnknown))
+
+
 async def resolve(
     client: Client, signals: list[str], nodes: list[OpcuaNodeConfig]
 ) -> list[Resolved]:
     """NodeIds for ``nodes``; browse paths translated in one request.
 
-    A path the server cannot translate resolves to None (its signal reads BAD)
-    and is logged; the other nodes still work.
+    A path the server cannot translate resolves to None with the server's status
+    (its signal reads BAD, and NodeProblems logs it); the other nodes still work.
     """
     paths = [(i, node.path) for i, node in enumerate(nodes) if node.path]
-    found: dict[int, Any] = {}
+    found: dict[int, tuple[Any, int]] = {}
     if paths:
         results = await client.uaclient.translate_browsepaths_to_nodeids(
             [_browse_path(path) for _, path in paths]
         )
-        for (i, path), result in zip(paths, results, strict=True):
-            found[i] = _target(result, path, signals[i])
-    return [
-        Resolved(signal, found.get(i) if node.path else ua.NodeId.from_string(node.node))
-        for i, (signal, node) in enumerate(zip(signals, nodes, strict=True))
-    ]
+        for (i, _path), result in zip(paths, results, strict=True):
+            found[i] = _target(result)
+    resolved = []
+    for i, (signal, node) in enumerate(zip(signals, nodes, strict=True)):
+        target, status = found[i] if node.path else (ua.NodeId.from_string(node.node), 0)
+        resolved.append(Resolved(signal, target, node.path or node.node, status))
+    return resolved
 
 
 def _browse_path(path: str) -> Any:
@@ -234,11 +265,11 @@ def _browse_path(path: str) -> Any:
     )
 
 
-def _target(result: Any, path: str, signal: str) -> Any:
+def _target(result: Any) -> tuple[Any, int]:
     if result.StatusCode.is_good() and result.Targets:
-        return result.Targets[0].TargetId
-    log.error("%s: browse path %s not found (%s)", signal, path, result.StatusCode.name)
-    return None
+        return result.Targets[0].TargetId, 0
+    status = result.StatusCode.value
+    return None, status if status and not result.StatusCode.is_good() else ua.StatusCodes.BadNoMatch
 
 
 @contextlib.contextmanager
