@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from asyncua import ua as _ua
 from asyncua.client.client import Client
 from asyncua.client.ua_client import UaClientState
+from asyncua.observer import Observer
 
 from edge_agent.errors import SourceError
 from edge_agent.sources.opcua.certs import default_application_uri
@@ -50,6 +51,27 @@ _TOO_BIG = {ua.StatusCodes.BadTooManyOperations, ua.StatusCodes.BadResponseTooLa
 _LOST = {"BadSessionIdInvalid", "BadSessionClosed", "BadSecureChannelClosed", "BadConnectionClosed"}
 
 
+class _ClosedConnectionNoise(logging.Filter):
+    """Turns asyncua's traceback for a publish on a closed connection into a DEBUG line.
+
+    When the server or the network drops the connection, asyncua's publish loop
+    logs the failed Publish with ``logger.exception`` before anyone can react. It
+    is an expected fault, and the poll loop says what happened in one line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ConnectionError | OSError) and record.levelno >= logging.ERROR:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.msg = f"{record.msg} ({exc!r})"
+            record.exc_info = None
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+logging.getLogger("asyncua.client.ua_session.UaSession").addFilter(_ClosedConnectionNoise())
+
+
 class Loss:
     """Why asyncua's connection supervisor gave the session up, in words (empty: it did not)."""
 
@@ -71,12 +93,33 @@ class Loss:
         return "connection closed (server stopped, or the network reset it)"
 
 
-async def open_client(config: OpcuaSourceConfig, loss: Loss | None = None) -> Client:
+class Arrivals(Observer):
+    """Counts the notifications asyncua received for our subscriptions (its observer hook).
+
+    The other end of the books: every one of them must reach the source's inbox.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def observe_request(self, request: Any) -> contextlib.AbstractContextManager[None]:
+        """No timing of requests: only notifications are counted."""
+        return contextlib.nullcontext()
+
+    def on_notification(self, subscription_id: int | None, event_count: int) -> None:
+        """One publish response with ``event_count`` notifications arrived."""
+        self.count += event_count
+
+
+async def open_client(
+    config: OpcuaSourceConfig, loss: Loss | None = None, arrivals: Arrivals | None = None
+) -> Client:
     """A connected, activated asyncua Client for ``config``.
 
     Args:
         config: the source.
         loss: told by asyncua's supervisor why it gave the session up.
+        arrivals: counts the notifications asyncua receives.
 
     Raises:
         SourceError: unreachable, refused security or identity, with the reason in words.
@@ -90,6 +133,8 @@ async def open_client(config: OpcuaSourceConfig, loss: Loss | None = None) -> Cl
     client.session_timeout = int(config.session_timeout * 1000)
     if loss is not None:
         client.connection_lost_callback = loss.seen
+    if arrivals is not None:
+        client.uaclient.observer = arrivals
     try:
         with translate_errors(config.name, config):
             await apply_security(client, config.security, config.name)
@@ -106,13 +151,21 @@ async def open_client(config: OpcuaSourceConfig, loss: Loss | None = None) -> Cl
     return client
 
 
-async def close_client(client: Client) -> None:
-    """Close the session and socket; a peer already gone is not an error here."""
+async def close_client(client: Client, lost: bool = False) -> None:
+    """Close the session and socket; a peer already gone is not an error here.
+
+    Not ``Client.disconnect()``: on a dead connection it logs the failed
+    CloseSession with a traceback, an expected fault. Closing the session (which
+    also stops asyncua's publish loop and supervisor) and then the socket says
+    nothing; after a loss the secure channel is not closed politely (nobody answers).
+    """
     try:
-        await asyncio.wait_for(client.disconnect(), timeout=2.0)
+        await asyncio.wait_for(client.close_session(), timeout=1.0 if lost else 2.0)
+        if not lost:
+            await asyncio.wait_for(client.close_secure_channel(), timeout=2.0)
     except (OSError, TimeoutError, ua.UaError, ConnectionError):
-        log.debug("disconnect after loss: nothing to close", exc_info=True)
-        client.disconnect_socket()
+        log.debug("closing a session after loss: nothing to close", exc_info=True)
+    client.disconnect_socket()
 
 
 def check_alive(client: Client, name: str, loss: Loss) -> None:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from asyncua.client.client import Client
 
     from edge_agent.sources.opcua.problems import NodeProblems
-    from edge_agent.sources.opcua.session import Loss, Poller
+    from edge_agent.sources.opcua.session import Arrivals, Loss, Poller
     from edge_agent.sources.opcua.subscribe import Inbox, Subscriptions
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class OpcuaSource:
         # Made at the first connect (they need asyncua), then kept across sessions.
         self._inbox: Inbox | None = None
         self._problems: NodeProblems | None = None
+        self._arrivals: Arrivals | None = None
         self._lost: SourceError | None = None  # found by a read that still had samples
         self._unfiltered: set[str] = set()  # signals whose deadband the server refused
         # Nodes per Read learned from a server that refused bigger ones (0: none
@@ -67,10 +68,23 @@ class OpcuaSource:
         self._read_size = 0
         self._refused_port = False  # the last connect found nothing listening
 
-    @property
-    def received(self) -> int:
-        """Notifications received from servers since start (samples, repeats and BAD ones)."""
-        return self._inbox.received if self._inbox is not None else 0
+    def books(self) -> dict[str, int]:
+        """Counts since start that show nothing received was lost.
+
+        ``arrived`` (notifications asyncua received) equals ``taken`` (taken from
+        asyncua into the inbox); ``received + made`` (data changes, and BAD values
+        for nodes that could not be monitored) equals what left the inbox: samples
+        returned, ``repeats`` dropped as already delivered, ``lost`` to a full buffer.
+        """
+        inbox = self._inbox
+        return {
+            "arrived": self._arrivals.count if self._arrivals is not None else 0,
+            "taken": inbox.taken if inbox is not None else 0,
+            "received": inbox.received if inbox is not None else 0,
+            "made": inbox.made if inbox is not None else 0,
+            "lost": inbox.lost if inbox is not None else 0,
+            "repeats": self._maker.repeats,
+        }
 
     def problems(self) -> dict[str, str]:
         """``signal -> "node: status"`` for each node the server cannot read now."""
@@ -113,7 +127,7 @@ class OpcuaSource:
         self._start()
         self._loss = Loss(self.config.timeout)
         try:
-            self._client = await open_client(self.config, self._loss)
+            self._client = await open_client(self.config, self._loss, self._arrivals)
         except SourceError as exc:
             self._refused_port = isinstance(exc.__cause__, ConnectionRefusedError)
             raise
@@ -126,8 +140,11 @@ class OpcuaSource:
 
     def _start(self) -> None:
         from edge_agent.sources.opcua.problems import NodeProblems
+        from edge_agent.sources.opcua.session import Arrivals
         from edge_agent.sources.opcua.subscribe import Inbox
 
+        if self._arrivals is None:
+            self._arrivals = Arrivals()
         if self._inbox is None:
             self._inbox = Inbox(self.config.name)
         if self._problems is None:
@@ -182,7 +199,13 @@ class OpcuaSource:
         if subs is not None:
             await subs.close()
         if client is not None:
-            await _close(client)
+            await _close(client, self._lost_session(client))
+
+    def _lost_session(self, client: Client) -> bool:
+        from asyncua.client.ua_client import UaClientState
+
+        lost = self._loss is not None and bool(self._loss.reason)
+        return lost or client.uaclient.state is not UaClientState.CONNECTED
 
     async def read(self) -> list[Sample]:
         """One tick: notifications received since the last tick, plus polled values now.
@@ -270,7 +293,7 @@ class OpcuaSource:
         return True
 
 
-async def _close(client: Any) -> None:
+async def _close(client: Any, lost: bool) -> None:
     from edge_agent.sources.opcua.session import close_client
 
-    await close_client(client)
+    await close_client(client, lost)

@@ -71,14 +71,20 @@ class Inbox:
     Attributes:
         name: the source, for log lines.
         items: ``(signal, DataValue)``, oldest first.
-        received: notifications received from servers since start (for accounting).
+        taken: events taken from asyncua since start (data changes and status changes).
+        received: data-change notifications put here since start.
+        made: BAD values made here (nodes that could not be monitored) since start.
         dropped: notifications dropped since the last drain (the buffer was full).
+        lost: notifications dropped since start.
     """
 
     name: str
     items: deque[tuple[str, Any]] = field(default_factory=lambda: deque(maxlen=BUFFER))
+    taken: int = 0
     received: int = 0
+    made: int = 0
     dropped: int = 0
+    lost: int = 0
 
     def put(self, signal: str, value: Any, *, received: bool = True) -> None:
         """Keep one notification (``received=False``: a BAD value made here)."""
@@ -86,7 +92,9 @@ class Inbox:
             if not self.dropped:
                 log.error("%s: notification buffer full; dropping the oldest", self.name)
             self.dropped += 1
+            self.lost += 1
         self.received += received
+        self.made += not received
         self.items.append((signal, value))
 
     def drain(self) -> list[tuple[str, Any]]:
@@ -227,6 +235,7 @@ class Subscriptions:
             self._take(entry, event)
 
     def _take(self, entry: _Entry, event: Any) -> None:
+        self.inbox.taken += 1
         if isinstance(event, DataChangeEvent):
             item = event.data.monitored_item
             signal = entry.signals.get(item.ClientHandle)
