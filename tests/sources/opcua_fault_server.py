@@ -42,7 +42,8 @@ class Plant:
         for name in ("Counter", "Gone"):
             await self._add(name)
         flag = ua.NodeId("Flag", self.idx)
-        await self.server.nodes.objects.add_variable(flag, ua.QualifiedName("Flag", self.idx), False)
+        objects = self.server.nodes.objects
+        await objects.add_variable(flag, ua.QualifiedName("Flag", self.idx), False)
         async with self.server:
             print("ready", flush=True)
             await asyncio.gather(self._count(), self._commands())
@@ -56,8 +57,11 @@ class Plant:
         with self.values.open("a", encoding="utf-8") as out:
             while True:
                 stamp = dt.datetime.now(dt.UTC)
-                data = ua.DataValue(Value=ua.Variant(float(self.value), ua.VariantType.Double),
-                                    SourceTimestamp=stamp, ServerTimestamp=stamp)
+                data = ua.DataValue(
+                    Value=ua.Variant(float(self.value), ua.VariantType.Double),
+                    SourceTimestamp=stamp,
+                    ServerTimestamp=stamp,
+                )
                 for var in list(self.counters.values()):
                     await var.write_value(data)
                 out.write(f"{self.value}\n")

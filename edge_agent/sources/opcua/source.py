@@ -74,7 +74,8 @@ class OpcuaSource:
         ``arrived`` (notifications asyncua received) equals ``taken`` (taken from
         asyncua into the inbox); ``received + made`` (data changes, and BAD values
         for nodes that could not be monitored) equals what left the inbox: samples
-        returned, ``repeats`` dropped as already delivered, ``lost`` to a full buffer.
+        returned, ``repeats`` dropped as already delivered, ``lost`` to a full buffer,
+        and ``pending`` (still in the inbox: at a stop, at most one tick's worth).
         """
         inbox = self._inbox
         return {
@@ -83,6 +84,7 @@ class OpcuaSource:
             "received": inbox.received if inbox is not None else 0,
             "made": inbox.made if inbox is not None else 0,
             "lost": inbox.lost if inbox is not None else 0,
+            "pending": len(inbox.items) if inbox is not None else 0,
             "repeats": self._maker.repeats,
         }
 
