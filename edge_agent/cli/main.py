@@ -174,7 +174,16 @@ async def _read_all(sources: list[Any], per_source_s: float) -> int:
         if missing:
             print(f"{name}: no reading for {', '.join(sorted(missing))}", file=sys.stderr)
             failed += 1
+        failed += _report_problems(source)
     return failed
+
+
+def _report_problems(source: Any) -> int:
+    """Nodes the source says cannot be read (unknown, not readable): 1 when there are any."""
+    problems: dict[str, str] = getattr(source, "problems", dict)()
+    for signal, problem in sorted(problems.items()):
+        print(f"{signal}: cannot be read: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 async def _read_source(source: Any, per_source_s: float, latest: dict[str, Any]) -> set[str]:

@@ -94,7 +94,7 @@ async def poll_forever(
     its connection limit) still gets the exponential backoff and one log line.
     """
     link = _Link(source.config.name, stats)
-    backoff = Backoff(initial=min(1.0, cap), cap=cap)
+    backoff = _backoff(source.config, cap)
     while True:
         try:
             async with source:
@@ -108,20 +108,43 @@ async def poll_forever(
         await _wait_down(source, emit, backoff.next_delay())
 
 
+def _backoff(config: Any, cap: float) -> Backoff:
+    """The reconnect backoff: the source's ``backoff``/``backoff_max`` keys, if it has them."""
+    initial = float(getattr(config, "backoff", min(1.0, cap)))
+    return Backoff(initial=initial, cap=float(getattr(config, "backoff_max", cap)))
+
+
 async def _wait_down(source: Source, emit: Callable[[list[Sample]], None], delay: float) -> None:
-    """Wait ``delay`` before the next try, marking the source's signals BAD every interval."""
-    loop = asyncio.get_running_loop()
+    """Wait before reconnecting, marking the source's signals BAD every interval meanwhile."""
+    marking = asyncio.create_task(_mark_down_forever(source, emit))
+    try:
+        await _pause(source, delay)
+    finally:
+        marking.cancel()
+        await asyncio.gather(marking, return_exceptions=True)
+
+
+async def _mark_down_forever(source: Source, emit: Callable[[list[Sample]], None]) -> None:
     interval = float(source.config.interval)
     signals = [info.signal for info in source.signals()]
     link = link_signal(source.config.name)
-    until = loop.time() + delay
     while True:
         now = time.time()
         emit([*(Sample.bad(s, now) for s in signals), Sample(link, now, 0.0, Quality.GOOD)])
-        left = until - loop.time()
-        if left <= 0:
-            return
-        await asyncio.sleep(min(interval, left))
+        await asyncio.sleep(interval)
+
+
+async def _pause(source: Source, delay: float) -> None:
+    """Wait before reconnecting; a source with ``pause()`` may end the wait early.
+
+    OPC UA's ends it when a server that refused connections listens again, so the
+    first try after a restart does not wait out a long backoff.
+    """
+    pause = getattr(source, "pause", None)
+    if pause is None:
+        await asyncio.sleep(delay)
+    else:
+        await pause(delay)
 
 
 class _Link:

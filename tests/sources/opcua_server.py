@@ -127,6 +127,7 @@ class TestServer:
         server = Server(user_manager=_Users(self.pki))
         await server.init()
         server.subscribe_server_callback(CallbackType.PreRead, self._limit_reads)
+        server.subscribe_server_callback(CallbackType.ItemSubscriptionCreated, self._no_bool_filter)
         server.set_endpoint(self.url)
         await server.set_application_uri(SERVER_URI)
         if self.pki is not None:
@@ -142,6 +143,25 @@ class TestServer:
         if event.is_external and self.read_limit and asked > self.read_limit:
             self.refused_reads += 1
             raise ServiceError(ua.StatusCodes.BadTooManyOperations)
+
+    async def _no_bool_filter(self, event: ServerItemCallback, _dispatcher: Any) -> None:
+        # A deadband on a Boolean is BadFilterNotAllowed (Part 4, 7.22.2); asyncua's
+        # server accepts it, independent servers do not: refuse it as they do.
+        assert self.server is not None
+        params = event.request_params
+        for item, result in zip(params.ItemsToCreate, event.response_params, strict=True):
+            flt = item.RequestedParameters.Filter
+            # The decoded filter is the generated class, a base of ua.DataChangeFilter.
+            if type(flt).__name__ != "DataChangeFilter" or not result.StatusCode.is_good():
+                continue
+            node = self.server.get_node(item.ItemToMonitor.NodeId)
+            if await node.read_data_type_as_variant_type() != ua.VariantType.Boolean:
+                continue
+            subs = self.server.iserver.subscription_service.subscriptions
+            subs[params.SubscriptionId].monitored_item_srv.delete_monitored_items(
+                [result.MonitoredItemId]
+            )
+            result.StatusCode = ua.StatusCode(ua.StatusCodes.BadFilterNotAllowed)
 
     async def _secure(self, server: Server, pki: Pki) -> None:
         await server.load_certificate(str(pki.server_cert))

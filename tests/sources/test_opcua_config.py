@@ -104,7 +104,7 @@ def test_poller_splits_reads_at_the_server_limit() -> None:
     nodes = [Resolved(f"s.n{i}", ua.NodeId(i, 2)) for i in range(5)] + [Resolved("s.gone", None)]
     batch = Poller([(1.0, nodes)], 1.0, max_per_read=2).batch((1.0,))
     assert [len(r.NodesToRead) for r in batch.requests] == [2, 2, 1]
-    assert batch.missing == ["s.gone"]
+    assert [r.signal for r in batch.missing] == ["s.gone"]
     unlimited = Poller([(1.0, nodes)], 1.0, 0).batch((1.0,))
     assert [len(r.NodesToRead) for r in unlimited.requests] == [5]
 

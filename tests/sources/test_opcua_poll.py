@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pytest
 
@@ -98,6 +99,27 @@ async def test_unknown_node_id_reads_bad(shared_server: TestServer) -> None:
     ) as src:
         (sample,) = await src.read()
     assert sample.quality is Quality.BAD
+
+
+async def test_unknown_node_is_named_once_and_read_once_fails(
+    shared_server: TestServer, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge_agent.cli.main import _read_all
+
+    nodes = [{"name": "x", "node": "ns=2;s=Missing"}, pump("Temperature")]
+    src = OpcuaSource(config(shared_server.url, nodes, timestamps="gateway"))
+    async with src:
+        for _ in range(3):
+            await src.read()
+    failed = await _read_all([src], 5.0)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert lines == [
+        "line1.x: node ns=2;s=Missing cannot be read: BadNodeIdUnknown (The node id refers to "
+        "a node that does not exist in the server address space.); recorded as BAD"
+    ]
+    assert src.problems() == {"line1.x": "ns=2;s=Missing: BadNodeIdUnknown"}
+    assert failed == 1
+    assert "line1.x: cannot be read: ns=2;s=Missing: BadNodeIdUnknown" in capsys.readouterr().err
 
 
 async def test_unreachable_server_is_a_source_error(port: int) -> None:

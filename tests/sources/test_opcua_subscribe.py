@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -76,6 +77,44 @@ async def test_absolute_deadband_hides_small_moves(shared_server: TestServer) ->
     assert values(seen, "sub.pressure") == [52.0]
 
 
+async def test_default_queue_keeps_every_change_of_a_publishing_interval(
+    shared_server: TestServer,
+) -> None:
+    # deadband 0 and no sampling_interval or queue_size: the defaults follow the interval.
+    group = {
+        "nodes": pump("Level"),
+        "publishing_interval": "1s",
+        "deadband": {"type": "absolute", "value": 0},
+    }
+    async with OpcuaSource(config(shared_server.url, group)) as src:
+        await collect(src, lambda s: len(s) >= 1)
+        for n in range(39):
+            await shared_server.arun(shared_server.write, "Level", 1000.0 + n)
+            await asyncio.sleep(0.1)  # one change per default sampling interval
+        seen = await collect(src, lambda s: 1038.0 in values(s, "sub.level"))
+    assert values(seen, "sub.level") == [1000.0 + n for n in range(39)]
+
+
+async def test_refused_deadband_is_dropped_for_that_node_only(
+    shared_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The test server refuses data-change filters on Boolean nodes, as servers must.
+    group = {"nodes": pump("Running", "Pressure"), "deadband": {"type": "absolute", "value": 1}}
+    await shared_server.arun(shared_server.write, "Running", False)
+    async with OpcuaSource(config(shared_server.url, group)) as src:
+        await collect(src, lambda s: len(s) >= 2)
+        await shared_server.arun(shared_server.write, "Running", True)
+        seen = await collect(src, lambda s: 1.0 in values(s, "sub.running"))
+        problems = src.problems()
+    assert values(seen, "sub.running") == [1.0]
+    assert problems == {}
+    ours = [r for r in caplog.records if r.name.startswith("edge_agent")]
+    assert [r.getMessage() for r in ours if r.levelno >= logging.WARNING] == [
+        "sub.running: server refused the deadband for node ns=2;s=Pump1.Running "
+        "(not a numeric node?); it is subscribed without one"
+    ]
+
+
 async def test_percent_deadband_is_requested_from_the_server(shared_server: TestServer) -> None:
     # asyncua's server accepts but does not implement percent deadbands, so check what it was asked.
     group = {"nodes": pump("Level"), "deadband": {"type": "percent", "value": 2.5}}
@@ -134,8 +173,10 @@ async def test_subscription_ended_by_server_is_rebuilt(
         await collect(src, lambda s: False, limit=0.5)
         await shared_server.arun(shared_server.write, "Pressure", 77.0)
         after = await collect(src, lambda s: 77.0 in values(s, "sub.pressure"))
-    assert "server ended a subscription (BadTimeout)" in caplog.text
-    assert "rebuilding it" in caplog.text
+    # One line for one transition: what the server did and what we do about it.
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("edge_agent")] == [
+        "sub: server ended the subscription (BadTimeout); rebuilding it"
+    ]
     assert values(after, "sub.pressure") == [77.0]
 
 

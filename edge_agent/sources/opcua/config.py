@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
 from edge_agent.schema import ConfigPath, Duration, Secret, StrictModel
 from edge_agent.sources.opcua.nodes import OpcuaGroupConfig, OpcuaNodeConfig
 from edge_agent.sources.opcua.values import TimestampChoice
-
-if TYPE_CHECKING:
-    pass
-
 
 Policy = Literal["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]
 Mode = Literal["None", "Sign", "SignAndEncrypt"]
@@ -110,6 +106,11 @@ class OpcuaSourceConfig(StrictModel):
             server sends a keep-alive.
         silence_timeout: subscribe: no publish response (data or keep-alive) for this
             long means the subscription is dead; it is rebuilt (default: 3 keep-alive periods).
+        backoff: first wait before reconnecting after a lost session; it doubles per
+            failed try up to ``backoff_max`` (with jitter). While waiting, the server's
+            port is probed every ``backoff``: when it accepts connections again after
+            refusing them (a restarted server), the wait ends at once.
+        backoff_max: the longest wait between two reconnect tries.
         security: secure channel policy, mode, certificates and trust list.
         auth: user identity.
         groups: nodes, each group polled or subscribed.
@@ -126,12 +127,16 @@ class OpcuaSourceConfig(StrictModel):
     timestamps: TimestampChoice = "source"
     keepalive_count: int = Field(default=10, ge=1, le=1000)
     silence_timeout: Duration | None = None
+    backoff: Annotated[Duration, Field(gt=0)] = 1.0
+    backoff_max: Duration = 60.0
     security: OpcuaSecurityConfig = OpcuaSecurityConfig()
     auth: OpcuaAuthConfig = OpcuaAuthConfig()
     groups: list[OpcuaGroupConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Self:
+        if self.backoff_max < self.backoff:
+            raise ValueError("backoff_max must be at least backoff")
         names = [node.name.lower() for group in self.groups for node in group.nodes]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:

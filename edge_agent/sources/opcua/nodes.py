@@ -8,6 +8,7 @@ every connect, because a server restart may give the same variable a new NodeId.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal, Self
@@ -84,9 +85,12 @@ class OpcuaGroupConfig(StrictModel):
         publishing_interval: subscribe: how often the server sends changes
             (default: the source's interval).
         sampling_interval: subscribe: how often the server samples each node
-            (default: the publishing interval).
-        queue_size: subscribe: changes the server keeps per node between publishes.
-        deadband: subscribe: report only changes larger than this.
+            (default: a tenth of the publishing interval but at least 100 ms, and
+            never more than the publishing interval; see ``sampling_of``).
+        queue_size: subscribe: changes the server keeps per node between publishes
+            (default: enough for every sample of one publishing interval, see ``queue_of``).
+        deadband: subscribe: report only changes larger than this. A server that
+            refuses it for a node (a Boolean or text node) gets that node without it.
         nodes: the variables.
     """
 
@@ -94,7 +98,7 @@ class OpcuaGroupConfig(StrictModel):
     interval: Duration | None = None
     publishing_interval: Duration | None = None
     sampling_interval: Duration | None = None
-    queue_size: int = Field(default=1, ge=1, le=10_000)
+    queue_size: int | None = Field(default=None, ge=1, le=10_000)
     deadband: DeadbandConfig | None = None
     nodes: list[OpcuaNodeConfig] = Field(min_length=1)
 
@@ -112,9 +116,54 @@ class OpcuaGroupConfig(StrictModel):
 _SUBSCRIBE_KEYS = ("publishing_interval", "sampling_interval", "queue_size", "deadband")
 
 
+SAMPLING_FLOOR = 0.1  # s: the default sampling interval is at least this (server load)
+QUEUE_MARGIN = 1  # one more than the samples of a publishing interval: its edges jitter
+
+
+def publishing_of(group: OpcuaGroupConfig, default: float) -> float:
+    """The publishing interval of a subscribed group (``default``: the source's interval)."""
+    return group.publishing_interval or default
+
+
+def sampling_of(group: OpcuaGroupConfig, default: float) -> float:
+    """The sampling interval asked for the nodes of ``group``.
+
+    Default: a tenth of the publishing interval but at least 100 ms (what a server
+    samples costs it), and never above the publishing interval: so the default
+    queue (``queue_of``) stays at most 11 deep. Sampling at the publishing
+    interval with a queue of 1 (the old defaults) was measured keeping 20 of 39
+    changes; a change that lives shorter than the sampling interval is never seen.
+    """
+    if group.sampling_interval is not None:
+        return group.sampling_interval
+    publishing = publishing_of(group, default)
+    return min(publishing, max(publishing / 10, SAMPLING_FLOOR))
+
+
+def queue_of(group: OpcuaGroupConfig, default: float) -> int:
+    """The queue size asked per node: every sample of one publishing interval, plus a margin.
+
+    With a queue of 1 the server keeps only the last change of each publishing
+    interval; the samples in between are overwritten before they are sent.
+    """
+    if group.queue_size is not None:
+        return group.queue_size
+    samples = publishing_of(group, default) / max(sampling_of(group, default), 1e-3)
+    return min(10_000, math.ceil(samples - 1e-9) + QUEUE_MARGIN)
+
+
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """A configured node and the NodeId it has on this session (None: not found)."""
+    """A configured node and the NodeId it has on this session.
+
+    Attributes:
+        signal: the signal it feeds.
+        node: its asyncua ``NodeId``, or None when its browse path was not found.
+        label: the node as configured (NodeId or browse path), for messages.
+        status: when ``node`` is None, the status the server gave for the path.
+    """
 
     signal: str
     node: Any  # asyncua.ua.NodeId | None
+    label: str = ""
+    status: int = 0

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from asyncua import ua as _ua
 from asyncua.client.client import Client
 from asyncua.client.ua_client import UaClientState
+from asyncua.observer import Observer
 
 from edge_agent.errors import SourceError
 from edge_agent.sources.opcua.certs import default_application_uri
@@ -50,8 +51,75 @@ _TOO_BIG = {ua.StatusCodes.BadTooManyOperations, ua.StatusCodes.BadResponseTooLa
 _LOST = {"BadSessionIdInvalid", "BadSessionClosed", "BadSecureChannelClosed", "BadConnectionClosed"}
 
 
-async def open_client(config: OpcuaSourceConfig) -> Client:
+class _ClosedConnectionNoise(logging.Filter):
+    """Turns asyncua's traceback for a publish on a closed connection into a DEBUG line.
+
+    When the server or the network drops the connection, asyncua's publish loop
+    logs the failed Publish with ``logger.exception`` before anyone can react. It
+    is an expected fault, and the poll loop says what happened in one line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ConnectionError | OSError) and record.levelno >= logging.ERROR:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.msg = f"{record.msg} ({exc!r})"
+            record.exc_info = None
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+logging.getLogger("asyncua.client.ua_session.UaSession").addFilter(_ClosedConnectionNoise())
+
+
+class Loss:
+    """Why asyncua's connection supervisor gave the session up, in words (empty: it did not)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.reason = ""
+
+    async def seen(self, exc: Exception) -> None:
+        """asyncua's ``connection_lost_callback``: remember what happened."""
+        self.reason = self.reason or self.describe(exc)
+
+    def describe(self, exc: Exception) -> str:
+        """What ``exc`` from the supervisor's probe means for people."""
+        if isinstance(exc, ua.UaStatusCodeError):
+            name = ua.StatusCode(exc.code).name
+            return f"server no longer knows our session ({name}: timed out or server restarted)"
+        if isinstance(exc, TimeoutError):
+            return f"no answer from the server for {self.timeout:g} s (network down or server hung)"
+        return "connection closed (server stopped, or the network reset it)"
+
+
+class Arrivals(Observer):
+    """Counts the notifications asyncua received for our subscriptions (its observer hook).
+
+    The other end of the books: every one of them must reach the source's inbox.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def observe_request(self, request: Any) -> contextlib.AbstractContextManager[None]:
+        """No timing of requests: only notifications are counted."""
+        return contextlib.nullcontext()
+
+    def on_notification(self, subscription_id: int | None, event_count: int) -> None:
+        """One publish response with ``event_count`` notifications arrived."""
+        self.count += event_count
+
+
+async def open_client(
+    config: OpcuaSourceConfig, loss: Loss | None = None, arrivals: Arrivals | None = None
+) -> Client:
     """A connected, activated asyncua Client for ``config``.
+
+    Args:
+        config: the source.
+        loss: told by asyncua's supervisor why it gave the session up.
+        arrivals: counts the notifications asyncua receives.
 
     Raises:
         SourceError: unreachable, refused security or identity, with the reason in words.
@@ -63,6 +131,10 @@ async def open_client(config: OpcuaSourceConfig) -> Client:
     client.application_uri = config.application_uri or default_application_uri()
     client.name = client.description = f"edge-agent {config.name}"
     client.session_timeout = int(config.session_timeout * 1000)
+    if loss is not None:
+        client.connection_lost_callback = loss.seen
+    if arrivals is not None:
+        client.uaclient.observer = arrivals
     try:
         with translate_errors(config.name, config):
             await apply_security(client, config.security, config.name)
@@ -79,20 +151,28 @@ async def open_client(config: OpcuaSourceConfig) -> Client:
     return client
 
 
-async def close_client(client: Client) -> None:
-    """Close the session and socket; a peer already gone is not an error here."""
+async def close_client(client: Client, lost: bool = False) -> None:
+    """Close the session and socket; a peer already gone is not an error here.
+
+    Not ``Client.disconnect()``: on a dead connection it logs the failed
+    CloseSession with a traceback, an expected fault. Closing the session (which
+    also stops asyncua's publish loop and supervisor) and then the socket says
+    nothing; after a loss the secure channel is not closed politely (nobody answers).
+    """
     try:
-        await asyncio.wait_for(client.disconnect(), timeout=2.0)
+        await asyncio.wait_for(client.close_session(), timeout=1.0 if lost else 2.0)
+        if not lost:
+            await asyncio.wait_for(client.close_secure_channel(), timeout=2.0)
     except (OSError, TimeoutError, ua.UaError, ConnectionError):
-        log.debug("disconnect after loss: nothing to close", exc_info=True)
-        client.disconnect_socket()
+        log.debug("closing a session after loss: nothing to close", exc_info=True)
+    client.disconnect_socket()
 
 
-def check_alive(client: Client, name: str) -> None:
-    """Raise SourceError when asyncua's supervisor found the session dead."""
+def check_alive(client: Client, name: str, loss: Loss) -> None:
+    """Raise SourceError when asyncua's supervisor found the session dead, saying why."""
     state = client.uaclient.state
-    if state is not UaClientState.CONNECTED:
-        raise SourceError(f"{name}: session lost ({state.value})")
+    if loss.reason or state is not UaClientState.CONNECTED:
+        raise SourceError(f"{name}: session lost: {loss.reason or 'connection closed'}")
 
 
 async def max_nodes_per_read(client: Client) -> int:
@@ -109,7 +189,7 @@ class Batch:
 
     def __init__(self, nodes: list[Resolved], size: int) -> None:
         self.found = found = [r for r in nodes if r.node is not None]
-        self.missing = [r.signal for r in nodes if r.node is None]
+        self.missing = [r for r in nodes if r.node is None]
         self.requests = [self._request(found[i : i + size]) for i in range(0, len(found), size)]
 
     @staticmethod
@@ -178,8 +258,7 @@ class Poller:
                 self._shrink(len(params.NodesToRead), exc)
                 return await self.read(client, due)  # at most log2(nodes) times
         pairs = [(r.signal, v) for r, v in zip(batch.found, values, strict=True)]
-        unknown = ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown))
-        pairs.extend((signal, unknown) for signal in batch.missing)
+        pairs.extend((r.signal, _status_only(r.status)) for r in batch.missing)
         return pairs
 
     def _shrink(self, refused: int, exc: ua.UaStatusCodeError) -> None:
@@ -194,26 +273,31 @@ class Poller:
         )
 
 
+def _status_only(status: int) -> Any:
+    return ua.DataValue(StatusCode=ua.StatusCode(status or ua.StatusCodes.BadNodeIdUnknown))
+
+
 async def resolve(
     client: Client, signals: list[str], nodes: list[OpcuaNodeConfig]
 ) -> list[Resolved]:
     """NodeIds for ``nodes``; browse paths translated in one request.
 
-    A path the server cannot translate resolves to None (its signal reads BAD)
-    and is logged; the other nodes still work.
+    A path the server cannot translate resolves to None with the server's status
+    (its signal reads BAD, and NodeProblems logs it); the other nodes still work.
     """
     paths = [(i, node.path) for i, node in enumerate(nodes) if node.path]
-    found: dict[int, Any] = {}
+    found: dict[int, tuple[Any, int]] = {}
     if paths:
         results = await client.uaclient.translate_browsepaths_to_nodeids(
             [_browse_path(path) for _, path in paths]
         )
-        for (i, path), result in zip(paths, results, strict=True):
-            found[i] = _target(result, path, signals[i])
-    return [
-        Resolved(signal, found.get(i) if node.path else ua.NodeId.from_string(node.node))
-        for i, (signal, node) in enumerate(zip(signals, nodes, strict=True))
-    ]
+        for (i, _path), result in zip(paths, results, strict=True):
+            found[i] = _target(result)
+    resolved = []
+    for i, (signal, node) in enumerate(zip(signals, nodes, strict=True)):
+        target, status = found[i] if node.path else (ua.NodeId.from_string(node.node), 0)
+        resolved.append(Resolved(signal, target, node.path or node.node, status))
+    return resolved
 
 
 def _browse_path(path: str) -> Any:
@@ -234,11 +318,11 @@ def _browse_path(path: str) -> Any:
     )
 
 
-def _target(result: Any, path: str, signal: str) -> Any:
+def _target(result: Any) -> tuple[Any, int]:
     if result.StatusCode.is_good() and result.Targets:
-        return result.Targets[0].TargetId
-    log.error("%s: browse path %s not found (%s)", signal, path, result.StatusCode.name)
-    return None
+        return result.Targets[0].TargetId, 0
+    status = result.StatusCode.value
+    return None, status if status and not result.StatusCode.is_good() else ua.StatusCodes.BadNoMatch
 
 
 @contextlib.contextmanager

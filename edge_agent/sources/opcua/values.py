@@ -78,11 +78,13 @@ class SampleMaker:
         self.timestamps = timestamps
         self.last_ts: dict[str, float] = {}
         self.refused: set[str] = set()
+        self.repeats = 0  # values dropped as repeats since start (for accounting)
 
     def make(self, signal: str, data: Any, now: float) -> Sample | None:
         """The Sample for one DataValue, or None when it repeats an earlier one."""
         ts = timestamp_of(data, self.timestamps, now)
         if ts <= self.last_ts.get(signal, -math.inf):
+            self.repeats += 1
             return None
         self.last_ts[signal] = ts
         status = data.StatusCode.value if data.StatusCode is not None else 0
