@@ -150,6 +150,7 @@ async def _supervise(
         observer,
         recorder=recorder,
         spill=_spill_path(config),
+        requests=config.data_path(config.outbox.path),
     )
     polls = [(source, PollStats()) for source in sources]
     view = AgentView(config.agent.id, polls, recorder, detect, outbox)
