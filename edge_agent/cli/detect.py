@@ -1,4 +1,4 @@
-"""``edge-agent calibrate`` and ``edge-agent replay``: detection tools for the command line.
+"""``edge-agent calibrate``, ``rebaseline`` and ``replay``: detection tools for the command line.
 
 Heavy modules (onnxruntime, the twin) are imported inside the handlers so that
 ``edge-agent --help`` stays fast. Exit codes: 0 done, 65 (EX_DATAERR) unusable
@@ -53,6 +53,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--force", action="store_true", help="accept a threshold change beyond calibrate.max_change"
     )
     p.set_defaults(func=calibrate_command)
+
+    p = subparsers.add_parser(
+        "rebaseline",
+        help='"this is the new normal": move the card\'s mean to recent running history',
+    )
+    p.add_argument("--config", "-c", type=Path, required=True)
+    p.add_argument("--asset", required=True, help="asset name (detect.assets[].name)")
+    p.add_argument("--since", default="1h", help="recent history that is the new normal (1h)")
+    p.add_argument("--until", default=None, help="ignore the most recent DURATION")
+    p.add_argument("--dry-run", action="store_true", help="show both cards; write nothing")
+    p.add_argument("--force", action="store_true", help="accept less than calibrate.min_windows")
+    p.set_defaults(func=rebaseline_command)
 
     p = subparsers.add_parser("replay", help="run the live detection path over a CSV of history")
     p.add_argument("--config", "-c", type=Path, required=True)
@@ -146,14 +158,57 @@ def calibrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def rebaseline_command(args: argparse.Namespace) -> int:
+    """Write a card whose mean is that of recent running history (alarms included)."""
+    import numpy as np
+
+    from edge_agent.config import load_config
+    from edge_agent.detect import calibrate
+    from edge_agent.detect.baseline import rebaselined_card
+    from edge_agent.detect.slot import load_checked
+
+    config = load_config(args.config)
+    asset = _asset(config, args.asset)
+    path = config.config_path(asset.model)
+    model, signals = load_checked(path, asset.threads, asset.signals, f"asset {asset.name}")
+    try:
+        segments = _calibration_history(config, asset, signals, model.card.step, args, False)
+    except AgentError as exc:
+        print(f"edge-agent rebaseline: {exc}", file=sys.stderr)
+        return EX_IOERR
+    have = calibrate.usable_windows(segments, model.card.window)
+    if have < asset.calibrate.min_windows and not (args.force and have > 0):
+        print(
+            f"edge-agent rebaseline: {asset.name}: refused: {have} usable window(s) of running "
+            f"history; a new normal needs at least {asset.calibrate.min_windows} "
+            f"(calibrate.min_windows: whole load cycles, else the mean leans to one phase); "
+            f"--force accepts fewer",
+            file=sys.stderr,
+        )
+        return EX_DATAERR
+    rows = np.concatenate(segments)
+    card = rebaselined_card(model.card, rows, {"rebaselined_rows": len(rows)})
+    if args.dry_run:
+        print(_side_by_side(asset, model, card, segments, signals))
+        return 0
+    saved_card, saved = calibrate.save(path, model.card, card)
+    print(
+        f"{asset.name}: new normal from {len(rows)} rows: card v{saved_card.version} written to "
+        f"{saved.name} and made current (threshold kept at {card.threshold:.4g}); "
+        f"previous: v{model.card.version} (edge-agent calibrate --rollback)"
+    )
+    return 0
+
+
 def _calibration_history(
     config: AgentConfig,
     asset: AssetConfig,
     signals: list[str],
     step: float,
     args: argparse.Namespace,
+    normal_only: bool = True,
 ) -> list[np.ndarray]:
-    """Complete rows of running, not-in-alarm history, as runs on the model's grid."""
+    """Complete rows of running history (not in alarm unless ``normal_only`` is False)."""
     from edge_agent.detect import calibrate
     from edge_agent.detect.runstate import RunState
 
@@ -168,7 +223,8 @@ def _calibration_history(
     series, alarm = history[: len(signals)], history[len(signals)]
     running = (run, history[-1]) if run is not None else None
     fill = asset.fill_limit if asset.fill_limit is not None else 3.0 * step
-    return calibrate.history_segments(series, step, fill, until, exclude=alarm, running=running)
+    exclude = alarm if normal_only else None
+    return calibrate.history_segments(series, step, fill, until, exclude=exclude, running=running)
 
 
 def _side_by_side(

@@ -121,7 +121,7 @@ class AssetDetector:
         self._resume()
         event = self._judge(end, errors, aligned.grid, aligned.values)
         if self.auto is not None and event is None:
-            event = self._watch_baseline(end, aligned.values[-1])
+            event = self._watch_baseline(end, aligned.values)
         return event
 
     def _stopped(self, end: float) -> Alert | None:
@@ -132,10 +132,12 @@ class AssetDetector:
         self.problem = STOPPED
         return self._emit(self.tracker.stop(end, f"{STOPPED} ({self.run.describe()})"))
 
-    def _watch_baseline(self, end: float, row: np.ndarray) -> Alert | None:
+    def _watch_baseline(self, end: float, window: np.ndarray) -> Alert | None:
         assert self.auto is not None
         card = self.slot.card
-        shift = self.auto.observe(row, self.tracker.is_open, np.asarray(card.std))
+        last = self.last
+        normal = last is not None and last.score < last.threshold * self.config.clear_below
+        shift = self.auto.observe(window, self.tracker.is_open, normal, np.asarray(card.std))
         if shift is None:
             return None
         self.slot.use_card(shifted_card(card, shift))

@@ -50,13 +50,21 @@ class AutoBaseline:
         self._normal: deque[np.ndarray] = deque(maxlen=rows)
         self._alarm: deque[np.ndarray] = deque(maxlen=rows)
 
-    def observe(self, row: np.ndarray, is_open: bool, std: np.ndarray) -> np.ndarray | None:
-        """Feed the newest row of a scored window; the mean shift when the time has come."""
+    def observe(
+        self, window: np.ndarray, is_open: bool, normal: bool, std: np.ndarray
+    ) -> np.ndarray | None:
+        """Feed a scored window (``[time, signal]``); the mean shift when the time has come.
+
+        ``normal``: the window scored under the clear level. Its oldest row is then
+        old normal (the newest may already belong to a fault's onset); while the
+        alert is open the newest row is the state being watched.
+        """
         if not is_open:
             self._alarm.clear()
-            self._normal.append(row)
+            if normal:
+                self._normal.append(window[0])
             return None
-        self._alarm.append(row)
+        self._alarm.append(window[-1])
         full = self._alarm.maxlen
         if len(self._alarm) < (full or 0) or len(self._normal) < (full or 0):
             return None

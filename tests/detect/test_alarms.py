@@ -225,3 +225,22 @@ async def test_cli_requests_reach_the_running_loop_and_upstream(tmp_path: Path) 
         b'{"v":1,' + b'"event_id":"' + event_id(history[0]).encode() + b'"}'
     )  # the key a consumer dedupes on
     assert body["event_id"] == f"{raised.id}:acknowledged:1"
+
+
+def test_a_sustained_steady_state_is_rebaselined_automatically(tmp_path: Path) -> None:
+    det = model_detector(tmp_path, rebaseline={"auto": "on", "after": "10s", "steady": 0.5})
+    windows = Windows(1000)
+    # 20 s normal, then a step to a new steady level that the model calls abnormal.
+    alerts = feed(det, windows, [0.0] * 20 + [1.5] * 40, T0)
+    assert [a.state for a in alerts] == [AlertState.RAISED, AlertState.CLEARED]
+    raised, cleared = alerts
+    assert cleared.extra["rebaselined"] is True and "new normal" in cleared.reason
+    assert cleared.window_end - raised.window_end >= 10
+    assert det.assets["pump"].slot.card.mean == (1.5, 1.5, 1.5)
+    # A moving (unsteady) state is never taken as the new normal.
+    det2, windows2 = (
+        model_detector(tmp_path, rebaseline={"auto": "on", "after": "10s"}),
+        Windows(1000),
+    )
+    ramp = [0.0] * 20 + [1.5 + 0.2 * i for i in range(40)]
+    assert [a.state for a in feed(det2, windows2, ramp, T0)][-1] is not AlertState.CLEARED

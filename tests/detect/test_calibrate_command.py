@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.cli.detect import EX_DATAERR, EX_IOERR, calibrate_command
+from edge_agent.cli.detect import EX_DATAERR, EX_IOERR, calibrate_command, rebaseline_command
 from edge_agent.detect.calibrate import versions
 from edge_agent.detect.card import ModelCard
 from edge_agent.twin.config import TwinConfig
@@ -143,3 +143,34 @@ def test_missing_twin_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[
     (tmp_path / "twin.db").unlink()
     assert calibrate_command(args(config)) == EX_IOERR
     assert "twin" in capsys.readouterr().err
+
+
+def test_rebaseline_takes_recent_running_history_as_the_new_normal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, matrix = setup(tmp_path, 400)
+    ns = argparse.Namespace(
+        config=config, asset="pump", since="1h", until=None, dry_run=False, force=False
+    )
+    assert rebaseline_command(ns) == 0
+    assert "new normal from" in capsys.readouterr().out
+    current = ModelCard.from_json((tmp_path / "tiny.card.json").read_text())
+    # The mean moves, the std and the threshold stay; the rows in alarm are kept.
+    np.testing.assert_allclose(current.mean, matrix.mean(axis=0), atol=0.05 * matrix.std().max())
+    assert current.std == (1.0, 1.0, 1.0) and current.threshold == 1.0
+    assert current.info["rebaselined_rows"] >= 395
+    assert calibrate_command(args(config, rollback=True)) == 0
+    assert ModelCard.from_json((tmp_path / "tiny.card.json").read_text()).version == 1
+
+
+def test_rebaseline_on_a_short_history_needs_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _ = setup(tmp_path, 400, asset="")
+    ns = argparse.Namespace(
+        config=config, asset="pump", since="1h", until=None, dry_run=False, force=False
+    )
+    assert rebaseline_command(ns) == EX_DATAERR
+    assert "at least 3600" in capsys.readouterr().err
+    ns.force = True
+    assert rebaseline_command(ns) == 0
