@@ -89,7 +89,8 @@ def test_run_state_clears_an_open_alert_and_keeps_stops_quiet(tmp_path: Path) ->
     assert cleared.reason.startswith("machine stopped (pump.run > 0.5)")
     assert cleared.extra["stopped"] is True and cleared.window_end == T0 + 11
     # While stopped no window was scored (score and alarm are not recorded).
-    assert det.scores()["pump"] is not None and det.scores()["pump"].ts >= T0 + 41 + 4
+    last = det.scores()["pump"]
+    assert last is not None and last.ts >= T0 + 41 + 4
 
 
 def test_rules_follow_the_assets_run_state_except_bad_quality(tmp_path: Path) -> None:
