@@ -28,6 +28,7 @@ import numpy as np
 
 from edge_agent.detect.align import WARMING_UP, SeriesSource, align, grid_end, make_grid
 from edge_agent.detect.baseline import AutoBaseline, shifted_card
+from edge_agent.detect.card import ModelCard
 from edge_agent.detect.config import AssetConfig
 from edge_agent.detect.lifecycle import Evidence, Level, Tracker
 from edge_agent.detect.runstate import RunState
@@ -75,6 +76,7 @@ class AssetDetector:
         if config.rebaseline.auto == "on":
             rows = max(2, int(config.rebaseline.after / slot.card.step))
             self.auto = AutoBaseline(rows, config.rebaseline.steady)
+        self._previous: ModelCard | None = None
 
     @property
     def threshold(self) -> float:
@@ -119,6 +121,8 @@ class AssetDetector:
             self._skip(end, "the model returned non-finite errors")
             return None
         self._resume()
+        if self._previous is not None and float(errors.mean()) >= self.threshold:
+            errors = self._back_to_previous(aligned.values, errors)
         event = self._judge(end, errors, aligned.grid, aligned.values)
         if self.auto is not None and event is None:
             event = self._watch_baseline(end, aligned.values)
@@ -140,6 +144,7 @@ class AssetDetector:
         shift = self.auto.observe(window, self.tracker.is_open, normal, np.asarray(card.std))
         if shift is None:
             return None
+        self._previous = card
         self.slot.use_card(shifted_card(card, shift))
         moved = ", ".join(
             f"{name} {delta:+.3g}" for name, delta in zip(self.slot.signals, shift, strict=True)
@@ -150,6 +155,22 @@ class AssetDetector:
         after = self.config.rebaseline.after
         reason = f"re-baselined: a steady new state for {after:.0f} s is the new normal"
         return self._emit(self.tracker.stop(end, reason, rebaselined=True))
+
+    def _back_to_previous(self, values: np.ndarray, errors: np.ndarray) -> np.ndarray:
+        """After an automatic re-baseline: a window normal for the old card brings it back.
+
+        Without this, the end of a sustained fault (the machine back in its old state)
+        would be called abnormal against the re-baselined mean.
+        """
+        assert self._previous is not None
+        old = self.slot.model.with_card(self._previous)
+        before = old.errors(old.normalise(values))[0]
+        if float(before.mean()) >= self.threshold * self.config.clear_below:
+            return errors
+        log.warning("%s: back to the normal before the re-baseline", self.config.name)
+        self.slot.use_card(self._previous)
+        self._previous = None
+        return np.asarray(before, np.float64)
 
     def _emit(self, event: Alert | None) -> Alert | None:
         if event is not None and self.config.mode == "shadow":

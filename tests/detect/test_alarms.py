@@ -245,3 +245,13 @@ def test_a_sustained_steady_state_is_rebaselined_automatically(tmp_path: Path) -
     )
     ramp = [0.0] * 20 + [1.5 + 0.2 * i for i in range(40)]
     assert [a.state for a in feed(det2, windows2, ramp, T0)][-1] is not AlertState.CLEARED
+
+
+def test_after_a_rebaseline_the_old_normal_is_still_normal(tmp_path: Path) -> None:
+    det = model_detector(tmp_path, rebaseline={"auto": "on", "after": "10s", "steady": 0.5})
+    windows = Windows(1000)
+    first = feed(det, windows, [0.0] * 20 + [1.5] * 30, T0)
+    assert [a.state for a in first] == [AlertState.RAISED, AlertState.CLEARED]
+    # The machine goes back to its old state: no alarm, and the old card is back.
+    assert feed(det, windows, [0.0] * 20, T0 + 50) == []
+    assert det.assets["pump"].slot.card.mean == (0.0, 0.0, 0.0)
