@@ -126,11 +126,13 @@ def _evidence(c: _RuleBase, score: float, threshold: float, reason: str, start: 
 def _latest(c: _RuleBase, windows: SeriesSource, now: float) -> tuple[float, float] | None:
     """(ts, value) of the latest sample within ``max_age``, if it is good."""
     ts, values = windows.series(c.signal, now - c.max_age)
-    ts = np.asarray(ts, np.float64)
-    causal = ts <= now
-    if not causal.any():
-        return None
-    i = int(np.flatnonzero(causal)[-1])
+    if len(ts) and ts[-1] <= now:  # the usual case: nothing newer than the step
+        i = len(ts) - 1
+    else:
+        causal = np.asarray(ts, np.float64) <= now
+        if not causal.any():
+            return None
+        i = int(np.flatnonzero(causal)[-1])
     value = float(values[i])
     return None if np.isnan(value) else (float(ts[i]), value)
 
