@@ -120,16 +120,9 @@ def calibrate_command(args: argparse.Namespace) -> int:
     except AgentError as exc:  # the twin's StoreError: missing or unreadable file
         print(f"edge-agent calibrate: {exc}", file=sys.stderr)
         return EX_IOERR
-    have = calibrate.usable_windows(segments, model.card.window)
-    need = asset.calibrate.min_windows
-    if have < need:
-        print(
-            f"edge-agent calibrate: {asset.name}: refused: {have} usable window(s) in the history "
-            f"(complete, machine running, not in alarm); calibration needs at least {need} "
-            f"(detect.assets[].calibrate.min_windows: whole load cycles). Let more history "
-            f"accumulate or widen --since.",
-            file=sys.stderr,
-        )
+    refusal = _too_short(asset, calibrate.usable_windows(segments, model.card.window))
+    if refusal:
+        print(f"edge-agent calibrate: {refusal}", file=sys.stderr)
         return EX_DATAERR
     try:
         fitted = calibrate.fit_card(model, segments)
@@ -139,15 +132,9 @@ def calibrate_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(_side_by_side(asset, model, fitted, segments, signals))
         return 0
-    ratio = fitted.threshold / model.card.threshold
-    limit = asset.calibrate.max_change
-    if not args.force and not 1 / limit <= ratio <= limit:
-        print(
-            f"edge-agent calibrate: {asset.name}: refused: the threshold would change {ratio:.2g}x "
-            f"({model.card.threshold:.4g} -> {fitted.threshold:.4g}), beyond "
-            f"calibrate.max_change {limit:g}; look with --dry-run, then use --force",
-            file=sys.stderr,
-        )
+    refusal = "" if args.force else _too_far(asset, model.card.threshold, fitted.threshold)
+    if refusal:
+        print(f"edge-agent calibrate: {refusal}", file=sys.stderr)
         return EX_DATAERR
     card, saved = calibrate.save(path, model.card, fitted)
     print(
@@ -156,6 +143,30 @@ def calibrate_command(args: argparse.Namespace) -> int:
         f"{card.info.get('calibrated_rows')} rows); previous: v{model.card.version}"
     )
     return 0
+
+
+def _too_short(asset: AssetConfig, have: int) -> str:
+    """The refusal of a history with fewer usable windows than ``calibrate.min_windows``."""
+    need = asset.calibrate.min_windows
+    if have >= need:
+        return ""
+    return (
+        f"{asset.name}: refused: {have} usable window(s) in the history (complete, machine "
+        f"running, not in alarm); calibration needs at least {need} "
+        f"(detect.assets[].calibrate.min_windows: whole load cycles). Let more history "
+        f"accumulate or widen --since."
+    )
+
+
+def _too_far(asset: AssetConfig, old: float, new: float) -> str:
+    """The refusal of a threshold change beyond ``calibrate.max_change``."""
+    ratio, limit = new / old, asset.calibrate.max_change
+    if 1 / limit <= ratio <= limit:
+        return ""
+    return (
+        f"{asset.name}: refused: the threshold would change {ratio:.2g}x ({old:.4g} -> "
+        f"{new:.4g}), beyond calibrate.max_change {limit:g}; look with --dry-run, then use --force"
+    )
 
 
 def rebaseline_command(args: argparse.Namespace) -> int:

@@ -255,3 +255,30 @@ def test_after_a_rebaseline_the_old_normal_is_still_normal(tmp_path: Path) -> No
     # The machine goes back to its old state: no alarm, and the old card is back.
     assert feed(det, windows, [0.0] * 20, T0 + 50) == []
     assert det.assets["pump"].slot.card.mean == (0.0, 0.0, 0.0)
+
+
+async def test_updates_survive_a_restart_and_keep_counting(tmp_path: Path) -> None:
+    _, det = chattering_rule(100)
+    worker, windows = Worker(), Windows(100)
+    try:
+        outbox = await worker.run(Outbox.open, tmp_path / "outbox.db", OutboxConfig(), ["up"])
+        windows.append([good("oven.temp", T0, 150.0)])
+        (raised,) = det.step(windows, T0)
+        ack, _ = det.apply(Request(1, T0, "ack", raised.id, by="ana"), T0 + 1)
+        assert ack is not None
+        await worker.run(outbox.put_alerts, [raised, ack], "gw")
+        stored = await worker.run(outbox.open_alerts)
+        # A new agent: the open alert comes back acknowledged, its updates numbered on.
+        _, fresh = chattering_rule(100)
+        assert fresh.restore(stored, T0 + 2) == []
+        shelved, _ = fresh.apply(Request(2, T0 + 2, "shelve", raised.id, until=T0 + 60), T0 + 2)
+        windows.append([good("oven.temp", T0 + 3, 50.0)])
+        (cleared,) = fresh.step(windows, T0 + 3)
+        await worker.run(outbox.put_alerts, [shelved, cleared], "gw")
+        left = await worker.run(outbox.open_alerts)
+        await worker.run(outbox.close)
+    finally:
+        worker.close()
+    assert stored[0].extra["acknowledged"]["by"] == "ana"
+    assert shelved is not None and shelved.extra["update"] == 2
+    assert cleared.id == raised.id and cleared.state is AlertState.CLEARED and left == []
