@@ -282,3 +282,27 @@ async def test_updates_survive_a_restart_and_keep_counting(tmp_path: Path) -> No
     assert stored[0].extra["acknowledged"]["by"] == "ana"
     assert shelved is not None and shelved.extra["update"] == 2
     assert cleared.id == raised.id and cleared.state is AlertState.CLEARED and left == []
+
+
+def test_a_run_state_on_a_signal_no_source_produces_is_a_config_error(tmp_path: Path) -> None:
+    from edge_agent.config import parse_config
+    from edge_agent.errors import ConfigError
+
+    text = (
+        "sources:\n"
+        "  - {type: modbus, name: plc, url: 'tcp://127.0.0.1:5020',\n"
+        "     registers: [{name: temp, address: 0}, {name: current, address: 1}]}\n"
+        "detect:\n"
+        "  rules:\n"
+        "    - {name: hot, type: threshold, signal: plc.temp, above: 5,\n"
+        "       run_state: plc.curent > 2}\n"
+    )
+    try:
+        parse_config(text, tmp_path / "agent.yaml")
+    except ConfigError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("accepted a run_state on an unknown signal")
+    assert "agent.yaml:7: detect.rules[0].run_state: no source produces 'plc.curent'" in message
+    assert "did you mean plc.current?" in message
+    parse_config(text.replace("curent", "current"), tmp_path / "agent.yaml")
