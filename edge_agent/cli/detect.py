@@ -130,7 +130,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
         print(f"edge-agent calibrate: {asset.name}: {exc}", file=sys.stderr)
         return EX_DATAERR
     if args.dry_run:
-        print(_side_by_side(asset, model, fitted, segments, signals))
+        print(_side_by_side(config, asset, model, fitted, segments, signals))
         return 0
     refusal = "" if args.force else _too_far(asset, model.card.threshold, fitted.threshold)
     if refusal:
@@ -200,7 +200,7 @@ def rebaseline_command(args: argparse.Namespace) -> int:
     rows = np.concatenate(segments)
     card = rebaselined_card(model.card, rows, {"rebaselined_rows": len(rows)})
     if args.dry_run:
-        print(_side_by_side(asset, model, card, segments, signals))
+        print(_side_by_side(config, asset, model, card, segments, signals))
         return 0
     saved_card, saved = calibrate.save(path, model.card, card)
     print(
@@ -239,6 +239,7 @@ def _calibration_history(
 
 
 def _side_by_side(
+    config: AgentConfig,
     asset: AssetConfig,
     model: AnomalyModel,
     fitted: ModelCard,
@@ -249,7 +250,8 @@ def _side_by_side(
     from edge_agent.detect.calibrate import usable_windows, would_raise
 
     old, new = model.card, fitted
-    gates = (asset.raise_after.gate(), asset.clear_after.gate(), asset.clear_below)
+    chatter = config.detect.alarms.chatter()
+    gates = (asset.raise_after.gate(), asset.clear_after.gate(), asset.clear_below, chatter)
     was = would_raise(model, segments, *gates)
     will = would_raise(model.with_card(new), segments, *gates)
     windows = usable_windows(segments, old.window)

@@ -32,7 +32,7 @@ import numpy as np
 
 from edge_agent.detect.align import hold
 from edge_agent.detect.card import ModelCard, sidecar_paths
-from edge_agent.detect.lifecycle import Evidence, Gate, Level, Tracker
+from edge_agent.detect.lifecycle import Chatter, Evidence, Gate, Level, Tracker
 from edge_agent.detect.runstate import RunState
 from edge_agent.errors import ModelError
 from edge_agent.types import AlertKind, AlertState
@@ -135,6 +135,7 @@ def would_raise(
     raise_gate: Gate,
     clear_gate: Gate,
     clear_below: float,
+    chatter: Chatter | None = None,
 ) -> tuple[int, int]:
     """(windows at or above the threshold, alerts raised) over ``segments`` with ``model``'s card.
 
@@ -150,6 +151,7 @@ def would_raise(
         scores = model.score(sliding_windows(model.normalise(segment), card.window))
         above += int((scores >= card.threshold).sum())
         tracker = Tracker("", "model", AlertKind.MODEL, raise_gate, clear_gate)
+        tracker.chatter = chatter or tracker.chatter
         for i, score in enumerate(scores.tolist()):
             level = Level.ABOVE if score >= card.threshold else Level.BAND
             if score < card.threshold * clear_below:
