@@ -203,6 +203,25 @@ class AssetDetector:
         grid: np.ndarray,
         values: np.ndarray,
     ) -> Evidence:
+        critical = score >= threshold * self.config.critical_above
+        severity = Severity.CRITICAL if critical else Severity.WARNING
+        start = float(grid[0])
+
+        def detail() -> Evidence:
+            # Built only for an event: most steps raise, clear and escalate nothing.
+            return self._explain(score, threshold, errors, grid, values, severity)
+
+        return Evidence(score, threshold, (), "", start, severity, detail=detail)
+
+    def _explain(
+        self,
+        score: float,
+        threshold: float,
+        errors: np.ndarray,
+        grid: np.ndarray,
+        values: np.ndarray,
+        severity: Severity,
+    ) -> Evidence:
         top = top_signals(errors, self.slot.signals)
         share = ", ".join(f"{name} {pct:.0f}%" for name, pct in top)
         if score >= threshold:
@@ -214,8 +233,6 @@ class AssetDetector:
             reason = (
                 f"anomaly score {score:.3g} back under {threshold * self.config.clear_below:.3g}"
             )
-        critical = score >= threshold * self.config.critical_above
-        severity = Severity.CRITICAL if critical else Severity.WARNING
         names = tuple(name for name, _ in top)
         card = self.slot.card
         extra = {

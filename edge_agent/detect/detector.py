@@ -176,7 +176,7 @@ class Detector:
             if asset.tracker.open is not None and asset.config.mode == "live":
                 out[name] = min(out[name], _CAPS[asset.tracker.open.severity])
         for rule in self.rules:
-            name = rule.config.asset_name
+            name = rule.tracker.asset
             cap = _CAPS[rule.tracker.open.severity] if rule.tracker.open else 100.0
             out[name] = min(out.get(name, 100.0), cap)
         return out

@@ -81,6 +81,12 @@ class Evidence:
     extra: dict[str, Any] = field(default_factory=dict)
     values: Callable[[], dict[str, Any]] | None = None
     """The window's values of the top signals, built only when an event needs them."""
+    detail: Callable[[], Evidence] | None = None
+    """The full evidence (signals, reason, extra), built only when an event needs it."""
+
+    def full(self) -> Evidence:
+        """This evidence with its signals, reason and extra filled in."""
+        return self.detail() if self.detail is not None else self
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +164,14 @@ class Tracker:
             return None
         if self.open is None:
             if self._raise.add(level is Level.ABOVE, now) and now >= self.shelved_until:
-                return self._raise_alert(now, evidence)
+                return self._raise_alert(now, evidence.full())
             return None
         if self._clear.add(level is Level.BELOW, now) and self._held_clear(now):
-            return self._clear_alert(now, evidence, evidence.reason)
+            full = evidence.full()
+            return self._clear_alert(now, full, full.reason)
         worse = level is Level.ABOVE and _RANK[evidence.severity] > _RANK[self.open.severity]
         if self._escalate.add(worse, now):
-            return self._escalated(now, evidence)
+            return self._escalated(now, evidence.full())
         return None
 
     def stop(self, now: float, reason: str, **extra: Any) -> Alert | None:
