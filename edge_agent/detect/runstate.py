@@ -17,12 +17,14 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # the config validates run-states without loading numpy
+    import numpy as np
 
-from edge_agent.detect.align import SeriesSource, hold
+    from edge_agent.detect.align import SeriesSource
 
-_OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+_OPS: dict[str, Callable[[Any, float], Any]] = {
     ">": operator.gt,
     ">=": operator.ge,
     "<": operator.lt,
@@ -74,6 +76,8 @@ class RunState:
 
     def running(self, values: np.ndarray) -> np.ndarray:
         """Per value: running (unknown, NaN, counts as running)."""
+        import numpy as np
+
         known = ~np.isnan(values)
         out = np.ones(values.shape, dtype=bool)
         out[known] = _OPS[self.op](values[known], self.value)
@@ -81,6 +85,10 @@ class RunState:
 
     def over(self, windows: SeriesSource, grid: np.ndarray, max_age: float) -> bool:
         """True when the machine ran at every grid time."""
+        import numpy as np
+
+        from edge_agent.detect.align import hold
+
         ts, values = windows.series(self.signal, float(grid[0]) - max_age)
         held = hold(np.asarray(ts, np.float64), np.asarray(values, np.float64), grid, max_age)
         return bool(self.running(held).all())
@@ -89,6 +97,10 @@ class RunState:
         self, ts: np.ndarray, values: np.ndarray, grid: np.ndarray, max_age: float
     ) -> np.ndarray:
         """Running or not at each grid time, from a recorded series (for calibration)."""
+        import numpy as np
+
+        from edge_agent.detect.align import hold
+
         held = hold(np.asarray(ts, np.float64), np.asarray(values, np.float64), grid, max_age)
         return self.running(held)
 
