@@ -158,6 +158,7 @@ async def _supervise(
         observer,
         recorder=recorder,
         spill=_spill_path(config),
+        requests=config.data_path(config.outbox.path),
     )
     polls = [(source, PollStats()) for source in sources]
     links = {sink.config.name: LinkState() for sink in sinks}

@@ -201,6 +201,8 @@ def _unknown_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:
     ]
     for n, asset in enumerate(config.detect.assets):
         watched += [(("detect", "assets", n, "signals", k), s) for k, s in enumerate(asset.signals)]
+    # A run-state on a signal nobody produces would count as "running" for good, silently.
+    watched += _run_state_signals(config)
     problems = []
     for at, signal in watched:
         if signal not in known and not signal.startswith("detect."):
@@ -208,6 +210,18 @@ def _unknown_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:
             hint = f" (did you mean {close[0]}?)" if close else ""
             problems.append((at, f"{format_path(at)}: no source produces {signal!r}{hint}"))
     return problems
+
+
+def _run_state_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:
+    from edge_agent.detect.runstate import RunState
+
+    out: list[tuple[YamlPath, str]] = []
+    for section, items in (("assets", config.detect.assets), ("rules", config.detect.rules)):
+        for n, item in enumerate(items):
+            if item.run_state:
+                at: YamlPath = ("detect", section, n, "run_state")
+                out.append((at, RunState.parse(item.run_state).signal))
+    return out
 
 
 def _substitute_all(

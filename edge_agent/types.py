@@ -46,10 +46,18 @@ class AlertKind(StrEnum):
 
 
 class AlertState(StrEnum):
-    """Lifecycle of an alert: raised once, cleared once."""
+    """Lifecycle of an alert: raised once, cleared once, and updated in between.
+
+    An update (severity, acknowledged, shelved, unshelved) carries the id of its
+    raise and ``extra["update"]``: its number within the episode (1, 2, ...).
+    """
 
     RAISED = "raised"
     CLEARED = "cleared"
+    SEVERITY = "severity"
+    ACKNOWLEDGED = "acknowledged"
+    SHELVED = "shelved"
+    UNSHELVED = "unshelved"
 
 
 class Severity(StrEnum):

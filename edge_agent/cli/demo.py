@@ -66,8 +66,12 @@ class Screen:
     def on_alerts(self, alerts: Sequence[Alert]) -> None:
         """Observer hook: print each raise and clear at once."""
         for alert in alerts:
-            (self.raised if alert.state == AlertState.RAISED else self.cleared).append(alert)
-            mark = "▲ RAISED " if alert.state == AlertState.RAISED else "▼ CLEARED"
+            if alert.state == AlertState.RAISED:
+                self.raised.append(alert)
+            elif alert.state == AlertState.CLEARED:
+                self.cleared.append(alert)
+            marks = {AlertState.RAISED: "▲ RAISED ", AlertState.CLEARED: "▼ CLEARED"}
+            mark = marks.get(alert.state, f"● {str(alert.state).upper()}")
             self.out.write(
                 f"t={self.clock():4.0f}s  {mark} {alert.severity.upper():8} {alert.asset} "
                 f"[{alert.kind}: {alert.cause}]  {alert.reason}\n"

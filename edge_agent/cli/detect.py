@@ -1,4 +1,4 @@
-"""``edge-agent calibrate`` and ``edge-agent replay``: detection tools for the command line.
+"""``edge-agent calibrate``, ``rebaseline`` and ``replay``: detection tools for the command line.
 
 Heavy modules (onnxruntime, the twin) are imported inside the handlers so that
 ``edge-agent --help`` stays fast. Exit codes: 0 done, 65 (EX_DATAERR) unusable
@@ -18,11 +18,15 @@ from edge_agent.errors import AgentError, ConfigError, ModelError
 from edge_agent.schema import parse_duration
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from edge_agent.config import AgentConfig
     from edge_agent.detect.asset import AssetDetector
     from edge_agent.detect.calibrate import Series
+    from edge_agent.detect.card import ModelCard
     from edge_agent.detect.config import AssetConfig
     from edge_agent.detect.detector import Detector
+    from edge_agent.detect.model import AnomalyModel
     from edge_agent.detect.replay import Table
     from edge_agent.types import Alert
 
@@ -40,7 +44,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--since", default="7d", help="history to learn from (default 7d)")
     p.add_argument("--until", default=None, help="ignore the most recent DURATION (e.g. 1h)")
     p.add_argument("--rollback", action="store_true", help="put the previous card version back")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print old and new card side by side, what each would raise; write nothing",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="accept a threshold change beyond calibrate.max_change"
+    )
     p.set_defaults(func=calibrate_command)
+
+    p = subparsers.add_parser(
+        "rebaseline",
+        help='"this is the new normal": move the card\'s mean to recent running history',
+    )
+    p.add_argument("--config", "-c", type=Path, required=True)
+    p.add_argument("--asset", required=True, help="asset name (detect.assets[].name)")
+    p.add_argument("--since", default="1h", help="recent history that is the new normal (1h)")
+    p.add_argument("--until", default=None, help="ignore the most recent DURATION")
+    p.add_argument("--dry-run", action="store_true", help="show both cards; write nothing")
+    p.add_argument("--force", action="store_true", help="accept less than calibrate.min_windows")
+    p.set_defaults(func=rebaseline_command)
 
     p = subparsers.add_parser("replay", help="run the live detection path over a CSV of history")
     p.add_argument("--config", "-c", type=Path, required=True)
@@ -91,21 +115,26 @@ def calibrate_command(args: argparse.Namespace) -> int:
             f"{asset.name}: card v{card.version} is current again (threshold {card.threshold:.4g})"
         )
         return 0
-    now = time.time()
-    until = now - _duration(args.until, "--until") if args.until else now
-    since = now - _duration(args.since, "--since")
     try:
-        # The asset's own recorded alarm marks history that was not normal.
-        *series, alarm = _history(config, [*signals, f"detect.{asset.name}.alarm"], since, until)
+        segments = _calibration_history(config, asset, signals, model.card.step, args)
     except AgentError as exc:  # the twin's StoreError: missing or unreadable file
         print(f"edge-agent calibrate: {exc}", file=sys.stderr)
         return EX_IOERR
-    fill = asset.fill_limit if asset.fill_limit is not None else 3.0 * model.card.step
-    segments = calibrate.history_segments(series, model.card.step, fill, until, exclude=alarm)
+    refusal = _too_short(asset, calibrate.usable_windows(segments, model.card.window))
+    if refusal:
+        print(f"edge-agent calibrate: {refusal}", file=sys.stderr)
+        return EX_DATAERR
     try:
         fitted = calibrate.fit_card(model, segments)
     except ModelError as exc:
         print(f"edge-agent calibrate: {asset.name}: {exc}", file=sys.stderr)
+        return EX_DATAERR
+    if args.dry_run:
+        print(_side_by_side(config, asset, model, fitted, segments, signals))
+        return 0
+    refusal = "" if args.force else _too_far(asset, model.card.threshold, fitted.threshold)
+    if refusal:
+        print(f"edge-agent calibrate: {refusal}", file=sys.stderr)
         return EX_DATAERR
     card, saved = calibrate.save(path, model.card, fitted)
     print(
@@ -114,6 +143,129 @@ def calibrate_command(args: argparse.Namespace) -> int:
         f"{card.info.get('calibrated_rows')} rows); previous: v{model.card.version}"
     )
     return 0
+
+
+def _too_short(asset: AssetConfig, have: int) -> str:
+    """The refusal of a history with fewer usable windows than ``calibrate.min_windows``."""
+    need = asset.calibrate.min_windows
+    if have >= need:
+        return ""
+    return (
+        f"{asset.name}: refused: {have} usable window(s) in the history (complete, machine "
+        f"running, not in alarm); calibration needs at least {need} "
+        f"(detect.assets[].calibrate.min_windows: whole load cycles). Let more history "
+        f"accumulate or widen --since."
+    )
+
+
+def _too_far(asset: AssetConfig, old: float, new: float) -> str:
+    """The refusal of a threshold change beyond ``calibrate.max_change``."""
+    ratio, limit = new / old, asset.calibrate.max_change
+    if 1 / limit <= ratio <= limit:
+        return ""
+    return (
+        f"{asset.name}: refused: the threshold would change {ratio:.2g}x ({old:.4g} -> "
+        f"{new:.4g}), beyond calibrate.max_change {limit:g}; look with --dry-run, then use --force"
+    )
+
+
+def rebaseline_command(args: argparse.Namespace) -> int:
+    """Write a card whose mean is that of recent running history (alarms included)."""
+    import numpy as np
+
+    from edge_agent.config import load_config
+    from edge_agent.detect import calibrate
+    from edge_agent.detect.baseline import rebaselined_card
+    from edge_agent.detect.slot import load_checked
+
+    config = load_config(args.config)
+    asset = _asset(config, args.asset)
+    path = config.config_path(asset.model)
+    model, signals = load_checked(path, asset.threads, asset.signals, f"asset {asset.name}")
+    try:
+        segments = _calibration_history(config, asset, signals, model.card.step, args, False)
+    except AgentError as exc:
+        print(f"edge-agent rebaseline: {exc}", file=sys.stderr)
+        return EX_IOERR
+    have = calibrate.usable_windows(segments, model.card.window)
+    if have < asset.calibrate.min_windows and not (args.force and have > 0):
+        print(
+            f"edge-agent rebaseline: {asset.name}: refused: {have} usable window(s) of running "
+            f"history; a new normal needs at least {asset.calibrate.min_windows} "
+            f"(calibrate.min_windows: whole load cycles, else the mean leans to one phase); "
+            f"--force accepts fewer",
+            file=sys.stderr,
+        )
+        return EX_DATAERR
+    rows = np.concatenate(segments)
+    card = rebaselined_card(model.card, rows, {"rebaselined_rows": len(rows)})
+    if args.dry_run:
+        print(_side_by_side(config, asset, model, card, segments, signals))
+        return 0
+    saved_card, saved = calibrate.save(path, model.card, card)
+    print(
+        f"{asset.name}: new normal from {len(rows)} rows: card v{saved_card.version} written to "
+        f"{saved.name} and made current (threshold kept at {card.threshold:.4g}); "
+        f"previous: v{model.card.version} (edge-agent calibrate --rollback)"
+    )
+    return 0
+
+
+def _calibration_history(
+    config: AgentConfig,
+    asset: AssetConfig,
+    signals: list[str],
+    step: float,
+    args: argparse.Namespace,
+    normal_only: bool = True,
+) -> list[np.ndarray]:
+    """Complete rows of running history (not in alarm unless ``normal_only`` is False)."""
+    from edge_agent.detect import calibrate
+    from edge_agent.detect.runstate import RunState
+
+    now = time.time()
+    until = now - _duration(args.until, "--until") if args.until else now
+    since = now - _duration(args.since, "--since")
+    run = RunState.parse(asset.run_state) if asset.run_state else None
+    extra = [run.signal] if run is not None else []
+    # The asset's own recorded alarm marks history that was not normal.
+    wanted = [*signals, f"detect.{asset.name}.alarm", *extra]
+    history = _history(config, wanted, since, until)
+    series, alarm = history[: len(signals)], history[len(signals)]
+    running = (run, history[-1]) if run is not None else None
+    fill = asset.fill_limit if asset.fill_limit is not None else 3.0 * step
+    exclude = alarm if normal_only else None
+    return calibrate.history_segments(series, step, fill, until, exclude=exclude, running=running)
+
+
+def _side_by_side(
+    config: AgentConfig,
+    asset: AssetConfig,
+    model: AnomalyModel,
+    fitted: ModelCard,
+    segments: list[np.ndarray],
+    signals: list[str],
+) -> str:
+    """Old and new card, and what each would have raised over the same history."""
+    from edge_agent.detect.calibrate import usable_windows, would_raise
+
+    old, new = model.card, fitted
+    chatter = config.detect.alarms.chatter()
+    gates = (asset.raise_after.gate(), asset.clear_after.gate(), asset.clear_below, chatter)
+    was = would_raise(model, segments, *gates)
+    will = would_raise(model.with_card(new), segments, *gates)
+    windows = usable_windows(segments, old.window)
+    lines = [
+        f"{asset.name}: dry run over {windows} usable windows (nothing written)",
+        f"{'':28} {'current v' + str(old.version):>16} {'new':>16}",
+        f"{'threshold':28} {old.threshold:>16.4g} {new.threshold:>16.4g}",
+    ]
+    for i, name in enumerate(signals):
+        lines.append(f"{'mean ' + name:28} {old.mean[i]:>16.4g} {new.mean[i]:>16.4g}")
+        lines.append(f"{'std ' + name:28} {old.std[i]:>16.4g} {new.std[i]:>16.4g}")
+    lines.append(f"{'windows >= threshold':28} {was[0]:>16} {will[0]:>16}")
+    lines.append(f"{'alerts it would raise':28} {was[1]:>16} {will[1]:>16}")
+    return "\n".join(lines)
 
 
 def _history(config: AgentConfig, signals: list[str], since: float, until: float) -> list[Series]:

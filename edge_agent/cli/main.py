@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge_agent.cli.serial_monitor",
     "edge_agent.cli.twin",
     "edge_agent.cli.detect",
+    "edge_agent.cli.alerts",
     "edge_agent.cli.outbox",
     "edge_agent.cli.sim",
     "edge_agent.cli.train",

@@ -19,16 +19,12 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``status`` and ``alerts`` to the command tree."""
+    """Add ``status`` to the command tree (``alerts`` lives in :mod:`edge_agent.cli.alerts`)."""
     status = subparsers.add_parser(
         "status", help="sources, sinks and open alerts, from the data folder"
     )
     _add_folder(status)
     status.set_defaults(func=status_command)
-    alerts = subparsers.add_parser("alerts", help="open alerts (--all: recent ones too)")
-    _add_folder(alerts)
-    alerts.add_argument("--all", action="store_true", help="every kept alert, open or cleared")
-    alerts.set_defaults(func=alerts_command)
 
 
 def _add_folder(parser: argparse.ArgumentParser) -> None:

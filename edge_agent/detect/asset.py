@@ -7,24 +7,42 @@ by the recorder, are in) and only when every cell is known. A window with a
 gap or a BAD sample is not scored: the step is UNKNOWN for the alert lifecycle
 and the reason is logged once (and again when scoring resumes). The score is
 the mean of the model's per-signal errors; the reason of an alert names the
-signals with the largest share of it.
+signals with the largest share of it; the raise (and an escalation) carries the
+window's values of those signals (``extra["evidence"]``: ``ts`` and, per signal,
+at most :data:`EVIDENCE_POINTS` values) so a page or upstream can show why.
+
+With a ``run_state``, a window is scored only when the machine ran over all of
+it; while it is stopped an open alert is cleared, reason "machine stopped"
+(see :mod:`edge_agent.detect.runstate`). With ``rebaseline: {auto: on}`` a
+sustained, steady alarm state becomes the new normal
+(:mod:`edge_agent.detect.baseline`).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from edge_agent.detect.align import WARMING_UP, SeriesSource, align, grid_end, make_grid
+from edge_agent.detect.baseline import AutoBaseline, shifted_card
+from edge_agent.detect.card import ModelCard
 from edge_agent.detect.config import AssetConfig
 from edge_agent.detect.lifecycle import Evidence, Level, Tracker
+from edge_agent.detect.runstate import RunState
 from edge_agent.detect.slot import ModelSlot
 from edge_agent.errors import ModelError
 from edge_agent.types import Alert, AlertKind, Severity
 
 log = logging.getLogger(__name__)
+
+EVIDENCE_POINTS = 60
+"""Values per signal an alert carries at most (a longer window is thinned evenly)."""
+RUN_MAX_AGE = 60.0
+"""How old the run-state signal's latest value may be to count (older: unknown, running)."""
+STOPPED = "machine stopped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +71,12 @@ class AssetDetector:
         self.last: Scored | None = None
         self.problem = ""
         self._last_end = float("-inf")
+        self.run = RunState.parse(config.run_state) if config.run_state else None
+        self.auto: AutoBaseline | None = None
+        if config.rebaseline.auto == "on":
+            rows = max(2, int(config.rebaseline.after / slot.card.step))
+            self.auto = AutoBaseline(rows, config.rebaseline.steady)
+        self._previous: ModelCard | None = None
 
     @property
     def threshold(self) -> float:
@@ -81,9 +105,10 @@ class AssetDetector:
         if end <= self._last_end:
             return None
         self._last_end = end
-        aligned = align(
-            windows, self.slot.signals, make_grid(end, card.step, card.window), self.fill_limit
-        )
+        grid = make_grid(end, card.step, card.window)
+        if self.run is not None and not self.run.over(windows, grid, RUN_MAX_AGE):
+            return self._stopped(end)
+        aligned = align(windows, self.slot.signals, grid, self.fill_limit)
         if aligned.problem:
             self._skip(end, aligned.problem)
             return None
@@ -96,19 +121,58 @@ class AssetDetector:
             self._skip(end, "the model returned non-finite errors")
             return None
         self._resume()
-        return self._judge(end, errors, float(aligned.grid[0]))
+        if self._previous is not None and float(errors.mean()) >= self.threshold:
+            errors = self._back_to_previous(aligned.values, errors)
+        event = self._judge(end, errors, aligned.grid, aligned.values)
+        if self.auto is not None and event is None:
+            event = self._watch_baseline(end, aligned.values)
+        return event
 
-    def _judge(self, end: float, errors: np.ndarray, start: float) -> Alert | None:
-        score, threshold = float(errors.mean()), self.threshold
-        if score >= threshold:
-            level = Level.ABOVE
-        elif score < threshold * self.config.clear_below:
-            level = Level.BELOW
-        else:
-            level = Level.BAND
-        evidence = self._evidence(score, threshold, errors, start)
-        event = self.tracker.update(end, level, evidence)
-        self.last = Scored(end, score, threshold, self.tracker.is_open)
+    def _stopped(self, end: float) -> Alert | None:
+        """The machine did not run over the whole window: no score, no alarm."""
+        assert self.run is not None
+        if self.problem != STOPPED:
+            log.info("%s: %s (%s): not scored", self.config.name, STOPPED, self.run.describe())
+        self.problem = STOPPED
+        return self._emit(self.tracker.stop(end, f"{STOPPED} ({self.run.describe()})"))
+
+    def _watch_baseline(self, end: float, window: np.ndarray) -> Alert | None:
+        assert self.auto is not None
+        card = self.slot.card
+        last = self.last
+        normal = last is not None and last.score < last.threshold * self.config.clear_below
+        shift = self.auto.observe(window, self.tracker.is_open, normal, np.asarray(card.std))
+        if shift is None:
+            return None
+        self._previous = card
+        self.slot.use_card(shifted_card(card, shift))
+        moved = ", ".join(
+            f"{name} {delta:+.3g}" for name, delta in zip(self.slot.signals, shift, strict=True)
+        )
+        log.warning(
+            "%s: re-baselined in memory (new normal): mean moved by %s", self.config.name, moved
+        )
+        after = self.config.rebaseline.after
+        reason = f"re-baselined: a steady new state for {after:.0f} s is the new normal"
+        return self._emit(self.tracker.stop(end, reason, rebaselined=True))
+
+    def _back_to_previous(self, values: np.ndarray, errors: np.ndarray) -> np.ndarray:
+        """After an automatic re-baseline: a window normal for the old card brings it back.
+
+        Without this, the end of a sustained fault (the machine back in its old state)
+        would be called abnormal against the re-baselined mean.
+        """
+        assert self._previous is not None
+        old = self.slot.model.with_card(self._previous)
+        before = old.errors(old.normalise(values))[0]
+        if float(before.mean()) >= self.threshold * self.config.clear_below:
+            return errors
+        log.warning("%s: back to the normal before the re-baseline", self.config.name)
+        self.slot.use_card(self._previous)
+        self._previous = None
+        return np.asarray(before, np.float64)
+
+    def _emit(self, event: Alert | None) -> Alert | None:
         if event is not None and self.config.mode == "shadow":
             log.info(
                 "%s (shadow, not sent): alert %s: %s", self.config.name, event.state, event.reason
@@ -116,8 +180,47 @@ class AssetDetector:
             return None
         return event
 
+    def _judge(
+        self, end: float, errors: np.ndarray, grid: np.ndarray, values: np.ndarray
+    ) -> Alert | None:
+        score, threshold = float(errors.mean()), self.threshold
+        if score >= threshold:
+            level = Level.ABOVE
+        elif score < threshold * self.config.clear_below:
+            level = Level.BELOW
+        else:
+            level = Level.BAND
+        evidence = self._evidence(score, threshold, errors, grid, values)
+        event = self.tracker.update(end, level, evidence)
+        self.last = Scored(end, score, threshold, self.tracker.is_open)
+        return self._emit(event)
+
     def _evidence(
-        self, score: float, threshold: float, errors: np.ndarray, start: float
+        self,
+        score: float,
+        threshold: float,
+        errors: np.ndarray,
+        grid: np.ndarray,
+        values: np.ndarray,
+    ) -> Evidence:
+        critical = score >= threshold * self.config.critical_above
+        severity = Severity.CRITICAL if critical else Severity.WARNING
+        start = float(grid[0])
+
+        def detail() -> Evidence:
+            # Built only for an event: most steps raise, clear and escalate nothing.
+            return self._explain(score, threshold, errors, grid, values, severity)
+
+        return Evidence(score, threshold, (), "", start, severity, detail=detail)
+
+    def _explain(
+        self,
+        score: float,
+        threshold: float,
+        errors: np.ndarray,
+        grid: np.ndarray,
+        values: np.ndarray,
+        severity: Severity,
     ) -> Evidence:
         top = top_signals(errors, self.slot.signals)
         share = ", ".join(f"{name} {pct:.0f}%" for name, pct in top)
@@ -130,8 +233,6 @@ class AssetDetector:
             reason = (
                 f"anomaly score {score:.3g} back under {threshold * self.config.clear_below:.3g}"
             )
-        critical = score >= threshold * self.config.critical_above
-        severity = Severity.CRITICAL if critical else Severity.WARNING
         names = tuple(name for name, _ in top)
         card = self.slot.card
         extra = {
@@ -139,7 +240,12 @@ class AssetDetector:
             "model_version": card.version,
             "shares": {name: round(pct, 1) for name, pct in top},
         }
-        return Evidence(score, threshold, names, reason, start, severity, extra)
+        signals = self.slot.signals
+
+        def window() -> dict[str, Any]:
+            return window_values(grid, values, [signals.index(n) for n in names], names)
+
+        return Evidence(score, threshold, names, reason, float(grid[0]), severity, extra, window)
 
     def _skip(self, end: float, problem: str) -> None:
         if problem != self.problem:
@@ -152,6 +258,22 @@ class AssetDetector:
         if self.problem:
             log.info("%s: scoring again", self.config.name)
         self.problem = ""
+
+
+def window_values(
+    grid: np.ndarray, values: np.ndarray, columns: list[int], names: tuple[str, ...]
+) -> dict[str, Any]:
+    """``{"ts": [...], "values": {signal: [...]}}``, at most :data:`EVIDENCE_POINTS` each."""
+    pick = np.unique(np.linspace(0, len(grid) - 1, min(len(grid), EVIDENCE_POINTS)).round()).astype(
+        int
+    )
+    return {
+        "ts": [round(float(t), 3) for t in grid[pick]],
+        "values": {
+            name: [float(f"{v:.5g}") for v in values[pick, col]]
+            for name, col in zip(names, columns, strict=True)
+        },
+    }
 
 
 def top_signals(

@@ -12,6 +12,13 @@ wins over the card inside the model). Each calibration also writes
 ``<stem>.card.v<N>.json`` and never deletes one; before the first calibration
 the shipped card is saved the same way. ``rollback`` puts the previous version
 back. A running agent picks the new card up at its next step (hot swap).
+
+Calibration that cannot hurt (``edge-agent calibrate``): only running rows are
+used (the asset's ``run_state``), never rows the agent recorded in alarm; fewer
+usable windows than ``calibrate.min_windows`` is a refusal; a threshold that
+would move by more than ``calibrate.max_change`` (either way) needs ``--force``;
+``--dry-run`` shows both cards and what each would have raised over the same
+history (:func:`would_raise`), and writes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ import numpy as np
 
 from edge_agent.detect.align import hold
 from edge_agent.detect.card import ModelCard, sidecar_paths
+from edge_agent.detect.lifecycle import Chatter, Evidence, Gate, Level, Tracker
+from edge_agent.detect.runstate import RunState
 from edge_agent.errors import ModelError
+from edge_agent.types import AlertKind, AlertState
 
 if TYPE_CHECKING:
     from edge_agent.detect.model import AnomalyModel
@@ -39,6 +49,7 @@ def history_segments(
     fill_limit: float,
     until: float | None = None,
     exclude: Series | None = None,
+    running: tuple[RunState, Series] | None = None,
 ) -> list[np.ndarray]:
     """Align raw series onto the step grid; the runs of complete rows ``[time, n]``.
 
@@ -49,6 +60,8 @@ def history_segments(
         until: last grid time to use; default the last sample.
         exclude: a recorded 0/1 alarm series (``detect.<asset>.alarm``): rows
             while it held 1 are not normal history and are left out.
+        running: the asset's run-state and its recorded signal: rows while the
+            machine was stopped are left out.
     """
     stamps = [np.asarray(ts, np.float64) for ts, _ in series if len(ts)]
     if len(stamps) < len(series):
@@ -69,6 +82,9 @@ def history_segments(
     if exclude is not None and len(exclude[0]):
         alarm = hold(np.asarray(exclude[0]), np.asarray(exclude[1]), grid, np.inf)
         complete &= ~(alarm > 0)
+    if running is not None:
+        run, (run_ts, run_values) = running
+        complete &= run.mask(np.asarray(run_ts), np.asarray(run_values), grid, 60.0)
     edges = np.flatnonzero(np.diff(np.concatenate(([0], complete.astype(np.int8), [0]))))
     return [matrix[a:b] for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
@@ -106,6 +122,45 @@ def fit_card(model: AnomalyModel, segments: Sequence[np.ndarray]) -> ModelCard:
         "calibrated_windows": len(scores),
     }
     return staged.card.replace(threshold=max(threshold, 1e-12), info=info)
+
+
+def usable_windows(segments: Sequence[np.ndarray], window: int) -> int:
+    """Windows the segments hold (a window never spans two segments)."""
+    return sum(len(s) - window + 1 for s in segments if len(s) >= window)
+
+
+def would_raise(
+    model: AnomalyModel,
+    segments: Sequence[np.ndarray],
+    raise_gate: Gate,
+    clear_gate: Gate,
+    clear_below: float,
+    chatter: Chatter | None = None,
+) -> tuple[int, int]:
+    """(windows at or above the threshold, alerts raised) over ``segments`` with ``model``'s card.
+
+    The alerts are counted with the live lifecycle (debounce and hysteresis), each
+    segment on its own, one window per step.
+    """
+    from edge_agent.detect.model import sliding_windows
+
+    card, above, raised = model.card, 0, 0
+    for segment in segments:
+        if len(segment) < card.window:
+            continue
+        scores = model.score(sliding_windows(model.normalise(segment), card.window))
+        above += int((scores >= card.threshold).sum())
+        tracker = Tracker("", "model", AlertKind.MODEL, raise_gate, clear_gate)
+        tracker.chatter = chatter or tracker.chatter
+        for i, score in enumerate(scores.tolist()):
+            level = Level.ABOVE if score >= card.threshold else Level.BAND
+            if score < card.threshold * clear_below:
+                level = Level.BELOW
+            event = tracker.update(
+                i * card.step, level, Evidence(score, card.threshold, (), "", 0.0)
+            )
+            raised += event is not None and event.state is AlertState.RAISED
+    return above, raised
 
 
 def version_path(model_path: Path, version: int) -> Path:

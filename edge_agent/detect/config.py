@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from edge_agent.detect.lifecycle import Gate
+from edge_agent.detect.lifecycle import Chatter, Gate
+from edge_agent.detect.runstate import check as check_run_state
 from edge_agent.schema import Duration, StrictModel
 
 
@@ -24,6 +25,21 @@ class DebounceConfig(StrictModel):
     def gate(self) -> Gate:
         """The lifecycle gate."""
         return Gate(min(self.k, self.n), self.n, self.for_)
+
+
+class CalibrateConfig(StrictModel):
+    """What ``edge-agent calibrate`` accepts before it writes a card."""
+
+    min_windows: int = Field(default=3600, ge=1)
+    max_change: float = Field(default=2.0, gt=1.0)
+
+
+class RebaselineConfig(StrictModel):
+    """The automatic "new normal": an alert open ``after`` on a steady state re-baselines."""
+
+    auto: Literal["off", "on"] = "off"
+    after: Duration = 1800.0
+    steady: float = Field(default=0.5, gt=0.0)
 
 
 class AssetConfig(StrictModel):
@@ -42,6 +58,14 @@ class AssetConfig(StrictModel):
     fill_limit: Duration | None = None
     settle: Duration = 2.0
     reload: Literal["watch", "off"] = "watch"
+    run_state: str | None = None
+    calibrate: CalibrateConfig = CalibrateConfig()
+    rebaseline: RebaselineConfig = RebaselineConfig()
+
+    @field_validator("run_state")
+    @classmethod
+    def _run_state(cls, value: str | None) -> str | None:
+        return None if value is None else check_run_state(value)
 
 
 class _RuleBase(StrictModel):
@@ -52,6 +76,12 @@ class _RuleBase(StrictModel):
     for_: Duration = Field(default=0.0, alias="for")
     clear_for: Duration = 0.0
     max_age: Duration = 60.0
+    run_state: str | None = None
+
+    @field_validator("run_state")
+    @classmethod
+    def _run_state(cls, value: str | None) -> str | None:
+        return None if value is None else check_run_state(value)
 
     @property
     def asset_name(self) -> str:
@@ -108,10 +138,24 @@ RuleConfig = Annotated[
 ]
 
 
+class AlarmsConfig(StrictModel):
+    """Alarm management shared by every alert: chattering and shelving."""
+
+    chatter_count: int = Field(default=3, ge=1)
+    chatter_within: Duration = 600.0
+    chatter_hold: Duration = 600.0
+    max_shelve: Duration = Field(default=8 * 3600.0, gt=0.0)
+
+    def chatter(self) -> Chatter:
+        """The lifecycle's chattering settings."""
+        return Chatter(self.chatter_count, self.chatter_within, self.chatter_hold)
+
+
 class DetectConfig(StrictModel):
     """Config of detection: assets scored by models, and rules."""
 
     interval: Duration = 1.0
+    alarms: AlarmsConfig = AlarmsConfig()
     assets: list[AssetConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
     source_down: Duration | Literal["off"] = 30.0

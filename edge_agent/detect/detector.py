@@ -11,6 +11,9 @@ alerts of the asset (info 90, warning 50, critical 20). An asset with rules
 only starts at 100. :meth:`Detector.samples` gives score, alarm and health as
 samples of ``detect.<asset>.score|alarm|health`` for the twin, shadow assets
 included (that is how shadow mode is recorded).
+
+Operator requests (:meth:`Detector.apply`: acknowledge, shelve, unshelve) name
+an open alert by its id (or a unique prefix of it) and return the update event.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from edge_agent.detect.align import SeriesSource
 from edge_agent.detect.asset import AssetDetector, Scored
 from edge_agent.detect.config import DetectConfig
 from edge_agent.detect.lifecycle import Tracker
+from edge_agent.detect.requests import Request
 from edge_agent.detect.rules import Rule
+from edge_agent.detect.runstate import RunState
 from edge_agent.detect.slot import ModelSlot
 from edge_agent.types import Alert, AlertState, Quality, Sample, Severity, SignalInfo
 
@@ -45,6 +50,16 @@ class Detector:
         self.rules = rules
         self._fresh: dict[str, Sample] = {}
         self._health: dict[str, float] = {}
+        for rule in rules:
+            # A rule without its own run-state follows its asset's.
+            owner = self.assets.get(rule.config.asset_name)
+            if rule.run is None and owner is not None:
+                rule.run = owner.run
+        chatter = config.alarms.chatter()
+        for asset in assets:
+            asset.tracker.chatter = chatter
+        for rule in rules:
+            rule.tracker.chatter = chatter
 
     @classmethod
     def load(cls, config: DetectConfig, resolve: Callable[[str], Path]) -> Detector:
@@ -64,7 +79,9 @@ class Detector:
     def signals(self) -> set[str]:
         """Every signal the windows must keep."""
         needed = {s for a in self.assets.values() for s in a.config.signals}
-        return needed | {r.config.signal for r in self.rules}
+        runs: list[RunState | None] = [a.run for a in self.assets.values()]
+        runs += [r.run for r in self.rules]
+        return needed | {r.config.signal for r in self.rules} | {r.signal for r in runs if r}
 
     def window_seconds(self) -> float:
         """How much history the windows must keep for every model and rule."""
@@ -116,6 +133,28 @@ class Detector:
                 orphans.append(_cleared(alert, now, "no longer configured: cleared at start"))
         return orphans
 
+    def apply(self, request: Request, now: float) -> tuple[Alert | None, str]:
+        """Apply an operator request to the open alert it names: (event or None, result line)."""
+        found = [
+            t for t in self._trackers().values() if t.open and t.open.id.startswith(request.alert)
+        ]
+        if len(found) != 1:
+            what = "no open alert" if not found else f"{len(found)} open alerts"
+            return None, f"refused: {what} with id {request.alert!r}"
+        tracker = found[0]
+        by = request.by or "operator"
+        if request.action == "ack":
+            event = tracker.acknowledge(now, by)
+        elif request.action == "shelve":
+            until = min(request.until, request.ts + self.config.alarms.max_shelve)
+            event = tracker.shelve(now, until, by)
+        else:
+            event = tracker.unshelve(now, f"unshelved by {by}")
+        name = f"{tracker.asset}/{tracker.cause}"
+        if event is None:
+            return None, f"{name}: nothing to change ({request.action} already in effect)"
+        return event, f"{name}: {event.reason}"
+
     def _trackers(self) -> dict[tuple[str, str], Tracker]:
         out = {(r.tracker.asset, r.tracker.cause): r.tracker for r in self.rules}
         for asset in self.assets.values():
@@ -137,7 +176,7 @@ class Detector:
             if asset.tracker.open is not None and asset.config.mode == "live":
                 out[name] = min(out[name], _CAPS[asset.tracker.open.severity])
         for rule in self.rules:
-            name = rule.config.asset_name
+            name = rule.tracker.asset
             cap = _CAPS[rule.tracker.open.severity] if rule.tracker.open else 100.0
             out[name] = min(out.get(name, 100.0), cap)
         return out

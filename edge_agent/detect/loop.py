@@ -2,6 +2,10 @@
 
 Steps run on the worker thread. Alerts the outbox refuses at stop are written to the
 spill file (:mod:`edge_agent.forward.spill`) and re-queued at the next start.
+
+Operator requests (``edge-agent alerts ack|shelve|unshelve``, queued in the outbox
+file by :mod:`edge_agent.detect.requests`) are taken at most once a second; their
+events are stored with the step's alerts, and only then is a request marked done.
 """
 
 from __future__ import annotations
@@ -9,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_agent.detect import requests
 from edge_agent.detect.detector import Detector
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.spill import write_spill
@@ -44,6 +50,10 @@ class DetectorLoop:
     cleared: int = 0
     refusing: bool = False
     spill: Path | None = None
+    requests: Path | None = None
+    updated: int = 0
+    _requests_db: sqlite3.Connection | None = None
+    _next_poll: float = 0.0
 
     async def detect_forever(self) -> None:
         """Step on a drift-free schedule; at stop, one last try for alerts not yet stored."""
@@ -52,6 +62,8 @@ class DetectorLoop:
         except asyncio.CancelledError:
             await self.put([])
             self._report_unsent()
+            if self._requests_db is not None:
+                self._requests_db.close()
             raise
 
     async def _steps(self) -> None:
@@ -68,8 +80,10 @@ class DetectorLoop:
 
     async def step(self, now: float) -> None:
         """One detection step: alerts stored first, then score/alarm/health to the twin."""
-        alerts, derived = await to_the_end(self.worker.run(self._step, now))
+        alerts, derived, done = await to_the_end(self.worker.run(self._step, now))
         await self.put(alerts)
+        if done and not self.refusing:
+            await to_the_end(self.worker.run(self._finish, done))
         if derived and self.recorder is not None:
             self.recorder.accept(derived)
         if alerts:
@@ -111,14 +125,44 @@ class DetectorLoop:
             for alert in self.unsent:
                 log.error("alert lost at shutdown (%s): %s", exc, json.dumps(alert.to_dict()))
 
-    def _step(self, now: float) -> tuple[list[Alert], list[Sample]]:
+    def _step(self, now: float) -> tuple[list[Alert], list[Sample], list[tuple[int, str]]]:
         alerts = self.detector.step(self.windows, now)
-        return alerts, self.detector.samples()
+        done: list[tuple[int, str]] = []
+        if self.requests is not None and now >= self._next_poll:
+            self._next_poll = now + 1.0
+            done = self._apply_requests(now, alerts)
+        return alerts, self.detector.samples(), done
+
+    def _apply_requests(self, now: float, alerts: list[Alert]) -> list[tuple[int, str]]:
+        assert self.requests is not None
+        try:
+            if self._requests_db is None:
+                self._requests_db = requests.connect(self.requests)
+            pending = requests.pending(self._requests_db)
+        except sqlite3.Error as exc:
+            log.warning("alert requests: cannot read %s: %s", self.requests, exc)
+            return []
+        done = []
+        for request in pending:
+            event, result = self.detector.apply(request, now)
+            if event is not None:
+                alerts.append(event)
+            log.info(
+                "alert request %d (%s %s): %s", request.n, request.action, request.alert, result
+            )
+            done.append((request.n, result))
+        return done
+
+    def _finish(self, done: list[tuple[int, str]]) -> None:
+        if self._requests_db is not None:
+            requests.finish(self._requests_db, done)
 
     def _count(self, alerts: list[Alert]) -> None:
         for alert in alerts:
             if alert.state == AlertState.RAISED:
                 self.raised += 1
-            else:
+            elif alert.state == AlertState.CLEARED:
                 self.cleared += 1
+            else:
+                self.updated += 1
             log.info("alert %s %s %s: %s", alert.state, alert.asset, alert.cause, alert.reason)

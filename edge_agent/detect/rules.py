@@ -17,9 +17,18 @@ what it sees into a :class:`~edge_agent.detect.lifecycle.Level`; a
 A rule that cannot see a fresh good value (BAD, missing, older than
 ``max_age``) reports UNKNOWN: it neither raises nor clears, and a ``for``
 streak restarts. ``bad_quality`` is the rule that watches for that.
+
+With a run-state (the rule's ``run_state``, else its asset's), a rule is not
+evaluated while the machine is stopped and its open alert clears, reason
+"machine stopped". ``bad_quality`` is the exception: a sensor or a link fails
+whether the machine runs or not. A raise carries the signal's recent values
+(``extra["evidence"]``, as model alerts do).
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -33,10 +42,16 @@ from edge_agent.detect.config import (
     _RuleBase,
 )
 from edge_agent.detect.lifecycle import Evidence, Gate, Level, Tracker
+from edge_agent.detect.runstate import RunState
 from edge_agent.schema import format_duration
 from edge_agent.types import Alert, AlertKind, Severity
 
 Verdict = tuple[Level, Evidence | None]
+
+EVIDENCE_POINTS = 60
+"""Values a rule alert carries at most."""
+RUN_MAX_AGE = 60.0
+"""How old the run-state signal's latest value may be to count (older: unknown, running)."""
 
 
 class Rule:
@@ -51,6 +66,7 @@ class Rule:
             Gate(hold=0.0 if config.type == "flatline" else config.for_),
             Gate(hold=config.clear_for),
         )
+        self.run = RunState.parse(config.run_state) if config.run_state else None
 
     def window_seconds(self) -> float:
         """History the rule reads from the windows."""
@@ -59,8 +75,18 @@ class Rule:
 
     def step(self, windows: SeriesSource, now: float) -> Alert | None:
         """Evaluate at ``now``; a raise or clear event, if any."""
+        if self.run is not None and not self._running(windows, now):
+            return self.tracker.stop(now, f"machine stopped ({self.run.describe()})")
         level, evidence = self.evaluate(windows, now)
+        if level is Level.ABOVE and evidence is not None and not self.tracker.is_open:
+            evidence = _with_values(evidence, self.config.signal, windows, now)
         return self.tracker.update(now, level, evidence)
+
+    def _running(self, windows: SeriesSource, now: float) -> bool:
+        # A sensor or a link fails whether the machine runs or not.
+        if self.run is None or self.config.type == "bad_quality":
+            return True
+        return self.run.over(windows, np.array([now]), RUN_MAX_AGE)
 
     def evaluate(self, windows: SeriesSource, now: float) -> Verdict:
         """The level of the rule's condition at ``now``."""
@@ -74,6 +100,25 @@ class Rule:
         return _bad_quality(c, windows, now)
 
 
+def _with_values(evidence: Evidence, signal: str, windows: SeriesSource, now: float) -> Evidence:
+    """The evidence with the signal's values since the condition began (at least a minute)."""
+    since = min(evidence.window_start, now - 60.0)
+
+    def values() -> dict[str, Any]:
+        ts, vals = windows.series(signal, since)
+        ts, vals = np.asarray(ts, np.float64), np.asarray(vals, np.float64)
+        keep = ts <= now
+        ts, vals = ts[keep], vals[keep]
+        pick = np.unique(np.linspace(0, len(ts) - 1, min(len(ts), EVIDENCE_POINTS)).round())
+        idx = pick.astype(int) if len(ts) else np.array([], int)
+        return {
+            "ts": [round(float(t), 3) for t in ts[idx]],
+            "values": {signal: [None if np.isnan(v) else float(f"{v:.5g}") for v in vals[idx]]},
+        }
+
+    return dataclasses.replace(evidence, values=values)
+
+
 def _evidence(c: _RuleBase, score: float, threshold: float, reason: str, start: float) -> Evidence:
     return Evidence(score, threshold, (c.signal,), reason, start, Severity(c.severity))
 
@@ -81,11 +126,13 @@ def _evidence(c: _RuleBase, score: float, threshold: float, reason: str, start: 
 def _latest(c: _RuleBase, windows: SeriesSource, now: float) -> tuple[float, float] | None:
     """(ts, value) of the latest sample within ``max_age``, if it is good."""
     ts, values = windows.series(c.signal, now - c.max_age)
-    ts = np.asarray(ts, np.float64)
-    causal = ts <= now
-    if not causal.any():
-        return None
-    i = int(np.flatnonzero(causal)[-1])
+    if len(ts) and ts[-1] <= now:  # the usual case: nothing newer than the step
+        i = len(ts) - 1
+    else:
+        causal = np.asarray(ts, np.float64) <= now
+        if not causal.any():
+            return None
+        i = int(np.flatnonzero(causal)[-1])
     value = float(values[i])
     return None if np.isnan(value) else (float(ts[i]), value)
 

@@ -4,9 +4,11 @@ Every message is one JSON object with ``"v": 1`` and a ``"type"``:
 
 ``alert``
     The alert event (see :meth:`edge_agent.types.Alert.to_dict`) plus ``gateway``,
-    ``event_id`` (``"<id>:<state>"``: the idempotency key; a redelivery carries
-    the same one) and ``seq`` (per sink, consecutive from 1: a gap means a lost
-    message; drops are also announced by a ``notice``).
+    ``event_id`` (``"<id>:<state>"`` for a raise or clear, ``"<id>:<state>:<n>"``
+    for the n-th update of an open alert (severity, acknowledged, shelved,
+    unshelved): the idempotency key; a redelivery carries the same one) and
+    ``seq`` (per sink, consecutive from 1: a gap means a lost message; drops are
+    also announced by a ``notice``).
 ``telemetry``
     A per-signal summary over ``[start, end)``: count, bad, min, max, mean, last;
     ``historical: true`` when it is delivered late (a backfill after an outage).
@@ -30,7 +32,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.types import Alert
+from edge_agent.types import Alert, AlertState
 
 VERSION = 1
 
@@ -85,10 +87,17 @@ def encode_alert(alert: Alert, gateway: str) -> bytes:
             "v": VERSION,
             "type": "alert",
             "gateway": gateway,
-            "event_id": f"{alert.id}:{alert.state}",
+            "event_id": event_id(alert),
             **body,
         }
     )
+
+
+def event_id(alert: Alert) -> str:
+    """The idempotency key of one alert event (unique per distinct event)."""
+    if alert.state in (AlertState.RAISED, AlertState.CLEARED):
+        return f"{alert.id}:{alert.state}"
+    return f"{alert.id}:{alert.state}:{alert.extra.get('update', 0)}"
 
 
 def encode_telemetry(summary: TelemetrySummary, gateway: str) -> bytes:

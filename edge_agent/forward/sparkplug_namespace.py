@@ -201,10 +201,10 @@ class Namespace:
         device = device_id(str(body.get("asset", "")))
         device = device if device in self.devices else NODE
         opened = self.open_alerts.setdefault(device, set())
-        if body.get("state") == "raised":
-            opened.add(str(body.get("id")))
-        else:
+        if body.get("state") == "cleared":
             opened.discard(str(body.get("id")))
+        else:  # a raise, or an update (severity, acknowledged, shelved) of an open alert
+            opened.add(str(body.get("id")))
         ts = float(body.get("window_end") or 0.0)
         values: dict[str, Any] = {
             "Alert/Active": bool(opened), "Alert/Open Count": len(opened),

@@ -68,6 +68,8 @@ def test_noisy_scores_around_the_threshold_do_not_flap(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
     band = list(np.sqrt(rng.uniform(0.82, 1.3, size=80)))
     alerts = run(det, windows, [1.5] * 8 + band + [0.0] * 10, t0=T0 + 64)
+    # (Raised as warning on the first windows of the fault, escalated once they are critical.)
+    alerts = [a for a in alerts if a.state is not AlertState.SEVERITY]
     assert [a.state for a in alerts] == [AlertState.RAISED, AlertState.CLEARED]
     assert alerts[1].window_end >= T0 + 64 + 8 + 80
 

@@ -225,14 +225,24 @@ def test_replay_runs_the_assets_rules_and_writes_alert_events(tmp_path: Path) ->
     causes = [(e["cause"], e["state"]) for e in events]
     # The fault (80-100 s) raises the model alert and, after 3 s above 1.0, the rule;
     # the rule on a signal without a column and the other asset's rule are left out.
+    # The model alert escalates to critical once its windows are deep in the fault.
     assert causes == [
         ("model", "raised"),
         ("hot", "raised"),
+        ("model", "severity"),
         ("hot", "cleared"),
         ("model", "cleared"),
     ]
     hot = events[1]
     assert hot["window_end"] - T0 >= 83 and "for 3s" in hot["reason"]
+    # Each raise carries the window's values of its top signals (bounded).
+    shown = hot["extra"]["evidence"]
+    assert len(shown["ts"]) == len(shown["values"]["pump.temp"]) <= 60
+    assert max(shown["values"]["pump.temp"]) > 1.0
+    model = events[0]["extra"]["evidence"]
+    assert list(model["values"]) == events[0]["signals"]
+    assert events[2]["severity"] == "critical" and events[2]["extra"]["update"] == 1
+    assert events[2]["id"] == events[0]["id"] == events[4]["id"]
 
 
 def test_scores_are_causal(tmp_path: Path) -> None:
