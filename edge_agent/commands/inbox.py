@@ -47,7 +47,7 @@ class CommandInbox:
         tasks: set[asyncio.Task[None]] = set()
         try:
             async for message in client.messages:
-                task = asyncio.create_task(self._answer(client, bytes(message.payload or b"")))  # type: ignore[arg-type]
+                task = asyncio.create_task(self._answer(client, bytes(message.payload or b"")))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         except aiomqtt.MqttError as exc:

@@ -110,7 +110,8 @@ class Policy:
         gap = self.config.min_interval if gap is None else gap
         last = self.last.get(signal)
         if last is not None and now - last < gap:
-            return f"rate limit: one write per {gap:g} s to {signal}; next in {gap - (now - last):.2f} s"
+            wait = gap - (now - last)
+            return f"rate limit: one write per {gap:g} s to {signal}; next in {wait:.2f} s"
         return None
 
     def begin(self, signal: str, now: float) -> None:

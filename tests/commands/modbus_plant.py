@@ -78,7 +78,7 @@ async def modbus_plant(port: int) -> AsyncIterator[tuple[ModbusTcpServer, Trace]
     try:
         yield server, trace
     finally:
-        await server.shutdown()
+        await server.shutdown()  # type: ignore[no-untyped-call]
 
 
 def plant_config(port: int, **extra: Any) -> ModbusSourceConfig:
@@ -91,5 +91,6 @@ def plant_config(port: int, **extra: Any) -> ModbusSourceConfig:
 
 async def server_words(server: ModbusTcpServer, fc: int, address: int, count: int) -> list[Any]:
     """What the server's memory holds (read without going through the client)."""
-    values: list[Any] = await server.context.async_getValues(1, fc, address, count)
+    values = await server.context.async_getValues(1, fc, address, count)
+    assert isinstance(values, list), values
     return values

@@ -20,10 +20,11 @@ from edge_agent.forward.mqtt import MqttSink
 from edge_agent.forward.sparkplug import SparkplugSink
 from edge_agent.forward.sparkplug_config import SparkplugSinkConfig
 from edge_agent.sources.modbus.source import ModbusSource
-from edge_agent.sources.poll import PollStats, poll_forever
+from edge_agent.sources.poll import PollStats
 from edge_agent.types import Sample
 from tests.commands.modbus_plant import WRITES_ON, modbus_plant, plant_config
-from tests.forward.conftest import Mosquitto, broker  # noqa: F401 (fixture)
+from tests.commands.polling import start_polling
+from tests.forward.conftest import Mosquitto
 from tests.forward.sparkplug_host import Host, sparkplug_host
 
 
@@ -40,11 +41,7 @@ async def polled_plant(port: int, seen: list[Sample]) -> AsyncIterator[ModbusSou
     """The Modbus plant, polled by a source every 50 ms."""
     async with modbus_plant(port) as _:
         source = ModbusSource(plant_config(port))
-        stats = PollStats()
-        task = asyncio.create_task(poll_forever(source, seen.extend, stats))
-        async with asyncio.timeout(5):
-            while not stats.connected:
-                await asyncio.sleep(0.01)
+        task = await start_polling(source, seen, PollStats())
         try:
             yield source
         finally:
@@ -80,7 +77,7 @@ async def test_mqtt_json_commands_each_get_exactly_one_reply(broker: Mosquitto, 
                 await host.publish("edge-agent/gw1/cmd", body, qos=1)
             async with asyncio.timeout(30):
                 async for message in host.messages:
-                    replies.append(json.loads(bytes(message.payload)))  # type: ignore[arg-type]
+                    replies.append(json.loads(bytes(message.payload)))
                     if len(replies) == len(payloads):
                         break
     ids = Counter(r["id"] for r in replies)

@@ -13,7 +13,7 @@ from edge_agent.commands.executor import Executor
 from edge_agent.commands.policy import Command, Reply
 from edge_agent.sources.modbus.source import ModbusSource
 from edge_agent.sources.modbus.write import decode, encode
-from edge_agent.sources.poll import PollStats, poll_forever
+from edge_agent.sources.poll import PollStats
 from edge_agent.types import Sample
 from tests.commands.modbus_plant import (
     CLAMP_AT,
@@ -23,8 +23,11 @@ from tests.commands.modbus_plant import (
     plant_config,
     server_words,
 )
+from tests.commands.polling import start_polling
 
-RANGES = {r["name"]: (r["write"].get("min"), r["write"].get("max")) for r in REGISTERS if "write" in r}
+RANGES = {
+    r["name"]: (r["write"].get("min"), r["write"].get("max")) for r in REGISTERS if "write" in r
+}
 
 
 def _f32_cdab(words: list[int]) -> float:
@@ -85,17 +88,13 @@ def _script(rng: random.Random, i: int) -> tuple[str, Any, str]:
 
 
 async def _poll(source: ModbusSource, stats: PollStats, seen: list[Sample]) -> asyncio.Task[None]:
-    task = asyncio.create_task(poll_forever(source, seen.extend, stats))
-    async with asyncio.timeout(5):
-        while not stats.connected:
-            await asyncio.sleep(0.01)
-    return task
+    return await start_polling(source, seen, stats)
 
 
 async def test_a_thousand_scripted_writes_end_as_scripted_and_polling_goes_on(port: int) -> None:
     async with modbus_plant(port) as (server, trace):
         source = ModbusSource(plant_config(port))
-        audit, stats, seen = Audit(), PollStats(), []
+        audit, stats, seen = Audit(), PollStats(), list[Sample]()
         poll = await _poll(source, stats, seen)
         executor = _executor(source, audit)
         rng = random.Random(14)
@@ -110,14 +109,18 @@ async def test_a_thousand_scripted_writes_end_as_scripted_and_polling_goes_on(po
             if status == "done":
                 fc, address, count, view = DEVICE_VIEW[name]
                 on_device = view(await server_words(server, fc, address, count))
-                assert on_device == reply.read_back or abs(on_device - value) < 1e-4 * max(1, abs(value))
+                assert on_device == reply.read_back or abs(on_device - value) < 1e-4 * max(
+                    1, abs(value)
+                )
                 assert abs(float(reply.read_back or 0) - float(value)) <= 1e-4 * max(1, abs(value))
             else:
                 assert reply.reason
         elapsed = loop.time() - started
         poll.cancel()
         await asyncio.gather(poll, return_exceptions=True)
-    assert len(audit.replies) == 1000 and [r.id for r in audit.replies] == [f"c{i}" for i in range(1000)]
+    assert len(audit.replies) == 1000 and [r.id for r in audit.replies] == [
+        f"c{i}" for i in range(1000)
+    ]
     assert min(outcomes.values()) > 50, outcomes
     assert {5, 6, 15, 16} <= set(trace.codes)
     ticks = elapsed / source.config.interval
@@ -127,7 +130,7 @@ async def test_a_thousand_scripted_writes_end_as_scripted_and_polling_goes_on(po
 async def test_refusals_and_failures_say_why(port: int) -> None:
     async with modbus_plant(port) as (_server, _trace):
         source = ModbusSource(plant_config(port))
-        audit, stats, seen = Audit(), PollStats(), []
+        audit, stats, seen = Audit(), PollStats(), list[Sample]()
         poll = await _poll(source, stats, seen)
         executor = _executor(source, audit)
         cases = [
@@ -143,7 +146,8 @@ async def test_refusals_and_failures_say_why(port: int) -> None:
             ("plc.sp_u16", 12.3, "done", ""),
         ]
         for i, (signal, value, status, reason) in enumerate(cases):
-            reply = await executor.execute(Command(str(i), signal, value, "test"))
+            assert isinstance(value, int | float | str)
+            reply = await executor.execute(Command(str(i), signal, value, "test"))  # type: ignore[arg-type]
             assert (reply.status, reason in reply.reason) == (status, True), reply
         poll.cancel()
         await asyncio.gather(poll, return_exceptions=True)
@@ -152,7 +156,7 @@ async def test_refusals_and_failures_say_why(port: int) -> None:
 async def test_concurrent_commands_each_get_one_reply_and_the_rate_limit_holds(port: int) -> None:
     async with modbus_plant(port) as (_server, _trace):
         source = ModbusSource(plant_config(port))
-        audit, stats, seen = Audit(), PollStats(), []
+        audit, stats, seen = Audit(), PollStats(), list[Sample]()
         poll = await _poll(source, stats, seen)
         executor = Executor(
             WritesConfig.model_validate({"mode": "on", "min_interval": "60s"}),
@@ -174,7 +178,7 @@ async def test_concurrent_commands_each_get_one_reply_and_the_rate_limit_holds(p
 async def test_a_redelivered_id_is_not_written_twice(port: int) -> None:
     async with modbus_plant(port) as (_server, trace):
         source = ModbusSource(plant_config(port))
-        audit, stats, seen = Audit(), PollStats(), []
+        audit, stats, seen = Audit(), PollStats(), list[Sample]()
         poll = await _poll(source, stats, seen)
         executor = _executor(source, audit)
         first = await executor.execute(Command("same", "plc.sp_multi", 9, "test"))

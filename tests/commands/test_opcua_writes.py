@@ -16,8 +16,9 @@ from edge_agent.commands.executor import Executor
 from edge_agent.commands.policy import Command, Reply
 from edge_agent.sources.opcua.config import OpcuaSourceConfig
 from edge_agent.sources.opcua.source import OpcuaSource
-from edge_agent.sources.poll import PollStats, poll_forever
+from edge_agent.sources.poll import PollStats
 from edge_agent.types import Sample
+from tests.commands.polling import start_polling
 from tests.conftest import free_port
 from tests.sources.opcua_server import NS, TestServer, ua
 
@@ -51,7 +52,9 @@ async def _add_nodes(test_server: TestServer) -> None:
     )
     for name, value, kind, writable, _ in NODES:
         variant = ua.Variant(value, getattr(ua.VariantType, kind))
-        var = await folder.add_variable(ua.NodeId(f"W.{name}", idx), ua.QualifiedName(name, idx), variant)
+        var = await folder.add_variable(
+            ua.NodeId(f"W.{name}", idx), ua.QualifiedName(name, idx), variant
+        )
         if writable:
             await var.set_writable()
         test_server.nodes[name] = var
@@ -61,7 +64,13 @@ def _config(url: str) -> OpcuaSourceConfig:
     nodes = [{"name": n, "node": f"ns=2;s=W.{n}", "write": w} for n, _, _, _, w in NODES]
     nodes.append({"name": "temp", "path": "0:Objects/2:Plant/2:Pump1/2:Temperature"})
     return OpcuaSourceConfig.model_validate(
-        {"type": "opcua", "name": "ua", "url": url, "interval": "50ms", "groups": [{"nodes": nodes}]}
+        {
+            "type": "opcua",
+            "name": "ua",
+            "url": url,
+            "interval": "50ms",
+            "groups": [{"nodes": nodes}],
+        }
     )
 
 
@@ -95,10 +104,7 @@ def _held(kind: str, value: Any) -> float:
 async def test_a_thousand_scripted_writes_end_as_scripted_while_polling(server: TestServer) -> None:
     source = OpcuaSource(_config(server.url))
     audit, stats, seen = Audit(), PollStats(), list[Sample]()
-    poll = asyncio.create_task(poll_forever(source, seen.extend, stats))
-    async with asyncio.timeout(10):
-        while not stats.connected:
-            await asyncio.sleep(0.01)
+    poll = await start_polling(source, seen, stats)
     executor = Executor(WRITES_ON, [source], {i.signal for i in source.signals()}, audit)
     rng, outcomes = random.Random(7), Counter[str]()
     kinds = {n: w["type"] for n, _, _, _, w in NODES}

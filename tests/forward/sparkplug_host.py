@@ -203,7 +203,6 @@ class Host:
         assert self.client is not None
         await self.client.publish(f"spBv1.0/{group}/NCMD/{node}", encode_rebirth(ts_ms), qos=0)
 
-
     async def write(self, topic: str, values: dict[str, float | bool], ts_ms: int) -> None:
         """Send an NCMD or DCMD (``topic``) writing ``values``."""
         assert self.client is not None

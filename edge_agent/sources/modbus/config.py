@@ -82,7 +82,9 @@ class ModbusRegisterConfig(StrictModel):
                 " the whole register, which could undo a change the device just made"
             )
         if write.function == "single" and self.width > 1:
-            raise ValueError(f"write.function single writes one register; {self.data_type} has {self.width}")
+            raise ValueError(
+                f"write.function single writes one register; {self.data_type} has {self.width}"
+            )
         if self.data_type != "bool":
             write.needs_range(self.data_type)
         if self.scale == 0:

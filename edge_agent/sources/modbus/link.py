@@ -255,8 +255,9 @@ class ModbusLink:
             self._busy = False
         return _reply(response, table, count)
 
-
-    async def write(self, unit: int, function: int, address: int, values: list[int] | list[bool]) -> Reply:
+    async def write(
+        self, unit: int, function: int, address: int, values: list[int] | list[bool]
+    ) -> Reply:
         """Write with function code 5, 6, 15 or 16; no retry (a write is not repeated blindly).
 
         Returns:

@@ -50,7 +50,7 @@ def typed(kind: str, value: float | int | bool) -> tuple[Any, float]:
         low, high = _INTEGER_RANGES[kind]
         if float(value) != round(value) or not low <= round(value) <= high:
             raise ValueError(f"{value!r} is not a whole number within {kind} ({low}..{high})")
-        return int(round(value)), float(round(value))
+        return round(value), float(round(value))
     if kind == "Float":
         try:
             single = struct.unpack("<f", struct.pack("<f", value))[0]
@@ -71,6 +71,7 @@ async def write_signal(
         SourceError: the session failed.
     """
     from asyncua import ua
+    from asyncua.ua.uaerrors import UaStatusCodeError
 
     from edge_agent.sources.opcua.session import resolve, translate_errors
 
@@ -86,7 +87,7 @@ async def write_signal(
         variant = ua.Variant(python_value, getattr(ua.VariantType, write.type))
         try:
             await node.write_value(ua.DataValue(variant))
-        except ua.UaStatusCodeError as exc:
+        except UaStatusCodeError as exc:
             raise WriteError(f"server refused the write ({ua.StatusCode(exc.code).name})") from exc
         data = await node.read_data_value(raise_on_bad_status=False)
     return ReadBack(expected, _actual(data))
