@@ -77,8 +77,12 @@ async def _agent_side(broker: int, modbus: int, folder: Path, count: int) -> lis
         "registers": [{"name": f"sp{i}", "address": i, "write": {"min": 0, "max": 1000}}
                       for i in range(2)] + [{"name": "level", "address": 10}],
     })  # fmt: skip
-    source, stats, seen = ModbusSource(config), PollStats(), list[Sample]()
-    poll = asyncio.create_task(poll_forever(source, seen.extend, stats))
+    source, stats, first = ModbusSource(config), PollStats(), asyncio.Event()
+
+    def emit(_samples: list[Sample]) -> None:
+        first.set()
+
+    poll = asyncio.create_task(poll_forever(source, emit, stats))
     pool = ThreadPoolExecutor(1)
     outbox = Outbox.open(folder / "outbox.db", OutboxConfig(), ["cloud"])
 
@@ -93,8 +97,7 @@ async def _agent_side(broker: int, modbus: int, folder: Path, count: int) -> lis
     writes = WritesConfig.model_validate({"mode": "on", "min_interval": "0s"})
     sink.commands = Executor(writes, [source], {"plc.sp0", "plc.sp1", "plc.level"}, audit)
     try:
-        while not stats.connected:
-            await asyncio.sleep(0.05)
+        await first.wait()
         async with sink:
             return await _requests(broker, count)
     finally:

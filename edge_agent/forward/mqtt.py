@@ -228,7 +228,9 @@ class MqttSink:
         if topic is None:
             cfg = self.config
             template = {
-                "alert": cfg.topic, "telemetry": cfg.telemetry_topic, "command": cfg.audit_topic
+                "alert": cfg.topic,
+                "telemetry": cfg.telemetry_topic,
+                "command": cfg.audit_topic,
             }.get(record.kind, cfg.notice_topic)
             topic = self._topics[key] = topic_for(template, record.gateway, record.asset)
         return topic

@@ -107,6 +107,8 @@ async def test_a_thousand_scripted_writes_end_as_scripted_while_polling(server: 
     poll = await start_polling(source, seen, stats)
     executor = Executor(WRITES_ON, [source], {i.signal for i in source.signals()}, audit)
     rng, outcomes = random.Random(7), Counter[str]()
+    loop = asyncio.get_running_loop()
+    started, reads_before = loop.time(), stats.reads
     kinds = {n: w["type"] for n, _, _, _, w in NODES}
     for i in range(1000):
         name, value, status = _script(rng)
@@ -118,11 +120,11 @@ async def test_a_thousand_scripted_writes_end_as_scripted_while_polling(server: 
             assert float(on_server) == reply.read_back == _held(kinds[name], value)
         else:
             assert reply.reason
-    reads = stats.reads
+    reads, ticks = stats.reads - reads_before, (loop.time() - started) / 0.05
     poll.cancel()
     await asyncio.gather(poll, return_exceptions=True)
     assert len(audit.replies) == 1000 and min(outcomes.values()) > 50, outcomes
-    assert reads > 20 and stats.skipped_ticks < reads
+    assert reads >= 0.5 * ticks, (reads, ticks)  # the session's polls went on meanwhile
 
 
 async def test_refusals_and_failures_say_why(server: TestServer) -> None:
