@@ -19,6 +19,7 @@ BENCHMARKS = (
     "inference",
     "detect_step",
     "forward_drain",
+    "command_latency",
     "sim_plant",
     "skab_eval",
     "skab_holdout",

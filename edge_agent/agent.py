@@ -17,6 +17,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+from edge_agent.commands.attach import attach_commands, outbox_audit
 from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.loop import DetectorLoop
@@ -160,6 +161,8 @@ async def _supervise(
         spill=_spill_path(config),
         requests=config.data_path(config.outbox.path),
     )
+    audit = outbox_audit(outbox, worker.run, config.agent.id, infos, lambda: _wake_all(wakes))
+    attach_commands(config.writes, sources, sinks, infos, audit)
     polls = [(source, PollStats()) for source in sources]
     links = {sink.config.name: LinkState() for sink in sinks}
     view = AgentView(config.agent.id, polls, recorder, detect, outbox)

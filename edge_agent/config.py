@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from edge_agent.commands.config import WritesConfig
 from edge_agent.config_errors import YamlPath, describe, format_path, nearest_line
 from edge_agent.config_yaml import load_yaml, read_config_bytes
 from edge_agent.detect.config import DetectConfig, ThresholdRuleConfig
@@ -81,6 +82,7 @@ class AgentConfig(StrictModel):
     sinks: list[SinkConfig] = Field(default_factory=list)
     metrics: MetricsConfig = MetricsConfig()
     web: WebConfig = WebConfig()
+    writes: WritesConfig = WritesConfig()
     _base_dir: Path = PrivateAttr(default=Path("."))
     _file: Path = PrivateAttr(default=Path("config.yaml"))
     _lines: dict[YamlPath, int] = PrivateAttr(default_factory=dict)

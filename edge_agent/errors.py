@@ -6,8 +6,10 @@
     ├── ConfigError     bad YAML or values; startup only -> exit code 78 (EX_CONFIG)
     ├── SourceError     link to a device failed; its poll loop backs off and re-enters
     ├── ModelError      model file missing, corrupt, or its inputs don't match the config
-    └── DeliveryError   upstream unavailable; the outbox keeps the batch
-        └── RejectedError   upstream refused the payload itself
+    ├── DeliveryError   upstream unavailable; the outbox keeps the batch
+    │   └── RejectedError   upstream refused the payload itself
+    └── WriteError      a device write was refused by the device or not answered;
+                        the command's reply says ``failed`` with this reason
 
 Library exceptions are translated once, at the boundary
 (``raise SourceError(...) from exc``). A device that refuses a read
@@ -41,3 +43,7 @@ class DeliveryError(AgentError):
 
 class RejectedError(DeliveryError):
     """Upstream refused the payload itself: drop it and count it."""
+
+
+class WriteError(AgentError):
+    """A device write failed: the device refused it, did not answer, or is not connected."""

@@ -168,3 +168,17 @@ class SignalInfo:
     asset: str = ""
     unit: str = ""
     description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBack:
+    """What a device write left on the device.
+
+    Attributes:
+        expected: the value the written registers or Variant stand for (the command's
+            value as the device's type holds it: a float32 rounds, a scale quantises).
+        actual: the value read back from the device after the write.
+    """
+
+    expected: float
+    actual: float

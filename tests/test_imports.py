@@ -15,7 +15,7 @@ from pathlib import Path
 import edge_agent
 
 PACKAGE = Path(edge_agent.__file__).parent
-STAGES = ("sources", "twin", "detect", "forward", "web", "sim", "train")
+STAGES = ("sources", "twin", "detect", "forward", "commands", "web", "sim", "train")
 HEAVY = ("numpy", "onnxruntime", "pymodbus", "asyncua", "aiomqtt", "httpx", "prometheus_client")
 
 

@@ -58,7 +58,7 @@ def status_command(args: argparse.Namespace) -> int:
     return 0
 
 
-_CLASSES = ("alert", "telemetry")
+_CLASSES = ("alert", "command", "telemetry")
 _COUNTERS = ("dropped_alert", "dropped_telemetry", "rejected")
 
 

@@ -68,7 +68,9 @@ class MqttSinkConfig(SinkSettings):
 
     Topics are templates with ``{gateway}`` (``agent.id``) and ``{asset}``. The broker is
     ``host``/``port``, or a cluster's ``servers`` walked on failure (see
-    :mod:`edge_agent.forward.brokers`).
+    :mod:`edge_agent.forward.brokers`). With ``commands: on`` the sink takes write
+    commands on ``command_topic`` and answers on ``reply_topic``; audit events of
+    commands go to ``audit_topic`` (see :mod:`edge_agent.commands.message`).
     """
 
     type: Literal["mqtt"]
@@ -92,8 +94,15 @@ class MqttSinkConfig(SinkSettings):
     telemetry_topic: str = "edge-agent/{gateway}/telemetry/{asset}"
     notice_topic: str = "edge-agent/{gateway}/notice"
     status_topic: str = "edge-agent/{gateway}/status"
+    commands: Literal["on", "off"] = "off"
+    command_topic: str = "edge-agent/{gateway}/cmd"
+    reply_topic: str = "edge-agent/{gateway}/cmd/reply"
+    audit_topic: str = "edge-agent/{gateway}/audit"
 
-    @field_validator("topic", "telemetry_topic", "notice_topic", "status_topic")
+    @field_validator(
+        "topic", "telemetry_topic", "notice_topic", "status_topic", "command_topic",
+        "reply_topic", "audit_topic",
+    )  # fmt: skip
     @classmethod
     def _template(cls, value: str) -> str:
         keys = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}

@@ -14,10 +14,13 @@ Every message is one JSON object with ``"v": 1`` and a ``"type"``:
     ``historical: true`` when it is delivered late (a backfill after an outage).
 ``notice``
     Store-and-forward housekeeping: ``dropped`` holds the running totals of rows
-    the outbox had to drop for this sink (``alert``, ``telemetry``). Or ``lost``:
-    the outbox file was found damaged at start and replaced; ``file`` names the
-    copy kept aside, ``reason`` the damage, ``alert`` and ``telemetry`` the rows
-    that were waiting in it (null where the damaged file could not tell).
+    the outbox had to drop for this sink (``alert``, ``telemetry``; ``command`` once
+    audit events of commands were dropped). Or ``lost``: the outbox file was found
+    damaged at start and replaced; ``file`` names the copy kept aside, ``reason`` the
+    damage, ``alert`` and ``telemetry`` the rows that were waiting in it (null where
+    the damaged file could not tell).
+``command``
+    The audit event of a write command (see :mod:`edge_agent.commands.message`).
 ``status``
     The retained birth / last-will message: ``state`` is ``online`` or ``offline``.
 
@@ -122,7 +125,9 @@ def encode_telemetry(summary: TelemetrySummary, gateway: str) -> bytes:
     )
 
 
-def encode_notice(gateway: str, dropped_alerts: int, dropped_telemetry: int, ts: float) -> bytes:
+def encode_notice(
+    gateway: str, dropped_alerts: int, dropped_telemetry: int, ts: float, dropped_commands: int = 0
+) -> bytes:
     """The payload announcing how many rows the outbox dropped (running totals)."""
     return _dumps(
         {
@@ -130,7 +135,8 @@ def encode_notice(gateway: str, dropped_alerts: int, dropped_telemetry: int, ts:
             "type": "notice",
             "gateway": gateway,
             "ts": ts,
-            "dropped": {"alert": dropped_alerts, "telemetry": dropped_telemetry},
+            "dropped": {"alert": dropped_alerts, "telemetry": dropped_telemetry}
+            | ({"command": dropped_commands} if dropped_commands else {}),
         }
     )
 

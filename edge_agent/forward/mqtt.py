@@ -37,6 +37,8 @@ from edge_agent.forward.outbox import Record
 if TYPE_CHECKING:
     import aiomqtt
 
+    from edge_agent.commands.executor import Executor
+
 log = logging.getLogger(__name__)
 
 _TOPIC_UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_"})
@@ -92,6 +94,9 @@ class MqttSink:
         self._client: aiomqtt.Client | None = None
         self._topics: dict[tuple[str, str, str], str] = {}
         self._walk = BrokerWalk(config.brokers())
+        self.commands: Executor | None = None
+        """Set by the agent when ``commands: on``: commands are read and answered."""
+        self._inbox: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
@@ -156,10 +161,28 @@ class MqttSink:
         topic, payload = self._status("online")
         try:
             await self._publish(topic, payload, retain=True)
+            await self._take_commands(self._client)
         except DeliveryError:
             await self.__aexit__(None, None, None)
             raise
         return self
+
+    async def _take_commands(self, client: aiomqtt.Client) -> None:
+        """Subscribe to the command topic and answer commands while connected."""
+        import aiomqtt
+
+        from edge_agent.commands.inbox import CommandInbox
+
+        if self.commands is None or self.config.commands != "on":
+            return
+        cfg = self.config
+        try:
+            await client.subscribe(topic_for(cfg.command_topic, self.gateway, ""), qos=1)
+        except aiomqtt.MqttError as exc:
+            raise DeliveryError(f"{self.name}: cannot subscribe to commands: {exc}") from exc
+        reply_topic = topic_for(cfg.reply_topic, self.gateway, "")
+        inbox = CommandInbox(self.commands, f"mqtt:{self.name}", self.gateway, reply_topic)
+        self._inbox = asyncio.create_task(inbox.serve(client))
 
     async def _connect(self, broker: Broker) -> aiomqtt.Client:
         import aiomqtt
@@ -184,6 +207,10 @@ class MqttSink:
         import aiomqtt
 
         client, self._client = self._client, None
+        if self._inbox is not None:
+            self._inbox.cancel()
+            await asyncio.gather(self._inbox, return_exceptions=True)
+            self._inbox = None
         if client is None:
             return
         topic, payload = self._status("offline")
@@ -200,9 +227,11 @@ class MqttSink:
         topic = self._topics.get(key)
         if topic is None:
             cfg = self.config
-            template = {"alert": cfg.topic, "telemetry": cfg.telemetry_topic}.get(
-                record.kind, cfg.notice_topic
-            )
+            template = {
+                "alert": cfg.topic,
+                "telemetry": cfg.telemetry_topic,
+                "command": cfg.audit_topic,
+            }.get(record.kind, cfg.notice_topic)
             topic = self._topics[key] = topic_for(template, record.gateway, record.asset)
         return topic
 

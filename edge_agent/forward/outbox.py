@@ -11,8 +11,9 @@ Bounds (``max_rows``, ``max_bytes``) apply to each sink's backlog. When a put go
 over, rows are dropped in this order until it fits:
 
 1. telemetry, oldest first (alerts are never dropped to make room for telemetry);
-2. cleared alerts, oldest first (their raise is what an operator acts on);
-3. raised alerts, oldest first (only when alerts alone exceed the bound).
+2. audit events of commands, oldest first (the journal keeps a line of each);
+3. cleared alerts, oldest first (their raise is what an operator acts on);
+4. raised alerts, oldest first (only when alerts alone exceed the bound).
 
 Rows of the batch in flight are never dropped. Each drop is counted (persisted),
 logged at ERROR, and announced upstream: the next batch taken after a drop starts
@@ -44,9 +45,10 @@ from edge_agent.types import Alert, AlertState
 
 log = logging.getLogger(__name__)
 
-ALERT, TELEMETRY = 0, 1
+ALERT, TELEMETRY, COMMAND = 0, 1, 2
 NOTICE = "notice"  # the state of a notice row (class ALERT: delivered first, dropped last)
-CLASSES = {ALERT: "alert", TELEMETRY: "telemetry"}
+# in the order take() serves them: audit events of commands right after alerts
+CLASSES = {ALERT: "alert", COMMAND: "command", TELEMETRY: "telemetry"}
 ROW_OVERHEAD = 64  # bytes of SQLite bookkeeping per row, counted so the bound means disk
 
 _SCHEMA = """
@@ -71,12 +73,12 @@ class Record:
 
     Attributes:
         row: the outbox row id (0 for a notice, which is no row).
-        kind: ``alert``, ``telemetry`` or ``notice``.
+        kind: ``alert``, ``command`` (audit event), ``telemetry`` or ``notice``.
         gateway: the gateway id the message is from.
         asset: the asset it concerns ("" when none).
         body: the encoded JSON payload (see :mod:`edge_agent.forward.encode`).
         size: bytes the row counts against the bound.
-        cls: priority class (0 alert, 1 telemetry; -1 notice).
+        cls: priority class (0 alert, 2 command, 1 telemetry; -1 notice).
     """
 
     row: int
@@ -105,7 +107,7 @@ class Outbox:
         self._counters: dict[tuple[str, str], int] = {}
         self._inflight: dict[str, set[int]] = {}
         self._after: dict[str, dict[int, int]] = {}
-        self._notice: dict[str, tuple[int, int]] = {}
+        self._notice: dict[str, tuple[int, ...]] = {}
 
     @classmethod
     def open(cls, path: Path, config: OutboxConfig, sinks: Sequence[str]) -> Outbox:
@@ -173,6 +175,11 @@ class Outbox:
             for a in alerts
         ]
         self._put(items, self.sinks, now, alerts=alerts)
+
+    def put_commands(self, events: Sequence[tuple[str, float, bytes]], gateway: str) -> None:
+        """Store audit events of commands (``(asset, ts, body)``), one row per sink."""
+        items = [(COMMAND, "", gateway, asset, ts, body) for asset, ts, body in events]
+        self._put(items, self.sinks, time.time())
 
     def open_alerts(self) -> list[Alert]:
         """The raise events of the alerts open now (as last stored)."""
@@ -284,6 +291,7 @@ class Outbox:
         dropped: dict[str, int] = {}
         steps = (
             (TELEMETRY, None, "telemetry"),
+            (COMMAND, None, "command audit events"),
             (ALERT, str(AlertState.CLEARED), "cleared alerts"),
             (ALERT, None, "alerts"),
         )
@@ -398,9 +406,10 @@ class Outbox:
             return None
         if self._notice.get(sink) == totals:
             return None  # already in a batch in flight
-        self._notice[sink] = (totals[0], totals[1])
+        self._notice[sink] = totals
         gateway = batch[0].gateway if batch else self._last_gateway(sink)
-        body = encode_notice(gateway, totals[0], totals[1], now)
+        by = dict(zip(CLASSES.values(), totals, strict=True))
+        body = encode_notice(gateway, by["alert"], by["telemetry"], now, by["command"])
         return Record(0, "notice", gateway, "", body)
 
     def _last_gateway(self, sink: str) -> str:

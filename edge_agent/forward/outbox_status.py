@@ -6,7 +6,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_KINDS = {0: "alert", 1: "telemetry"}
+_KINDS = {0: "alert", 1: "telemetry", 2: "command"}
 
 
 @dataclass(frozen=True, slots=True)

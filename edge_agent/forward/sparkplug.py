@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from edge_agent.errors import DeliveryError
 from edge_agent.forward.brokers import Broker, BrokerWalk
@@ -38,6 +38,9 @@ from edge_agent.forward.sparkplug_namespace import NODE, REBIRTH, Namespace
 from edge_agent.forward.sparkplug_payload import MetricValue
 from edge_agent.forward.sparkplug_session import HostWatch, Session
 from edge_agent.types import Sample, SignalInfo
+
+if TYPE_CHECKING:
+    from edge_agent.commands.executor import Executor
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,8 @@ class SparkplugSink:
         self._pending: dict[str, list[MetricValue]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.commands: Executor | None = None
+        """Set by the agent when ``commands: on``: metric writes are run and answered."""
 
     @property
     def name(self) -> str:
@@ -102,6 +107,7 @@ class SparkplugSink:
     def describe(self, infos: Sequence[SignalInfo]) -> None:
         """Every signal the agent produces: the births carry them all."""
         self.namespace = Namespace(list(infos), self.config.deadband, self.config.deadbands)
+        self.namespace.commands = self.config.commands == "on"
 
     # -- live --------------------------------------------------------------
 
@@ -202,11 +208,45 @@ class SparkplugSink:
                 metrics = self.namespace.device_birth(device, now)
                 await session.publish(session.topic("DBIRTH", device), metrics, birth=True)
 
-    def _command(self, metrics: dict[str, Any]) -> None:
-        if metrics.get(REBIRTH) is True and self.session is not None:
+    def _command(self, metrics: dict[str, Any], device: str = NODE) -> None:
+        if self.session is None:
+            return
+        self._tasks = [t for t in self._tasks if not t.done()]
+        if device == NODE and metrics.pop(REBIRTH, None) is True:
             log.info("%s: rebirth requested", self.name)
-            self._tasks = [t for t in self._tasks if not t.done()]
             self._tasks.append(asyncio.create_task(self._rebirth(self.session)))
+        if self.commands is None or self.config.commands != "on":
+            return
+        for metric, value in metrics.items():
+            write = self._write_metric(self.session, self.commands, device, metric, value)
+            self._tasks.append(asyncio.create_task(write))
+
+    async def _write_metric(
+        self, session: Session, executor: Executor, device: str, metric: str, value: Any
+    ) -> None:
+        """Run one metric write as a command; answer with one NDATA / DDATA."""
+        from edge_agent.commands.message import BadCommand, bad_reply
+        from edge_agent.forward.sparkplug_commands import command_of, find_signal, reply_metrics
+
+        origin = f"sparkplug:{self.name}"
+        signal = find_signal(self.namespace, device, metric)
+        command = command_of(signal or "", metric, device, value, origin)
+        if signal is None:
+            where = f"device {device}" if device else "the node"
+            reply = bad_reply(BadCommand(f"no metric {metric!r} is born on {where}", command.id),
+                              origin, time.time())  # fmt: skip
+            await executor.reject(reply)
+        else:
+            reply = await executor.execute(command)
+        current = self.namespace.current.get(signal or "")
+        now = time.time()
+        answer = reply_metrics(reply, metric, current.value if current else None, now)
+        try:
+            async with session.lock:
+                await self._publish_data(session, device, answer)
+        except DeliveryError as exc:
+            log.warning("%s: answer to %s not sent (the audit event keeps it): %s",
+                        self.name, command.id, exc)  # fmt: skip
 
     async def _rebirth(self, session: Session) -> None:
         try:

@@ -29,6 +29,8 @@ class SparkplugSinkConfig(SinkSettings):
         data_interval: live changes are gathered for this long into one DDATA per device.
         state_file: where bdSeq is kept across restarts (relative to ``agent.data_dir``;
             default ``sparkplug-<name>.json``).
+        commands: ``on`` takes metric writes from NCMD / DCMD (see
+            :mod:`edge_agent.forward.sparkplug_commands`); ``off`` ignores them.
     """
 
     type: Literal["sparkplug"]
@@ -51,6 +53,7 @@ class SparkplugSinkConfig(SinkSettings):
     deadbands: dict[str, float] = Field(default_factory=dict)
     data_interval: Duration = Field(default=1.0, ge=0)
     state_file: str = ""
+    commands: Literal["on", "off"] = "off"
     telemetry: Literal["on", "off"] = "on"
     """Summaries are the store-and-forward channel of values: on by default here."""
 

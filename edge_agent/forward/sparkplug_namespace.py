@@ -105,6 +105,7 @@ class Namespace:
     alerts: dict[str, dict[str, MetricValue]] = field(default_factory=dict)
     open_alerts: dict[str, set[str]] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    commands: bool = False
 
     def __post_init__(self) -> None:
         self.device_of = {i.signal: device_id(i.asset or i.source) for i in self.infos}
@@ -122,7 +123,7 @@ class Namespace:
         metrics += [
             MetricValue(name, INT64, self.dropped.get(kind), now) for name, kind in _DROPPED
         ]
-        return metrics + self._alert_birth(NODE, now)
+        return metrics + self._alert_birth(NODE, now) + self._command_birth(now)
 
     def device_birth(self, device: str, now: float) -> list[MetricValue]:
         """DBIRTH metrics of ``device``: every signal's current value, then its alerts.
@@ -141,7 +142,12 @@ class Namespace:
                 metrics.append(signal_metric(self.names[signal], sample))
                 self.sent[signal] = sample
         metrics.sort(key=lambda m: m.ts)  # the specification wants chronological order
-        return metrics + self._alert_birth(device, now)
+        return metrics + self._alert_birth(device, now) + self._command_birth(now)
+
+    def _command_birth(self, now: float) -> list[MetricValue]:
+        from edge_agent.forward.sparkplug_commands import command_birth
+
+        return command_birth(now) if self.commands else []
 
     def _alert_birth(self, device: str, now: float) -> list[MetricValue]:
         last = self.alerts.get(device, {})

@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edge_agent.errors import DeliveryError
 from edge_agent.forward.brokers import Broker
@@ -78,12 +78,13 @@ class Session:
         config: the sink's config.
         node: the edge node id.
         bd_seq: this connection's birth/death sequence number.
-        on_command: called with each NCMD's metrics ``{name: value}``.
+        on_command: called with each NCMD's metrics ``{name: value}``, and with each
+            DCMD's metrics and its device id.
         host: the Primary Host watch (None without one).
     """
 
     def __init__(self, config: SparkplugSinkConfig, node: str, bd_seq: int,
-                 on_command: Callable[[dict[str, Any]], None],
+                 on_command: Callable[..., None],
                  host: HostWatch | None) -> None:  # fmt: skip
         self.config = config
         self.node = node
@@ -124,6 +125,8 @@ class Session:
         self._client = client
         try:
             await client.subscribe(self.topic("NCMD"), qos=1, timeout=self.config.timeout)
+            if self.config.commands == "on":
+                await client.subscribe(self.topic("DCMD", "+"), qos=1, timeout=self.config.timeout)
             if self.host is not None:
                 state = f"{NAMESPACE}/STATE/{self.host.host}"
                 await client.subscribe(state, qos=1, timeout=self.config.timeout)
@@ -200,6 +203,8 @@ class Session:
 
         if topic == self.topic("NCMD"):
             self.on_command(decode_command(payload))
+        elif topic.startswith(self.topic("DCMD") + "/"):
+            self.on_command(decode_command(payload), topic.rsplit("/", 1)[1])
         elif self.host is not None and topic == f"{NAMESPACE}/STATE/{self.host.host}":
             self._state(self.host, payload)
 

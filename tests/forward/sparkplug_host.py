@@ -138,6 +138,20 @@ def encode_rebirth(ts_ms: int) -> bytes:
     return _key(1, 0) + _encode_varint(ts_ms) + _key(2, 2) + _encode_varint(len(metric)) + metric
 
 
+def encode_writes(values: dict[str, float | bool], ts_ms: int) -> bytes:
+    """An NCMD / DCMD payload writing metrics: a Double, or a Boolean for a bool."""
+    body = _key(1, 0) + _encode_varint(ts_ms)
+    for name, value in values.items():
+        raw = name.encode()
+        metric = _key(1, 2) + _encode_varint(len(raw)) + raw + _key(3, 0) + _encode_varint(ts_ms)
+        if isinstance(value, bool):
+            metric += _key(4, 0) + _encode_varint(BOOLEAN) + _key(14, 0) + bytes([value])
+        else:
+            metric += _key(4, 0) + _encode_varint(DOUBLE) + _key(13, 1) + struct.pack("<d", value)
+        body += _key(2, 2) + _encode_varint(len(metric)) + metric
+    return body
+
+
 @dataclass
 class Message:
     """One message the host received."""
@@ -188,6 +202,11 @@ class Host:
         """Send an NCMD rebirth request."""
         assert self.client is not None
         await self.client.publish(f"spBv1.0/{group}/NCMD/{node}", encode_rebirth(ts_ms), qos=0)
+
+    async def write(self, topic: str, values: dict[str, float | bool], ts_ms: int) -> None:
+        """Send an NCMD or DCMD (``topic``) writing ``values``."""
+        assert self.client is not None
+        await self.client.publish(topic, encode_writes(values, ts_ms), qos=0)
 
 
 def _parse(message: aiomqtt.Message) -> Message | None:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field as PydanticField
 from pydantic import field_validator, model_validator
 
+from edge_agent.commands.config import WriteLimits
 from edge_agent.schema import Duration, StrictModel
 from edge_agent.sources.modbus.codec import (
     BIT_TABLES,
@@ -26,6 +27,18 @@ _RTU_REQUEST = 8  # unit, function, start, count, CRC
 _RTU_REPLY_OVERHEAD = 5  # unit, function, byte count, CRC
 
 
+class ModbusWriteConfig(WriteLimits):
+    """A register's or coil's ``write:`` block (see :class:`WriteLimits`).
+
+    Attributes:
+        function: ``auto`` writes a coil with FC5, one register with FC6 and wider
+            values with FC16; ``multiple`` always uses FC15 / FC16 (for devices that
+            only implement those); ``single`` always FC5 / FC6 (one register at most).
+    """
+
+    function: Literal["auto", "single", "multiple"] = "auto"
+
+
 class ModbusRegisterConfig(StrictModel):
     """One signal read from a Modbus device."""
 
@@ -42,6 +55,7 @@ class ModbusRegisterConfig(StrictModel):
     interval: Duration | None = None
     asset: str = ""
     description: str = ""
+    write: ModbusWriteConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -55,7 +69,37 @@ class ModbusRegisterConfig(StrictModel):
             raise ValueError("bit is only for data_type bool")
         if self.address + self.width > 65536:
             raise ValueError(f"{self.data_type} at {self.address} runs past address 65535")
+        if self.write is not None:
+            self._writable(self.write)
         return self
+
+    def _writable(self, write: ModbusWriteConfig) -> None:
+        if self.table not in ("coil", "holding"):
+            raise ValueError(f"a {self.table} cannot be written: only coils and holding registers")
+        if self.bit is not None:
+            raise ValueError(
+                "a bool in a register cannot be writable: writing one bit means rewriting"
+                " the whole register, which could undo a change the device just made"
+            )
+        if write.function == "single" and self.width > 1:
+            raise ValueError(
+                f"write.function single writes one register; {self.data_type} has {self.width}"
+            )
+        if self.data_type != "bool":
+            write.needs_range(self.data_type)
+        if self.scale == 0:
+            raise ValueError("a writable register needs a scale other than 0")
+
+    @property
+    def function(self) -> int:
+        """The Modbus function code that writes this signal (5, 6, 15 or 16)."""
+        assert self.write is not None
+        multiple = self.write.function == "multiple" or (
+            self.write.function == "auto" and self.width > 1
+        )
+        if self.table == "coil":
+            return 15 if multiple else 5
+        return 16 if multiple else 6
 
     @property
     def width(self) -> int:

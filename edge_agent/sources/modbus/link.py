@@ -255,6 +255,48 @@ class ModbusLink:
             self._busy = False
         return _reply(response, table, count)
 
+    async def write(
+        self, unit: int, function: int, address: int, values: list[int] | list[bool]
+    ) -> Reply:
+        """Write with function code 5, 6, 15 or 16; no retry (a write is not repeated blindly).
+
+        Returns:
+            ``[]`` when the device confirmed, :class:`Refused` or :class:`NoAnswer`.
+
+        Raises:
+            SourceError: the connection is lost.
+        """
+        from pymodbus.exceptions import ConnectionException, ModbusIOException
+
+        if self._client is None or self._lost or not self._client.connected:
+            raise SourceError(f"{self.name}: connection to {self.endpoint} lost")
+        method, arg = _WRITERS[function]
+        self._busy = True
+        try:
+            response = await getattr(self._client, method)(
+                address, values[0] if arg == "one" else values, device_id=unit
+            )
+        except ConnectionException as exc:
+            raise SourceError(f"{self.name}: connection to {self.endpoint} lost") from exc
+        except ModbusIOException as exc:
+            if self._lost:
+                raise SourceError(f"{self.name}: connection to {self.endpoint} lost") from exc
+            return NoAnswer(str(exc))
+        finally:
+            self._busy = False
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0))
+            return NoAnswer(f"gateway code {code}") if code in _GATEWAY_SILENCE else Refused(code)
+        return [] if response.function_code == function else Refused(MALFORMED)
+
+
+_WRITERS = {
+    5: ("write_coil", "one"),
+    6: ("write_register", "one"),
+    15: ("write_coils", "all"),
+    16: ("write_registers", "all"),
+}
+
 
 def _reply(response: Any, table: Table, count: int) -> Reply:
     if response.isError():

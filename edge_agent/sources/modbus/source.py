@@ -18,7 +18,8 @@ import logging
 import time
 from typing import Self
 
-from edge_agent.errors import SourceError
+from edge_agent.commands.config import WriteLimits
+from edge_agent.errors import SourceError, WriteError
 from edge_agent.logs import RateLimitedLog
 from edge_agent.sources.modbus.codec import (
     BIT_TABLES,
@@ -41,7 +42,7 @@ from edge_agent.sources.modbus.link import (
 )
 from edge_agent.sources.modbus.plan import Fences, Limits, Point, Request, halves, plan
 from edge_agent.sources.poll import Schedule
-from edge_agent.types import Sample, SignalInfo
+from edge_agent.types import ReadBack, Sample, SignalInfo
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,10 @@ class ModbusSource:
         # A noisy RTU line flaps between garbage and good replies at every poll.
         self._lines = RateLimitedLog(log, config.name)
         self._refusals: dict[tuple[int, Table], set[int]] = {}
+        # Every request on the link takes a turn: a poll tick holds it for the whole
+        # tick, a write for one request (see edge_agent.sources.modbus.write).
+        self._turn = asyncio.Lock()
+        self._writing = asyncio.Lock()  # one write at a time: a tick waits for one request
 
     def signals(self) -> list[SignalInfo]:
         """The catalogue of this source's signals, from the config."""
@@ -179,6 +184,43 @@ class ModbusSource:
             self._link = None
 
     async def read(self) -> list[Sample]:
+        """Read what is due now, within the tick, between writes (see :meth:`_read`)."""
+        async with self._turn:
+            return await self._read()
+
+    def writable(self) -> dict[str, tuple[WriteLimits, bool]]:
+        """The signals with a ``write:`` block: their limits, and whether they are bools."""
+        return {
+            self.config.signal_name(r): (r.write, r.data_type == "bool")
+            for r in self.config.registers
+            if r.write is not None
+        }
+
+    async def write(self, signal: str, value: float | int | bool) -> ReadBack:
+        """Write one signal and read it back, between two poll requests.
+
+        Raises:
+            ValueError: the register's type cannot hold ``value`` (nothing sent).
+            WriteError: not writable, not connected, refused, or unanswered.
+            SourceError: the connection was lost during the write.
+        """
+        from edge_agent.sources.modbus.write import write_value
+
+        register = next(
+            (r for r in self.config.registers if self.config.signal_name(r) == signal), None
+        )
+        if register is None or register.write is None:
+            raise WriteError(f"{signal} is not a writable signal of {self.config.name}")
+        unit = _unit(self.config, register)
+        async with self._writing:
+            link, health = self._link, self._health
+            if link is None or health is None:
+                raise WriteError(f"{self.config.name}: not connected to {self.config.url}")
+            if not health.available(unit, asyncio.get_running_loop().time()):
+                raise WriteError(f"{self.config.name}: unit {unit} is not answering")
+            return await write_value(link, self._turn, register, unit, value)
+
+    async def _read(self) -> list[Sample]:
         """Read what is due now, within the tick (see :meth:`_queue` for the order).
 
         A try goes only if the time left in the tick covers its worst case,

@@ -15,10 +15,33 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
+from edge_agent.commands.config import WriteLimits
 from edge_agent.schema import Duration, StrictModel
 
 _NODE_ID_RE = re.compile(r"^(ns=\d+;|nsu=[^;]+;)?(i=\d+|s=.+|g=[0-9a-fA-F-]{36}|b=.+)$")
 PATH_ELEMENT_RE = re.compile(r"^(\d+):(.+)$")
+
+
+VariantName = Literal[
+    "Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64",
+    "Float", "Double",
+]  # fmt: skip
+
+
+class OpcuaWriteConfig(WriteLimits):
+    """A node's ``write:`` block (see :class:`WriteLimits`).
+
+    Attributes:
+        type: the node's DataType, which the written Variant must carry (a server
+            refuses a Double written to a Float node with BadTypeMismatch).
+    """
+
+    type: VariantName
+
+    def check(self) -> None:
+        """Numbers need a range; booleans none (Raises ValueError)."""
+        if self.type != "Boolean":
+            self.needs_range(self.type)
 
 
 class OpcuaNodeConfig(StrictModel):
@@ -31,6 +54,7 @@ class OpcuaNodeConfig(StrictModel):
         unit: engineering unit, for the catalogue.
         asset: asset of this signal; defaults to the source's asset.
         description: free text for people.
+        write: makes the node writable by commands, with its type and range.
     """
 
     name: str = Field(min_length=1)
@@ -39,9 +63,12 @@ class OpcuaNodeConfig(StrictModel):
     unit: str = ""
     asset: str = ""
     description: str = ""
+    write: OpcuaWriteConfig | None = None
 
     @model_validator(mode="after")
     def _node_or_path(self) -> Self:
+        if self.write is not None:
+            self.write.check()
         if bool(self.node) == bool(self.path):
             raise ValueError("give exactly one of node (a NodeId) or path (a browse path)")
         if self.node and not _NODE_ID_RE.match(self.node):

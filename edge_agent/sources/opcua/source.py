@@ -29,11 +29,16 @@ import time
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
-from edge_agent.errors import SourceError
+from edge_agent.errors import SourceError, WriteError
 from edge_agent.sources.opcua.config import OpcuaSourceConfig, signal_name
-from edge_agent.sources.opcua.nodes import OpcuaGroupConfig, OpcuaNodeConfig, Resolved
+from edge_agent.sources.opcua.nodes import (
+    OpcuaGroupConfig,
+    OpcuaNodeConfig,
+    OpcuaWriteConfig,
+    Resolved,
+)
 from edge_agent.sources.opcua.values import SampleMaker
-from edge_agent.types import Sample, SignalInfo
+from edge_agent.types import ReadBack, Sample, SignalInfo
 
 if TYPE_CHECKING:
     from asyncua.client.client import Client
@@ -259,6 +264,27 @@ class OpcuaSource:
 
     def _received(self, now: float) -> list[Sample]:
         return self._make(self._inbox.drain(), now) if self._inbox is not None else []
+
+    def writable(self) -> dict[str, tuple[OpcuaWriteConfig, bool]]:
+        """The nodes with a ``write:`` block: their limits, and whether they are Boolean."""
+        from edge_agent.sources.opcua.write import writable_nodes
+
+        return writable_nodes(self.config)
+
+    async def write(self, signal: str, value: float | int | bool) -> ReadBack:
+        """Write one node on this session and read it back (see ``opcua/write.py``).
+
+        Raises:
+            ValueError: the node's type cannot hold ``value`` (nothing sent).
+            WriteError: not writable, not connected, or refused by the server.
+            SourceError: the session failed.
+        """
+        from edge_agent.sources.opcua.write import write_signal
+
+        if self._client is None:
+            raise WriteError(f"{self.config.name}: not connected to {self.config.url}")
+        return await write_signal(self._client, self.config, signal, value)
+
 
     def _make(self, items: list[tuple[str, Any]], now: float) -> list[Sample]:
         if self._problems is not None:

@@ -1,0 +1,1 @@
+"""Commands from upstream that write to devices: policy, execution, audit, wire format."""
