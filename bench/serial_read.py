@@ -23,7 +23,7 @@ from pathlib import Path
 from bench.report import write_section
 from edge_agent.sources.serial.config import SerialSourceConfig
 from edge_agent.sources.serial.source import SerialSource
-from tests.sources.pty_pair import PtyPair
+from tests.sources.serial.pty_pair import PtyPair
 
 PATTERN = r"^VIB,rms=(?P<rms>[^,]+),peak=(?P<peak>[^,]+),temp=(?P<temp>[^,]+)$"
 WRITER = """

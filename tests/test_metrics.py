@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 import edge_agent.sim
 from edge_agent import __version__
-from edge_agent.config import AgentConfig, MetricsConfig, parse_listen
+from edge_agent.config import AgentConfig, MetricsConfig
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.loop import DetectorLoop
 from edge_agent.forward.config import OutboxConfig
@@ -31,6 +31,7 @@ from edge_agent.sources.poll import PollStats, poll_forever
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
+from edge_agent.web.config import parse_listen
 from edge_agent.worker import Worker
 from tests.forward.factory import make_alert
 

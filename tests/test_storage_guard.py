@@ -231,7 +231,7 @@ def _chattr(flag: str, folder: Path) -> None:
 
 
 def test_writes_failing_mid_run_are_counted_and_retried(tmp_path: Path, ext4: Path) -> None:
-    from tests.sources.pty_pair import VIB, Device, PtyPair
+    from tests.sources.serial.pty_pair import VIB, Device, PtyPair
 
     data = ext4 / "data"
     with PtyPair(tmp_path) as pair, Device(pair.device) as device:

@@ -20,7 +20,7 @@ from edge_agent.sources.poll import PollStats
 from edge_agent.types import Sample
 from tests.commands.polling import start_polling
 from tests.conftest import free_port
-from tests.sources.opcua_server import NS, TestServer, ua
+from tests.sources.opcua.server import NS, TestServer, ua
 
 WRITES_ON = WritesConfig.model_validate({"mode": "on", "min_interval": "0s"})
 # name, initial value, type, writable on the server, write block in our config

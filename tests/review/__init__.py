@@ -1,1 +1,0 @@
-"""Review tests: each demonstrates one finding of the integration review."""
