@@ -32,7 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_agent.errors import AgentError
+from edge_agent.errors import StorageError
+
+__all__ = ["EX_CANTCREAT", "StorageError"]
 
 if TYPE_CHECKING:  # imported where used: the CLI imports this module for StorageError
     from edge_agent.forward.config import OutboxConfig
@@ -45,10 +47,6 @@ log = logging.getLogger(__name__)
 EX_CANTCREAT = 73
 """Exit code when the data folder cannot be written (sysexits' EX_CANTCREAT)."""
 _BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED: another process, not damage
-
-
-class StorageError(AgentError):
-    """The data folder cannot be written: an operator is needed (exit 73, not restarted)."""
 
 
 def require_writable(folder: Path) -> None:

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.errors import StorageError
 from edge_agent.forward import alert_state
 from edge_agent.forward.config import OutboxConfig
 from edge_agent.forward.encode import (
@@ -147,6 +148,15 @@ class Outbox:
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
+        """One write transaction; an SQLite failure leaves nothing behind and is a StorageError."""
+        try:
+            with self._raw_tx():
+                yield
+        except sqlite3.Error as exc:
+            raise StorageError(f"outbox: {exc}") from exc
+
+    @contextmanager
+    def _raw_tx(self) -> Iterator[None]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield

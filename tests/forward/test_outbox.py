@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.errors import StorageError
 from edge_agent.forward.config import OutboxConfig
 from edge_agent.forward.encode import decode
 from edge_agent.forward.outbox import Outbox
@@ -199,7 +200,7 @@ def test_a_failed_write_changes_nothing(tmp_path: Path) -> None:
             "CREATE TRIGGER boom BEFORE INSERT ON rows WHEN NEW.sink = 'b' AND NEW.asset = 'boom'"
             " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
         )
-    with pytest.raises(sqlite3.IntegrityError, match="disk says no"):
+    with pytest.raises(StorageError, match="disk says no"):
         outbox.put_alerts([make_alert(1), make_alert(9, asset="boom")], "gw1")
     outbox.put_alerts([make_alert(2)], "gw1")  # fits: the failed put left no trace
     assert _causes(outbox.take("a", 10)) == ["rule0", "rule2"]
