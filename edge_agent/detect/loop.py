@@ -23,6 +23,7 @@ from edge_agent.detect import requests
 from edge_agent.detect.detector import Detector
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.spill import write_spill
+from edge_agent.logs import Transition
 from edge_agent.observer import Observer, tell
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.windows import Windows
@@ -48,7 +49,7 @@ class DetectorLoop:
     unsent: list[Alert] = field(default_factory=list)
     raised: int = 0
     cleared: int = 0
-    refusing: bool = False
+    storing: Transition = field(default_factory=lambda: Transition(log))
     spill: Path | None = None
     requests: Path | None = None
     updated: int = 0
@@ -82,7 +83,7 @@ class DetectorLoop:
         """One detection step: alerts stored first, then score/alarm/health to the twin."""
         alerts, derived, done = await to_the_end(self.worker.run(self._step, now))
         await self.put(alerts)
-        if done and not self.refusing:
+        if done and not self.storing.failing:
             await to_the_end(self.worker.run(self._finish, done))
         if derived and self.recorder is not None:
             self.recorder.accept(derived)
@@ -101,13 +102,9 @@ class DetectorLoop:
                 self.worker.run(self.outbox.put_alerts, list(self.unsent), self.gateway)
             )
         except Exception as exc:
-            if not self.refusing:
-                log.error("outbox: cannot store alerts, holding them in memory: %s", exc)
-            self.refusing = True
+            self.storing.fail("outbox: cannot store alerts, holding them in memory: %s", exc)
             return
-        if self.refusing:
-            log.warning("outbox: storing alerts again (%d held)", len(self.unsent))
-        self.refusing = False
+        self.storing.ok("outbox: storing alerts again (%d held)", len(self.unsent))
         self.unsent.clear()
         self.wake()
 
