@@ -144,6 +144,7 @@ async def _supervise(
     store, windows, detector, outbox = stages
     # Sinks that publish values as they change (sparkplug) see every recorded batch.
     infos = [info for source in sources for info in source.signals()] + detector.signal_infos()
+    infos += [link_info(source) for source in sources]
     observer = attach_live(sinks, infos, observer)
     token = load_token(config.web)
     recorder = Recorder(store, windows, worker, config.twin.flush_interval, observer)
