@@ -9,6 +9,7 @@ and an enormous one would overflow a timer or an integer later, at run time.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated
@@ -113,3 +114,13 @@ ConfigPath = Annotated[str, AfterValidator(resolve_path)]
 
 Secret = SecretStr
 """A secret: usually ``${ENV_VAR}``; shown as ``**********`` in logs and reprs."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``); names are not resolved."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -5,7 +5,6 @@ Config models only, so loading a config never imports aiomqtt or httpx.
 
 from __future__ import annotations
 
-import ipaddress
 import string
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
@@ -14,7 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from edge_agent.forward.brokers import Broker, parse_broker
 from edge_agent.logs import redact_url
-from edge_agent.schema import ConfigPath, Duration, Secret, Size, StrictModel
+from edge_agent.schema import ConfigPath, Duration, Secret, Size, StrictModel, is_loopback
 
 if TYPE_CHECKING:
     pass
@@ -182,13 +181,7 @@ def _safe_to_send(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme == "https":
         return True
-    host = (parts.hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback((parts.hostname or "").lower())
 
 
 class JsonlSinkConfig(SinkSettings):
