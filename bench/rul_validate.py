@@ -40,9 +40,7 @@ def parse_recipe(overrides: Sequence[str]) -> Recipe:
     return dataclasses.replace(Recipe(), **changes)
 
 
-def onnx_predictors(
-    model: RulModel, folder: Path
-) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+def onnx_predictors(model: RulModel, folder: Path) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """Export ``model`` (fp32 and int8) and return onnxruntime predictors of both files."""
     from edge_agent.train.rul_graph import OnnxRul, export
 

@@ -77,7 +77,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="calibrate on the first N rows (in memory), score the rest",
     )
-    p.add_argument("--out", type=Path, required=True, help="output CSV: ts,score,alarm (ts,rul for a prognostic asset)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output CSV: ts,score,alarm (ts,rul: a prognostic asset)",
+    )
     p.add_argument(
         "--alerts", type=Path, default=None, help="also write the alert events (JSON lines)"
     )
@@ -300,7 +305,9 @@ def replay_command(args: argparse.Namespace) -> int:
     config = load_config_for(args)
     detector, name = _replay_detector(config, args.asset)
     prognostic = name in detector.prognostic
-    signals = detector.prognostic[name].signals if prognostic else detector.assets[name].slot.signals
+    signals = (
+        detector.prognostic[name].signals if prognostic else detector.assets[name].slot.signals
+    )
     rule_signals = [r.config.signal for r in detector.rules]
     try:
         if prognostic and args.calibrate_rows > 0:

@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``edge-agent train ...``: the offline trainer (needs the ``[train]`` extra)."""
     p = subparsers.add_parser(
-        "train", help="train an anomaly or prognostic model offline (the [train] extra)", add_help=False
+        "train", help="train an anomaly or prognostic model offline ([train] extra)", add_help=False
     )
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=lambda args: main(args.args))

@@ -35,7 +35,7 @@ from edge_agent.detect.align import SeriesSource
 from edge_agent.detect.asset import AssetDetector, Scored
 from edge_agent.detect.config import AssetConfig, DetectConfig
 from edge_agent.detect.lifecycle import Tracker
-from edge_agent.detect.prognosis import HealthTrend, PrognosticAsset, Prognosis
+from edge_agent.detect.prognosis import HealthTrend, Prognosis, PrognosticAsset
 from edge_agent.detect.prognostic import load_prognostic, model_kind
 from edge_agent.detect.requests import Request
 from edge_agent.detect.rules import Rule
@@ -144,8 +144,8 @@ class Detector:
             if event is not None:
                 alerts.append(event)
         self._record(scored, now)
-        for name, asset in self.prognostic.items():
-            self._prognosis(name, asset.step(windows, now), now)
+        for name, prognostic in self.prognostic.items():
+            self._prognosis(name, prognostic.step(windows, now), now)
         for name, trend in self.trends.items():
             if now >= self._due.get(name, float("-inf")):
                 self._prognosis(name, trend.estimate(now), now)
@@ -261,7 +261,7 @@ class Detector:
         keys = [f"{name}.{what}" for name in self.assets for what in ("score", "alarm")]
         keys += [f"{name}.health" for name in self.health()]
         keys += [f"{name}.rul" for name in self.prognostic]
-        keys += [f"{name}.{what}" for name in self.trends for what in ("rul", "rul_low", "rul_high")]
+        keys += [f"{name}.{key}" for name in self.trends for key in ("rul", "rul_low", "rul_high")]
         return [
             SignalInfo(f"{SOURCE}.{key}", SOURCE, self.config.interval, asset=key.rsplit(".", 1)[0])
             for key in keys

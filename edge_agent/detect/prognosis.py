@@ -12,11 +12,11 @@ Two ways to a :class:`Prognosis` of one asset:
     :class:`HealthTrend` keeps the health index of each scored window of an
     anomaly model, ``100 - 50 x score / threshold`` (the asset's health before
     alert caps, not clamped: 50 at the alarm threshold), over the last
-    ``window`` seconds, and fits a robust line to it (Theil-Sen: the median of
-    the pairwise slopes, on at most :data:`MAX_POINTS` bucket medians). While
-    the line falls, the time until it reaches 50 is the remaining life in
-    seconds; the interval comes from Sen's distribution-free confidence
-    interval of the slope at ``confidence``: the steepest slope gives ``low``,
+    ``window`` seconds, and fits a robust line to it (:func:`robust_line`:
+    Siegel's repeated median, on at most :data:`MAX_POINTS` bucket medians).
+    While the line falls, the time until it reaches 50 is the remaining life in
+    seconds; the interval comes from a distribution-free interval of the slope
+    at ``confidence`` (Sen's): the steepest slope gives ``low``,
     the flattest ``high`` (``None`` = unbounded when the interval reaches a
     flat or rising line). A line that does not fall gives ``rul`` ``None``.
     The interval covers the slope's uncertainty only, not the level's.
@@ -85,22 +85,36 @@ class Prognosis:
         }
 
 
-def theil_sen(t: np.ndarray, y: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
-    """``(slope, intercept, slope_low, slope_high)`` of a Theil-Sen line with Sen's interval."""
-    i, j = np.triu_indices(len(t), k=1)
-    dt = t[j] - t[i]
-    keep = dt > 0
-    slopes = np.sort((y[j] - y[i])[keep] / dt[keep])
-    if slopes.size == 0:
+def robust_line(
+    t: np.ndarray, y: np.ndarray, confidence: float
+) -> tuple[float, float, float, float]:
+    """``(slope, intercept, slope_low, slope_high)`` of a robust line through ``(t, y)``.
+
+    The slope is Siegel's repeated median (the median over points of the median
+    slope to every other point): a run of outlying windows at the newest end,
+    which a plain Theil-Sen median of all pairs leans towards, moves it little.
+    The interval has the width of Sen's distribution-free interval of the
+    pairwise slopes at ``confidence``, placed around that slope.
+    """
+    n = len(t)
+    dt = t[np.newaxis, :] - t[:, np.newaxis]
+    dy = y[np.newaxis, :] - y[:, np.newaxis]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pair = np.where(dt != 0, dy / dt, np.nan)
+    per_point = np.nanmedian(np.where(np.eye(n, dtype=bool), np.nan, pair), axis=1)
+    if not np.isfinite(per_point).any():
         return 0.0, float(np.median(y)), 0.0, 0.0
-    slope = float(np.median(slopes))
+    slope = float(np.nanmedian(per_point))
     intercept = float(np.median(y - slope * t))
-    n, count = len(t), slopes.size
+    slopes = np.sort(pair[np.triu_indices(n, k=1)])
+    slopes = slopes[np.isfinite(slopes)]
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     c = z * math.sqrt(n * (n - 1) * (2 * n + 5) / 18.0)
+    count = slopes.size
     lo = int(max(0, math.floor((count - c) / 2)))
     hi = int(min(count - 1, math.ceil((count + c) / 2)))
-    return slope, intercept, float(slopes[lo]), float(slopes[hi])
+    centre = float(np.median(slopes))
+    return slope, intercept, slope - (centre - slopes[lo]), slope + (slopes[hi] - centre)
 
 
 def _buckets(t: np.ndarray, y: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +150,7 @@ class HealthTrend:
             return None
         data = np.array(self._points, dtype=np.float64)
         t, y = _buckets(data[:, 0] - now, data[:, 1], MAX_POINTS)
-        slope, level, steep, flat = theil_sen(t, y, self.config.confidence)
+        slope, level, steep, flat = robust_line(t, y, self.config.confidence)
         detail = {
             "health": round(level, 2),
             "alarm_health": ALARM_HEALTH,
@@ -196,11 +210,13 @@ class PrognosticAsset:
         aligned = align(windows, self.signals, make_grid(end, card.step, card.window),
                         self.fill_limit)  # fmt: skip
         if aligned.problem:
-            return self._skip(end, aligned.problem)
+            self._skip(end, aligned.problem)
+            return None
         try:
             rul = float(self.model.predict(aligned.values)[0])
         except ModelError as exc:
-            return self._skip(end, str(exc))
+            self._skip(end, str(exc))
+            return None
         if self.problem:
             log.info("%s: remaining life estimated again", self.config.name)
         self.problem = ""

@@ -21,6 +21,7 @@ from edge_agent.errors import ModelError
 
 KIND = "prognostic"
 OUTPUT = "rul"
+IN_GRAPH = "normalised_in_graph"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +76,9 @@ class PrognosticCard:
         """Build a card from a dict, with a ModelError naming a missing or bad key."""
         if data.get("kind") != KIND:
             raise ModelError(f"not a prognostic card (kind {data.get('kind')!r})")
-        if data.get("output", OUTPUT) != OUTPUT or data.get("normalised_in_graph", True) is not True:
+        if data.get("output", OUTPUT) != OUTPUT or data.get(IN_GRAPH, True) is not True:
             raise ModelError(f"a prognostic model gives {OUTPUT!r} from raw values")
-        known = {f.name for f in dataclasses.fields(cls)} | {"kind", "output", "normalised_in_graph"}
+        known = {f.name for f in dataclasses.fields(cls)} | {"kind", "output", IN_GRAPH}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ModelError(f"prognostic card: unknown keys {unknown}")

@@ -256,7 +256,9 @@ def columns(detector: Detector, asset: str) -> tuple[str, ...]:
     return ("ts", "score", "alarm")
 
 
-def write_rows(path: Path, rows: Sequence[Row], names: Sequence[str] = ("ts", "score", "alarm")) -> None:
+def write_rows(
+    path: Path, rows: Sequence[Row], names: Sequence[str] = ("ts", "score", "alarm")
+) -> None:
     """One CSV line per input row, with the columns ``names`` (see :func:`columns`).
 
     ``score`` is empty when the row's window was not scored, ``rul`` (and the
@@ -279,7 +281,9 @@ def _cell(row: Row, name: str) -> str | int:
         value = row.score
     else:
         found = row.prognosis
-        value = None if found is None else {"rul": found.rul, "rul_low": found.low}.get(
-            name, found.high
+        value = (
+            None
+            if found is None
+            else {"rul": found.rul, "rul_low": found.low}.get(name, found.high)
         )
     return "" if value is None else f"{value:.6g}"

@@ -26,7 +26,20 @@ from edge_agent.train.rul_net import Adam, Params, backward, forward, init_param
 # Sensors that vary with wear in FD001; the settings (one operating condition),
 # s1, s5, s10, s16, s18, s19 (constant) and s6 (two values) carry no wear.
 FD001_SENSORS: tuple[str, ...] = (
-    "s2", "s3", "s4", "s7", "s8", "s9", "s11", "s12", "s13", "s14", "s15", "s17", "s20", "s21",
+    "s2",
+    "s3",
+    "s4",
+    "s7",
+    "s8",
+    "s9",
+    "s11",
+    "s12",
+    "s13",
+    "s14",
+    "s15",
+    "s17",
+    "s20",
+    "s21",
 )
 
 

@@ -91,7 +91,8 @@ def build(model: RulModel, card: dict[str, Any]) -> bytes:
     nodes, inits = _nodes(model)
     n, w = len(model.recipe.signals), model.recipe.window
     graph = helper.make_graph(
-        nodes, "rul",
+        nodes,
+        "rul",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", w, n])],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", 1])],
         initializer=inits,
@@ -134,8 +135,11 @@ def export(
 
     fp32.write_bytes(build(model, prognostic_card(model, info, name)))
     quantize_dynamic(
-        fp32, int8, weight_type=QuantType.QInt8,
-        nodes_to_quantize=[QUANTISED], extra_options={"MatMulConstBOnly": True},
+        fp32,
+        int8,
+        weight_type=QuantType.QInt8,
+        nodes_to_quantize=[QUANTISED],
+        extra_options={"MatMulConstBOnly": True},
     )
 
 

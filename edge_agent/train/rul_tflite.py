@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.train.tflite import Graph, pack
 from edge_agent.train.rul_fit import RulModel, basis
 from edge_agent.train.rul_graph import merged, prognostic_card
+from edge_agent.train.tflite import Graph, pack
 
 
 def _const(g: Graph, name: str, value: np.ndarray) -> int:
@@ -35,16 +35,30 @@ def _fc(g: Graph, s: Any, x: int, w: int, b: int, out: int, relu: bool, keep: bo
     options.keepNumDims = keep
     if relu:
         options.fusedActivationFunction = s.ActivationFunctionType.RELU
-    g.op(s.BuiltinOperator.FULLY_CONNECTED, [x, w, b], [out],
-         s.BuiltinOptions.FullyConnectedOptions, options)
+    g.op(
+        s.BuiltinOperator.FULLY_CONNECTED,
+        [x, w, b],
+        [out],
+        s.BuiltinOptions.FullyConnectedOptions,
+        options,
+    )
 
 
 def _binary(g: Graph, s: Any, op: str, a: int, b: int, name: str, shape: list[int]) -> int:
     out = g.tensor(name, shape)
-    kinds = {"SUB": "SubOptions", "MUL": "MulOptions", "MAXIMUM": "MaximumMinimumOptions",
-             "MINIMUM": "MaximumMinimumOptions"}
-    g.op(getattr(s.BuiltinOperator, op), [a, b], [out], getattr(s.BuiltinOptions, kinds[op]),
-         getattr(s, kinds[op] + "T")())
+    kinds = {
+        "SUB": "SubOptions",
+        "MUL": "MulOptions",
+        "MAXIMUM": "MaximumMinimumOptions",
+        "MINIMUM": "MaximumMinimumOptions",
+    }
+    g.op(
+        getattr(s.BuiltinOperator, op),
+        [a, b],
+        [out],
+        getattr(s.BuiltinOptions, kinds[op]),
+        getattr(s, kinds[op] + "T")(),
+    )
     return out
 
 
@@ -75,24 +89,50 @@ def build_tflite(model: RulModel, int8: bool) -> bytes:
     z = _binary(g, s, "MUL", z, _const(g, "norm_inv_std", 1 / model.norm.std), "z", dims)
     by_signal = g.tensor("by_signal", [-1, n, r.window])
     perm = g.tensor("perm", [3], np.array([0, 2, 1], np.int32))
-    g.op(s.BuiltinOperator.TRANSPOSE, [z, perm], [by_signal],
-         s.BuiltinOptions.TransposeOptions, s.TransposeOptionsT())
+    g.op(
+        s.BuiltinOperator.TRANSPOSE,
+        [z, perm],
+        [by_signal],
+        s.BuiltinOptions.TransposeOptions,
+        s.TransposeOptionsT(),
+    )
     summaries = g.tensor("summaries", [-1, n, k])
     _fc(g, s, by_signal, _const(g, "basis", b.T), -1, summaries, relu=False, keep=True)
     flat = g.tensor("raw_features", [-1, n * k])
     shape = g.tensor("flat_shape", [2], np.array([-1, n * k], np.int32))
     options = s.ReshapeOptionsT()
     options.newShape = [-1, n * k]
-    g.op(s.BuiltinOperator.RESHAPE, [summaries, shape], [flat], s.BuiltinOptions.ReshapeOptions,
-         options)
+    g.op(
+        s.BuiltinOperator.RESHAPE,
+        [summaries, shape],
+        [flat],
+        s.BuiltinOptions.ReshapeOptions,
+        options,
+    )
     f = _binary(g, s, "SUB", flat, _const(g, "feat_mean", model.feat.mean), "cf", [-1, n * k])
     f = _binary(g, s, "MUL", f, _const(g, "feat_inv_std", 1 / model.feat.std), "f", [-1, n * k])
     hidden = g.tensor("hidden", [-1, width])
-    _fc(g, s, f, _hidden_weights(g, s, net["w1"], int8), _const(g, "b1", net["b1"]), hidden,
-        relu=True, keep=False)
+    _fc(
+        g,
+        s,
+        f,
+        _hidden_weights(g, s, net["w1"], int8),
+        _const(g, "b1", net["b1"]),
+        hidden,
+        relu=True,
+        keep=False,
+    )
     out = g.tensor("ensemble", [-1, 1])
-    _fc(g, s, hidden, _const(g, "w2", net["w2"].T), _const(g, "b2", net["b2"]), out,
-        relu=False, keep=False)
+    _fc(
+        g,
+        s,
+        hidden,
+        _const(g, "w2", net["w2"].T),
+        _const(g, "b2", net["b2"]),
+        out,
+        relu=False,
+        keep=False,
+    )
     low = _binary(g, s, "MAXIMUM", out, _const(g, "rul_min", np.zeros(1)), "floored", [-1, 1])
     rul = _binary(g, s, "MINIMUM", low, _const(g, "rul_max", np.array([r.cap])), "rul", [-1, 1])
     return bytes(pack(s, g, x, rul, flatbuffers))
