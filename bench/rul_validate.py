@@ -5,8 +5,10 @@ random cycles (as the test set is), truth capped at 125. Prints one row per
 fold and the mean and spread; ``--int8`` also exports each fold's model to
 ONNX, quantises it and scores the int8 model through onnxruntime.
 
-    OMP_NUM_THREADS=1 nice -n 15 python validate.py \
-        --data /work/shared/data/cmapss/train_FD001.txt --set epochs=40 --set members=1
+    OMP_NUM_THREADS=1 nice -n 15 python -m bench.rul_validate --int8   (about a minute)
+
+writes its table into BENCHMARKS.md (with ``--int8``, all folds); ``--set epochs=40``
+changes the recipe for exploration (then pass ``--no-write``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from edge_agent.train.rul_data import Engine, read_cmapss
 from edge_agent.train.rul_eval import cut_points, evaluate, folds
 from edge_agent.train.rul_fit import Recipe, RulModel, fit, select
 
-DATA = Path("/work/shared/data/cmapss/train_FD001.txt")
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data" / "cmapss" / "train_FD001.txt"
+SHIPPED = REPO / "models" / "cmapss_fd001_rul.onnx"
 
 
 def parse_recipe(overrides: Sequence[str]) -> Recipe:
@@ -46,7 +50,13 @@ def onnx_predictors(model: RulModel, folder: Path) -> dict[str, Callable[[np.nda
 
     fp32, int8 = folder / "rul.fp32.onnx", folder / "rul.int8.onnx"
     export(model, fp32, int8)
-    return {"onnx32": OnnxRul(fp32).predict, "int8": OnnxRul(int8).predict}
+    one = OnnxRul(int8)
+
+    def int8_single(x: np.ndarray) -> np.ndarray:
+        # as the agent runs it: one window per call (dynamic int8 ranges are per call)
+        return np.array([one.predict(w[np.newaxis])[0] for w in x])
+
+    return {"onnx32": OnnxRul(fp32).predict, "int8": int8_single}
 
 
 def run_fold(
@@ -91,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", type=int, default=None, help="run one fold (exploration)")
     parser.add_argument("--int8", action="store_true")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--no-write", dest="write", action="store_false", help="do not update BENCHMARKS.md"
+    )
     args = parser.parse_args(argv)
     recipe = parse_recipe(args.set)
     engines = read_cmapss(args.data)
@@ -103,7 +116,73 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(row)
         print(f"fold {f}: " + "  ".join(f"{k}={v:.2f}" for k, v in row.items()), flush=True)
     print("summary: " + json.dumps(summary(rows)), flush=True)
+    if args.write and args.int8 and args.only is None:
+        from bench.report import write_section
+
+        body = report(rows, args, recipe)
+        write_section("rul_validate", "C-MAPSS FD001 remaining useful life: k-fold by engine", body)
     return 0
+
+
+def report(rows: list[dict[str, float]], args: argparse.Namespace, recipe: Recipe) -> str:
+    """The BENCHMARKS.md section: the per-fold table, then the shipped model's size and speed."""
+    lines = [
+        f"Recipe: {len(recipe.signals)} sensors, window {recipe.window}, level + slope per "
+        f"sensor, {recipe.members} x {recipe.hidden}-unit ReLU nets averaged, RUL cap "
+        f"{recipe.cap:g}. {args.folds} folds by engine (split seed {args.split_seed}); each "
+        f"held-out engine is cut at {args.cuts} random cycles (observed length uniform in "
+        "[31, life - 1], as the test set's engines are cut) and scored at the cut against the "
+        "true RUL capped at 125. NASA score per 100 cuts (the 100-engine test set's scale). "
+        "int8 = the exported int8 ONNX through onnxruntime, one window per call as the agent "
+        "runs it.",
+        "",
+        "| fold | RMSE fp32 | RMSE int8 | NASA/100 fp32 | NASA/100 int8 | bias fp32 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f, row in enumerate(rows):
+        lines.append(
+            f"| {f} | {row['rmse']:.2f} | {row['int8_rmse']:.2f} | {row['nasa_per100']:.0f} "
+            f"| {row['int8_nasa_per100']:.0f} | {row['bias']:+.1f} |"
+        )
+    s = summary(rows)
+    lines.append(
+        f"| mean +- sd | **{s['rmse_mean']:.2f} +- {s['rmse_std']:.2f}** "
+        f"| **{s['int8_rmse_mean']:.2f} +- {s['int8_rmse_std']:.2f}** "
+        f"| {s['nasa_per100_mean']:.0f} | {s['int8_nasa_per100_mean']:.0f} "
+        f"| {s['bias_mean']:+.1f} |"
+    )
+    lines += ["", *shipped_lines()]
+    return "\n".join(lines)
+
+
+def shipped_lines() -> list[str]:
+    """Size and single-window latency of the shipped model files (one thread)."""
+    from edge_agent.train.rul_graph import OnnxRul
+
+    out = ["| shipped file | bytes | p50 us | p99 us |", "|---|---|---|---|"]
+    timing = OnnxRul(SHIPPED).latency_us(2000)
+    out.append(f"| {SHIPPED.name} (int8) | {SHIPPED.stat().st_size:,} | {timing['p50_us']} "
+               f"| {timing['p99_us']} |")  # fmt: skip
+    tflite = SHIPPED.with_name(SHIPPED.stem + "_int8.tflite")
+    if tflite.is_file():
+        out.append(f"| {tflite.name} | {tflite.stat().st_size:,} | {tflite_p50(tflite)} | |")
+    return out
+
+
+def tflite_p50(path: Path) -> str:
+    """Median single-window latency of a TFLite model (us), or "-" without LiteRT."""
+    try:
+        from edge_agent.train.rul_tflite import TfliteRul
+    except ImportError:
+        return "-"
+    model = TfliteRul(path)
+    x = np.zeros((1, 30, 14), np.float32)
+    times = []
+    for _ in range(2000):
+        start = time.perf_counter()
+        model.predict(x)
+        times.append(time.perf_counter() - start)
+    return f"{np.median(times[200:]) * 1e6:.1f}"
 
 
 if __name__ == "__main__":
