@@ -96,21 +96,11 @@ class Detector:
         """
         assets, prognostic = [], []
         for asset in config.assets:
-            path = resolve(asset.model)
-            wanted = asset.prognosis.type if asset.prognosis else "auto"
-            kind = model_kind(path)
-            if wanted != "auto" and (kind == "prognostic") != (wanted == "model"):
-                raise ModelError(
-                    f"asset {asset.name}: prognosis type {wanted!r} needs "
-                    f"{'a prognostic' if wanted == 'model' else 'an anomaly'} model, "
-                    f"{path.name} is {kind}"
-                )
-            if kind == "prognostic":
-                model = load_prognostic(path, asset.threads)
-                prognostic.append(PrognosticAsset(asset, model))
-                continue
-            slot = ModelSlot.load(path, asset.threads, asset.signals, f"asset {asset.name}")
-            assets.append(AssetDetector(asset, slot))
+            loaded = load_asset(asset, resolve(asset.model))
+            if isinstance(loaded, PrognosticAsset):
+                prognostic.append(loaded)
+            else:
+                assets.append(loaded)
         return cls(config, assets, [Rule(r) for r in config.rules], prognostic)
 
     def signals(self) -> set[str]:
@@ -283,6 +273,27 @@ class Detector:
     def _put(self, key: str, ts: float, value: float) -> None:
         # Only the latest per signal is kept: unread samples must not pile up.
         self._fresh[key] = Sample(f"{SOURCE}.{key}", ts, value, Quality.GOOD)
+
+
+def load_asset(asset: AssetConfig, path: Path) -> AssetDetector | PrognosticAsset:
+    """Load an asset's model: an anomaly asset, or a prognostic one (by the card's kind).
+
+    Raises:
+        ModelError: the model does not load, does not fit the asset, or is not of the
+            kind the asset's ``prognosis.type`` asks for.
+    """
+    wanted = asset.prognosis.type if asset.prognosis else "auto"
+    kind = model_kind(path)
+    if wanted != "auto" and (kind == "prognostic") != (wanted == "model"):
+        need = "a prognostic" if wanted == "model" else "an anomaly"
+        raise ModelError(
+            f"asset {asset.name}: prognosis type {wanted!r} needs {need} model, "
+            f"{path.name} is {kind}"
+        )
+    if kind == "prognostic":
+        return PrognosticAsset(asset, load_prognostic(path, asset.threads))
+    slot = ModelSlot.load(path, asset.threads, asset.signals, f"asset {asset.name}")
+    return AssetDetector(asset, slot)
 
 
 def _cleared(raised: Alert, now: float, reason: str) -> Alert:

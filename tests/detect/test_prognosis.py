@@ -175,3 +175,38 @@ def test_trend_fallback_gives_time_to_threshold_through_replay(tmp_path: Path) -
         # within 10 %: the outlying windows (3 % of them) lean the slope by a few %
         assert rul == pytest.approx(truth, rel=0.1)
         assert low <= rul and (high == "" or rul <= float(high))
+
+
+async def test_the_detector_loop_queues_prognosis_messages_in_the_outbox(
+    tmp_path: Path, rul_model: Path
+) -> None:
+    from edge_agent.detect.loop import DetectorLoop
+    from edge_agent.forward.config import OutboxConfig
+    from edge_agent.forward.encode import decode
+    from edge_agent.forward.outbox import Outbox
+    from edge_agent.worker import Worker
+
+    config = load_config(_config(tmp_path, rul_model, "      prognosis: {every: 1h}\n"))
+    worker = Worker()
+    try:
+        outbox = await worker.run(Outbox.open, tmp_path / "outbox.db", OutboxConfig(), ["up"])
+        windows = Windows(256)
+        detector = Detector.load(config.detect, config.config_path)
+        loop = DetectorLoop(detector, windows, outbox, worker, "gw", 1.0, lambda: None)
+        engine = synthetic_engines(1, seed=3)[0]
+        names = [f"engine.{s}" for s in ("setting1", "setting2", "setting3")]
+        names += [f"engine.s{i}" for i in range(1, 22)]
+        t0 = 1_700_000_000.0
+        for i, row in enumerate(engine.values[:40]):
+            windows.append(rows(t0 + i, row, names))
+            await loop.step(t0 + i)
+        batch = await worker.run(outbox.take, "up", 10)
+        assert [r.kind for r in batch] == ["prognosis"]  # one per `every`
+        payload = decode(batch[0].body)
+        assert payload["type"] == "prognosis" and payload["asset"] == "engine"
+        assert payload["method"] == "model" and payload["unit"] == "cycles"
+        assert 0.0 <= payload["rul"] <= 125.0 and payload["ts"] == t0 + 19
+        assert loop.prognoses == 1
+    finally:
+        await worker.run(outbox.close)
+        worker.close()
