@@ -97,10 +97,11 @@ class MqttSinkConfig(SinkSettings):
     command_topic: str = "edge-agent/{gateway}/cmd"
     reply_topic: str = "edge-agent/{gateway}/cmd/reply"
     audit_topic: str = "edge-agent/{gateway}/audit"
+    prognosis_topic: str = "edge-agent/{gateway}/prognosis/{asset}"
 
     @field_validator(
         "topic", "telemetry_topic", "notice_topic", "status_topic", "command_topic",
-        "reply_topic", "audit_topic",
+        "reply_topic", "audit_topic", "prognosis_topic",
     )  # fmt: skip
     @classmethod
     def _template(cls, value: str) -> str:

@@ -231,6 +231,7 @@ class MqttSink:
                 "alert": cfg.topic,
                 "telemetry": cfg.telemetry_topic,
                 "command": cfg.audit_topic,
+                "prognosis": cfg.prognosis_topic,
             }.get(record.kind, cfg.notice_topic)
             topic = self._topics[key] = topic_for(template, record.gateway, record.asset)
         return topic

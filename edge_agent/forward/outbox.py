@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 ALERT, TELEMETRY, COMMAND = 0, 1, 2
 NOTICE = "notice"  # the state of a notice row (class ALERT: delivered first, dropped last)
+PROGNOSIS = "prognosis"  # the state of a prognosis row (class TELEMETRY: periodic, dropped first)
 # in the order take() serves them: audit events of commands right after alerts
 CLASSES = {ALERT: "alert", COMMAND: "command", TELEMETRY: "telemetry"}
 ROW_OVERHEAD = 64  # bytes of SQLite bookkeeping per row, counted so the bound means disk
@@ -74,7 +75,7 @@ class Record:
 
     Attributes:
         row: the outbox row id (0 for a notice, which is no row).
-        kind: ``alert``, ``command`` (audit event), ``telemetry`` or ``notice``.
+        kind: ``alert``, ``command`` (audit event), ``telemetry``, ``prognosis`` or ``notice``.
         gateway: the gateway id the message is from.
         asset: the asset it concerns ("" when none).
         body: the encoded JSON payload (see :mod:`edge_agent.forward.encode`).
@@ -235,6 +236,15 @@ class Outbox:
             for s in summaries
         ]
         self._put(items, sinks, now, until)
+
+    def put_prognoses(self, prognoses: Sequence[tuple[str, float, bytes]], gateway: str) -> None:
+        """Store encoded prognoses (``(asset, ts, body)``) for every sink, as telemetry rows.
+
+        Periodic estimates are worth what telemetry is worth: behind alerts, dropped
+        first when a backlog is over its bound, ``historical`` when late.
+        """
+        items = [(TELEMETRY, PROGNOSIS, gateway, asset, ts, body) for asset, ts, body in prognoses]
+        self._put(items, self.sinks, time.time())
 
     def telemetry_until(self, sink: str) -> float | None:
         """End of the last span summarised for ``sink`` (None before the first)."""
@@ -405,7 +415,7 @@ class Outbox:
             body = with_fields(body, seq=seq, historical=True)
         else:
             body = with_fields(body, seq=seq)
-        kind = NOTICE if state == NOTICE else CLASSES[cls_]
+        kind = state if state in (NOTICE, PROGNOSIS) else CLASSES[cls_]
         return Record(row_id, kind, gateway, asset, body, size, cls_)
 
     def _pending_notice(self, sink: str, batch: list[Record], now: float) -> Record | None:
