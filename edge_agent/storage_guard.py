@@ -144,7 +144,8 @@ def open_twin(path: Path, config: TwinConfig) -> SignalStore:
         StorageError: the folder cannot be written, or a damaged file cannot be moved.
         StoreError: another process writes to the twin.
     """
-    from edge_agent.twin.store import SignalStore, StoreError
+    from edge_agent.errors import StoreError
+    from edge_agent.twin.store import SignalStore
 
     require_writable(path.parent)
     problem = _twin_damage(path)
@@ -161,8 +162,8 @@ def open_twin(path: Path, config: TwinConfig) -> SignalStore:
 
 def _twin_damage(path: Path) -> str | None:
     """Check under the writer lock, so a second agent's file is never touched."""
+    from edge_agent.errors import StoreError
     from edge_agent.twin import sql_layout as layout
-    from edge_agent.twin.store import StoreError
 
     try:
         lock = layout.lock_writer(path)

@@ -18,9 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
-from edge_agent.errors import EX_CONFIG, AgentError, ConfigError, ModelError, SourceError
+from edge_agent.errors import (
+    EX_CONFIG,
+    AgentError,
+    ConfigError,
+    ModelError,
+    SourceError,
+    StorageError,
+)
 from edge_agent.logs import apply_level, setup_logging
-from edge_agent.storage_guard import EX_CANTCREAT, StorageError
+from edge_agent.storage_guard import EX_CANTCREAT
 
 log = logging.getLogger("edge_agent")
 

@@ -36,8 +36,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from edge_agent.backoff import Backoff
 from edge_agent.logs import Transition
 from edge_agent.metrics import build_registry
-from edge_agent.schema import parse_duration
-from edge_agent.web.config import WebConfig, is_loopback, parse_listen
+from edge_agent.schema import is_loopback, parse_duration
+from edge_agent.web.config import WebConfig, parse_listen
 from edge_agent.web.http import BadRequest, HttpServer, Request, Response, accepts_gzip
 from edge_agent.web.openapi import document
 from edge_agent.web.site import Site

@@ -19,7 +19,8 @@ from edge_agent.errors import ModelError
 from edge_agent.train.rul_data import write_replay_csv
 from edge_agent.train.rul_fit import fit
 from edge_agent.train.rul_graph import OnnxRul, export
-from tests.detect.tiny import SIGNALS, Windows, card, rows, square_model
+from edge_agent.twin.windows import Windows
+from tests.detect.tiny import SIGNALS, card, rows, square_model
 from tests.train.test_rul import RECIPE, synthetic_engines
 
 ENGINE_SIGNALS = ", ".join(f"engine.{s}" for s in ("setting1", "s1", *RECIPE.signals, "s21"))
