@@ -111,6 +111,11 @@ class AgentConfig(StrictModel):
             )
         return metrics
 
+    @property
+    def file(self) -> Path:
+        """The file this config was read from (a reload reads it again)."""
+        return self._file
+
     def config_path(self, path: str | Path) -> Path:
         """Resolve a path written in the config (a model file) against its folder."""
         return Path(path) if Path(path).is_absolute() else self._base_dir / path
