@@ -3,7 +3,8 @@
 # plus python3-venv) with no network: install from a wheelhouse, run the agent, upgrade to a
 # newer wheel (config and data kept), uninstall (config and data kept), purge.
 # Run as root from a clone; needs debootstrap and the package index (for the base root and
-# the wheelhouse, both built outside the chroot). About 4 minutes; not part of CI (see README).
+# the wheelhouse, both built outside the chroot). About 50 s plus 2-3 min of debootstrap; not part
+# of CI (see README); record a run in BENCHMARKS.md.
 #   ./deploy/check-install.sh [--base DIR]   reuse (or keep) the debootstrapped base root in DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
