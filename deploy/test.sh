@@ -25,4 +25,12 @@ status=0
 .venv/bin/ruff check edge_agent tests bench || status=1
 .venv/bin/mypy || status=1
 .venv/bin/pytest "$@" || status=$?
+# The release artefacts (the whole run only): sdist and wheel built and checked, the wheel
+# installed into a fresh venv and its demo run from there (deploy/check-wheel.sh, about 45 s).
+if (($# == 0)); then
+  rm -rf dist
+  { .venv/bin/python -m build -q --outdir dist . >/dev/null &&
+    .venv/bin/twine check --strict dist/* &&
+    ./deploy/check-wheel.sh dist/*.whl; } || status=1
+fi
 exit "$status"

@@ -9,10 +9,11 @@ drains it. SIGTERM/SIGINT cancel the main task: the recorder flushes, every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -21,22 +22,21 @@ from edge_agent.commands.attach import attach_commands, outbox_audit
 from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.loop import DetectorLoop
-from edge_agent.forward.delivery import LinkState, Sink, deliver_forever
+from edge_agent.forward.delivery import LinkState, Sink
 from edge_agent.forward.live import attach_live
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.spill import adopt_legacy_open_alerts, requeue_spill
-from edge_agent.forward.telemetry import telemetry_forever
 from edge_agent.metrics import AgentCollector, AgentView
 from edge_agent.notify import Notifier
 from edge_agent.observer import Observer
 from edge_agent.preflight import load_detector
 from edge_agent.registry import build_sink, build_source
-from edge_agent.sources.poll import PollStats, Source, link_info, poll_forever
+from edge_agent.reload import Running, window_capacity
+from edge_agent.sources.poll import Source, link_info
 from edge_agent.storage_guard import open_outbox, open_twin
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
-from edge_agent.types import SignalInfo
 from edge_agent.web.alerts import OutboxAlerts
 from edge_agent.web.config import load_token
 from edge_agent.web.server import serve_web_forever
@@ -65,7 +65,7 @@ async def _run(
 ) -> None:
     detector = await worker.run(load_detector, config)  # the same checks as check-config
     sources = [build_source(c) for c in config.sources]
-    sinks = [build_sink(_sink_paths(config, c), config.agent.id) for c in config.sinks]
+    sinks = [_make_sink(config, c) for c in config.sinks]
     config.data_path(".").mkdir(parents=True, exist_ok=True)
     # Closed in reverse order, each even if the one before failed.
     async with AsyncExitStack() as closing:
@@ -116,20 +116,9 @@ async def _prepare(
     await worker.run(store.register, infos)
     window_s = detector.window_seconds()
     needed = detector.signals()
-    windows = Windows(_window_capacity(window_s, infos, needed), signals=needed)
+    windows = Windows(window_capacity(window_s, infos, needed), signals=needed)
     await worker.run(windows.warm, store, needed, time.time() - window_s)
     return windows
-
-
-def _window_capacity(window_s: float, infos: list[SignalInfo], needed: set[str]) -> int:
-    """Samples per signal the windows keep: the detectors' span at the fastest interval.
-
-    Four times over, because a streaming serial sensor may send faster than the
-    source's interval; a window short of history would not be scored.
-    """
-    intervals = [i.interval for i in infos if i.signal in needed and i.interval > 0]
-    fastest = min(intervals, default=1.0)
-    return max(256, int(4 * window_s / fastest))
 
 
 async def _supervise(
@@ -148,7 +137,7 @@ async def _supervise(
     observer = attach_live(sinks, infos, observer)
     token = load_token(config.web)
     recorder = Recorder(store, windows, worker, config.twin.flush_interval, observer)
-    wakes = [asyncio.Event() for _ in sinks]
+    wakes: dict[str, asyncio.Event] = {}
     detect = DetectorLoop(
         detector,
         windows,
@@ -164,28 +153,26 @@ async def _supervise(
     )
     audit = outbox_audit(outbox, worker.run, config.agent.id, infos, lambda: _wake_all(wakes))
     attach_commands(config.writes, sources, sinks, infos, audit)
-    polls = [(source, PollStats()) for source in sources]
-    links = {sink.config.name: LinkState() for sink in sinks}
-    view = AgentView(config.agent.id, polls, recorder, detect, outbox)
-    site = _site_view(config, worker, view, links)
-    async with asyncio.TaskGroup() as tasks:
-        for source, stats in polls:
-            tasks.create_task(poll_forever(source, recorder.accept, stats))
-        tasks.create_task(serve_web_forever(config.web, site, token))
-        tasks.create_task(recorder.record_forever())
-        tasks.create_task(detect.detect_forever())
-        for sink, wake in zip(sinks, wakes, strict=True):
-            name = sink.config.name
-            tasks.create_task(deliver_forever(outbox, sink, name, worker.run, wake, links[name]))
-            if sink.config.telemetry == "on":
-                tasks.create_task(
-                    telemetry_forever(store, outbox, sink.config, config.agent.id, worker.run, wake)
-                )
-        tasks.create_task(_watchdog_forever(notifier, worker))
-        notifier.send("READY=1")
-        log.info(
-            "agent %s running: %d source(s), %d sink(s)", config.agent.id, len(sources), len(sinks)
-        )
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            running = Running(config, config.file, tasks, worker, store, outbox,
+                              recorder, detect, _make_sink, wakes=wakes)  # fmt: skip
+            view = AgentView(config.agent.id, running.polls, recorder, detect, outbox)
+            site = _site_view(config, worker, view, running.links)
+            for source in sources:
+                running.start_source(source)
+            tasks.create_task(serve_web_forever(config.web, site, token))
+            tasks.create_task(recorder.record_forever())
+            tasks.create_task(detect.detect_forever())
+            for sink in sinks:
+                running.start_sink(sink)
+            tasks.create_task(_watchdog_forever(notifier, worker))
+            _on_hangup(lambda: tasks.create_task(running.reload()))
+            notifier.send("READY=1")
+            log.info("agent %s running: %d source(s), %d sink(s)",
+                     config.agent.id, len(sources), len(sinks))  # fmt: skip
+    finally:
+        _on_hangup(_hangup)
 
 
 def _site_view(
@@ -217,8 +204,13 @@ def _sink_paths(config: AgentConfig, sink: Any) -> Any:
     return sink
 
 
-def _wake_all(wakes: list[asyncio.Event]) -> None:
-    for wake in wakes:
+def _make_sink(config: AgentConfig, sink: Any) -> Any:
+    """The sink of ``sink``'s config, its files in the data folder (at start and at reload)."""
+    return build_sink(_sink_paths(config, sink), config.agent.id)
+
+
+def _wake_all(wakes: dict[str, asyncio.Event]) -> None:
+    for wake in wakes.values():
         wake.set()
 
 
@@ -250,10 +242,17 @@ def _alive() -> None:
 
 
 def _hangup() -> None:
-    log.warning(
-        "SIGHUP: reloading the config is not supported yet; still running on the old one"
-        " (restart the service to apply a new config)"
-    )
+    log.warning("SIGHUP: the agent is starting or stopping: not reloading")
+
+
+def _on_hangup(handler: Callable[[], object]) -> None:
+    """What SIGHUP does now: reload while the agent runs, a warning before and after.
+
+    SIGHUP's default action ends the process, and systemd does not restart a
+    service killed by HUP: a handler must be in place from the first moment.
+    """
+    with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to reload
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)
 
 
 def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
@@ -280,8 +279,7 @@ def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
 
         for signum in signals:
             loop.add_signal_handler(signum, stop)
-        # SIGHUP's default action ends the process, and systemd does not restart a
-        # service killed by HUP: until reload is built, say so and keep running.
+        # Until the agent runs (and again while it stops), SIGHUP only says so.
         loop.add_signal_handler(signal.SIGHUP, _hangup)
         try:
             await main

@@ -1,9 +1,10 @@
 """YAML -> pydantic models; every error carries the file, the YAML path and the line.
 
 The YAML is read by :mod:`edge_agent.config_yaml` (bounded, each value keeps its
-line); ``${VAR}`` is substituted in strings (a missing variable is an error); then
-the pydantic models validate. Errors are gathered into one :class:`ConfigError`
-whose message lists each problem as ``file:line: path: message``.
+line); ``${VAR}`` is substituted in strings (a missing variable is an error, except
+for commands that never connect: see ``offline``); then the pydantic models validate.
+Errors are gathered into one :class:`ConfigError` whose message lists each problem as
+``file:line: path: message``.
 """
 
 from __future__ import annotations
@@ -110,6 +111,11 @@ class AgentConfig(StrictModel):
             )
         return metrics
 
+    @property
+    def file(self) -> Path:
+        """The file this config was read from (a reload reads it again)."""
+        return self._file
+
     def config_path(self, path: str | Path) -> Path:
         """Resolve a path written in the config (a model file) against its folder."""
         return Path(path) if Path(path).is_absolute() else self._base_dir / path
@@ -124,21 +130,29 @@ class AgentConfig(StrictModel):
         return Path(path) if Path(path).is_absolute() else data_dir / path
 
 
-def load_config(path: str | Path) -> AgentConfig:
+def load_config(path: str | Path, *, offline: bool = False) -> AgentConfig:
     """Read, substitute and validate a config file.
+
+    Args:
+        path: the YAML file.
+        offline: for operator commands that never connect (twin, outbox, calibrate,
+            replay): an unset ``${VAR}`` stays as written instead of being an error,
+            so they run in a shell without the service's environment file. The
+            secrets such variables hold are only used by connections.
 
     Raises:
         ConfigError: with every problem found, each naming file, YAML path and line.
     """
     path = Path(path)
-    return parse_config(read_config_bytes(path), path)
+    return parse_config(read_config_bytes(path), path, offline=offline)
 
 
-def parse_config(text: str | bytes, path: Path) -> AgentConfig:
+def parse_config(text: str | bytes, path: Path, *, offline: bool = False) -> AgentConfig:
     """Validate config ``text`` (or the file's bytes) that was read from ``path``."""
     data, lines = load_yaml(text, path)
     problems: list[str] = []
-    data = _substitute_all(data, (), lines, problems, path)
+    unset: list[str] = []
+    data = _substitute_all(data, (), lines, unset if offline else problems, path)
     if problems:
         raise ConfigError("\n".join(problems))
     if not isinstance(data, dict):
@@ -153,7 +167,9 @@ def parse_config(text: str | bytes, path: Path) -> AgentConfig:
         base_dir = path.resolve().parent
         config = AgentConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise ConfigError(describe(exc, AgentConfig, data, lines, path)) from None
+        # A placeholder may be what a field refused (a port, a host): say which were unset.
+        problems = [describe(exc, AgentConfig, data, lines, path), *unset]
+        raise ConfigError("\n".join(problems)) from None
     config._base_dir, config._file, config._lines = base_dir, path, lines
     unknown = _unknown_signals(config)
     if unknown:
@@ -246,7 +262,7 @@ def _substitute(value: str, at: YamlPath, line: int, problems: list[str], path: 
             problems.append(
                 f"{path}:{line}: {format_path(at)}: environment variable {name} is not set"
             )
-            return ""
+            return match.group(0)  # kept as written: an offline command's placeholder
         return os.environ[name]
 
     return _ENV_RE.sub(replace, value)

@@ -110,7 +110,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     from edge_agent.detect import calibrate
     from edge_agent.detect.slot import load_checked
 
-    config = load_config(args.config)
+    config = load_config(args.config, offline=True)  # twin and model files: no secrets needed
     asset = _asset(config, args.asset)
     path = config.config_path(asset.model)
     model, signals = load_checked(path, asset.threads, asset.signals, f"asset {asset.name}")
@@ -183,7 +183,7 @@ def rebaseline_command(args: argparse.Namespace) -> int:
     from edge_agent.detect.baseline import rebaselined_card
     from edge_agent.detect.slot import load_checked
 
-    config = load_config(args.config)
+    config = load_config(args.config, offline=True)  # twin and model files: no secrets needed
     asset = _asset(config, args.asset)
     path = config.config_path(asset.model)
     model, signals = load_checked(path, asset.threads, asset.signals, f"asset {asset.name}")
@@ -344,10 +344,10 @@ def _replay_summary(detector: Detector, name: str, rows: list[Row], events: int,
 
 
 def load_config_for(args: argparse.Namespace) -> AgentConfig:
-    """The config named by ``--config``."""
+    """The config named by ``--config``, for commands that read files only (no secrets)."""
     from edge_agent.config import load_config
 
-    return load_config(args.config)
+    return load_config(args.config, offline=True)
 
 
 def _replay_detector(config: AgentConfig, asset_name: str) -> tuple[Detector, str]:

@@ -39,7 +39,7 @@ def status_command(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
     from edge_agent.forward.outbox_status import OutboxStatus, open_readonly, read_status
 
-    config = load_config(args.config)
+    config = load_config(args.config, offline=True)  # reads a file: no secrets needed
     path = config.data_path(config.outbox.path)
     sinks = [sink.name for sink in config.sinks]
     if not path.exists():

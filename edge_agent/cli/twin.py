@@ -80,7 +80,7 @@ def open_store(args: argparse.Namespace) -> SignalStore:
     if args.config is not None:
         from edge_agent.config import load_config
 
-        config = load_config(args.config)
+        config = load_config(args.config, offline=True)  # reads a file: no secrets needed
         twin, path = config.twin, config.data_path(config.twin.path)
     else:
         twin, path = TwinConfig(), args.db

@@ -62,6 +62,9 @@ class DetectorLoop:
     prognosis_refused: bool = False
     _requests_db: sqlite3.Connection | None = None
     _next_poll: float = 0.0
+    stepping: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held through each step, its alerts' storing included: a reload swaps the detector
+    while no alert is between the detector and the outbox."""
 
     async def detect_forever(self) -> None:
         """Step on a drift-free schedule; at stop, one last try for alerts not yet stored."""
@@ -81,7 +84,8 @@ class DetectorLoop:
             next_tick += self.interval
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
             try:
-                await self.step(time.time())
+                async with self.stepping:
+                    await self.step(time.time())
             except Exception:  # top of a *_forever loop: keep detecting
                 log.exception("detector: step failed")
             next_tick = max(next_tick, loop.time())

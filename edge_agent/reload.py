@@ -1,0 +1,257 @@
+"""SIGHUP: reload the config and restart only the parts that changed.
+
+The new file passes the same checks as ``check-config`` first (models and cards
+loaded, secret files' modes); if it fails, the agent keeps running the old config
+and logs why in one line. The granularity: a source by name, a sink by name, the
+detector as a whole. Unchanged parts keep running untouched. Nothing in flight is
+lost on the way: a restarted source's samples already read are in the recorder's
+buffer; a restarted sink's rows stay in the outbox until acknowledged; the new
+detector gets its windows from the twin (on the worker thread, between two
+flushes) and takes over the open alerts with their ids, so an alert open across a
+reload is neither raised twice nor lost. Sections opened once at start (agent,
+twin, outbox, web, metrics, writes), a Sparkplug sink and the writes' wiring need
+a restart: such a reload is refused whole, and the log says what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_agent.config import AgentConfig
+from edge_agent.detect.detector import Detector
+from edge_agent.detect.loop import DetectorLoop
+from edge_agent.errors import AgentError
+from edge_agent.forward.delivery import LinkState, deliver_forever
+from edge_agent.forward.outbox import Outbox
+from edge_agent.forward.telemetry import telemetry_forever
+from edge_agent.sources.poll import PollStats, link_info, poll_forever
+from edge_agent.twin.recorder import Recorder
+from edge_agent.twin.store import SignalStore
+from edge_agent.twin.windows import Windows
+from edge_agent.types import SignalInfo
+from edge_agent.worker import Worker
+
+log = logging.getLogger(__name__)
+
+RESTART_SECTIONS = ("agent", "twin", "outbox", "web", "metrics", "writes")
+"""Sections whose parts are opened once at start: a change needs ``systemctl restart``."""
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Items of a list section (sources or sinks) told apart by name."""
+
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+
+    @classmethod
+    def between(cls, old: Sequence[Any], new: Sequence[Any]) -> Changes:
+        """Compare two lists of configs by their ``name``."""
+        before, after = {c.name: c for c in old}, {c.name: c for c in new}
+        return cls(
+            added=[n for n in after if n not in before],
+            removed=[n for n in before if n not in after],
+            changed=[n for n in after if n in before and after[n] != before[n]],
+        )
+
+    @property
+    def stopping(self) -> list[str]:
+        """Names whose running part stops: removed or changed."""
+        return self.removed + self.changed
+
+    @property
+    def starting(self) -> list[str]:
+        """Names whose part starts anew: added or changed."""
+        return self.added + self.changed
+
+    def describe(self, what: str) -> list[str]:
+        """``source press2 added``, one phrase per change."""
+        verbs = {"added": self.added, "removed": self.removed, "changed": self.changed}
+        return [f"{what} {name} {verb}" for verb, names in verbs.items() for name in names]
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    """What a reload from ``old`` to ``new`` restarts, or why it cannot."""
+
+    sources: Changes
+    sinks: Changes
+    detector: bool
+    needs_restart: list[str]
+
+    def describe(self) -> str:
+        """One phrase per restarted part, for the log line."""
+        parts = self.sources.describe("source") + self.sinks.describe("sink")
+        return ", ".join(parts + (["detector restarted"] if self.detector else [])) or "no change"
+
+
+def plan_reload(old: AgentConfig, new: AgentConfig) -> ReloadPlan:
+    """Compare two validated configs part by part."""
+    restart = [s for s in RESTART_SECTIONS if getattr(old, s) != getattr(new, s)]
+    sources = Changes.between(old.sources, new.sources)
+    sinks = Changes.between(old.sinks, new.sinks)
+    configs = {c.name: c for c in [*old.sinks, *new.sinks]}
+    # Sparkplug sinks watch every recorded batch, and command-taking sinks share one
+    # executor bound to the sources: both are wired once, at start.
+    wired = [n for n, c in configs.items() if c.type == "sparkplug" or _takes_commands(c)]
+    restart += [f"sinks.{n}" for n in wired if n in sinks.added + sinks.stopping]
+    if wired and (sources.added or sources.stopping):
+        restart.append(f"sources (sinks {', '.join(wired)} write to them)")
+    return ReloadPlan(sources, sinks, old.detect != new.detect, restart)
+
+
+def _takes_commands(config: Any) -> bool:
+    return getattr(config, "commands", "off") == "on"
+
+
+def window_capacity(window_s: float, infos: Sequence[SignalInfo], needed: set[str]) -> int:
+    """Samples per signal the windows keep: the detectors' span at the fastest interval.
+
+    Four times over, because a streaming serial sensor may send faster than the
+    source's interval; a window short of history would not be scored.
+    """
+    intervals = [i.interval for i in infos if i.signal in needed and i.interval > 0]
+    fastest = min(intervals, default=1.0)
+    return max(256, int(4 * window_s / fastest))
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message on one log line (a ConfigError lists one problem per line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+    return (lines[0] if lines else type(exc).__name__) + more
+
+
+@dataclass
+class Running:
+    """The running parts a reload may restart, and the task group they run in."""
+
+    config: AgentConfig
+    path: Path | None
+    tasks: asyncio.TaskGroup
+    worker: Worker
+    store: SignalStore
+    outbox: Outbox
+    recorder: Recorder
+    detect: DetectorLoop
+    make_sink: Callable[[AgentConfig, Any], Any]
+    polls: list[tuple[Any, PollStats]] = field(default_factory=list)
+    links: dict[str, LinkState] = field(default_factory=dict)
+    wakes: dict[str, asyncio.Event] = field(default_factory=dict)
+    _poll_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _sink_tasks: dict[str, list[asyncio.Task[None]]] = field(default_factory=dict)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def wake_all(self) -> None:
+        """New rows in the outbox: every delivery loop looks."""
+        for wake in self.wakes.values():
+            wake.set()
+
+    def start_source(self, source: Any) -> None:
+        """Poll ``source`` in the task group (its stats are shown by the metrics view)."""
+        stats = PollStats()
+        self.polls.append((source, stats))
+        task = self.tasks.create_task(poll_forever(source, self.recorder.accept, stats))
+        self._poll_tasks[source.config.name] = task
+
+    def start_sink(self, sink: Any) -> None:
+        """Deliver the outbox's rows to ``sink`` (and its telemetry, if on)."""
+        name = sink.config.name
+        wake = self.wakes.setdefault(name, asyncio.Event())
+        link = self.links.setdefault(name, LinkState())
+        tasks = [self.tasks.create_task(
+            deliver_forever(self.outbox, sink, name, self.worker.run, wake, link)
+        )]  # fmt: skip
+        if sink.config.telemetry == "on":
+            gateway = self.config.agent.id
+            tasks.append(self.tasks.create_task(
+                telemetry_forever(self.store, self.outbox, sink.config, gateway,
+                                  self.worker.run, wake)
+            ))  # fmt: skip
+        self._sink_tasks[name] = tasks
+
+    async def reload(self) -> None:
+        """Handle one SIGHUP; never raises (it runs in the agent's task group)."""
+        async with self._lock:  # a second SIGHUP waits for the first reload
+            try:
+                await self._reload()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the agent must outlive a reload that went wrong
+                log.exception("SIGHUP: reload failed part-way; restart the service")
+
+    async def _reload(self) -> None:
+        from edge_agent.preflight import check_config
+        from edge_agent.secret_files import check_secret_files
+
+        if self.path is None:
+            log.warning("SIGHUP: this agent was not started from a file: nothing to reload")
+            return
+        try:  # the same checks as check-config; models load off the event loop
+            checked = await asyncio.to_thread(check_config, self.path)
+            check_secret_files(checked.config, self.path)
+        except (AgentError, OSError) as exc:
+            log.error("SIGHUP: %s not reloaded, still running the old config: %s",
+                      self.path, one_line(exc))  # fmt: skip
+            return
+        plan = plan_reload(self.config, checked.config)
+        if plan.needs_restart:
+            log.warning("SIGHUP: %s not reloaded: %s changed, which needs a restart "
+                        "(systemctl restart edge-agent); still running the old config",
+                        self.path, ", ".join(plan.needs_restart))  # fmt: skip
+            return
+        await self._apply(plan, checked.config, checked.sources, checked.detector)
+        log.info("SIGHUP: %s reloaded: %s", self.path, plan.describe())
+
+    async def _apply(
+        self, plan: ReloadPlan, new: AgentConfig, sources: list[Any], detector: Detector
+    ) -> None:
+        built = {s.config.name: s for s in sources}
+        for name in plan.sources.stopping:
+            await _stop(self._poll_tasks.pop(name))
+            self.polls[:] = [p for p in self.polls if p[0].config.name != name]
+        for name in plan.sinks.stopping:
+            for task in self._sink_tasks.pop(name):
+                await _stop(task)
+            self.wakes.pop(name, None)
+        starting = [built[name] for name in plan.sources.starting]
+        infos = [i for s in starting for i in s.signals()] + [link_info(s) for s in starting]
+        await self.worker.run(self.store.register, infos)  # before their first samples
+        self.config = new
+        if plan.detector:
+            every = [i for s in sources for i in s.signals()]
+            async with self.detect.stepping:
+                await self.worker.run(self._swap_detector, detector, every, time.time())
+        for source in starting:
+            self.start_source(source)
+        await self.worker.run(setattr, self.outbox, "sinks", [c.name for c in new.sinks])
+        for config in new.sinks:
+            if config.name in plan.sinks.starting:
+                self.start_sink(self.make_sink(new, config))
+
+    def _swap_detector(self, detector: Detector, infos: list[SignalInfo], now: float) -> None:
+        """On the worker thread, between two flushes and two steps: no sample slips past."""
+        infos = infos + detector.signal_infos()
+        self.store.register(detector.signal_infos())
+        needed, window_s = detector.signals(), detector.window_seconds()
+        windows = Windows(window_capacity(window_s, infos, needed), signals=needed)
+        windows.warm(self.store, needed, now - window_s)
+        orphans = detector.restore(self.outbox.open_alerts(), now)
+        if orphans:  # their rule or asset is gone: cleared, as at a start
+            self.outbox.put_alerts(orphans, self.config.agent.id)
+        self.recorder.windows = windows
+        self.detect.detector, self.detect.windows = detector, windows
+        self.detect.interval = self.config.detect.interval
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel a part and wait until it has closed its connection."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
