@@ -76,7 +76,7 @@ def _modbus(url: str, interval: str) -> dict[str, Any]:
         "type": "modbus",
         "name": MODBUS_SOURCE,
         "url": url,
-        "unit_id": 1,
+        "device_id": 1,
         "interval": interval,
         "asset": ASSET,
         "registers": registers,
