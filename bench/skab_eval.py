@@ -155,7 +155,7 @@ def _row(label: str, m: dict[str, float]) -> str:
 REPLAY_CONFIG = """\
 ## SKAB valve1 pump: replay the SKAB CSV files through the agent's detection path.
 ## edge-agent replay --config examples/skab-pump.yaml --asset pump \\
-##     --csv ../shared/data/skab/valve1/0.csv --calibrate-rows 400 --out scores.csv
+##     --data ../shared/data/skab/valve1/0.csv --calibrate-rows 400 --out scores.csv
 detect:
   interval: 1s
   assets:

@@ -22,7 +22,7 @@ install -d -m 0750 -o edge-agent -g edge-agent /var/lib/edge-agent
 # Keys inside: root:edge-agent 0640; the agent refuses secret files open to other users.
 install -d -m 0750 -o edge-agent -g edge-agent /etc/edge-agent/pki
 install -m 0644 systemd/edge-agent.service /etc/systemd/system/edge-agent.service
-/opt/edge-agent/venv/bin/edge-agent check-config /etc/edge-agent/config.yaml || \
+/opt/edge-agent/venv/bin/edge-agent check-config -c /etc/edge-agent/config.yaml || \
   echo "install.sh: fix the config, then: systemctl enable --now edge-agent" >&2
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload

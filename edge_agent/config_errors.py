@@ -48,7 +48,7 @@ key exists (``stale_after`` on a Modbus source is just unknown).
 """
 
 _MISSING = "required key is missing"
-_BOOL_HINT = ' (YAML reads a bare on/off/yes/no as true/false: quote it, e.g. "off")'
+_BOOL_HINT = " (YAML reads a bare on/off/yes/no as true/false: quote the word)"
 
 
 def format_path(at: YamlPath) -> str:

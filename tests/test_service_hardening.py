@@ -85,7 +85,7 @@ def _tls_sink(folder: Path, key_mode: int) -> list[dict[str, object]]:
 def test_secret_files_open_to_others_are_refused(tmp_path: Path, mode: int, code: int) -> None:
     config = _config(tmp_path, _tls_sink(tmp_path, mode))
     done = subprocess.run(
-        [sys.executable, "-m", "edge_agent", "check-config", str(config)],
+        [sys.executable, "-m", "edge_agent", "check-config", "-c", str(config)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -106,7 +106,7 @@ def _serial(path: str, interval: str) -> dict[str, Any]:
         "baud": 9600,
         "interval": interval,
         "asset": ASSET,
-        "framing": {"kind": "delimiter", "delimiter": PROBE_EOL},
-        "parse": {"kind": "kv"},
+        "framing": {"type": "delimiter", "delimiter": PROBE_EOL},
+        "parse": {"type": "kv"},
         "signals": [{"name": key, "unit": unit} for key, (_, unit) in _PROBE_KEYS.items()],
     }

@@ -194,7 +194,7 @@ def test_commands_register_with_argparse(tmp_path: Path) -> None:
     write_csv(tmp_path / "h.csv", plant(30))
     argv = ["replay", "-c", str(write_config(tmp_path)), "--asset", "pump"]
     args = parser.parse_args(
-        [*argv, "--csv", str(tmp_path / "h.csv"), "--out", str(tmp_path / "o")]
+        [*argv, "--data", str(tmp_path / "h.csv"), "--out", str(tmp_path / "o")]
     )
     assert args.func(args) == 0 and (tmp_path / "o").read_text().startswith("ts,score,alarm")
     args = parser.parse_args(["calibrate", "-c", "x.yaml", "--asset", "pump", "--rollback"])

@@ -153,7 +153,7 @@ def _mode(mode: Mode) -> Any:
 
 def _existing(path: str, key: str, name: str) -> str:
     if not Path(path).is_file():
-        raise SourceError(f"{name}: {key} file {path} not found")
+        raise SourceError(f"{name}: {key} {path} not found")
     return path
 
 
