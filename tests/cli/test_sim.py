@@ -51,5 +51,5 @@ def test_unknown_scenario_and_bad_duration(capsys: pytest.CaptureFixture[str]) -
     assert _run(["sim", "--speed", "0"]) == 2
     assert "--speed must be above 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        _run(["sim", "--duration", "10"])
+        _run(["sim", "--duration", "10x"])
     assert "expected a duration" in capsys.readouterr().err
