@@ -110,7 +110,7 @@ def replay_detector(config: Path, asset: str) -> Callable[[Run], np.ndarray]:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out.csv"
             ns = argparse.Namespace(
-                config=config, asset=asset, csv=r.path, calibrate_rows=CAL_ROWS, out=out
+                config=config, asset=asset, data=r.path, calibrate_rows=CAL_ROWS, out=out
             )
             with contextlib.redirect_stdout(io.StringIO()):
                 code = replay_command(ns)
