@@ -60,9 +60,7 @@ async def test_wrong_key_password_is_a_clear_error(
 ) -> None:
     monkeypatch.setenv("OPCUA_TEST_KEY_PASSWORD", "battery staple")
     cfg = encrypted_setup(pki, tmp_path, shared_server.url)
-    with pytest.raises(
-        SourceError, match=r"cannot load key_file .*a wrong key_password"
-    ):
+    with pytest.raises(SourceError, match=r"cannot load key_file .*a wrong key_password"):
         await read_once(cfg)
 
 
