@@ -21,7 +21,7 @@ from edge_agent.commands.attach import attach_commands, outbox_audit
 from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.loop import DetectorLoop
-from edge_agent.forward.delivery import LinkState, deliver_forever
+from edge_agent.forward.delivery import LinkState, Sink, deliver_forever
 from edge_agent.forward.live import attach_live
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.spill import adopt_legacy_open_alerts, requeue_spill
@@ -31,7 +31,7 @@ from edge_agent.notify import Notifier
 from edge_agent.observer import Observer
 from edge_agent.preflight import load_detector
 from edge_agent.registry import build_sink, build_source
-from edge_agent.sources.poll import PollStats, link_info, poll_forever
+from edge_agent.sources.poll import PollStats, Source, link_info, poll_forever
 from edge_agent.storage_guard import open_outbox, open_twin
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
@@ -109,7 +109,7 @@ async def _restore_open_alerts(
 
 
 async def _prepare(
-    worker: Worker, store: SignalStore, detector: Detector, sources: list[Any]
+    worker: Worker, store: SignalStore, detector: Detector, sources: list[Source]
 ) -> Windows:
     infos = [info for s in sources for info in s.signals()] + detector.signal_infos()
     infos += [link_info(s) for s in sources]
@@ -138,12 +138,13 @@ async def _supervise(
     notifier: Notifier,
     observer: Observer | None,
     stages: tuple[SignalStore, Windows, Detector, Outbox],
-    sources: list[Any],
-    sinks: list[Any],
+    sources: list[Source],
+    sinks: list[Sink],
 ) -> None:
     store, windows, detector, outbox = stages
     # Sinks that publish values as they change (sparkplug) see every recorded batch.
     infos = [info for source in sources for info in source.signals()] + detector.signal_infos()
+    infos += [link_info(source) for source in sources]
     observer = attach_live(sinks, infos, observer)
     token = load_token(config.web)
     recorder = Recorder(store, windows, worker, config.twin.flush_interval, observer)

@@ -23,9 +23,9 @@ from edge_agent.detect.config import DetectConfig, ThresholdRuleConfig
 from edge_agent.errors import ConfigError
 from edge_agent.forward.config import OutboxConfig
 from edge_agent.registry import SinkConfig, SourceConfig
-from edge_agent.schema import Duration, StrictModel, format_duration
+from edge_agent.schema import Duration, StrictModel, format_duration, is_loopback
 from edge_agent.twin.config import TwinConfig
-from edge_agent.web.config import WebConfig, is_loopback, parse_listen
+from edge_agent.web.config import WebConfig, parse_listen
 
 
 class MetricsConfig(StrictModel):

@@ -8,11 +8,16 @@
     ├── ModelError      model file missing, corrupt, or its inputs don't match the config
     ├── DeliveryError   upstream unavailable; the outbox keeps the batch
     │   └── RejectedError   upstream refused the payload itself
+    ├── StorageError    the twin or the outbox (SQLite, the disk) failed: a write is held
+    │   │               and retried; a data folder that cannot be written at start
+    │   │               -> exit 73 (EX_CANTCREAT), which systemd does not restart
+    │   └── StoreError      the twin's file in particular (missing, locked, corrupt)
     └── WriteError      a device write was refused by the device or not answered;
                         the command's reply says ``failed`` with this reason
 
 Library exceptions are translated once, at the boundary
-(``raise SourceError(...) from exc``). A device that refuses a read
+(``raise SourceError(...) from exc``; SQLite errors in the twin and the outbox
+become ``StorageError``). A device that refuses a read
 (Modbus exception, OPC UA Bad status) is not an error: it yields BAD samples.
 """
 
@@ -43,6 +48,14 @@ class DeliveryError(AgentError):
 
 class RejectedError(DeliveryError):
     """Upstream refused the payload itself: drop it and count it."""
+
+
+class StorageError(AgentError):
+    """The twin or the outbox could not read or write its file (SQLite error, disk full, EIO)."""
+
+
+class StoreError(StorageError):
+    """The twin's database failed for a reason other than a full disk (I/O, corrupt, locked)."""
 
 
 class WriteError(AgentError):

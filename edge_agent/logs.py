@@ -194,6 +194,60 @@ def apply_level(level: str) -> None:
         logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)
 
 
+class Transition:
+    """A condition that fails and recovers, logged once per change, never per repetition.
+
+    ``fail()`` logs its line only when the condition goes from ok to failing; ``ok()``
+    logs only when it comes back, with how long it lasted. This is the "connection
+    lost" / "reconnected after 37 s" pattern, written once here for every loop.
+
+    Args:
+        logger: where lines go.
+        fail_level: level of the line when the condition starts failing.
+        ok_level: level of the recovery line.
+        clock: monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        fail_level: int = logging.ERROR,
+        ok_level: int = logging.WARNING,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.fail_level = fail_level
+        self.ok_level = ok_level
+        self.clock = clock
+        self.since: float | None = None
+
+    @property
+    def failing(self) -> bool:
+        """True from a ``fail()`` until the next ``ok()``."""
+        return self.since is not None
+
+    def fail(self, msg: str, *args: object, level: int | None = None) -> bool:
+        """The condition fails (again); logs only the first time. True when it was ok.
+
+        ``level`` overrides ``fail_level`` for this line (DEBUG where another part
+        already told the operator).
+        """
+        if self.since is not None:
+            return False
+        self.since = self.clock()
+        self.logger.log(self.fail_level if level is None else level, msg, *args)
+        return True
+
+    def ok(self, msg: str, *args: object) -> bool:
+        """The condition holds; logs ``msg`` + " (after N s)" only on recovery."""
+        if self.since is None:
+            return False
+        lasted = self.clock() - self.since
+        self.since = None
+        self.logger.log(self.ok_level, f"{msg} (after %.0f s)", *args, lasted)
+        return True
+
+
 class RateLimitedLog:
     """A source's log lines, at most ``burst`` per ``period``; the rest summed up.
 

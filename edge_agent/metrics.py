@@ -48,7 +48,8 @@ from edge_agent import __version__
 from edge_agent.backoff import Backoff
 from edge_agent.detect.asset import Scored
 from edge_agent.detect.loop import DetectorLoop
-from edge_agent.forward.outbox import CLASSES, Outbox
+from edge_agent.forward.outbox import Outbox
+from edge_agent.forward.outbox_rows import CLASSES
 from edge_agent.forward.outbox_status import OutboxStatus
 from edge_agent.sources.poll import PollStats, Source
 from edge_agent.twin.recorder import Recorder

@@ -14,9 +14,9 @@ from typing import Any
 
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.detect.asset import AssetDetector
-from edge_agent.detect.detector import Detector
+from edge_agent.detect.detector import Detector, load_asset
+from edge_agent.detect.prognosis import PrognosticAsset
 from edge_agent.detect.rules import Rule
-from edge_agent.detect.slot import ModelSlot
 from edge_agent.errors import ModelError
 from edge_agent.registry import build_source
 
@@ -28,19 +28,18 @@ def load_detector(config: AgentConfig) -> Detector:
         ModelError: a model file missing or corrupt, or not matching its asset;
             the message starts with ``file:line: detect.assets[N].model:``.
     """
-    assets = [_load_asset(config, n) for n in range(len(config.detect.assets))]
-    return Detector(config.detect, assets, [Rule(r) for r in config.detect.rules])
+    loaded = [_load_asset(config, n) for n in range(len(config.detect.assets))]
+    assets = [a for a in loaded if isinstance(a, AssetDetector)]
+    prognostic = [a for a in loaded if isinstance(a, PrognosticAsset)]
+    return Detector(config.detect, assets, [Rule(r) for r in config.detect.rules], prognostic)
 
 
-def _load_asset(config: AgentConfig, index: int) -> AssetDetector:
+def _load_asset(config: AgentConfig, index: int) -> AssetDetector | PrognosticAsset:
     asset = config.detect.assets[index]
     try:
-        slot = ModelSlot.load(
-            config.config_path(asset.model), asset.threads, asset.signals, f"asset {asset.name}"
-        )
+        return load_asset(asset, config.config_path(asset.model))
     except ModelError as exc:
         raise ModelError(f"{config.where(('detect', 'assets', index, 'model'))}: {exc}") from exc
-    return AssetDetector(asset, slot)
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,8 @@ class Checked:
         signals = sum(len(s.signals()) for s in self.sources)
         return (
             f"ok ({len(self.sources)} source(s), {signals} signal(s), "
-            f"{len(self.config.sinks)} sink(s)); {len(self.detector.assets)} model(s) loaded"
+            f"{len(self.config.sinks)} sink(s)); "
+            f"{len(self.detector.assets) + len(self.detector.prognostic)} model(s) loaded"
         )
 
 

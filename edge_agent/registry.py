@@ -8,7 +8,7 @@ OPC UA never imports asyncua.
 from __future__ import annotations
 
 import importlib
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
@@ -17,6 +17,10 @@ from edge_agent.forward.sparkplug_config import SparkplugSinkConfig
 from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.opcua.config import OpcuaSourceConfig
 from edge_agent.sources.serial.config import SerialSourceConfig
+
+if TYPE_CHECKING:  # the protocols the classes meet; loading a config imports no runtime
+    from edge_agent.forward.delivery import Sink
+    from edge_agent.sources.poll import Source
 
 SOURCES: dict[str, tuple[type[Any], str]] = {
     "modbus": (ModbusSourceConfig, "edge_agent.sources.modbus.source:ModbusSource"),
@@ -46,11 +50,13 @@ def _load(dotted: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
-def build_source(config: SourceConfig) -> Any:
+def build_source(config: SourceConfig) -> Source:
     """Instantiate the source class for ``config`` (constructors only assign)."""
-    return _load(SOURCES[config.type][1])(config)
+    source: Source = _load(SOURCES[config.type][1])(config)
+    return source
 
 
-def build_sink(config: SinkConfig, gateway: str) -> Any:
+def build_sink(config: SinkConfig, gateway: str) -> Sink:
     """Instantiate the sink for ``config`` on gateway ``gateway`` (constructors only assign)."""
-    return _load(SINKS[config.type][1])(config, gateway=gateway)
+    sink: Sink = _load(SINKS[config.type][1])(config, gateway=gateway)
+    return sink

@@ -11,6 +11,7 @@ boolean is taken as the word it was (:data:`OnOff`, :func:`switch`).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -129,3 +130,13 @@ ConfigPath = Annotated[str, AfterValidator(resolve_path)]
 
 Secret = SecretStr
 """A secret: usually ``${ENV_VAR}``; shown as ``**********`` in logs and reprs."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``); names are not resolved."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -32,7 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_agent.errors import AgentError
+from edge_agent.errors import StorageError
+
+__all__ = ["EX_CANTCREAT", "StorageError"]
 
 if TYPE_CHECKING:  # imported where used: the CLI imports this module for StorageError
     from edge_agent.forward.config import OutboxConfig
@@ -45,10 +47,6 @@ log = logging.getLogger(__name__)
 EX_CANTCREAT = 73
 """Exit code when the data folder cannot be written (sysexits' EX_CANTCREAT)."""
 _BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED: another process, not damage
-
-
-class StorageError(AgentError):
-    """The data folder cannot be written: an operator is needed (exit 73, not restarted)."""
 
 
 def require_writable(folder: Path) -> None:
@@ -146,7 +144,8 @@ def open_twin(path: Path, config: TwinConfig) -> SignalStore:
         StorageError: the folder cannot be written, or a damaged file cannot be moved.
         StoreError: another process writes to the twin.
     """
-    from edge_agent.twin.store import SignalStore, StoreError
+    from edge_agent.errors import StoreError
+    from edge_agent.twin.store import SignalStore
 
     require_writable(path.parent)
     problem = _twin_damage(path)
@@ -163,8 +162,8 @@ def open_twin(path: Path, config: TwinConfig) -> SignalStore:
 
 def _twin_damage(path: Path) -> str | None:
     """Check under the writer lock, so a second agent's file is never touched."""
+    from edge_agent.errors import StoreError
     from edge_agent.twin import sql_layout as layout
-    from edge_agent.twin.store import StoreError
 
     try:
         lock = layout.lock_writer(path)

@@ -21,9 +21,9 @@ import yaml
 
 from edge_agent.agent import run_agent
 from edge_agent.config import load_config
-from edge_agent.errors import ConfigError
+from edge_agent.errors import ConfigError, StoreError
 from edge_agent.sim.plant import Plant
-from edge_agent.twin.store import SignalStore, StoreError
+from edge_agent.twin.store import SignalStore
 from edge_agent.types import Alert, Quality, Sample
 from tests.conftest import free_port
 

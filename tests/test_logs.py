@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from edge_agent.logs import RateLimitedLog, redact_urls
+from edge_agent.logs import RateLimitedLog, Transition, redact_urls
 from tests.conftest import free_port
 
 STAMP = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d")
@@ -179,3 +179,18 @@ def test_elsewhere_lines_keep_their_timestamp(tmp_path: Path) -> None:
     # JOURNAL_STREAM inherited but naming another stream (stderr redirected): no prefixes.
     out = _run_with_stderr_pipe(_dead_modbus_config(tmp_path), journal=False, seconds=2.0)
     assert out and all(STAMP.match(line) for line in out), out
+
+
+def test_a_transition_is_logged_once_each_way(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    now = [100.0]
+    link = Transition(logging.getLogger("edge_agent.test"), clock=lambda: now[0])
+    assert not link.ok("plc: back")  # nothing failed yet: silent
+    assert link.fail("plc: lost: %s", "timeout")
+    now[0] = 137.0
+    assert not link.fail("plc: lost: %s", "timeout")  # a repetition: silent
+    assert link.failing
+    assert link.ok("plc: back")
+    assert not link.failing
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [("ERROR", "plc: lost: timeout"), ("WARNING", "plc: back (after 37 s)")]

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from edge_agent.detect.config import AssetConfig
     from edge_agent.detect.detector import Detector
     from edge_agent.detect.model import AnomalyModel
-    from edge_agent.detect.replay import Table
+    from edge_agent.detect.replay import Row, Table
     from edge_agent.types import Alert
 
 EX_DATAERR = 65
@@ -79,7 +79,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="calibrate on the first N rows (in memory), score the rest",
     )
-    p.add_argument("--out", type=Path, required=True, help="output CSV: ts,score,alarm")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output CSV: ts,score,alarm (ts,rul: a prognostic asset)",
+    )
     p.add_argument(
         "--alerts", type=Path, default=None, help="also write the alert events (JSON lines)"
     )
@@ -296,17 +301,22 @@ def _history(config: AgentConfig, signals: list[str], since: float, until: float
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    """Replay a CSV through Windows + Detector.step and write ts,score,alarm."""
+    """Replay a CSV through Windows + Detector.step and write its rows (see replay.columns)."""
     from edge_agent.detect import replay
 
     config = load_config_for(args)
     detector, name = _replay_detector(config, args.asset)
-    runner = detector.assets[name]
+    prognostic = name in detector.prognostic
+    signals = (
+        detector.prognostic[name].signals if prognostic else detector.assets[name].slot.signals
+    )
     rule_signals = [r.config.signal for r in detector.rules]
     try:
-        table = replay.read_table(args.data, runner.slot.signals, optional=rule_signals)
+        if prognostic and args.calibrate_rows > 0:
+            raise ModelError(f"{name}: a prognostic model takes no --calibrate-rows")
+        table = replay.read_table(args.data, signals, optional=rule_signals)
         if args.calibrate_rows > 0:
-            _calibrate_in_memory(runner, table, args.calibrate_rows)
+            _calibrate_in_memory(detector.assets[name], table, args.calibrate_rows)
     except (replay.ReplayError, ModelError) as exc:
         print(f"edge-agent replay: {exc}", file=sys.stderr)
         return EX_DATAERR
@@ -314,16 +324,25 @@ def replay_command(args: argparse.Namespace) -> int:
     detector.rules = [r for r in detector.rules if r.config.signal in table.values]
     alerts: list[Alert] = []
     rows_out = replay.replay(detector, name, table, args.calibrate_rows, alerts)
-    replay.write_rows(args.out, rows_out)
+    replay.write_rows(args.out, rows_out, replay.columns(detector, name))
     if getattr(args, "alerts", None):
         replay.write_alerts(args.alerts, alerts)
-    scored = sum(r.score is not None for r in rows_out)
-    alarms = sum(r.alarm for r in rows_out)
-    print(
-        f"{name}: {len(rows_out)} rows, {scored} scored, {alarms} in alarm "
-        f"(threshold {runner.threshold:.4g}), {len(alerts)} alert event(s) -> {args.out}"
-    )
+    print(_replay_summary(detector, name, rows_out, len(alerts), args.out))
     return 0
+
+
+def _replay_summary(detector: Detector, name: str, rows: list[Row], events: int, out: Path) -> str:
+    estimated = sum(r.prognosis is not None for r in rows)
+    if name in detector.prognostic:
+        unit = detector.prognostic[name].model.card.unit
+        return f"{name}: {len(rows)} rows, {estimated} with a remaining life ({unit}) -> {out}"
+    scored = sum(r.score is not None for r in rows)
+    alarms = sum(r.alarm for r in rows)
+    threshold = detector.assets[name].threshold
+    return (
+        f"{name}: {len(rows)} rows, {scored} scored, {alarms} in alarm "
+        f"(threshold {threshold:.4g}), {events} alert event(s) -> {out}"
+    )
 
 
 def load_config_for(args: argparse.Namespace) -> AgentConfig:

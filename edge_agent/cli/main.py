@@ -19,9 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
 from edge_agent.cli.flags import duration
-from edge_agent.errors import EX_CONFIG, AgentError, ConfigError, ModelError, SourceError
+from edge_agent.errors import (
+    EX_CONFIG,
+    AgentError,
+    ConfigError,
+    ModelError,
+    SourceError,
+    StorageError,
+)
 from edge_agent.logs import apply_level, setup_logging
-from edge_agent.storage_guard import EX_CANTCREAT, StorageError
+from edge_agent.storage_guard import EX_CANTCREAT
 
 log = logging.getLogger("edge_agent")
 
@@ -45,7 +52,11 @@ if TYPE_CHECKING:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not hasattr(args, "args"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # `train` hands its flags on to its own parser (argparse.REMAINDER stops at -x)
+        args.args = [*extra, *args.args]
     setup_logging(args.log_level or getattr(args, "quiet_level", None))
     return run_command(args)
 

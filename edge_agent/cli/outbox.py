@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_agent.cli.render import age
+
 if TYPE_CHECKING:
     from edge_agent.forward.outbox_status import OutboxStatus
 
@@ -90,8 +92,8 @@ def render(data: dict[str, Any], path: Path) -> str:
         label = name if entry["configured"] else f"{name} (gone)"
         for kind in _CLASSES:
             row = entry[kind]
-            age = _age(row["oldest_age_s"])
-            lines.append(f"{label:<16} {kind:<10} {row['rows']:>8} {row['bytes']:>10} {age:>10}")
+            oldest = age(row["oldest_age_s"])
+            lines.append(f"{label:<16} {kind:<10} {row['rows']:>8} {row['bytes']:>10} {oldest:>10}")
     lines.append("")
     lines.append(f"{'sink':<16} {'dropped alerts':>15} {'dropped telemetry':>18} {'rejected':>9}")
     for name, entry in data.items():
@@ -100,12 +102,3 @@ def render(data: dict[str, Any], path: Path) -> str:
             f" {entry['rejected']:>9}"
         )
     return "\n".join(lines)
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for limit, unit, size in ((120, "s", 1), (7200, "min", 60), (172800, "h", 3600)):
-        if seconds < limit:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds / 86400:.0f} d"

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_agent.cli.render import age
+
 if TYPE_CHECKING:
     from edge_agent.cli.data_folder import DataFolder
 
@@ -73,14 +75,14 @@ def render_overview(data: dict[str, Any]) -> str:
     rows: list[tuple[str, ...]] = [("SOURCE", "LINK", "STATE", "SIGNALS", "STALE", "BAD", "NEWEST")]
     rows += [
         (s["name"], s["link"], s["state"], str(s["signals"]), str(s["stale"]), str(s["bad"]),
-         _age(s["newest_age_s"]))
+         age(s["newest_age_s"]))
         for s in data["sources"]
     ]  # fmt: skip
     lines.append(_table(rows))
     lines += ["", "SINKS (from the outbox)"]
     sinks: list[tuple[str, ...]] = [("SINK", "BACKLOG", "OLDEST", "DROPPED", "REJECTED")]
     sinks += [
-        (s["name"], str(s["backlog_rows"]), _age(s["oldest_age_s"]), str(s["dropped"]),
+        (s["name"], str(s["backlog_rows"]), age(s["oldest_age_s"]), str(s["dropped"]),
          str(s["rejected"]))
         for s in data["sinks"]
     ]  # fmt: skip
@@ -109,12 +111,3 @@ def _table(rows: Sequence[tuple[str, ...]]) -> str:
 
 def _clock(ts: float | None) -> str:
     return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for limit, unit, size in ((120, "s", 1), (7200, "min", 60), (172800, "h", 3600)):
-        if seconds < limit:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds / 86400:.0f} d"

@@ -1,6 +1,8 @@
-"""``edge-agent train``: train an anomaly model offline (the ``[train]`` extra).
+"""``edge-agent train``: train a model offline (the ``[train]`` extra).
 
-The recipe lives in :mod:`edge_agent.train.pipeline`; this module is only its flags.
+``--kind anomaly`` (the default): the recipe lives in :mod:`edge_agent.train.pipeline`;
+this module is only its flags. ``--kind prognostic``: a remaining-useful-life model
+(:mod:`edge_agent.train.rul_pipeline`, which owns its flags).
 """
 
 from __future__ import annotations
@@ -16,10 +18,18 @@ from edge_agent.errors import ModelError
 from edge_agent.train.fit import Recipe
 from edge_agent.train.pipeline import train
 
+KINDS = ("anomaly", "prognostic")
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edge_agent.train.pipeline", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="anomaly",
+        help="anomaly (default) or prognostic (see --kind prognostic --help)",
     )
     p.add_argument(
         "--data", type=Path, action="append", default=[], help="normal CSV file or folder"
@@ -84,8 +94,31 @@ def _split(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",")] if text else None
 
 
+def _kind(argv: Sequence[str]) -> tuple[str, list[str]]:
+    """``--kind`` (either spelling) and the other arguments."""
+    rest, kind, args = [], "anomaly", list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--kind" and args:
+            kind = args.pop(0)
+        elif arg.startswith("--kind="):
+            kind = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return kind, rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
+    kind, rest = _kind(sys.argv[1:] if argv is None else argv)
+    if kind == "prognostic":
+        from edge_agent.train.rul_pipeline import main as train_prognostic
+
+        try:
+            return train_prognostic(rest)
+        except ModelError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     recipe = Recipe(
@@ -130,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``edge-agent train ...``: the offline trainer (needs the ``[train]`` extra)."""
     p = subparsers.add_parser(
-        "train", help="train an anomaly model offline (the [train] extra)", add_help=False
+        "train", help="train an anomaly or prognostic model offline ([train] extra)", add_help=False
     )
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=lambda args: main(args.args))

@@ -73,8 +73,9 @@ def open_store(args: argparse.Namespace) -> SignalStore:
         ConfigError: the config is invalid (the CLI exits 78).
         StoreError: the file is missing or not a twin.
     """
+    from edge_agent.errors import StoreError
     from edge_agent.twin.config import TwinConfig
-    from edge_agent.twin.store import SignalStore, StoreError
+    from edge_agent.twin.store import SignalStore
 
     if args.config is not None:
         from edge_agent.config import load_config
@@ -90,7 +91,7 @@ def open_store(args: argparse.Namespace) -> SignalStore:
 
 def run_status(args: argparse.Namespace) -> int:
     """Handler of ``twin status``."""
-    from edge_agent.twin.store import StoreError
+    from edge_agent.errors import StoreError
 
     try:
         store = open_store(args)
@@ -182,7 +183,7 @@ def run_plot(args: argparse.Namespace) -> int:
 
 def _load_window(args: argparse.Namespace) -> tuple[list[Any], list[Any], str] | int:
     """Samples (or rollups) of ``--signal`` over ``--since``, or an exit code."""
-    from edge_agent.twin.store import StoreError
+    from edge_agent.errors import StoreError
 
     try:
         store = open_store(args)

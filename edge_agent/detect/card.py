@@ -94,6 +94,10 @@ class ModelCard:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
         """Build a card from a dict, with a ModelError naming a missing or bad key."""
+        kind = data.get("kind", "anomaly")
+        if kind != "anomaly":
+            raise ModelError(f"model card: a {kind!r} model, not an anomaly model")
+        data = {k: v for k, v in data.items() if k != "kind"}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -138,6 +142,24 @@ class ModelCard:
     def replace(self, **changes: Any) -> ModelCard:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def card_kind(text: str) -> str:
+    """The ``kind`` of a card's JSON text (``anomaly`` when absent or unreadable)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return "anomaly"  # the anomaly parser names the JSON error
+    kind = data.get("kind", "anomaly") if isinstance(data, dict) else "anomaly"
+    return str(kind)
+
+
+def sidecar_text(model_path: Path) -> tuple[str, str] | None:
+    """``(text, path)`` of the card beside a model file, or None."""
+    for candidate in sidecar_paths(model_path):
+        if candidate.is_file():
+            return candidate.read_text(), str(candidate)
+    return None
 
 
 def sidecar_paths(model_path: Path) -> list[Path]:

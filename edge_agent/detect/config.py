@@ -42,8 +42,24 @@ class RebaselineConfig(StrictModel):
     steady: float = Field(default=0.5, gt=0.0)
 
 
+class PrognosisConfig(StrictModel):
+    """How an asset's remaining life is estimated and how often it goes upstream.
+
+    ``type``: ``model`` (the asset's model is a prognostic one: its RUL output),
+    ``trend`` (a robust linear trend of the health index of the asset's anomaly
+    model, extrapolated to the alarm threshold), ``auto`` (``model`` when the
+    model's card says ``prognostic``, else ``trend``).
+    """
+
+    type: Literal["auto", "model", "trend"] = "auto"
+    every: Duration = Field(default=60.0, gt=0.0)
+    window: Duration = Field(default=3600.0, gt=0.0)
+    min_points: int = Field(default=30, ge=3)
+    confidence: float = Field(default=0.9, gt=0.0, lt=1.0)
+
+
 class AssetConfig(StrictModel):
-    """A machine watched by an anomaly model."""
+    """A machine watched by an anomaly model or a prognostic model."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_\-.]+$")
     model: str
@@ -61,6 +77,7 @@ class AssetConfig(StrictModel):
     run_state: str | None = None
     calibrate: CalibrateConfig = CalibrateConfig()
     rebaseline: RebaselineConfig = RebaselineConfig()
+    prognosis: PrognosisConfig | None = None
 
     @field_validator("run_state")
     @classmethod

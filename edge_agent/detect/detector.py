@@ -12,6 +12,14 @@ only starts at 100. :meth:`Detector.samples` gives score, alarm and health as
 samples of ``detect.<asset>.score|alarm|health`` for the twin, shadow assets
 included (that is how shadow mode is recorded).
 
+Remaining life (:mod:`edge_agent.detect.prognosis`): an asset whose model card
+says ``prognostic`` is a prognostic asset (no score, no alarm): each complete
+window gives ``detect.<asset>.rul``. An anomaly asset with a ``prognosis:``
+section also keeps the trend of its health index: ``detect.<asset>.rul``,
+``rul_low`` and ``rul_high`` (seconds to the alarm threshold). Each asset's
+latest prognosis is due upstream every ``prognosis.every``
+(:meth:`Detector.prognoses`).
+
 Operator requests (:meth:`Detector.apply`: acknowledge, shelve, unshelve) name
 an open alert by its id (or a unique prefix of it) and return the update event.
 """
@@ -20,22 +28,27 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from edge_agent.detect.align import SeriesSource
 from edge_agent.detect.asset import AssetDetector, Scored
-from edge_agent.detect.config import DetectConfig
+from edge_agent.detect.config import AssetConfig, DetectConfig
 from edge_agent.detect.lifecycle import Tracker
+from edge_agent.detect.prognosis import HealthTrend, Prognosis, PrognosticAsset
+from edge_agent.detect.prognostic import load_prognostic, model_kind
 from edge_agent.detect.requests import Request
 from edge_agent.detect.rules import Rule
 from edge_agent.detect.runstate import RunState
 from edge_agent.detect.slot import ModelSlot
+from edge_agent.errors import ModelError
 from edge_agent.types import Alert, AlertState, Quality, Sample, Severity, SignalInfo
 
 log = logging.getLogger(__name__)
 
 SOURCE = "detect"
+DEFAULT_EVERY = 60.0
+"""Seconds between prognosis messages of an asset without a ``prognosis:`` section."""
 _CAPS = {Severity.INFO: 90.0, Severity.WARNING: 50.0, Severity.CRITICAL: 20.0}
 
 
@@ -43,11 +56,24 @@ class Detector:
     """Models and rules over the windows; synchronous, used from one thread."""
 
     def __init__(
-        self, config: DetectConfig, assets: list[AssetDetector], rules: list[Rule]
+        self,
+        config: DetectConfig,
+        assets: list[AssetDetector],
+        rules: list[Rule],
+        prognostic: Sequence[PrognosticAsset] = (),
     ) -> None:
         self.config = config
         self.assets = {a.config.name: a for a in assets}
         self.rules = rules
+        self.prognostic = {p.config.name: p for p in prognostic}
+        self.trends = {
+            a.config.name: HealthTrend(a.config.name, a.config.prognosis)
+            for a in assets
+            if a.config.prognosis is not None
+        }
+        self.latest: dict[str, Prognosis] = {}
+        self._outgoing: list[Prognosis] = []
+        self._due: dict[str, float] = {}
         self._fresh: dict[str, Sample] = {}
         self._health: dict[str, float] = {}
         for rule in rules:
@@ -68,17 +94,19 @@ class Detector:
         Raises:
             ModelError: a model file missing or corrupt, or not matching its asset.
         """
-        assets = []
+        assets, prognostic = [], []
         for asset in config.assets:
-            slot = ModelSlot.load(
-                resolve(asset.model), asset.threads, asset.signals, f"asset {asset.name}"
-            )
-            assets.append(AssetDetector(asset, slot))
-        return cls(config, assets, [Rule(r) for r in config.rules])
+            loaded = load_asset(asset, resolve(asset.model))
+            if isinstance(loaded, PrognosticAsset):
+                prognostic.append(loaded)
+            else:
+                assets.append(loaded)
+        return cls(config, assets, [Rule(r) for r in config.rules], prognostic)
 
     def signals(self) -> set[str]:
         """Every signal the windows must keep."""
         needed = {s for a in self.assets.values() for s in a.config.signals}
+        needed |= {s for p in self.prognostic.values() for s in p.signals}
         runs: list[RunState | None] = [a.run for a in self.assets.values()]
         runs += [r.run for r in self.rules]
         return needed | {r.config.signal for r in self.rules} | {r.signal for r in runs if r}
@@ -87,6 +115,7 @@ class Detector:
         """How much history the windows must keep for every model and rule."""
         spans = [a.window_seconds() for a in self.assets.values()]
         spans += [r.window_seconds() for r in self.rules]
+        spans += [p.window_seconds() for p in self.prognostic.values()]
         return max(spans, default=0.0) + self.config.interval
 
     def step(self, windows: SeriesSource, now: float) -> list[Alert]:
@@ -105,7 +134,34 @@ class Detector:
             if event is not None:
                 alerts.append(event)
         self._record(scored, now)
+        for name, prognostic in self.prognostic.items():
+            self._prognosis(name, prognostic.step(windows, now), now)
+        for name, trend in self.trends.items():
+            if now >= self._due.get(name, float("-inf")):
+                self._prognosis(name, trend.estimate(now), now)
         return alerts
+
+    def prognoses(self) -> list[Prognosis]:
+        """Prognoses due upstream since the last call (one per asset per ``every``)."""
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def _prognosis(self, name: str, found: Prognosis | None, now: float) -> None:
+        if found is None:
+            return
+        self.latest[name] = found
+        for key, value in (("rul", found.rul), ("rul_low", found.low), ("rul_high", found.high)):
+            if value is not None:
+                self._put(f"{name}.{key}", found.ts, value)
+        if now >= self._due.get(name, float("-inf")):
+            prognosis = self.config_of(name).prognosis
+            self._due[name] = now + (prognosis.every if prognosis else DEFAULT_EVERY)
+            self._outgoing.append(found)
+
+    def config_of(self, name: str) -> AssetConfig:
+        """The config of an anomaly or prognostic asset."""
+        owner = self.assets.get(name) or self.prognostic[name]
+        return owner.config
 
     def open_alerts(self) -> list[Alert]:
         """The raise events of every alert open now (shadow assets excluded).
@@ -194,6 +250,8 @@ class Detector:
         """Catalogue entries of the samples :meth:`samples` produces."""
         keys = [f"{name}.{what}" for name in self.assets for what in ("score", "alarm")]
         keys += [f"{name}.health" for name in self.health()]
+        keys += [f"{name}.rul" for name in self.prognostic]
+        keys += [f"{name}.{key}" for name in self.trends for key in ("rul", "rul_low", "rul_high")]
         return [
             SignalInfo(f"{SOURCE}.{key}", SOURCE, self.config.interval, asset=key.rsplit(".", 1)[0])
             for key in keys
@@ -205,6 +263,8 @@ class Detector:
             if last is not None:
                 self._put(f"{name}.score", last.ts, last.score)
                 self._put(f"{name}.alarm", last.ts, float(last.alarm))
+                if name in self.trends:
+                    self.trends[name].observe(last.ts, last.score, last.threshold)
         for name, value in self.health().items():
             if value != self._health.get(name):
                 self._health[name] = value
@@ -213,6 +273,27 @@ class Detector:
     def _put(self, key: str, ts: float, value: float) -> None:
         # Only the latest per signal is kept: unread samples must not pile up.
         self._fresh[key] = Sample(f"{SOURCE}.{key}", ts, value, Quality.GOOD)
+
+
+def load_asset(asset: AssetConfig, path: Path) -> AssetDetector | PrognosticAsset:
+    """Load an asset's model: an anomaly asset, or a prognostic one (by the card's kind).
+
+    Raises:
+        ModelError: the model does not load, does not fit the asset, or is not of the
+            kind the asset's ``prognosis.type`` asks for.
+    """
+    wanted = asset.prognosis.type if asset.prognosis else "auto"
+    kind = model_kind(path)
+    if wanted != "auto" and (kind == "prognostic") != (wanted == "model"):
+        need = "a prognostic" if wanted == "model" else "an anomaly"
+        raise ModelError(
+            f"asset {asset.name}: prognosis type {wanted!r} needs {need} model, "
+            f"{path.name} is {kind}"
+        )
+    if kind == "prognostic":
+        return PrognosticAsset(asset, load_prognostic(path, asset.threads))
+    slot = ModelSlot.load(path, asset.threads, asset.signals, f"asset {asset.name}")
+    return AssetDetector(asset, slot)
 
 
 def _cleared(raised: Alert, now: float, reason: str) -> Alert:

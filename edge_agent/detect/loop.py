@@ -6,6 +6,9 @@ spill file (:mod:`edge_agent.forward.spill`) and re-queued at the next start.
 Operator requests (``edge-agent alerts ack|shelve|unshelve``, queued in the outbox
 file by :mod:`edge_agent.detect.requests`) are taken at most once a second; their
 events are stored with the step's alerts, and only then is a request marked done.
+
+The detector's due prognoses (remaining life, :mod:`edge_agent.detect.prognosis`)
+are queued in the outbox as ``prognosis`` messages on the worker thread, in the step.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from pathlib import Path
 
 from edge_agent.detect import requests
 from edge_agent.detect.detector import Detector
+from edge_agent.detect.prognosis import Prognosis
+from edge_agent.forward.encode import encode_prognosis
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.spill import write_spill
+from edge_agent.logs import Transition
 from edge_agent.observer import Observer, tell
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.windows import Windows
@@ -48,10 +54,12 @@ class DetectorLoop:
     unsent: list[Alert] = field(default_factory=list)
     raised: int = 0
     cleared: int = 0
-    refusing: bool = False
+    storing: Transition = field(default_factory=lambda: Transition(log))
     spill: Path | None = None
     requests: Path | None = None
     updated: int = 0
+    prognoses: int = 0
+    prognosis_refused: bool = False
     _requests_db: sqlite3.Connection | None = None
     _next_poll: float = 0.0
 
@@ -82,7 +90,7 @@ class DetectorLoop:
         """One detection step: alerts stored first, then score/alarm/health to the twin."""
         alerts, derived, done = await to_the_end(self.worker.run(self._step, now))
         await self.put(alerts)
-        if done and not self.refusing:
+        if done and not self.storing.failing:
             await to_the_end(self.worker.run(self._finish, done))
         if derived and self.recorder is not None:
             self.recorder.accept(derived)
@@ -101,13 +109,9 @@ class DetectorLoop:
                 self.worker.run(self.outbox.put_alerts, list(self.unsent), self.gateway)
             )
         except Exception as exc:
-            if not self.refusing:
-                log.error("outbox: cannot store alerts, holding them in memory: %s", exc)
-            self.refusing = True
+            self.storing.fail("outbox: cannot store alerts, holding them in memory: %s", exc)
             return
-        if self.refusing:
-            log.warning("outbox: storing alerts again (%d held)", len(self.unsent))
-        self.refusing = False
+        self.storing.ok("outbox: storing alerts again (%d held)", len(self.unsent))
         self.unsent.clear()
         self.wake()
 
@@ -127,11 +131,29 @@ class DetectorLoop:
 
     def _step(self, now: float) -> tuple[list[Alert], list[Sample], list[tuple[int, str]]]:
         alerts = self.detector.step(self.windows, now)
+        self._put_prognoses(self.detector.prognoses())
         done: list[tuple[int, str]] = []
         if self.requests is not None and now >= self._next_poll:
             self._next_poll = now + 1.0
             done = self._apply_requests(now, alerts)
         return alerts, self.detector.samples(), done
+
+    def _put_prognoses(self, prognoses: list[Prognosis]) -> None:
+        """Queue the due prognoses (worker thread); a refusal loses them, said once."""
+        if not prognoses:
+            return
+        items = [(p.asset, p.ts, encode_prognosis(p.to_dict(), self.gateway)) for p in prognoses]
+        try:
+            self.outbox.put_prognoses(items, self.gateway)
+        except Exception as exc:  # a full disk: the next estimate comes within `every`
+            if not self.prognosis_refused:
+                log.error("outbox: cannot store prognoses, skipping them: %s", exc)
+            self.prognosis_refused = True
+            return
+        if self.prognosis_refused:
+            log.warning("outbox: storing prognoses again")
+        self.prognosis_refused = False
+        self.prognoses += len(items)
 
     def _apply_requests(self, now: float, alerts: list[Alert]) -> list[tuple[int, str]]:
         assert self.requests is not None

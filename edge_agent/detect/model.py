@@ -185,7 +185,7 @@ def _check_expected(
         raise ModelError(f"{name}: window {window} configured, model card has {card.window}")
 
 
-def _check_dims(dims: Sequence[Any], want: Sequence[int | None], what: str) -> None:
+def check_dims(dims: Sequence[Any], want: Sequence[int | None], what: str) -> None:
     """Fixed dims must match ``want``; symbolic/None dims (batch) are accepted."""
     if len(dims) != len(want):
         raise ModelError(f"{what} has rank {len(dims)}, expected {len(want)}")
@@ -210,15 +210,16 @@ class _OnnxRunner:
             if arg.type != "tensor(float)":
                 raise ModelError(f"{name}: {arg.name!r} is {arg.type}, expected tensor(float)")
         n = len(card.signals)
-        _check_dims(inputs[0].shape, [None, card.window, n], f"{name}: input {INPUT!r}")
-        _check_dims(out.shape, [None, n], f"{name}: output {OUTPUT!r}")
+        check_dims(inputs[0].shape, [None, card.window, n], f"{name}: input {INPUT!r}")
+        check_dims(out.shape, [None, n], f"{name}: output {OUTPUT!r}")
 
     def run(self, windows: np.ndarray) -> np.ndarray:
         result = self._session.run([OUTPUT], {INPUT: windows})[0]
         return np.asarray(result, dtype=np.float32)
 
 
-def _load_onnx(path: Path, threads: int) -> tuple[_OnnxRunner, ModelCard | None, str]:
+def open_onnx(path: Path, threads: int) -> tuple[Any, str | None]:
+    """An onnxruntime session of ``path`` and the card text embedded in it (or None)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -233,9 +234,12 @@ def _load_onnx(path: Path, threads: int) -> tuple[_OnnxRunner, ModelCard | None,
     except Exception as exc:  # onnxruntime raises its own Exception subclasses
         raise ModelError(f"{path.name}: not a valid ONNX model ({exc})") from exc
     meta = session.get_modelmeta().custom_metadata_map
-    card = (
-        ModelCard.from_json(meta[CARD_KEY], f"{path.name} metadata") if CARD_KEY in meta else None
-    )
+    return session, meta.get(CARD_KEY)
+
+
+def _load_onnx(path: Path, threads: int) -> tuple[_OnnxRunner, ModelCard | None, str]:
+    session, text = open_onnx(path, threads)
+    card = ModelCard.from_json(text, f"{path.name} metadata") if text is not None else None
     return _OnnxRunner(session), card, "onnxruntime"
 
 
@@ -260,8 +264,8 @@ class _TfliteRunner:
             if det["dtype"] != np.float32:
                 raise ModelError(f"{name}: {det['name']!r} is {det['dtype']}, expected float32")
         n = len(card.signals)
-        _check_dims(_tfl_dims(inputs[0])[1:], [card.window, n], f"{name}: input {INPUT!r}")
-        _check_dims(_tfl_dims(outputs[0])[1:], [n], f"{name}: output {OUTPUT!r}")
+        check_dims(tfl_dims(inputs[0])[1:], [card.window, n], f"{name}: input {INPUT!r}")
+        check_dims(tfl_dims(outputs[0])[1:], [n], f"{name}: output {OUTPUT!r}")
 
     def run(self, windows: np.ndarray) -> np.ndarray:
         if windows.shape[0] != self._batch:
@@ -273,11 +277,12 @@ class _TfliteRunner:
         return np.array(self._interp.get_tensor(self._out), dtype=np.float32)
 
 
-def _tfl_dims(detail: dict[str, Any]) -> list[int]:
+def tfl_dims(detail: dict[str, Any]) -> list[int]:
     return [int(d) for d in detail.get("shape_signature", detail["shape"])]
 
 
-def _load_tflite(path: Path, threads: int) -> tuple[_TfliteRunner, ModelCard | None, str]:
+def open_tflite(path: Path, threads: int) -> Any:
+    """A LiteRT interpreter of ``path``, tensors allocated."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -292,8 +297,12 @@ def _load_tflite(path: Path, threads: int) -> tuple[_TfliteRunner, ModelCard | N
         interpreter.allocate_tensors()
     except Exception as exc:  # LiteRT raises ValueError/RuntimeError for bad files
         raise ModelError(f"{path.name}: not a valid TFLite model ({exc})") from exc
+    return interpreter
+
+
+def _load_tflite(path: Path, threads: int) -> tuple[_TfliteRunner, ModelCard | None, str]:
     # TFLite files carry no edge-agent card: it must be beside the file (or passed in).
-    return _TfliteRunner(interpreter), None, "litert"
+    return _TfliteRunner(open_tflite(path, threads)), None, "litert"
 
 
 def calibrate_card(

@@ -9,7 +9,10 @@ scored at its own tick rather than ``settle`` seconds later (same window, same
 score). So a replay shows what the agent would have said, row by row:
 ``ts,score,alarm`` (``score`` empty when the row's window was not scored:
 warm-up, gap or BAD value; ``alarm`` 1 while the model alert of the asset is
-open, shadow assets included).
+open, shadow assets included). A prognostic asset gives ``ts,rul`` instead (the
+remaining life in the card's unit, empty during the first ``window - 1`` rows of
+a run); an anomaly asset with a ``prognosis:`` trend adds ``rul,rul_low,rul_high``
+(seconds to the alarm threshold, on the rows where it was estimated).
 
 CSV: a header row; a time column named ``timestamp``, ``datetime``, ``time`` or
 ``ts`` (epoch seconds, or ISO 8601; naive times are UTC); one column per signal,
@@ -38,6 +41,7 @@ from edge_agent.types import Alert, Quality, Sample
 
 if TYPE_CHECKING:
     from edge_agent.detect.detector import Detector
+    from edge_agent.detect.prognosis import Prognosis
 
 TIME_COLUMNS = ("timestamp", "datetime", "time", "ts")
 
@@ -155,11 +159,15 @@ def _epoch(stamp: str, path: Path, line: int) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One replayed row: its time as written, the score of its window, the alarm state."""
+    """One replayed row: its time as written, the score of its window, the alarm state.
+
+    ``prognosis`` is the remaining life estimated at this row's step, if any.
+    """
 
     stamp: str
     score: float | None
     alarm: bool
+    prognosis: Prognosis | None = None
 
 
 def capacity(table: Table, seconds: float) -> int:
@@ -202,8 +210,8 @@ def replay(
         while i < n and table.ts[i] <= tick + 1e-9:
             windows.append(table.samples(i))
             i += 1
-        score, alarm = _step(detector, asset, windows, tick, alerts)
-        out += [Row(table.stamps[j], score, alarm) for j in range(first, i)]
+        score, alarm, found = _step(detector, asset, windows, tick, alerts)
+        out += [Row(table.stamps[j], score, alarm, found) for j in range(first, i)]
         tick += interval
         if i < n and table.ts[i] - tick > horizon:
             _step(detector, asset, windows, tick + horizon, alerts)
@@ -217,14 +225,19 @@ def _step(
     windows: SeriesSource,
     now: float,
     alerts: list[Alert] | None,
-) -> tuple[float | None, bool]:
-    before = detector.scores()[asset]
+) -> tuple[float | None, bool, Prognosis | None]:
+    before = detector.scores().get(asset)
+    told = detector.latest.get(asset)
     events = detector.step(windows, now)
     if alerts is not None:
         alerts.extend(events)
+    latest = detector.latest.get(asset)
+    found = latest if latest is not None and latest is not told else None
+    if asset in detector.prognostic:
+        return None, False, found
     scored = detector.scores()[asset]
     fresh = scored.score if scored is not None and scored is not before else None
-    return fresh, detector.assets[asset].tracker.is_open
+    return fresh, detector.assets[asset].tracker.is_open, found
 
 
 def write_alerts(path: Path, alerts: Sequence[Alert]) -> None:
@@ -234,11 +247,43 @@ def write_alerts(path: Path, alerts: Sequence[Alert]) -> None:
             handle.write(json.dumps(alert.to_dict()) + "\n")
 
 
-def write_rows(path: Path, rows: Sequence[Row]) -> None:
-    """``ts,score,alarm`` CSV, one line per input row."""
+def columns(detector: Detector, asset: str) -> tuple[str, ...]:
+    """The output columns for ``asset``: ``rul`` for a prognostic one, plus the trend's."""
+    if asset in detector.prognostic:
+        return ("ts", "rul")
+    if asset in detector.trends:
+        return ("ts", "score", "alarm", "rul", "rul_low", "rul_high")
+    return ("ts", "score", "alarm")
+
+
+def write_rows(
+    path: Path, rows: Sequence[Row], names: Sequence[str] = ("ts", "score", "alarm")
+) -> None:
+    """One CSV line per input row, with the columns ``names`` (see :func:`columns`).
+
+    ``score`` is empty when the row's window was not scored, ``rul`` (and the
+    trend's ``rul_low``/``rul_high``) when no remaining life was estimated at
+    the row (warm-up, a gap, an unbounded interval end).
+    """
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["ts", "score", "alarm"])
+        writer.writerow(list(names))
         for row in rows:
-            score = "" if row.score is None else f"{row.score:.6g}"
-            writer.writerow([row.stamp, score, int(row.alarm)])
+            writer.writerow([_cell(row, name) for name in names])
+
+
+def _cell(row: Row, name: str) -> str | int:
+    if name == "ts":
+        return row.stamp
+    if name == "alarm":
+        return int(row.alarm)
+    if name == "score":
+        value = row.score
+    else:
+        found = row.prognosis
+        value = (
+            None
+            if found is None
+            else {"rul": found.rul, "rul_low": found.low}.get(name, found.high)
+        )
+    return "" if value is None else f"{value:.6g}"

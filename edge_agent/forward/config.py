@@ -5,7 +5,6 @@ Config models only, so loading a config never imports aiomqtt or httpx.
 
 from __future__ import annotations
 
-import ipaddress
 import string
 from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlsplit
@@ -21,6 +20,7 @@ from edge_agent.schema import (
     Secret,
     Size,
     StrictModel,
+    is_loopback,
     switch,
 )
 
@@ -106,10 +106,11 @@ class MqttSinkConfig(SinkSettings):
     command_topic: str = "edge-agent/{gateway}/cmd"
     reply_topic: str = "edge-agent/{gateway}/cmd/reply"
     audit_topic: str = "edge-agent/{gateway}/audit"
+    prognosis_topic: str = "edge-agent/{gateway}/prognosis/{asset}"
 
     @field_validator(
         "topic", "telemetry_topic", "notice_topic", "status_topic", "command_topic",
-        "reply_topic", "audit_topic",
+        "reply_topic", "audit_topic", "prognosis_topic",
     )  # fmt: skip
     @classmethod
     def _template(cls, value: str) -> str:
@@ -190,13 +191,7 @@ def _safe_to_send(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme == "https":
         return True
-    host = (parts.hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback((parts.hostname or "").lower())
 
 
 class JsonlSinkConfig(SinkSettings):

@@ -21,7 +21,8 @@ from typing import Any, Protocol, Self
 from edge_agent.backoff import Backoff
 from edge_agent.errors import DeliveryError, RejectedError
 from edge_agent.forward.config import SinkSettings
-from edge_agent.forward.outbox import Outbox, Record
+from edge_agent.forward.outbox import Outbox
+from edge_agent.forward.outbox_rows import Record
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,15 @@ Every message is one JSON object with ``"v": 1`` and a ``"type"``:
     The audit event of a write command (see :mod:`edge_agent.commands.message`).
 ``status``
     The retained birth / last-will message: ``state`` is ``online`` or ``offline``.
+``prognosis``
+    An asset's remaining useful life (see :mod:`edge_agent.detect.prognosis`):
+    ``asset``, ``ts``, ``method`` (``model`` or ``trend``), ``rul`` in ``unit``
+    (null when a trend does not fall), ``low``/``high`` (the trend's interval;
+    ``high`` null when unbounded). A model adds ``model``, ``model_version``,
+    ``cap`` and ``at_cap`` (true: "at least ``cap``"); a trend adds ``health``,
+    ``alarm_health``, ``slope_per_hour``, ``points`` and ``window`` (seconds).
+    Sent every ``prognosis.every`` per asset, like telemetry (dropped first
+    when a backlog is over its bound; ``historical`` when delivered late).
 
 Keys may be added within version 1; a key is never removed or changed in meaning
 without bumping ``v``. Non-finite floats become ``null`` (strict JSON).
@@ -94,6 +103,11 @@ def encode_alert(alert: Alert, gateway: str) -> bytes:
             **body,
         }
     )
+
+
+def encode_prognosis(fields: dict[str, Any], gateway: str) -> bytes:
+    """The payload of one prognosis (``fields``: ``Prognosis.to_dict()``)."""
+    return _dumps({"v": VERSION, "type": "prognosis", "gateway": gateway, **fields})
 
 
 def event_id(alert: Alert) -> str:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from edge_agent.errors import DeliveryError, RejectedError
-from edge_agent.forward.outbox import Record
+from edge_agent.forward.outbox_rows import Record
 from edge_agent.logs import redact_url
 
 if TYPE_CHECKING:

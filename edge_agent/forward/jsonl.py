@@ -14,7 +14,7 @@ from typing import IO, Self
 
 from edge_agent.errors import DeliveryError
 from edge_agent.forward.config import JsonlSinkConfig
-from edge_agent.forward.outbox import Record
+from edge_agent.forward.outbox_rows import Record
 
 
 class JsonlSink:

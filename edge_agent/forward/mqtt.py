@@ -32,7 +32,7 @@ from edge_agent.errors import DeliveryError
 from edge_agent.forward.brokers import Broker, BrokerWalk
 from edge_agent.forward.config import MqttSinkConfig
 from edge_agent.forward.encode import encode_status
-from edge_agent.forward.outbox import Record
+from edge_agent.forward.outbox_rows import Record
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -231,6 +231,7 @@ class MqttSink:
                 "alert": cfg.topic,
                 "telemetry": cfg.telemetry_topic,
                 "command": cfg.audit_topic,
+                "prognosis": cfg.prognosis_topic,
             }.get(record.kind, cfg.notice_topic)
             topic = self._topics[key] = topic_for(template, record.gateway, record.asset)
         return topic

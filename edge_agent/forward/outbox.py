@@ -28,9 +28,9 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.errors import StorageError
 from edge_agent.forward import alert_state
 from edge_agent.forward.config import OutboxConfig
 from edge_agent.forward.encode import (
@@ -40,54 +40,22 @@ from edge_agent.forward.encode import (
     encode_telemetry,
     with_fields,
 )
+from edge_agent.forward.outbox_rows import (
+    ALERT,
+    CLASSES,
+    COMMAND,
+    NOTICE,
+    PROGNOSIS,
+    ROW_OVERHEAD,
+    SCHEMA,
+    TELEMETRY,
+    Record,
+    add_seq_column,
+)
 from edge_agent.forward.outbox_status import OutboxStatus, read_status
 from edge_agent.types import Alert, AlertState
 
 log = logging.getLogger(__name__)
-
-ALERT, TELEMETRY, COMMAND = 0, 1, 2
-NOTICE = "notice"  # the state of a notice row (class ALERT: delivered first, dropped last)
-# in the order take() serves them: audit events of commands right after alerts
-CLASSES = {ALERT: "alert", COMMAND: "command", TELEMETRY: "telemetry"}
-ROW_OVERHEAD = 64  # bytes of SQLite bookkeeping per row, counted so the bound means disk
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS rows (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    sink TEXT NOT NULL, cls INTEGER NOT NULL, state TEXT NOT NULL,
-    gateway TEXT NOT NULL, asset TEXT NOT NULL,
-    ts REAL NOT NULL, created REAL NOT NULL, size INTEGER NOT NULL, body BLOB NOT NULL,
-    seq INTEGER
-);
-CREATE INDEX IF NOT EXISTS rows_take ON rows (sink, cls, id);
-CREATE TABLE IF NOT EXISTS counters (
-    sink TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL,
-    PRIMARY KEY (sink, name)
-) WITHOUT ROWID;
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One message taken from the outbox for a sink.
-
-    Attributes:
-        row: the outbox row id (0 for a notice, which is no row).
-        kind: ``alert``, ``command`` (audit event), ``telemetry`` or ``notice``.
-        gateway: the gateway id the message is from.
-        asset: the asset it concerns ("" when none).
-        body: the encoded JSON payload (see :mod:`edge_agent.forward.encode`).
-        size: bytes the row counts against the bound.
-        cls: priority class (0 alert, 2 command, 1 telemetry; -1 notice).
-    """
-
-    row: int
-    kind: str
-    gateway: str
-    asset: str
-    body: bytes
-    size: int = 0
-    cls: int = -1
 
 
 class Outbox:
@@ -116,8 +84,8 @@ class Outbox:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={config.sync.upper()}")
-        db.executescript(_SCHEMA + alert_state.SCHEMA)
-        _add_seq_column(db)
+        db.executescript(SCHEMA + alert_state.SCHEMA)
+        add_seq_column(db)
         outbox = cls(db, config, sinks)
         outbox._load()
         return outbox
@@ -147,6 +115,15 @@ class Outbox:
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
+        """One write transaction; an SQLite failure leaves nothing behind and is a StorageError."""
+        try:
+            with self._raw_tx():
+                yield
+        except sqlite3.Error as exc:
+            raise StorageError(f"outbox: {exc}") from exc
+
+    @contextmanager
+    def _raw_tx(self) -> Iterator[None]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -225,6 +202,15 @@ class Outbox:
             for s in summaries
         ]
         self._put(items, sinks, now, until)
+
+    def put_prognoses(self, prognoses: Sequence[tuple[str, float, bytes]], gateway: str) -> None:
+        """Store encoded prognoses (``(asset, ts, body)``) for every sink, as telemetry rows.
+
+        Periodic estimates are worth what telemetry is worth: behind alerts, dropped
+        first when a backlog is over its bound, ``historical`` when late.
+        """
+        items = [(TELEMETRY, PROGNOSIS, gateway, asset, ts, body) for asset, ts, body in prognoses]
+        self._put(items, self.sinks, time.time())
 
     def telemetry_until(self, sink: str) -> float | None:
         """End of the last span summarised for ``sink`` (None before the first)."""
@@ -395,7 +381,7 @@ class Outbox:
             body = with_fields(body, seq=seq, historical=True)
         else:
             body = with_fields(body, seq=seq)
-        kind = NOTICE if state == NOTICE else CLASSES[cls_]
+        kind = state if state in (NOTICE, PROGNOSIS) else CLASSES[cls_]
         return Record(row_id, kind, gateway, asset, body, size, cls_)
 
     def _pending_notice(self, sink: str, batch: list[Record], now: float) -> Record | None:
@@ -454,16 +440,3 @@ class Outbox:
     def status(self) -> OutboxStatus:
         """Backlog per sink and class (rows, bytes, oldest), and the counters."""
         return read_status(self._db)
-
-
-def _add_seq_column(db: sqlite3.Connection) -> None:
-    """Files from before per-sink sequence numbers: old rows keep their row id as seq."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(rows)")}
-    if "seq" in columns:
-        return
-    db.execute("ALTER TABLE rows ADD COLUMN seq INTEGER")
-    db.execute("UPDATE rows SET seq = id")
-    db.execute(
-        "INSERT OR REPLACE INTO counters (sink, name, value)"
-        " SELECT sink, 'seq', max(id) FROM rows GROUP BY sink"
-    )

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from edge_agent.errors import DeliveryError
 from edge_agent.forward.brokers import Broker, BrokerWalk
-from edge_agent.forward.outbox import Record
+from edge_agent.forward.outbox_rows import Record
 from edge_agent.forward.sparkplug_config import SparkplugSinkConfig
 from edge_agent.forward.sparkplug_namespace import NODE, REBIRTH, Namespace
 from edge_agent.forward.sparkplug_payload import MetricValue

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_agent.forward.outbox import Record
+from edge_agent.forward.outbox_rows import Record
 from edge_agent.forward.sparkplug_payload import (
     BOOLEAN,
     DOUBLE,

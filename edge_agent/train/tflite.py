@@ -35,7 +35,7 @@ def weights_from_onnx(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return inits["residual_projection"], inits["inv_variance"]
 
 
-class _Graph:
+class Graph:
     """Tensors, buffers and operators of one subgraph under construction."""
 
     def __init__(self, schema: Any) -> None:
@@ -87,7 +87,7 @@ def build_tflite(card: ModelCard, residual: np.ndarray, inv_var: np.ndarray, int
     from ai_edge_litert import schema_py_generated as s
 
     w, n = card.window, len(card.signals)
-    g = _Graph(s)
+    g = Graph(s)
     x = g.tensor("window", [-1, w, n])
     axis = g.tensor("time_axis", [1], np.array([1], np.int32))
     mean = g.tensor("smoothed", [-1, n])
@@ -124,10 +124,10 @@ def build_tflite(card: ModelCard, residual: np.ndarray, inv_var: np.ndarray, int
     inv = g.tensor("inv_variance", [n], np.asarray(inv_var, np.float32).reshape(n))
     err = g.tensor("error", [-1, n])
     g.op(s.BuiltinOperator.MUL, [sq, inv], [err], s.BuiltinOptions.MulOptions, s.MulOptionsT())
-    return _pack(s, g, x, err, flatbuffers)
+    return pack(s, g, x, err, flatbuffers)
 
 
-def _pack(s: Any, g: _Graph, x: int, err: int, flatbuffers: Any) -> bytes:
+def pack(s: Any, g: Graph, x: int, err: int, flatbuffers: Any) -> bytes:
     sub = s.SubGraphT()
     sub.tensors, sub.operators, sub.inputs, sub.outputs, sub.name = (
         g.tensors,

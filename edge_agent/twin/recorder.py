@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from edge_agent.errors import AgentError
+from edge_agent.logs import Transition
 from edge_agent.observer import Observer, tell
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
@@ -35,7 +36,7 @@ class Recorder:
     pending: list[Sample] = field(default_factory=list)
     retry: list[Sample] = field(default_factory=list)
     written: int = 0
-    failing: bool = False
+    health: Transition = field(default_factory=lambda: Transition(log))
     write_errors: int = 0  # failed flushes (EIO, read-only, locked): each one retried
 
     def accept(self, samples: list[Sample]) -> None:
@@ -73,16 +74,21 @@ class Recorder:
         full = self.store.health.full
         if not full:
             self.written += len(todo)
-        if self.failing and not full:
-            log.warning("twin: writing again (%d failed flushes so far)", self.write_errors)
-        self.failing = full
+        if full:
+            # The store logs a full disk itself (once); this only tracks the state.
+            self.health.fail("twin: full", level=logging.DEBUG)
+        else:
+            self.health.ok("twin: writing again (%d failed flushes so far)", self.write_errors)
 
     def _hold(self, todo: list[Sample], exc: Exception) -> None:
         self.retry = todo[-MAX_RETRY_SAMPLES:]
         self.write_errors += 1
         lost = len(todo) - len(self.retry)
-        if not self.failing:
-            log.error("twin: cannot write samples, holding them in memory: %s", exc)
+        self.health.fail("twin: cannot write samples, holding them in memory: %s", exc)
         if lost:
             log.error("twin: %d samples lost, more than %d held", lost, MAX_RETRY_SAMPLES)
-        self.failing = True
+
+    @property
+    def failing(self) -> bool:
+        """True while writes to the twin fail (status and metrics read it)."""
+        return self.health.failing

@@ -56,7 +56,9 @@ from typing import IO
 
 import numpy as np
 
-from edge_agent.errors import AgentError
+from edge_agent.errors import StoreError
+
+__all__ = ["SignalStore", "StoreError"]
 from edge_agent.twin import queries
 from edge_agent.twin import sql_layout as layout
 from edge_agent.twin.config import MINUTE, TwinConfig
@@ -72,10 +74,6 @@ PRUNE_PASS = 600.0
 """Seconds for the incremental age pruning to sweep every slot once."""
 PRUNE_CHUNKS = 64
 MAX_SIGNALS = 1 << SIGNAL_BITS
-
-
-class StoreError(AgentError):
-    """The twin's database failed for a reason other than a full disk (I/O, corrupt)."""
 
 
 class SignalStore:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from edge_agent.errors import ConfigError
-from edge_agent.schema import ConfigPath, Secret, StrictModel
+from edge_agent.schema import ConfigPath, Secret, StrictModel, is_loopback
+
+__all__ = ["WebConfig", "is_loopback", "load_token", "parse_listen"]
 
 
 class WebConfig(StrictModel):
@@ -91,13 +92,3 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``); names are not resolved."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

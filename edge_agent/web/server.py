@@ -34,9 +34,10 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from edge_agent.backoff import Backoff
+from edge_agent.logs import Transition
 from edge_agent.metrics import build_registry
-from edge_agent.schema import parse_duration
-from edge_agent.web.config import WebConfig, is_loopback, parse_listen
+from edge_agent.schema import is_loopback, parse_duration
+from edge_agent.web.config import WebConfig, parse_listen
 from edge_agent.web.http import BadRequest, HttpServer, Request, Response, accepts_gzip
 from edge_agent.web.openapi import document
 from edge_agent.web.site import Site
@@ -225,14 +226,12 @@ async def serve_web_forever(config: WebConfig, site: Site, token: str | None) ->
 
 async def _bind_forever(http: HttpServer, host: str, port: int, listen: str) -> asyncio.Server:
     backoff = Backoff(initial=1.0, cap=60.0)
-    failing = False
+    binding = Transition(log)
     while True:
         try:
             server = await http.start(host, port)
         except OSError as exc:
-            if not failing:
-                log.error("web: cannot listen on %s, will retry: %s", listen, exc)
-            failing = True
+            binding.fail("web: cannot listen on %s, will retry: %s", listen, exc)
             await asyncio.sleep(backoff.next_delay())
             continue
         log.info("web: serving http://%s/", listen)

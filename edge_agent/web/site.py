@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from edge_agent import __version__
 from edge_agent.forward.delivery import LinkState
 from edge_agent.forward.outbox_status import OutboxStatus
+from edge_agent.logs import Transition
 from edge_agent.metrics import AgentCollector, take_snapshot
 from edge_agent.twin.signal_status import SignalStatus
 from edge_agent.twin.store import SignalStore
@@ -60,7 +61,7 @@ class Site:
     refresh: float = 5.0
     started: float = field(default_factory=time.time)
     _refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _failing: bool = False
+    _status_read: Transition = field(default_factory=lambda: Transition(log))
     _registers: dict[str, str] | None = None
 
     async def snapshot_fresh(self) -> None:
@@ -72,11 +73,9 @@ class Site:
                 self.collector.snapshot = await take_snapshot(self.collector.view, self.run)
             except Exception as exc:  # a locked outbox file must not break the page
                 self.collector.refresh_failures += 1
-                if not self._failing:
-                    log.error("web: cannot read the outbox/detector status: %s", exc)
-                self._failing = True
+                self._status_read.fail("web: cannot read the outbox/detector status: %s", exc)
             else:
-                self._failing = False
+                self._status_read.ok("web: the outbox/detector status is readable again")
 
     async def status(self) -> dict[str, Any]:
         """``GET /api/v1/status``."""

@@ -16,6 +16,7 @@ import pytest
 from edge_agent.detect.config import DetectConfig
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.loop import DetectorLoop
+from edge_agent.errors import StorageError
 from edge_agent.forward.config import OutboxConfig, SinkSettings
 from edge_agent.forward.encode import TelemetrySummary
 from edge_agent.forward.outbox import Outbox
@@ -206,7 +207,7 @@ async def _full_outbox(tmp_path: Path, worker: Worker) -> tuple[SignalStore, Out
 async def test_full_outbox_error_says_full(tmp_path: Path, worker: Worker) -> None:
     store, outbox = await _full_outbox(tmp_path, worker)
     alerts = [make_alert(n) for n in range(200)]
-    with pytest.raises(sqlite3.OperationalError) as info:
+    with pytest.raises(StorageError) as info:
         await worker.run(outbox.put_alerts, alerts, "gw")
     await worker.run(outbox.close)
     await worker.run(store.close)
@@ -216,7 +217,7 @@ async def test_full_outbox_error_says_full(tmp_path: Path, worker: Worker) -> No
 async def test_failed_telemetry_put_does_not_skip_windows(tmp_path: Path, worker: Worker) -> None:
     store, outbox = await _full_outbox(tmp_path, worker)
     summary = TelemetrySummary("p.t", "p", 0.0, 60.0, 1, 0, 1.0, 1.0, 1.0, 1.0, "")
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StorageError):
         await worker.run(outbox.put_telemetry, [summary] * 300, "gw", ["s"], 60.0)
     until = await worker.run(outbox.telemetry_until, "s")
     await worker.run(outbox.close)

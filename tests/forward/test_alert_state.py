@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.errors import StorageError
 from edge_agent.forward.config import OutboxConfig
 from edge_agent.forward.encode import decode
 from edge_agent.forward.outbox import Outbox
@@ -49,7 +50,7 @@ def test_a_failed_put_changes_neither_the_events_nor_the_state(tmp_path: Path) -
             "CREATE TRIGGER boom BEFORE INSERT ON rows WHEN NEW.sink = 'b'"
             " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
         )
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StorageError):
         outbox.put_alerts([make_alert(1)], "gw1")
     assert outbox.open_alerts() == []
     assert outbox.take("a", 10) == []

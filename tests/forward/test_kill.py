@@ -1,4 +1,4 @@
-"""SIGKILL of an agent with a backlog, then a restart: nothing lost; the last will is sent."""
+"""Broker down, SIGKILL of the agent with a backlog, restart: nothing lost, order and seq kept."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.forward.conftest import Mosquitto
 from tests.forward.factory import make_alert
 from tests.forward.harness import subscriber
 
+pytestmark = pytest.mark.faults
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -55,3 +58,8 @@ async def test_sigkill_with_a_backlog_loses_nothing(tmp_path: Path, broker: Mosq
     wanted = {f"{make_alert(i, asset=f'press{i % 2}').id}:raised" for i in range(committed)}
     assert wanted <= delivered
     assert [p["state"] for p in got.of("status")] == ["online", "offline"]  # birth, then will
+    first = list({p["event_id"]: p for p in got.of("alert")}.values())  # redeliveries once
+    for asset in ("press0", "press1"):  # order kept per asset
+        numbers = [int(p["cause"][4:]) for p in first if p["asset"] == asset]
+        assert numbers == sorted(numbers)
+    assert sorted(p["seq"] for p in first) == list(range(1, len(first) + 1))  # no gap

@@ -226,3 +226,22 @@ async def test_username_and_password_from_the_environment(
     with pytest.raises(DeliveryError, match=r"(?i)not authori"):
         async with MqttSink(wrong, gateway="gw1"):
             pass
+
+
+async def test_prognoses_reach_the_broker_on_their_own_topic(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    from edge_agent.forward.encode import encode_prognosis
+
+    outbox = _outbox(tmp_path)
+    sink = MqttSink(_config(broker.port), gateway="gw1")
+    body = encode_prognosis({"asset": "engine", "ts": 5.0, "method": "model", "rul": 42.5}, "gw1")
+    async with subscriber(broker.port, "edge-agent/gw1/#") as got:
+        outbox.put_prognoses([("engine", 5.0, body)], "gw1")
+        async with delivering(outbox, sink, "cloud") as wake:
+            wake.set()
+            await got.until(lambda g: len(g.of("prognosis")) >= 1)
+            await drained(outbox, "cloud")
+    [(topic, payload)] = [(t, p) for t, p, _ in got.messages if p.get("type") == "prognosis"]
+    assert topic == "edge-agent/gw1/prognosis/engine"
+    assert payload["v"] == 1 and payload["rul"] == 42.5 and payload["seq"] == 1

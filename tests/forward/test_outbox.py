@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.errors import StorageError
 from edge_agent.forward.config import OutboxConfig
 from edge_agent.forward.encode import decode
 from edge_agent.forward.outbox import Outbox
@@ -199,8 +200,29 @@ def test_a_failed_write_changes_nothing(tmp_path: Path) -> None:
             "CREATE TRIGGER boom BEFORE INSERT ON rows WHEN NEW.sink = 'b' AND NEW.asset = 'boom'"
             " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
         )
-    with pytest.raises(sqlite3.IntegrityError, match="disk says no"):
+    with pytest.raises(StorageError, match="disk says no"):
         outbox.put_alerts([make_alert(1), make_alert(9, asset="boom")], "gw1")
     outbox.put_alerts([make_alert(2)], "gw1")  # fits: the failed put left no trace
     assert _causes(outbox.take("a", 10)) == ["rule0", "rule2"]
     assert "a" not in outbox.status().counters  # nothing was counted as dropped
+
+
+def test_prognoses_go_to_every_sink_behind_alerts_and_are_dropped_like_telemetry(
+    tmp_path: Path,
+) -> None:
+    from edge_agent.forward.encode import encode_prognosis
+
+    outbox = _open(tmp_path, max_rows=3)
+    body = encode_prognosis({"asset": "engine", "ts": 1.0, "rul": 12.0, "low": None}, "gw1")
+    outbox.put_prognoses([("engine", time.time(), body)], "gw1")
+    outbox.put_alerts([make_alert(7)], "gw1")
+    for sink in ("a", "b"):
+        batch = outbox.take(sink, 10)
+        assert [r.kind for r in batch] == ["alert", "prognosis"]
+        payload = decode(batch[1].body)
+        assert payload["type"] == "prognosis" and payload["rul"] == 12.0
+        assert payload["low"] is None and batch[1].asset == "engine"
+    outbox = _open(tmp_path / "bound", max_rows=2)
+    outbox.put_prognoses([("engine", time.time(), body)], "gw1")
+    outbox.put_alerts([make_alert(1), make_alert(2)], "gw1")  # over the bound: the prognosis goes
+    assert [r.kind for r in outbox.take("a", 10) if r.kind != "notice"] == ["alert", "alert"]

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.errors import StoreError
 from edge_agent.twin.config import TwinConfig
-from edge_agent.twin.store import SignalStore, StoreError
+from edge_agent.twin.store import SignalStore
 from edge_agent.types import Quality, Sample, SignalInfo
 from tests.twin.conftest import T0, feed, open_store
 

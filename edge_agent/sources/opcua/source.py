@@ -285,7 +285,6 @@ class OpcuaSource:
             raise WriteError(f"{self.config.name}: not connected to {self.config.url}")
         return await write_signal(self._client, self.config, signal, value)
 
-
     def _make(self, items: list[tuple[str, Any]], now: float) -> list[Sample]:
         if self._problems is not None:
             self._problems.check_all(items)
