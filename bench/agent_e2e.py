@@ -24,7 +24,7 @@ signal in that window (so where the 1 s ticks fall does not matter). /proc
 counts CPU in 10 ms ticks, too coarse for the difference of two readings over
 a 1 s case: the agent's CPU is the least-squares slope of readings every 0.2 s;
 the minimal loop's is its own process time over the window. The twin uses
-``synchronous: normal`` like the minimal loop (the agent's default ``full``
+``sync: normal`` like the minimal loop (the agent's default ``full``
 adds one fsync per flush, I/O rather than CPU).
 """
 
@@ -204,7 +204,7 @@ def agent_config(case: Case, port: int, metrics_port: int, folder: Path) -> dict
                 "registers": registers,
             }
         ],
-        "twin": {"synchronous": "normal"},
+        "twin": {"sync": "normal"},
         "detect": detect,
         "sinks": [{"type": "jsonl", "name": "local", "path": str(folder / "alerts.jsonl")}],
         "web": {"listen": f"127.0.0.1:{metrics_port}"},  # /metrics is served by the site view

@@ -179,7 +179,7 @@ async def bench_network(folder: Path, port: int, count: int) -> dict[str, float]
     """Raw loop, outbox drain, raw loop again (the mean of the two raw runs is the reference)."""
     outbox = Outbox.open(
         folder / "drain.db",
-        OutboxConfig.model_validate({"max_rows": 10**7, "max_bytes": "10GB"}),
+        OutboxConfig.model_validate({"max_rows": 10**7, "max_size": "10GB"}),
         ["cloud"],
     )
     for i in range(0, count, 1000):

@@ -62,7 +62,7 @@ def run(data: Path, fold: int, folder: Path) -> dict[str, float]:
     text = (REPO / "examples" / "cmapss-fd001.yaml").read_text()
     config.write_text(text.replace("../models/cmapss_fd001_rul.onnx", str(onnx)))
     argv = ["--log-level", "error", "replay", "-c", str(config), "--asset", "engine"]
-    assert edge_agent([*argv, "--csv", str(csv_path), "--out", str(out)]) == 0
+    assert edge_agent([*argv, "--data", str(csv_path), "--out", str(out)]) == 0
     pred = last_rul(out, [c.cycles for c in cut])
     numpy_pred = model.predict(np.stack([select(c, Recipe().signals)[-30:] for c in cut]))
     return {

@@ -110,7 +110,7 @@ def replay_detector(config: Path, asset: str) -> Callable[[Run], np.ndarray]:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out.csv"
             ns = argparse.Namespace(
-                config=config, asset=asset, csv=r.path, calibrate_rows=CAL_ROWS, out=out
+                config=config, asset=asset, data=r.path, calibrate_rows=CAL_ROWS, out=out
             )
             with contextlib.redirect_stdout(io.StringIO()):
                 code = replay_command(ns)
@@ -155,7 +155,7 @@ def _row(label: str, m: dict[str, float]) -> str:
 REPLAY_CONFIG = """\
 ## SKAB valve1 pump: replay the SKAB CSV files through the agent's detection path.
 ## edge-agent replay --config examples/skab-pump.yaml --asset pump \\
-##     --csv ../shared/data/skab/valve1/0.csv --calibrate-rows 400 --out scores.csv
+##     --data ../shared/data/skab/valve1/0.csv --calibrate-rows 400 --out scores.csv
 detect:
   interval: 1s
   assets:

@@ -100,7 +100,7 @@ def run_case(case: Case, folder: Path) -> dict[str, float]:
     """Twin and both raw loops, interleaved batch by batch so load spikes hit all three."""
     tag = f"{case.signals}-{case.synchronous}"
     path = folder / f"twin-{tag}.db"
-    config = TwinConfig.model_validate({"max_samples": case.slots, "synchronous": case.synchronous})
+    config = TwinConfig.model_validate({"max_samples": case.slots, "sync": case.synchronous})
     store = SignalStore.open(path, config)
     store.clock = lambda: T0 + 86400.0
     fill = -(-case.slots // case.steps_per_batch)

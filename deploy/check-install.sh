@@ -59,7 +59,7 @@ inside 'cat > /etc/edge-agent/config.yaml <<EOF
 agent: {id: chroot-gw, data_dir: /var/lib/edge-agent}
 sinks: [{type: jsonl, name: local, path: alerts.jsonl}]
 EOF
-edge-agent check-config /etc/edge-agent/config.yaml
+edge-agent check-config -c /etc/edge-agent/config.yaml
 runuser -u edge-agent -- timeout -s INT 8 edge-agent run --config /etc/edge-agent/config.yaml || [ $? -eq 124 ]
 test -s /var/lib/edge-agent/twin.db && test -s /var/lib/edge-agent/outbox.db
 edge-agent twin status --config /etc/edge-agent/config.yaml

@@ -26,6 +26,6 @@ cd "$work"
 where=$("$work/venv/bin/python" -c 'import edge_agent; print(edge_agent.__file__)')
 case "$where" in "$work/venv/"*) ;; *) echo "check-wheel: edge_agent imported from $where" >&2; exit 1 ;; esac
 "$work/venv/bin/edge-agent" --version
-"$work/venv/bin/edge-agent" demo --duration 20 --speed 2 | tee "$work/demo.out"
+"$work/venv/bin/edge-agent" demo --duration 20s --speed 2 | tee "$work/demo.out"
 grep -q "RAISED" "$work/demo.out" || { echo "check-wheel: the demo showed no alert" >&2; exit 1; }
 echo "check-wheel: ok ($(basename "$wheel") installs and its demo raises an alert)"

@@ -85,7 +85,7 @@ if [ -n "$old" ]; then say "upgraded: $old -> $new"; else say "installed: $new";
 (
   set -a
   [ ! -f /etc/edge-agent/environment ] || . /etc/edge-agent/environment
-  edge-agent check-config /etc/edge-agent/config.yaml
+  edge-agent check-config -c /etc/edge-agent/config.yaml
 ) || say "fix the config, then: systemctl enable --now edge-agent" >&2
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload

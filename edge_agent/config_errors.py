@@ -3,12 +3,14 @@
 Pydantic's error locations carry union tags (``sources.0.modbus.x``,
 ``framing.fixed.length``) and field aliases; YAML paths carry neither. The
 location is walked alongside the models, so the tags are dropped, the line is
-the key's own, and an unknown key gets the nearest known one as a suggestion.
+the key's own, and an unknown key gets the nearest known one as a suggestion,
+or, when it is a key that was renamed (:data:`RENAMED`), its new name.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import types
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -17,7 +19,36 @@ from pydantic import BaseModel, Tag, ValidationError
 
 YamlPath = tuple[str | int, ...]
 
-_BOOL_HINT = ' (YAML reads a bare on/off/yes/no as true/false: quote it, e.g. "off")'
+RENAMED: dict[str, str] = {
+    "sources[*].serial.baudrate": "baud",
+    "sources[*].serial.bytesize": "data_bits",
+    "sources[*].serial.stopbits": "stop_bits",
+    "sources[*].unit_id": "device_id",
+    "sources[*].registers[*].unit_id": "device_id",
+    "sources[*].stale_after": "lost_after",
+    "sources[*].framing.kind": "type",
+    "sources[*].parse.kind": "type",
+    "sources[*].security.certificate": "cert_file",
+    "sources[*].security.private_key": "key_file",
+    "sources[*].security.private_key_password": "key_password",
+    "sources[*].security.trusted_certs": "trust_dir",
+    "sources[*].auth.certificate": "cert_file",
+    "sources[*].auth.private_key": "key_file",
+    "sources[*].auth.private_key_password": "key_password",
+    "sinks[*].retry_initial": "backoff",
+    "sinks[*].retry_max": "backoff_max",
+    "twin.synchronous": "sync",
+    "twin.stale_after": "stale_factor",
+    "outbox.max_bytes": "max_size",
+}
+"""Old key (YAML path, ``[*]`` for any list index) -> its new name, listed in CHANGELOG.md.
+
+An old key is an error that names the new one; it is only matched where the new
+key exists (``stale_after`` on a Modbus source is just unknown).
+"""
+
+_MISSING = "required key is missing"
+_BOOL_HINT = " (YAML reads a bare on/off/yes/no as true/false: quote the word)"
 
 
 def format_path(at: YamlPath) -> str:
@@ -32,12 +63,17 @@ def describe(
     exc: ValidationError, root: type[BaseModel], data: Any, lines: dict[YamlPath, int], path: Path
 ) -> str:
     """One ``file:line: path: message`` line per error in ``exc``."""
-    problems = []
+    found = []
     for error in exc.errors():
         at, parent = _walk(error["loc"], root, data)
-        line = nearest_line(at, lines)
-        problems.append(f"{path}:{line}: {format_path(at)}: {_message(error, at, parent)}")
-    return "\n".join(problems)
+        found.append((at, _message(error, at, parent)))
+    # An old key's error names the new key: that key's "missing" would say it twice.
+    renamed = {(*at[:-1], m.split()[2]) for at, m in found if m.startswith("renamed to ")}
+    return "\n".join(
+        f"{path}:{nearest_line(at, lines)}: {format_path(at)}: {message}"
+        for at, message in found
+        if not (message == _MISSING and at in renamed)
+    )
 
 
 def nearest_line(at: YamlPath, lines: dict[YamlPath, int]) -> int:
@@ -76,7 +112,7 @@ def _strip(annotation: Any) -> Any:
 
 
 def _union_members(annotation: Any) -> dict[Any, Any]:
-    """Tag -> member model for a union of models (``type``/``kind`` literals or ``Tag``)."""
+    """Tag -> member model for a union of models (``type`` literals or ``Tag``)."""
     if get_origin(annotation) not in (Union, types.UnionType):
         return {}
     members: dict[Any, Any] = {}
@@ -86,10 +122,9 @@ def _union_members(annotation: Any) -> dict[Any, Any]:
             if isinstance(meta, Tag):
                 members[meta.tag] = model
         if isinstance(model, type) and issubclass(model, BaseModel):
-            for key in ("type", "kind"):
-                field = model.model_fields.get(key)
-                for tag in get_args(field.annotation) if field else ():
-                    members[tag] = model
+            field = model.model_fields.get("type")
+            for tag in get_args(field.annotation) if field else ():
+                members[tag] = model
         else:
             members[getattr(model, "__name__", str(model)).lower()] = model
     return members
@@ -119,12 +154,11 @@ def _message(error: Any, at: YamlPath, parent: Any) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
-        return _unknown_key(str(at[-1]) if at else "", parent)
+        return _unknown_key(at, parent)
     if kind == "missing":
-        return "required key is missing"
+        return _MISSING
     if kind == "union_tag_invalid":
-        key = "kind" if "kind" in ctx.get("discriminator", "") else "type"
-        return f"unknown {key} {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+        return f"unknown type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
     if kind == "union_tag_not_found":
         return f"the key {ctx.get('discriminator', 'type')} is missing: it says what this entry is"
     message = str(error["msg"]).removeprefix("Value error, ")
@@ -133,9 +167,13 @@ def _message(error: Any, at: YamlPath, parent: Any) -> str:
     return message
 
 
-def _unknown_key(key: str, model: Any) -> str:
+def _unknown_key(at: YamlPath, model: Any) -> str:
+    key = str(at[-1]) if at else ""
     known: list[str] = []
     if isinstance(model, type) and issubclass(model, BaseModel):
         known = [field.alias or name for name, field in model.model_fields.items()]
+    new = RENAMED.get(re.sub(r"\[\d+\]", "[*]", format_path(at)))
+    if new in known:
+        return f"renamed to {new} (see CHANGELOG.md)"
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return "unknown key" + (f" (did you mean {close[0]}?)" if close else "")

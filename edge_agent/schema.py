@@ -1,10 +1,12 @@
-"""Building blocks of the config schema: the strict model, durations, sizes, secrets.
+"""Building blocks of the config schema: the strict model, durations, sizes, switches, secrets.
 
 Every ``*Config`` model derives from :class:`StrictModel` so an unknown key is an
 error. Durations are written ``500ms``, ``5s``, ``1m``, ``2h``, ``7d`` and become
 float seconds; sizes are written ``512KB``, ``200MB``, ``1GB`` and become int bytes.
 Both are bounded (:data:`MAX_DURATION`, :data:`MAX_SIZE`): a value past them is a typo,
 and an enormous one would overflow a timer or an integer later, at run time.
+Switches are written ``on``/``off``; YAML reads those bare words as booleans, so a
+boolean is taken as the word it was (:data:`OnOff`, :func:`switch`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -99,6 +101,20 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 """Bytes, written in YAML as ``512KB``, ``200MB``, ``1GiB``."""
+
+
+def yaml_switch(value: Any) -> Any:
+    """``true``/``false`` -> ``"on"``/``"off"``: YAML reads a bare ``on``/``off`` as a bool."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
+switch = BeforeValidator(yaml_switch)
+"""Put in ``Annotated[Literal[...], switch]`` of any setting whose values include on or off."""
+
+OnOff = Annotated[Literal["on", "off"], switch]
+"""``on`` or ``off``; unquoted ``on``/``off`` (``true``/``false``, ``yes``/``no``) work too."""
 
 
 def resolve_path(value: str, info: ValidationInfo) -> str:

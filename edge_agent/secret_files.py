@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from edge_agent.errors import ConfigError
 
-SECRET_FILE_FIELDS = frozenset({"password_file", "private_key", "key_file"})
+SECRET_FILE_FIELDS = frozenset({"password_file", "key_file"})
 
 
 def secret_files(model: BaseModel, where: str = "") -> Iterator[tuple[str, Path]]:

@@ -57,7 +57,7 @@ def test_every_key_is_documented() -> None:
 
 
 def test_every_union_member_is_shown() -> None:
-    """Each ``type:``/``kind:`` value (modbus, http, flatline, fixed, kv ...) has an example."""
+    """Each ``type:`` value (modbus, http, flatline, fixed, kv ...) has an example."""
     missing = []
     for section in SECTIONS:
         for model in _models(AgentConfig.model_fields[section].annotation):
@@ -126,9 +126,9 @@ def _keys(model: type[BaseModel]) -> list[str]:
 
 
 def _tags(model: type[BaseModel]) -> list[tuple[str, str]]:
-    """The ``type``/``kind`` literal of a union member, e.g. ``("type", "modbus")``."""
+    """The ``type`` literal of a union member, e.g. ``("type", "modbus")``."""
     tags = []
-    for key in ("type", "kind"):
+    for key in ("type",):
         field = model.model_fields.get(key)
         values = typing.get_args(field.annotation) if field else ()
         if field and typing.get_origin(field.annotation) is typing.Literal and len(values) == 1:

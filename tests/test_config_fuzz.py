@@ -134,7 +134,7 @@ def _check(path: Path, data: bytes) -> int:
     a third of the time); :func:`run_command` is what :func:`main` runs after that.
     """
     path.write_bytes(data)
-    code = run_command(PARSER.parse_args(["check-config", str(path)]))
+    code = run_command(PARSER.parse_args(["check-config", "-c", str(path)]))
     assert code in (0, EX_CONFIG), f"exit {code} for {data[:300]!r}"
     return code
 
@@ -247,7 +247,7 @@ def test_example_itself_is_ok(workdir: Path) -> None:
     assert _check(workdir / "agent.yaml", EXAMPLE.encode()) == 0
     assert _check(workdir / "agent.yaml", SEED.encode()) == 0
     assert _check(workdir / "demo.yaml", DEMO.encode()) == 0
-    assert main(["check-config", str(workdir / "demo.yaml")]) == 0
+    assert main(["check-config", "-c", str(workdir / "demo.yaml")]) == 0
 
 
 LAUGHS = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
@@ -270,7 +270,7 @@ def test_hostile_file_exits_78_without_traceback(tmp_path: Path, name: str) -> N
     path.write_bytes(HOSTILE[name])
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "edge_agent", "check-config", str(path)],
+        [sys.executable, "-m", "edge_agent", "check-config", "-c", str(path)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -99,7 +99,7 @@ def _model_config(tmp_path: Path, model: str) -> Path:
 
 def test_check_config_loads_the_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     shutil.copy(MODEL, tmp_path / "pump.onnx")
-    assert main(["check-config", str(_model_config(tmp_path, "pump.onnx"))]) == 0
+    assert main(["check-config", "-c", str(_model_config(tmp_path, "pump.onnx"))]) == 0
     assert "1 model(s) loaded" in capsys.readouterr().out
 
 
@@ -107,7 +107,7 @@ def test_check_config_missing_model_exits_78_with_its_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = _model_config(tmp_path, "gone.onnx")
-    assert main(["check-config", str(config)]) == EX_CONFIG
+    assert main(["check-config", "-c", str(config)]) == EX_CONFIG
     err = capsys.readouterr().err
     assert f"{config}:4: detect.assets[0].model: model file not found: " in err
 
@@ -117,7 +117,7 @@ def test_check_config_corrupt_model_exits_78(
 ) -> None:
     (tmp_path / "pump.onnx").write_bytes(MODEL.read_bytes()[:300])
     config = _model_config(tmp_path, "pump.onnx")
-    assert main(["check-config", str(config)]) == EX_CONFIG
+    assert main(["check-config", "-c", str(config)]) == EX_CONFIG
     assert f"{config}:4: detect.assets[0].model: pump.onnx: not a valid ONNX model" in (
         capsys.readouterr().err
     )
@@ -129,7 +129,7 @@ def test_check_config_signals_not_matching_the_card_exit_78(
     shutil.copy(MODEL, tmp_path / "pump.onnx")
     config = _model_config(tmp_path, "pump.onnx")
     config.write_text(config.read_text().replace("p.flow", "p.speed"))
-    assert main(["check-config", str(config)]) == EX_CONFIG
+    assert main(["check-config", "-c", str(config)]) == EX_CONFIG
     assert "detect.assets[0].model: asset pump: no signal for" in capsys.readouterr().err
 
 

@@ -33,7 +33,7 @@ def test_unit_does_not_restart_on_config_errors() -> None:
     text = UNIT.read_text()
     assert "Type=notify" in text
     assert "RestartPreventExitStatus=78" in text
-    assert "ExecStartPre=/opt/edge-agent/venv/bin/edge-agent check-config" in text
+    assert "ExecStartPre=/opt/edge-agent/venv/bin/edge-agent check-config -c" in text
     # `systemctl reload` sends HUP to the agent itself, which reloads (tests/test_reload.py).
     assert "ExecReload=/bin/kill -HUP $MAINPID" in text
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_agent.cli.flags import renamed
 from edge_agent.errors import AgentError, ConfigError, ModelError
 from edge_agent.schema import parse_duration
 
@@ -69,7 +70,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser("replay", help="run the live detection path over a CSV of history")
     p.add_argument("--config", "-c", type=Path, required=True)
     p.add_argument("--asset", required=True, help="asset name (detect.assets[].name)")
-    p.add_argument("--csv", type=Path, required=True, help="time column + one column per signal")
+    p.add_argument("--data", type=Path, required=True, help="CSV: time column + one per signal")
+    renamed(p, "--csv", "--data")
     p.add_argument(
         "--calibrate-rows",
         type=int,
@@ -312,7 +314,7 @@ def replay_command(args: argparse.Namespace) -> int:
     try:
         if prognostic and args.calibrate_rows > 0:
             raise ModelError(f"{name}: a prognostic model takes no --calibrate-rows")
-        table = replay.read_table(args.csv, signals, optional=rule_signals)
+        table = replay.read_table(args.data, signals, optional=rule_signals)
         if args.calibrate_rows > 0:
             _calibrate_in_memory(detector.assets[name], table, args.calibrate_rows)
     except (replay.ReplayError, ModelError) as exc:

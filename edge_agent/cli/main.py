@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
+from edge_agent.cli.flags import duration
 from edge_agent.errors import (
     EX_CONFIG,
     AgentError,
@@ -100,8 +101,10 @@ def _add_run(sub: Subparsers) -> None:
 
 def _add_check_config(sub: Subparsers) -> None:
     p = sub.add_parser("check-config", help="validate a config file and load its models")
-    p.add_argument("config", type=Path)
-    p.set_defaults(func=_check_config)
+    p.add_argument("--config", "-c", type=Path)
+    # The positional form of earlier versions, still in installed unit files: kept, unlisted.
+    p.add_argument("path", nargs="?", type=Path, help=argparse.SUPPRESS)
+    p.set_defaults(func=_check_config, parser=p)
 
 
 def _add_read_once(sub: Subparsers) -> None:
@@ -113,7 +116,7 @@ def _add_read_once(sub: Subparsers) -> None:
 
 def _add_demo(sub: Subparsers) -> None:
     p = sub.add_parser("demo", help="simulated plant + agent, a fault injected, alerts shown")
-    p.add_argument("--duration", type=float, default=75.0, help="seconds (default 75)")
+    p.add_argument("--duration", type=duration, default=75.0, help="e.g. 75s, 2m (default 75s)")
     p.add_argument("--keep", type=Path, default=None, help="keep the demo's data in this folder")
     p.add_argument("--speed", type=float, default=1.0, help="plant seconds per second (default 1)")
     p.set_defaults(func=_demo, quiet_level="warning")
@@ -139,6 +142,9 @@ def _check_config(args: argparse.Namespace) -> int:
     from edge_agent.preflight import check_config
     from edge_agent.secret_files import check_secret_files
 
+    if (args.config is None) == (args.path is None):
+        args.parser.error("give the config file as --config/-c PATH")
+    args.config = args.config or args.path
     checked = check_config(args.config)
     check_secret_files(checked.config, args.config)
     for source in checked.config.sources:  # a source config may say what loads but will hurt

@@ -2,7 +2,7 @@
 
 An integrator with a device and a vague manual runs, for example::
 
-    edge-agent probe tcp://10.0.0.5:502 --unit 1 --holding 3000 --count 4
+    edge-agent probe tcp://10.0.0.5:502 --device-id 1 --holding 3000 --count 4
 
 and sees the raw registers, then each type (int16 ... float64) at each start
 address in each byte/word order (ABCD, BADC, CDAB, DCBA), side by side, scaled
@@ -17,6 +17,7 @@ import math
 import sys
 from collections.abc import Sequence
 
+from edge_agent.cli.flags import renamed
 from edge_agent.sources.modbus.codec import (
     BYTE_ORDERS,
     ByteOrder,
@@ -35,6 +36,13 @@ from edge_agent.sources.modbus.link import (
 )
 
 EX_UNAVAILABLE = 69  # sysexits: the device cannot be reached
+
+_RENAMED_FLAGS = (
+    ("--baudrate", "--baud"),
+    ("--bytesize", "--data-bits"),
+    ("--stopbits", "--stop-bits"),
+)
+"""Earlier names of the serial line flags (``serial-monitor``'s words now)."""
 
 _TABLE_FLAGS: dict[str, Table] = {
     "holding": "holding",
@@ -55,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     p.add_argument("url", help="tcp://host:502, rtu+tcp://host:4001 or rtu:///dev/ttyUSB0")
-    p.add_argument("--unit", type=int, default=1, help="unit id (slave id), default 1")
+    p.add_argument("--device-id", type=int, default=1, help="Modbus unit id (slave id), default 1")
+    renamed(p, "--unit", "--device-id")
     where = p.add_mutually_exclusive_group(required=True)
     for flag in _TABLE_FLAGS:
         where.add_argument(
@@ -65,10 +74,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--scale", type=float, default=1.0, help="multiply every value by this")
     p.add_argument("--offset", type=float, default=0.0, help="then add this")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer")
-    p.add_argument("--baudrate", type=int, default=19200)
+    p.add_argument("--baud", type=int, default=19200)
     p.add_argument("--parity", choices=("none", "even", "odd"), default="none")
-    p.add_argument("--bytesize", type=int, choices=(7, 8), default=8)
-    p.add_argument("--stopbits", type=int, choices=(1, 2), default=1)
+    p.add_argument("--data-bits", type=int, choices=(7, 8), default=8)
+    p.add_argument("--stop-bits", type=int, choices=(1, 2), default=1)
+    for old, new in _RENAMED_FLAGS:
+        renamed(p, old, new)
     p.set_defaults(func=probe)
 
 
@@ -96,7 +107,7 @@ def probe(args: argparse.Namespace) -> int:
         lines = render_bits(start, [bool(b) for b in reply])
     else:
         lines = render_registers(start, [int(r) for r in reply], args.scale, args.offset)
-    print(f"{endpoint} unit {args.unit} {table} {start}..{start + args.count - 1}\n")
+    print(f"{endpoint} unit {args.device_id} {table} {start}..{start + args.count - 1}\n")
     print("\n".join(lines))
     return 0
 
@@ -116,18 +127,18 @@ async def _read(
     args: argparse.Namespace, endpoint: Endpoint, table: Table, start: int
 ) -> list[int] | list[bool] | str:
     """One read; the values, or a sentence saying why there are none."""
-    line = SerialLine(args.baudrate, args.parity, args.bytesize, args.stopbits)
+    line = SerialLine(args.baud, args.parity, args.data_bits, args.stop_bits)
     link = ModbusLink(endpoint, line, args.timeout, retries=0, name="probe")
     await link.open()
     try:
-        reply = await link.read(table, args.unit, start, args.count)
+        reply = await link.read(table, args.device_id, start, args.count)
     finally:
         link.close()
     if isinstance(reply, Refused):
         why = _EXCEPTIONS.get(reply.code, "unknown")
-        return f"unit {args.unit} refused the read: Modbus exception {reply.code} ({why})"
+        return f"unit {args.device_id} refused the read: Modbus exception {reply.code} ({why})"
     if isinstance(reply, NoAnswer):
-        return f"unit {args.unit} did not answer within {args.timeout} s ({reply.reason})"
+        return f"unit {args.device_id} did not answer within {args.timeout} s ({reply.reason})"
     return reply
 
 

@@ -143,10 +143,10 @@ def _from_args(args: argparse.Namespace) -> SerialSourceConfig:
 
 def _framing(args: argparse.Namespace) -> dict[str, Any]:
     if args.length is not None:
-        return {"kind": "fixed", "length": args.length}
+        return {"type": "fixed", "length": args.length}
     if args.idle is not None:
-        return {"kind": "idle", "gap": args.idle}
-    return {"kind": "delimiter", "delimiter": _unescape(args.delimiter)}
+        return {"type": "idle", "gap": args.idle}
+    return {"type": "delimiter", "delimiter": _unescape(args.delimiter)}
 
 
 def _unescape(text: str) -> str:

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_agent.schema import format_duration, parse_duration
+from edge_agent.cli.flags import duration, renamed
+from edge_agent.schema import format_duration
 
 if TYPE_CHECKING:
     from edge_agent.sim.plant import Plant
@@ -32,13 +33,6 @@ _STATUS = (
 )
 
 
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``edge-agent sim`` to the command tree."""
     p = subparsers.add_parser(
@@ -53,11 +47,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--opcua-port", type=int, default=0, help="default: a free port")
     p.add_argument("--no-opcua", action="store_true", help="do not serve OPC UA")
     p.add_argument("--no-serial", action="store_true", help="do not serve the serial probe")
-    p.add_argument("--duration", type=_duration, default=None, help="e.g. 10m (default: forever)")
+    p.add_argument("--duration", type=duration, default=None, help="e.g. 10m (default: forever)")
     p.add_argument("--speed", type=float, default=1.0, help="plant seconds per second (default 1)")
-    p.add_argument("--status-every", type=_duration, default=5.0, help="e.g. 5s; 0s: quiet")
-    p.add_argument("--csv", type=Path, default=None, help="write --duration of signals, no servers")
-    p.add_argument("--step", type=_duration, default=1.0, help="CSV sample step (default 1s)")
+    p.add_argument("--status-every", type=duration, default=5.0, help="e.g. 5s; 0s: quiet")
+    p.add_argument("--out", type=Path, default=None, help="write --duration of signals to this CSV")
+    renamed(p, "--csv", "--out")
+    p.add_argument("--step", type=duration, default=1.0, help="CSV sample step (default 1s)")
     p.set_defaults(func=run_sim)
 
 
@@ -70,7 +65,7 @@ def run_sim(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"edge-agent sim: {exc}", file=sys.stderr)
         return 2
-    if args.csv is not None:
+    if args.out is not None:
         return _export(args, scenario)
     if args.speed <= 0:
         print("edge-agent sim: --speed must be above 0", file=sys.stderr)
@@ -90,9 +85,9 @@ def _export(args: argparse.Namespace, scenario: Scenario) -> int:
 
     duration = args.duration if args.duration is not None else scenario.duration_s
     series = simulate(duration, args.step, args.seed, scenario)
-    write_csv(args.csv, series)
+    write_csv(args.out, series)
     print(
-        f"{args.csv}: {series['t'].size} rows, {len(series) - 1} signals, scenario {scenario.name}"
+        f"{args.out}: {series['t'].size} rows, {len(series) - 1} signals, scenario {scenario.name}"
     )
     return 0
 

@@ -7,11 +7,11 @@ Config models only (no runtime import): the source configs import
 from __future__ import annotations
 
 import math
-from typing import Literal, Self
+from typing import Self
 
 from pydantic import Field, model_validator
 
-from edge_agent.schema import Duration, StrictModel
+from edge_agent.schema import Duration, OnOff, StrictModel
 
 
 class WritesConfig(StrictModel):
@@ -26,7 +26,7 @@ class WritesConfig(StrictModel):
             (a command queued by a broker while the agent was away is stale).
     """
 
-    mode: Literal["off", "on"] = "off"
+    mode: OnOff = "off"
     min_interval: Duration = 1.0
     max_age: Duration = Field(default=30.0, gt=0)
 

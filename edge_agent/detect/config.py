@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from edge_agent.detect.lifecycle import Chatter, Gate
 from edge_agent.detect.runstate import check as check_run_state
-from edge_agent.schema import Duration, StrictModel
+from edge_agent.schema import Duration, OnOff, StrictModel, switch
 
 
 class DebounceConfig(StrictModel):
@@ -37,7 +37,7 @@ class CalibrateConfig(StrictModel):
 class RebaselineConfig(StrictModel):
     """The automatic "new normal": an alert open ``after`` on a steady state re-baselines."""
 
-    auto: Literal["off", "on"] = "off"
+    auto: OnOff = "off"
     after: Duration = 1800.0
     steady: float = Field(default=0.5, gt=0.0)
 
@@ -73,7 +73,7 @@ class AssetConfig(StrictModel):
     clear_after: DebounceConfig = DebounceConfig(k=5, n=5)
     fill_limit: Duration | None = None
     settle: Duration = 2.0
-    reload: Literal["watch", "off"] = "watch"
+    reload: Annotated[Literal["watch", "off"], switch] = "watch"
     run_state: str | None = None
     calibrate: CalibrateConfig = CalibrateConfig()
     rebaseline: RebaselineConfig = RebaselineConfig()
@@ -175,7 +175,7 @@ class DetectConfig(StrictModel):
     alarms: AlarmsConfig = AlarmsConfig()
     assets: list[AssetConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
-    source_down: Duration | Literal["off"] = 30.0
+    source_down: Annotated[Duration | Literal["off"], switch] = 30.0
     """A source whose link stays down this long raises a "<source>-down" alert."""
 
     @field_validator("assets")

@@ -6,14 +6,23 @@ Config models only, so loading a config never imports aiomqtt or httpx.
 from __future__ import annotations
 
 import string
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from edge_agent.forward.brokers import Broker, parse_broker
 from edge_agent.logs import redact_url
-from edge_agent.schema import ConfigPath, Duration, Secret, Size, StrictModel, is_loopback
+from edge_agent.schema import (
+    ConfigPath,
+    Duration,
+    OnOff,
+    Secret,
+    Size,
+    StrictModel,
+    is_loopback,
+    switch,
+)
 
 if TYPE_CHECKING:
     pass
@@ -28,7 +37,7 @@ class OutboxConfig(StrictModel):
     Attributes:
         path: SQLite file, relative to ``agent.data_dir``.
         max_rows: most rows kept per sink.
-        max_bytes: most bytes kept per sink (payload plus a fixed row overhead).
+        max_size: most bytes kept per sink (payload plus a fixed row overhead).
         historical_after: telemetry delivered this long after its window ended is
             marked ``historical`` (a backfill after an outage).
         sync: ``full`` fsyncs every commit (survives power loss); ``normal`` survives
@@ -37,7 +46,7 @@ class OutboxConfig(StrictModel):
 
     path: str = "outbox.db"
     max_rows: int = Field(default=100_000, ge=1)
-    max_bytes: Size = 50_000_000
+    max_size: Size = 50_000_000
     historical_after: Duration = 120.0
     sync: Literal["full", "normal"] = "full"
 
@@ -48,17 +57,17 @@ class SinkSettings(StrictModel):
     Attributes:
         name: the sink's name (its rows in the outbox carry it).
         batch_size: most messages taken from the outbox per send.
-        retry_initial: first delay after a failed delivery.
-        retry_max: cap of the exponential backoff.
+        backoff: first delay after a failed delivery.
+        backoff_max: cap of the exponential backoff.
         telemetry: ``on`` to also forward periodic per-signal summaries.
         telemetry_interval: the span each summary covers (windows are aligned to it).
     """
 
     name: str
     batch_size: int = Field(default=500, ge=1, le=10_000)
-    retry_initial: Duration = 1.0
-    retry_max: Duration = 60.0
-    telemetry: Literal["on", "off"] = "off"
+    backoff: Duration = 1.0
+    backoff_max: Duration = 60.0
+    telemetry: OnOff = "off"
     telemetry_interval: Duration = Field(default=60.0, gt=0)
 
 
@@ -80,7 +89,7 @@ class MqttSinkConfig(SinkSettings):
     client_id: str = ""
     session: Literal["persistent", "clean"] = "persistent"
     session_expiry: Duration = 7 * 86400.0
-    tls: Literal["verify", "no-verify", "off"] = "verify"
+    tls: Annotated[Literal["verify", "no-verify", "off"], switch] = "verify"
     ca_file: ConfigPath | None = None
     cert_file: ConfigPath | None = None
     key_file: ConfigPath | None = None
@@ -93,7 +102,7 @@ class MqttSinkConfig(SinkSettings):
     telemetry_topic: str = "edge-agent/{gateway}/telemetry/{asset}"
     notice_topic: str = "edge-agent/{gateway}/notice"
     status_topic: str = "edge-agent/{gateway}/status"
-    commands: Literal["on", "off"] = "off"
+    commands: OnOff = "off"
     command_topic: str = "edge-agent/{gateway}/cmd"
     reply_topic: str = "edge-agent/{gateway}/cmd/reply"
     audit_topic: str = "edge-agent/{gateway}/audit"
@@ -144,7 +153,7 @@ class HttpSinkConfig(SinkSettings):
     url: str
     headers: dict[str, Secret] = Field(default_factory=dict)
     token: Secret | None = None
-    tls: Literal["verify", "no-verify"] = "verify"
+    tls: Annotated[Literal["verify", "no-verify"], switch] = "verify"
     ca_file: ConfigPath | None = None
     cert_file: ConfigPath | None = None
     key_file: ConfigPath | None = None

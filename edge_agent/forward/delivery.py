@@ -110,7 +110,7 @@ async def deliver_forever(
         wake: set it after a put; one Event per sink (this loop clears it).
         state: where the link's state is kept for the site view (optional).
     """
-    backoff = Backoff(sink.config.retry_initial, sink.config.retry_max)
+    backoff = Backoff(sink.config.backoff, sink.config.backoff_max)
     link = _Link(name, state)
     while True:
         try:

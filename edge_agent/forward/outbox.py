@@ -7,7 +7,7 @@ telemetry (alerts overtake a telemetry backlog); the delivery loop then calls
 :meth:`~Outbox.ack` (delivered: delete), :meth:`~Outbox.keep` (retry later) or
 :meth:`~Outbox.reject` (refused upstream: delete and count).
 
-Bounds (``max_rows``, ``max_bytes``) apply to each sink's backlog. When a put goes
+Bounds (``max_rows``, ``max_size``) apply to each sink's backlog. When a put goes
 over, rows are dropped in this order until it fits:
 
 1. telemetry, oldest first (alerts are never dropped to make room for telemetry);
@@ -241,7 +241,7 @@ class Outbox:
             what = ", ".join(f"{n} {label}" for label, n in dropped.items())
             log.error(
                 "outbox: %s backlog over its bound (%d rows, %d bytes): dropped %s",
-                sink, self.config.max_rows, self.config.max_bytes, what,
+                sink, self.config.max_rows, self.config.max_size, what,
             )  # fmt: skip
 
     def _insert(
@@ -270,7 +270,7 @@ class Outbox:
     def _excess(self, sink: str) -> tuple[int, int]:
         rows = sum(self._usage.get((sink, c), [0, 0])[0] for c in CLASSES)
         size = sum(self._usage.get((sink, c), [0, 0])[1] for c in CLASSES)
-        return rows - self.config.max_rows, size - self.config.max_bytes
+        return rows - self.config.max_rows, size - self.config.max_size
 
     def _enforce(self, sink: str) -> dict[str, int]:
         """Drop rows of ``sink`` until it fits its bound; returns counts by label."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from edge_agent.forward.brokers import Broker, parse_broker
 from edge_agent.forward.config import SinkSettings
-from edge_agent.schema import ConfigPath, Duration, Secret
+from edge_agent.schema import ConfigPath, Duration, OnOff, Secret, switch
 
 _SPARKPLUG_ID = r"^[^+/#]+$"
 """Group, edge node and host ids: any UTF-8 but the MQTT separators and wildcards."""
@@ -41,7 +41,7 @@ class SparkplugSinkConfig(SinkSettings):
     primary_host: str | None = Field(default=None, pattern=_SPARKPLUG_ID)
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     client_id: str = ""
-    tls: Literal["verify", "no-verify", "off"] = "verify"
+    tls: Annotated[Literal["verify", "no-verify", "off"], switch] = "verify"
     ca_file: ConfigPath | None = None
     cert_file: ConfigPath | None = None
     key_file: ConfigPath | None = None
@@ -53,8 +53,8 @@ class SparkplugSinkConfig(SinkSettings):
     deadbands: dict[str, float] = Field(default_factory=dict)
     data_interval: Duration = Field(default=1.0, ge=0)
     state_file: str = ""
-    commands: Literal["on", "off"] = "off"
-    telemetry: Literal["on", "off"] = "on"
+    commands: OnOff = "off"
+    telemetry: OnOff = "on"
     """Summaries are the store-and-forward channel of values: on by default here."""
 
     @model_validator(mode="after")

@@ -76,7 +76,7 @@ def _modbus(url: str, interval: str) -> dict[str, Any]:
         "type": "modbus",
         "name": MODBUS_SOURCE,
         "url": url,
-        "unit_id": 1,
+        "device_id": 1,
         "interval": interval,
         "asset": ASSET,
         "registers": registers,
@@ -106,7 +106,7 @@ def _serial(path: str, interval: str) -> dict[str, Any]:
         "baud": 9600,
         "interval": interval,
         "asset": ASSET,
-        "framing": {"kind": "delimiter", "delimiter": PROBE_EOL},
-        "parse": {"kind": "kv"},
+        "framing": {"type": "delimiter", "delimiter": PROBE_EOL},
+        "parse": {"type": "kv"},
         "signals": [{"name": key, "unit": unit} for key, (_, unit) in _PROBE_KEYS.items()],
     }

@@ -21,8 +21,8 @@ class TwinConfig(StrictModel):
     max_samples: int = Field(default=10_000, ge=1, le=10_000_000)
     max_age: Duration = Field(default=7 * 86400.0, gt=0)
     rollup_max_age: Duration = Field(default=14 * 86400.0, ge=60)
-    synchronous: Literal["normal", "full", "extra"] = "full"
-    stale_after: float = Field(default=3.0, gt=0)
+    sync: Literal["normal", "full", "extra"] = "full"
+    stale_factor: float = Field(default=3.0, gt=0)
     max_size: Size | None = Field(default=None, ge=64 * 1024)
 
     def rollup_slots(self) -> int:

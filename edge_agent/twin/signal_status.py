@@ -21,7 +21,7 @@ class SignalStatus:
         info: the catalogue entry.
         sample: the latest sample, or None if none is held.
         age: seconds since that sample's timestamp, or None.
-        stale: no sample within ``stale_after`` times the signal's interval
+        stale: no sample within ``stale_factor`` times the signal's interval
             (a signal with interval 0, unknown, is never stale once it has a sample).
     """
 
@@ -32,14 +32,14 @@ class SignalStatus:
 
 
 def signal_status(
-    infos: Iterable[SignalInfo], latest: dict[str, Sample], now: float, stale_after: float
+    infos: Iterable[SignalInfo], latest: dict[str, Sample], now: float, stale_factor: float
 ) -> list[SignalStatus]:
     """Every signal of ``infos``, sorted by name, with its latest sample, age and staleness."""
     result = []
     for info in sorted(infos, key=lambda i: i.signal):
         sample = latest.get(info.signal)
         age = None if sample is None else now - sample.ts
-        stale = age is None or (info.interval > 0 and age > stale_after * info.interval)
+        stale = age is None or (info.interval > 0 and age > stale_factor * info.interval)
         result.append(SignalStatus(info, sample, age, stale))
     return result
 

@@ -26,11 +26,11 @@ One :meth:`SignalStore.write` is one transaction (the agent calls it once per
 ``flush_interval`` with what it buffered). The file is in WAL mode.
 
 * Process crash or ``kill -9``: nothing committed is lost, whatever
-  ``synchronous`` is; the loss is what the agent had buffered and not yet passed
+  ``sync`` is; the loss is what the agent had buffered and not yet passed
   to ``write()``: at most one ``flush_interval``.
-* Power cut or kernel crash, ``synchronous: full`` (the default): the WAL is
+* Power cut or kernel crash, ``sync: full`` (the default): the WAL is
   fsynced at each commit, so again at most the last ``flush_interval``.
-* Power cut, ``synchronous: normal``: the WAL is fsynced only at checkpoints
+* Power cut, ``sync: normal``: the WAL is fsynced only at checkpoints
   (about every 1000 pages written), so the commits since the last checkpoint may
   be lost too - seconds to minutes of data - but the file stays consistent.
   Choose it to spare an SD card the one fsync per flush.
@@ -126,7 +126,7 @@ class SignalStore:
         try:
             lock = None if readonly else layout.lock_writer(path)
             store = cls(
-                layout.connect(path, config.synchronous, readonly, config.max_size),
+                layout.connect(path, config.sync, readonly, config.max_size),
                 config,
                 readonly,
                 lock,
@@ -331,7 +331,7 @@ class SignalStore:
     def status(self, now: float | None = None) -> list[SignalStatus]:
         """The latest-value view: every catalogued signal with age and staleness."""
         now = self.clock() if now is None else now
-        return signal_status(self._infos.values(), self._latest, now, self.config.stale_after)
+        return signal_status(self._infos.values(), self._latest, now, self.config.stale_factor)
 
     def signals(self) -> list[SignalInfo]:
         """The catalogue, sorted by name."""

@@ -266,7 +266,7 @@ def modbus_registers(config: AgentConfig) -> dict[str, str]:
         if source.type != "modbus":
             continue
         for reg in source.registers:
-            unit = reg.unit_id if reg.unit_id is not None else source.unit_id
+            unit = reg.device_id if reg.device_id is not None else source.device_id
             text = f"unit {unit} {reg.table} {reg.address} {reg.data_type}"
             if reg.width > 1:
                 text += f" {reg.byte_order} ({reg.width} registers)"

@@ -31,13 +31,13 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_config_typo_exits_78_with_path_and_line(tmp_path: Path) -> None:
     config = tmp_path / "agent.yaml"
     config.write_text("agent:\n  id: gw\ntwin:\n  max_sampels: 10\n")
-    result = _run("check-config", str(config))
+    result = _run("check-config", "-c", str(config))
     assert result.returncode == EX_CONFIG
     assert f"{config}:4: twin.max_sampels: unknown key (did you mean max_samples?)" in result.stderr
 
 
 def test_check_config_missing_file_exits_78(tmp_path: Path) -> None:
-    result = _run("check-config", str(tmp_path / "missing.yaml"))
+    result = _run("check-config", "-c", str(tmp_path / "missing.yaml"))
     assert result.returncode == EX_CONFIG
     assert "missing.yaml: cannot read config" in result.stderr
 
@@ -53,7 +53,7 @@ def test_run_with_missing_env_exits_78(tmp_path: Path) -> None:
 def test_check_config_ok(tmp_path: Path, capsys: object) -> None:
     config = tmp_path / "agent.yaml"
     config.write_text("agent:\n  id: gw\n")
-    assert main(["check-config", str(config)]) == 0
+    assert main(["check-config", "-c", str(config)]) == 0
 
 
 def test_help_lists_commands() -> None:
@@ -91,7 +91,7 @@ def test_check_config_refuses_a_rule_on_an_unknown_signal(
     rule = {"name": "hot", "type": "threshold", "signal": "pump1.bearing_tmp", "above": 55}
     config = tmp_path / "agent.yaml"
     config.write_text(yaml.safe_dump({"sources": [SOURCE], "detect": {"rules": [rule]}}))
-    code = main(["check-config", str(config)])
+    code = main(["check-config", "-c", str(config)])
     assert code == 78
     assert "detect.rules[0].signal" in capsys.readouterr().err
 
@@ -100,10 +100,10 @@ def test_check_config_ok_and_bad(tmp_path: Path, capsys: pytest.CaptureFixture[s
     """Fine: ok exits 0 with the counts; a typo exits 78 with file:line: path."""
     config = tmp_path / "agent.yaml"
     config.write_text(yaml.safe_dump({"sources": [SOURCE]}))
-    assert main(["check-config", str(config)]) == 0
+    assert main(["check-config", "-c", str(config)]) == 0
     assert "ok (1 source(s), 1 signal(s), 0 sink(s))" in capsys.readouterr().out
     config.write_text("sources:\n  - type: modbus\n    name: a\n    url: tcp://h:1\n    regs: []\n")
-    assert main(["check-config", str(config)]) == 78
+    assert main(["check-config", "-c", str(config)]) == 78
     assert f"{config}:5: sources[0].regs: unknown key" in capsys.readouterr().err
 
 

@@ -65,7 +65,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["outbox", "status"],
         ["calibrate", "--asset", "pump", "--dry-run"],
         ["rebaseline", "--asset", "pump", "--dry-run", "--force"],
-        ["replay", "--asset", "pump", "--csv", "{dir}/history.csv", "--out", "{dir}/o.csv"],
+        ["replay", "--asset", "pump", "--data", "{dir}/history.csv", "--out", "{dir}/o.csv"],
         ["status"],
         ["alerts"],
     ],

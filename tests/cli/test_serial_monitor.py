@@ -78,7 +78,7 @@ def test_a_capture_is_decoded_against_the_config(
     config = tmp_path / "agent.yaml"
     config.write_text(
         "sources:\n"
-        "  - {type: serial, name: vib1, port: /dev/ttyUSB0, parse: {kind: kv},\n"
+        "  - {type: serial, name: vib1, port: /dev/ttyUSB0, parse: {type: kv},\n"
         "     signals: [{name: rms}]}\n"
     )
     capture = tmp_path / "line.bin"

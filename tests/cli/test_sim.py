@@ -38,7 +38,7 @@ def test_sim_serves_prints_where_and_stops_after_duration(
 
 def test_sim_exports_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "normal.csv"
-    argv = ["sim", "--scenario", "normal", "--csv", str(path), "--duration", "1m", "--step", "2s"]
+    argv = ["sim", "--scenario", "normal", "--out", str(path), "--duration", "1m", "--step", "2s"]
     assert _run(argv) == 0
     series = read_csv(path)
     assert list(series) == ["t", *SIGNAL_NAMES] and series["t"].size == 30
@@ -46,10 +46,10 @@ def test_sim_exports_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_unknown_scenario_and_bad_duration(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(["sim", "--scenario", "flood", "--csv", "x.csv"]) == 2
+    assert _run(["sim", "--scenario", "flood", "--out", "x.csv"]) == 2
     assert "known: commissioning, demo, normal" in capsys.readouterr().err
     assert _run(["sim", "--speed", "0"]) == 2
     assert "--speed must be above 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        _run(["sim", "--duration", "10"])
+        _run(["sim", "--duration", "10x"])
     assert "expected a duration" in capsys.readouterr().err

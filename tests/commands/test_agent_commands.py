@@ -23,7 +23,7 @@ def _config(tmp_path: Path, modbus: int, broker: int) -> Path:
                      "interval": "100ms", "registers": REGISTERS}],
         "sinks": [
             {"type": "mqtt", "name": "cloud", "host": "127.0.0.1", "port": broker, "tls": "off",
-             "commands": "on", "retry_initial": "100ms"},
+             "commands": "on", "backoff": "100ms"},
             {"type": "jsonl", "name": "local", "path": "audit.jsonl"},
         ],
         "writes": {"mode": "on"},

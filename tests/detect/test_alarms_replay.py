@@ -37,7 +37,7 @@ def replay(tmp_path: Path, extra: str) -> list[dict[str, object]]:
     args = argparse.Namespace(
         config=config,
         asset="pump1",
-        csv=tmp_path / "plant.csv",
+        data=tmp_path / "plant.csv",
         calibrate_rows=0,
         out=tmp_path / "out.csv",
         alerts=tmp_path / "alerts.jsonl",

@@ -57,7 +57,7 @@ def test_replay_of_a_prognostic_asset_writes_the_models_rul(
     write_replay_csv(engines, data)
     out = tmp_path / "rul.csv"
     config = _config(tmp_path, rul_model)
-    argv = ["replay", "-c", str(config), "--asset", "engine", "--csv", str(data)]
+    argv = ["replay", "-c", str(config), "--asset", "engine", "--data", str(data)]
     assert main([*argv, "--out", str(out)]) == 0
     header, *lines = _read(out)
     assert header == ["ts", "rul"]
@@ -165,7 +165,7 @@ def test_trend_fallback_gives_time_to_threshold_through_replay(tmp_path: Path) -
     data = tmp_path / "wear.csv"
     t0 = _wearing_plant(data, 400)
     out = tmp_path / "out.csv"
-    argv = ["replay", "-c", str(config), "--asset", "pump", "--csv", str(data)]
+    argv = ["replay", "-c", str(config), "--asset", "pump", "--data", str(data)]
     assert main([*argv, "--out", str(out)]) == 0
     header, *lines = _read(out)
     assert header == ["ts", "score", "alarm", "rul", "rul_low", "rul_high"]

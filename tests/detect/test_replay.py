@@ -94,7 +94,7 @@ def test_replay_equals_live(tmp_path: Path) -> None:
     args = argparse.Namespace(
         config=write_config(tmp_path),
         asset="pump",
-        csv=tmp_path / "history.csv",
+        data=tmp_path / "history.csv",
         calibrate_rows=0,
         out=tmp_path / "out.csv",
     )
@@ -132,7 +132,7 @@ def test_replay_calibrates_on_first_rows(tmp_path: Path) -> None:
     args = argparse.Namespace(
         config=write_config(tmp_path),
         asset="pump",
-        csv=tmp_path / "h.csv",
+        data=tmp_path / "h.csv",
         calibrate_rows=100,
         out=tmp_path / "o.csv",
     )
@@ -178,7 +178,7 @@ def test_replay_command_reports_bad_csv(tmp_path: Path, capsys: pytest.CaptureFi
     args = argparse.Namespace(
         config=write_config(tmp_path),
         asset="pump",
-        csv=tmp_path / "bad.csv",
+        data=tmp_path / "bad.csv",
         calibrate_rows=0,
         out=tmp_path / "o.csv",
     )
@@ -194,7 +194,7 @@ def test_commands_register_with_argparse(tmp_path: Path) -> None:
     write_csv(tmp_path / "h.csv", plant(30))
     argv = ["replay", "-c", str(write_config(tmp_path)), "--asset", "pump"]
     args = parser.parse_args(
-        [*argv, "--csv", str(tmp_path / "h.csv"), "--out", str(tmp_path / "o")]
+        [*argv, "--data", str(tmp_path / "h.csv"), "--out", str(tmp_path / "o")]
     )
     assert args.func(args) == 0 and (tmp_path / "o").read_text().startswith("ts,score,alarm")
     args = parser.parse_args(["calibrate", "-c", "x.yaml", "--asset", "pump", "--rollback"])
@@ -215,7 +215,7 @@ def test_replay_runs_the_assets_rules_and_writes_alert_events(tmp_path: Path) ->
     args = argparse.Namespace(
         config=config,
         asset="pump",
-        csv=tmp_path / "h.csv",
+        data=tmp_path / "h.csv",
         calibrate_rows=0,
         out=tmp_path / "o.csv",
         alerts=tmp_path / "alerts.jsonl",
@@ -260,7 +260,7 @@ def test_scores_are_causal(tmp_path: Path) -> None:
         args = argparse.Namespace(
             config=config,
             asset="pump",
-            csv=tmp_path / f"{name}.csv",
+            data=tmp_path / f"{name}.csv",
             calibrate_rows=0,
             out=tmp_path / f"{name}.out",
         )

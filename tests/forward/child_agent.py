@@ -31,7 +31,7 @@ async def main(db: Path, port: int, mode: str, count: int) -> None:
 
     config = MqttSinkConfig.model_validate(
         {"type": "mqtt", "name": "cloud", "host": "127.0.0.1", "port": port, "tls": "off",
-         "retry_initial": "50ms", "retry_max": "200ms", "batch_size": 5}
+         "backoff": "50ms", "backoff_max": "200ms", "batch_size": 5}
     )  # fmt: skip
     wake = asyncio.Event()
     task = asyncio.create_task(deliver_forever(outbox, MqttSink(config, "gw1"), "cloud", run, wake))

@@ -77,7 +77,7 @@ def _kill(broker: Mosquitto) -> None:
 def _common(first: Mosquitto, second: Mosquitto) -> dict[str, Any]:
     return {
         "servers": [f"127.0.0.1:{first.port}", f"mqtt://127.0.0.1:{second.port}"],
-        "tls": "off", "retry_initial": "50ms", "retry_max": "300ms", "timeout": "2s",
+        "tls": "off", "backoff": "50ms", "backoff_max": "300ms", "timeout": "2s",
     }  # fmt: skip
 
 

@@ -32,8 +32,8 @@ def _config(receiver: Receiver, certs: Certs, **extra: Any) -> HttpSinkConfig:
         "name": "cmms",
         "url": receiver.url,
         "ca_file": str(certs.ca),
-        "retry_initial": "50ms",
-        "retry_max": "200ms",
+        "backoff": "50ms",
+        "backoff_max": "200ms",
         "batch_size": 3,
         **extra,
     }

@@ -29,7 +29,7 @@ def _check_config(tmp_path: Path, sink: str) -> subprocess.CompletedProcess[str]
         f"agent: {{id: gw}}\nsources: []\nsinks:\n  - type: http\n    name: cmms\n{sink}"
     )
     return subprocess.run(
-        [sys.executable, "-m", "edge_agent", "check-config", str(path)],
+        [sys.executable, "-m", "edge_agent", "check-config", "-c", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -70,7 +70,7 @@ def _outbox(tmp_path: Path) -> Outbox:
 def _config(url: str, **extra: object) -> HttpSinkConfig:
     values = {"type": "http", "name": "cmms", "url": url, "token": TOKEN, "batch_size": 5}
     return HttpSinkConfig.model_validate(
-        values | {"retry_initial": "50ms", "retry_max": "100ms"} | extra
+        values | {"backoff": "50ms", "backoff_max": "100ms"} | extra
     )
 
 

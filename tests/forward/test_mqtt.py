@@ -28,8 +28,8 @@ def _config(port: int, **extra: Any) -> MqttSinkConfig:
         "host": "127.0.0.1",
         "port": port,
         "tls": "off",
-        "retry_initial": "50ms",
-        "retry_max": "300ms",
+        "backoff": "50ms",
+        "backoff_max": "300ms",
         "batch_size": 7,
         **extra,
     }

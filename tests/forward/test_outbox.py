@@ -117,7 +117,7 @@ def test_alerts_alone_over_bound_drop_oldest_cleared_first(tmp_path: Path) -> No
 
 
 def test_byte_bound(tmp_path: Path) -> None:
-    outbox = _open(tmp_path, sinks=("a",), max_bytes="2KB")
+    outbox = _open(tmp_path, sinks=("a",), max_size="2KB")
     outbox.put_alerts([make_alert(i) for i in range(20)], "gw1")
     status = outbox.status()
     assert 0 < status.backlog[0].bytes <= 2000

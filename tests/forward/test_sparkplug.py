@@ -37,7 +37,7 @@ INFOS = [
 def _config(port: int, tmp_path: Path, **extra: Any) -> SparkplugSinkConfig:
     values: dict[str, Any] = {
         "type": "sparkplug", "name": "spark", "servers": [f"127.0.0.1:{port}"],
-        "tls": "off", "group_id": "plant", "retry_initial": "50ms", "retry_max": "300ms",
+        "tls": "off", "group_id": "plant", "backoff": "50ms", "backoff_max": "300ms",
         "timeout": "2s", "data_interval": "0ms", "state_file": str(tmp_path / "bdseq.json"),
         **extra,
     }  # fmt: skip

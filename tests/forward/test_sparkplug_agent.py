@@ -25,7 +25,7 @@ ALWAYS = {"name": "running", "type": "threshold", "signal": "pump1.motor_current
 def _config(folder: Path, plant: Plant, broker: int) -> Path:
     sink = {"type": "sparkplug", "name": "scada", "servers": [f"127.0.0.1:{broker}"],
             "tls": "off", "group_id": "plant", "data_interval": "100ms",
-            "retry_initial": "100ms"}  # fmt: skip
+            "backoff": "100ms"}  # fmt: skip
     data: dict[str, Any] = {
         "agent": {"id": "gw1", "data_dir": str(folder / "data")},
         "sources": plant.source_configs("250ms"),

@@ -18,7 +18,7 @@ from edge_agent.types import Quality, Sample, SignalInfo
 T0 = 1_800_000_000.0
 SIGNALS = [f"crash.s{i}" for i in range(20)]
 STEPS_PER_BATCH = 10
-CONFIG = TwinConfig.model_validate({"max_samples": 500, "synchronous": "normal"})
+CONFIG = TwinConfig.model_validate({"max_samples": 500, "sync": "normal"})
 
 
 def value(sid: int, step: int) -> float:

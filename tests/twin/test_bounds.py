@@ -23,7 +23,7 @@ def wal_bytes(path: Path) -> int:
 
 def test_rows_and_file_size_stop_growing_after_the_rings_fill(db: Path) -> None:
     config = TwinConfig.model_validate(
-        {"max_samples": SLOTS, "rollup_max_age": "30m", "synchronous": "normal"}
+        {"max_samples": SLOTS, "rollup_max_age": "30m", "sync": "normal"}
     )
     laps = 16
     store = open_store(db, config, T0)

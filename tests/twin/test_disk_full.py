@@ -83,7 +83,7 @@ def test_full_filesystem_then_space_returns(
     filler = tiny_fs / "filler"
     filler.write_bytes(b"\0" * 600_000)
     db = tiny_fs / "twin.db"
-    config = TwinConfig.model_validate({"max_samples": 2000, "synchronous": "normal"})
+    config = TwinConfig.model_validate({"max_samples": 2000, "sync": "normal"})
     store, step = fill_until_full(db, config, 2000)
     for batch in feed(SIGNALS, 10, start=T0 + step + 1):
         store.write(batch)

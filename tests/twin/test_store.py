@@ -91,7 +91,7 @@ def test_changing_max_samples_reslots_the_newest(db: Path) -> None:
 
 
 def test_status_marks_stale_signals(db: Path) -> None:
-    store = open_store(db, TwinConfig(stale_after=3.0), T0 + 100)
+    store = open_store(db, TwinConfig(stale_factor=3.0), T0 + 100)
     store.register(
         [
             SignalInfo("a.fast", "a", 1.0),
@@ -154,8 +154,8 @@ def test_samples_without_a_valid_timestamp_are_dropped_and_counted(db: Path) -> 
 
 
 @pytest.mark.parametrize(("level", "code"), [("normal", 1), ("full", 2), ("extra", 3)])
-def test_synchronous_setting_reaches_sqlite(db: Path, level: str, code: int) -> None:
-    store = SignalStore.open(db, TwinConfig.model_validate({"synchronous": level}))
+def test_sync_setting_reaches_sqlite(db: Path, level: str, code: int) -> None:
+    store = SignalStore.open(db, TwinConfig.model_validate({"sync": level}))
     assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == code
     assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()

@@ -14,7 +14,7 @@ def test_defaults_and_units() -> None:
     twin = parse_config(
         "twin:\n  max_size: 200MB\n  rollup_max_age: 4w\n".replace("4w", "28d"), Path("a.yaml")
     ).twin
-    assert (twin.max_samples, twin.synchronous, twin.stale_after) == (10_000, "full", 3.0)
+    assert (twin.max_samples, twin.sync, twin.stale_factor) == (10_000, "full", 3.0)
     assert twin.max_size == 200_000_000 and twin.rollup_max_age == 28 * 86400.0
     assert twin.rollup_slots() == 28 * 1440 + 1
 
@@ -25,9 +25,9 @@ def test_defaults_and_units() -> None:
         ("  max_age: 0s", "twin.max_age: Input should be greater than 0"),
         ("  max_size: 1KB", "twin.max_size: Input should be greater than or equal to 65536"),
         ("  rollup_max_age: 10s", "twin.rollup_max_age: Input should be greater than or equal"),
-        ("  synchronous: off", "twin.synchronous: Input should be 'normal', 'full' or 'extra'"),
+        ("  sync: off", "twin.sync: Input should be 'normal', 'full' or 'extra'"),
         ("  max_samples: 0", "twin.max_samples: Input should be greater than or equal to 1"),
-        ("  stale_afer: 2", "twin.stale_afer: unknown key (did you mean stale_after?)"),
+        ("  stale_facto: 2", "twin.stale_facto: unknown key (did you mean stale_factor?)"),
     ],
 )
 def test_bad_values_name_the_key_and_line(text: str, message: str) -> None:

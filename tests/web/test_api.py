@@ -144,7 +144,7 @@ def test_metrics_on_the_same_port(site: SiteAgent) -> None:
 def _check_config(tmp_path: Path, web: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "agent.yaml"
     path.write_text(f"agent:\n  data_dir: {tmp_path}\n{web}")
-    command = [sys.executable, "-m", "edge_agent", "check-config", str(path)]
+    command = [sys.executable, "-m", "edge_agent", "check-config", "-c", str(path)]
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 

@@ -51,7 +51,7 @@ class ModbusRegisterConfig(StrictModel):
     scale: float = 1.0
     offset: float = 0.0
     unit: str = ""
-    unit_id: int | None = PydanticField(default=None, ge=0, le=255)
+    device_id: int | None = PydanticField(default=None, ge=0, le=255)
     interval: Duration | None = None
     asset: str = ""
     description: str = ""
@@ -110,10 +110,10 @@ class ModbusRegisterConfig(StrictModel):
 class SerialConfig(StrictModel):
     """Serial line settings for ``rtu://`` URLs."""
 
-    baudrate: int = PydanticField(default=19200, gt=0)
+    baud: int = PydanticField(default=19200, gt=0)
     parity: Literal["none", "even", "odd"] = "none"
-    bytesize: Literal[7, 8] = 8
-    stopbits: Literal[1, 2] = 1
+    data_bits: Literal[7, 8] = 8
+    stop_bits: Literal[1, 2] = 1
 
 
 class ModbusSourceConfig(StrictModel):
@@ -124,7 +124,7 @@ class ModbusSourceConfig(StrictModel):
     interval: Duration = 1.0
     asset: str = ""
     url: str
-    unit_id: int = PydanticField(default=1, ge=0, le=255)
+    device_id: int = PydanticField(default=1, ge=0, le=255)
     serial: SerialConfig = SerialConfig()
     timeout: Annotated[Duration, PydanticField(gt=0)] | None = None
     retries: int = PydanticField(default=0, ge=0, le=10)
@@ -162,8 +162,10 @@ class ModbusSourceConfig(StrictModel):
         return self
 
     def units(self) -> list[int]:
-        """The unit ids the registers are read from, sorted."""
-        return sorted({self.unit_id if r.unit_id is None else r.unit_id for r in self.registers})
+        """The device ids (unit ids) the registers are read from, sorted."""
+        return sorted(
+            {self.device_id if r.device_id is None else r.device_id for r in self.registers}
+        )
 
     @property
     def request_timeout(self) -> float:
@@ -184,9 +186,9 @@ class ModbusSourceConfig(StrictModel):
         if not self.url.lower().startswith("rtu"):
             return 0.0
         line = self.serial
-        char = 1 + line.bytesize + (line.parity != "none") + line.stopbits
+        char = 1 + line.data_bits + (line.parity != "none") + line.stop_bits
         payload = max(2 * self.max_registers, math.ceil(self.max_bits / 8))
-        return (_RTU_REQUEST + _RTU_REPLY_OVERHEAD + payload) * char / line.baudrate
+        return (_RTU_REQUEST + _RTU_REPLY_OVERHEAD + payload) * char / line.baud
 
     def warnings(self) -> list[str]:
         """What ``check-config`` should say about this source although it loads."""

@@ -73,10 +73,10 @@ class Endpoint:
 class SerialLine:
     """Serial line settings for ``rtu://`` (a pty ignores them)."""
 
-    baudrate: int = 19200
+    baud: int = 19200
     parity: Literal["none", "even", "odd"] = "none"
-    bytesize: Literal[7, 8] = 8
-    stopbits: Literal[1, 2] = 1
+    data_bits: Literal[7, 8] = 8
+    stop_bits: Literal[1, 2] = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,10 +194,10 @@ class ModbusLink:
             client = AsyncModbusSerialClient(
                 self.endpoint.host,
                 framer=FramerType.RTU,
-                baudrate=line.baudrate,
+                baudrate=line.baud,
                 parity=line.parity[0].upper(),
-                bytesize=line.bytesize,
-                stopbits=line.stopbits,
+                bytesize=line.data_bits,
+                stopbits=line.stop_bits,
                 **common,
             )
         else:

@@ -122,7 +122,7 @@ def _field(config: ModbusSourceConfig, register: ModbusRegisterConfig) -> Field:
 
 
 def _unit(config: ModbusSourceConfig, register: ModbusRegisterConfig) -> int:
-    return config.unit_id if register.unit_id is None else register.unit_id
+    return config.device_id if register.device_id is None else register.device_id
 
 
 class ModbusSource:

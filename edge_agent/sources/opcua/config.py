@@ -20,20 +20,20 @@ class OpcuaSecurityConfig(StrictModel):
     Attributes:
         policy: security policy of the channel.
         mode: ``Sign`` or ``SignAndEncrypt`` (``None`` with policy ``None``).
-        certificate: our application certificate (DER or PEM), see ``opcua gen-cert``.
-        private_key: its private key (PEM or DER).
-        private_key_password: if the key is encrypted; write ``${ENV_VAR}``.
-        trusted_certs: directory of trusted server certificates (or their CAs).
-        trust: ``list``: only certificates in ``trusted_certs``; ``first_use``: an
+        cert_file: our application certificate (DER or PEM), see ``opcua gen-cert``.
+        key_file: its private key (PEM or DER).
+        key_password: if the key is encrypted; write ``${ENV_VAR}``.
+        trust_dir: directory of trusted server certificates (or their CAs).
+        trust: ``list``: only certificates in ``trust_dir``; ``first_use``: an
             empty directory takes the first server certificate seen, then acts as a list.
     """
 
     policy: Policy = "None"
     mode: Mode = "None"
-    certificate: ConfigPath = ""
-    private_key: ConfigPath = ""
-    private_key_password: Secret | None = None
-    trusted_certs: ConfigPath = ""
+    cert_file: ConfigPath = ""
+    key_file: ConfigPath = ""
+    key_password: Secret | None = None
+    trust_dir: ConfigPath = ""
     trust: Literal["list", "first_use"] = "list"
 
     @model_validator(mode="after")
@@ -43,9 +43,7 @@ class OpcuaSecurityConfig(StrictModel):
                 "policy None goes with mode None; other policies need Sign or SignAndEncrypt"
             )
         if self.policy != "None":
-            missing = [
-                k for k in ("certificate", "private_key", "trusted_certs") if not getattr(self, k)
-            ]
+            missing = [k for k in ("cert_file", "key_file", "trust_dir") if not getattr(self, k)]
             if missing:
                 raise ValueError(f"policy {self.policy} needs {', '.join(missing)}")
         return self
@@ -60,18 +58,18 @@ class OpcuaAuthConfig(StrictModel):
         password: for ``username``; write ``${ENV_VAR}``.
         password_file: for ``username``, instead of ``password``: a file holding the
             password (one trailing newline ignored), read at every connect.
-        certificate: for ``certificate``: the user's certificate (DER or PEM).
-        private_key: for ``certificate``: its private key (PEM or DER).
-        private_key_password: for ``certificate``: if the key is encrypted; write ``${ENV_VAR}``.
+        cert_file: for ``certificate``: the user's certificate (DER or PEM).
+        key_file: for ``certificate``: its private key (PEM or DER).
+        key_password: for ``certificate``: if the key is encrypted; write ``${ENV_VAR}``.
     """
 
     type: Literal["anonymous", "username", "certificate"] = "anonymous"
     username: str = ""
     password: Secret | None = None
     password_file: ConfigPath = ""
-    certificate: ConfigPath = ""
-    private_key: ConfigPath = ""
-    private_key_password: Secret | None = None
+    cert_file: ConfigPath = ""
+    key_file: ConfigPath = ""
+    key_password: Secret | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -81,8 +79,8 @@ class OpcuaAuthConfig(StrictModel):
             raise ValueError("give password or password_file, not both")
         if self.password_file and self.type != "username":
             raise ValueError("password_file is only for type username")
-        if self.type == "certificate" and not (self.certificate and self.private_key):
-            raise ValueError("type certificate needs certificate and private_key")
+        if self.type == "certificate" and not (self.cert_file and self.key_file):
+            raise ValueError("type certificate needs cert_file and key_file")
         return self
 
 

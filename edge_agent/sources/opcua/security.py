@@ -50,7 +50,7 @@ async def apply_security(client: Client, config: OpcuaSecurityConfig, name: str)
     server_der = first_certificate(endpoint.ServerCertificate)
     await asyncio.to_thread(check_trust, server_der, config, name)
     cert, key = await asyncio.to_thread(
-        _identity, config.certificate, config.private_key, config.private_key_password, name
+        _identity, config.cert_file, config.key_file, config.key_password, name
     )
     await client.set_security(
         policy,
@@ -78,7 +78,7 @@ async def apply_auth(client: Client, config: OpcuaAuthConfig, name: str) -> None
         from cryptography.hazmat.primitives.serialization import load_der_private_key
 
         cert, key = await asyncio.to_thread(
-            _identity, config.certificate, config.private_key, config.private_key_password, name
+            _identity, config.cert_file, config.key_file, config.key_password, name
         )
         client.user_certificate = x509.load_der_x509_certificate(cert)
         client.user_private_key = load_der_private_key(key, None)
@@ -116,7 +116,7 @@ def _identity(
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization as ser
 
-    data = Path(_existing(cert_path, "certificate", name)).read_bytes()
+    data = Path(_existing(cert_path, "cert_file", name)).read_bytes()
     try:
         pem = b"-----BEGIN" in data
         cert = x509.load_pem_x509_certificate(data) if pem else x509.load_der_x509_certificate(data)
@@ -130,17 +130,17 @@ def _identity(
 def _private_key(path: str, password: Secret | None, name: str) -> Any:
     from cryptography.hazmat.primitives import serialization as ser
 
-    data = Path(_existing(path, "private_key", name)).read_bytes()
+    data = Path(_existing(path, "key_file", name)).read_bytes()
     secret = password.get_secret_value().encode() if password is not None else None
     loader = ser.load_pem_private_key if b"-----BEGIN" in data else ser.load_der_private_key
     try:
         return loader(data, secret)
     except TypeError as exc:  # cryptography: encrypted without a password, or the reverse
-        fix = "set private_key_password" if secret is None else "remove private_key_password"
-        raise SourceError(f"{name}: private_key {path}: {exc}; {fix}") from exc
+        fix = "set key_password" if secret is None else "remove key_password"
+        raise SourceError(f"{name}: key_file {path}: {exc}; {fix}") from exc
     except ValueError as exc:
         raise SourceError(
-            f"{name}: cannot load private_key {path}: a wrong private_key_password, "
+            f"{name}: cannot load key_file {path}: a wrong key_password, "
             f"or not a private key ({exc})"
         ) from exc
 
@@ -153,7 +153,7 @@ def _mode(mode: Mode) -> Any:
 
 def _existing(path: str, key: str, name: str) -> str:
     if not Path(path).is_file():
-        raise SourceError(f"{name}: {key} file {path} not found")
+        raise SourceError(f"{name}: {key} {path} not found")
     return path
 
 

@@ -349,7 +349,7 @@ def translate_errors(name: str, config: OpcuaSourceConfig) -> Iterator[None]:
 def _status_message(name: str, config: OpcuaSourceConfig, exc: ua.UaStatusCodeError) -> str:
     status = ua.StatusCode(exc.code)
     if status.name in _REFUSED_USER:
-        who = config.auth.username or config.auth.certificate or "anonymous"
+        who = config.auth.username or config.auth.cert_file or "anonymous"
         return (
             f"{name}: server refused user {who!r} ({status.name}): "
             "check the username and password (or user certificate) and the user's rights"
@@ -365,10 +365,10 @@ def _refused_certificate(name: str, config: OpcuaSourceConfig) -> str:
     if config.security.policy == "None" and config.auth.type == "certificate":
         # Without a secure channel asyncua sends the user certificate in CreateSession.
         return (
-            f"{name}: server {config.url} refused user certificate {config.auth.certificate}: "
+            f"{name}: server {config.url} refused user certificate {config.auth.cert_file}: "
             "have its administrator trust it and grant it a user's rights"
         )
-    cert = config.security.certificate
+    cert = config.security.cert_file
     if not cert:
         return f"{name}: server {config.url} closed the connection during the handshake"
     return (

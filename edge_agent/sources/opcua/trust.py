@@ -41,7 +41,7 @@ def check_trust(server_der: bytes, config: OpcuaSecurityConfig, name: str) -> No
     """
     from cryptography import x509
 
-    folder = Path(config.trusted_certs)
+    folder = Path(config.trust_dir)
     trusted = _load_trusted(folder)
     cert = x509.load_der_x509_certificate(server_der)
     if any(_vouches(anchor, cert) for anchor in trusted):

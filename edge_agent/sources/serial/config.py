@@ -75,7 +75,7 @@ class SerialSourceConfig(StrictModel):
     """How long a read waits for the answer to ``request`` before the link counts as lost."""
     keep: Literal["all", "latest"] = "all"
     """``all`` samples since the last read, or only the ``latest`` per signal."""
-    stale_after: Duration | None = None
+    lost_after: Duration | None = None
     """A streaming port silent this long counts as lost (and is reopened); None: never."""
     max_pending: int = Field(default=10_000, ge=1)
     """Samples held between reads; beyond it the oldest are dropped (and counted)."""
@@ -106,7 +106,7 @@ class SerialSourceConfig(StrictModel):
         self.on_open_bytes()
         signals = self.signal_configs()
         if not signals:
-            raise ValueError(f"parse kind {self.parse.kind!r} needs a signals list")
+            raise ValueError(f"parse type {self.parse.type!r} needs a signals list")
         names = [signal.name.lower() for signal in signals]
         if len(set(names)) < len(names):
             raise ValueError("signal names must be unique")

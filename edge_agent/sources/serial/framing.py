@@ -182,7 +182,7 @@ def _to_bytes(text: str) -> bytes:
 class DelimiterFraming(StrictModel):
     """Frames end with ``delimiter`` (YAML escapes: ``"\\r\\n"``)."""
 
-    kind: Literal["delimiter"] = "delimiter"
+    type: Literal["delimiter"] = "delimiter"
     delimiter: str = Field(default="\n", min_length=1)
     max_length: int = Field(default=1024, ge=1)
 
@@ -200,7 +200,7 @@ class DelimiterFraming(StrictModel):
 class FixedFraming(StrictModel):
     """Frames of ``length`` bytes, each starting with ``start`` if given."""
 
-    kind: Literal["fixed"]
+    type: Literal["fixed"]
     length: int = Field(ge=1)
     start: str = ""
 
@@ -212,7 +212,7 @@ class FixedFraming(StrictModel):
 class IdleFraming(StrictModel):
     """A frame ends after ``gap`` of silence on the line."""
 
-    kind: Literal["idle"]
+    type: Literal["idle"]
     gap: Duration = 0.05
     max_length: int = Field(default=1024, ge=1)
 
@@ -221,17 +221,18 @@ class IdleFraming(StrictModel):
         return IdleFramer(self.max_length)
 
 
-def _kind(value: Any) -> str:
-    # ``kind`` may be left out of a delimiter framing, the common case.
+def _type(value: Any) -> str:
+    # ``type`` may be left out of a delimiter framing, the common case. An old
+    # ``kind`` still picks the member, so the only error is its rename.
     if isinstance(value, dict):
-        return str(value.get("kind", "delimiter"))
-    return str(getattr(value, "kind", "delimiter"))
+        return str(value.get("type", value.get("kind", "delimiter")))
+    return str(getattr(value, "type", "delimiter"))
 
 
 FramingConfig = Annotated[
     Annotated[DelimiterFraming, Tag("delimiter")]
     | Annotated[FixedFraming, Tag("fixed")]
     | Annotated[IdleFraming, Tag("idle")],
-    Discriminator(_kind),
+    Discriminator(_type),
 ]
-"""How the byte stream is cut into frames, chosen by ``kind`` (default delimiter)."""
+"""How the byte stream is cut into frames, chosen by ``type`` (default delimiter)."""

@@ -139,7 +139,7 @@ class KeyValueParser:
 class RegexParse(StrictModel):
     """Parse by a regular expression; each named group ``(?P<name>...)`` is a field."""
 
-    kind: Literal["regex"] = "regex"
+    type: Literal["regex"] = "regex"
     pattern: str
 
     @field_validator("pattern")
@@ -165,7 +165,7 @@ class RegexParse(StrictModel):
 class CsvParse(StrictModel):
     """Parse by field position (0-based) after splitting on ``separator``."""
 
-    kind: Literal["csv"]
+    type: Literal["csv"]
     separator: str = Field(default=",", min_length=1)
 
     def build(self, wanted: set[str]) -> Parser:
@@ -176,7 +176,7 @@ class CsvParse(StrictModel):
 class KeyValueParse(StrictModel):
     """Parse ``key=value`` pairs such as ``VIB,rms=0.31,peak=1.20``."""
 
-    kind: Literal["kv"]
+    type: Literal["kv"]
     pair_separator: str = Field(default=",", min_length=1)
     separator: str = Field(default="=", min_length=1)
 
@@ -185,17 +185,18 @@ class KeyValueParse(StrictModel):
         return KeyValueParser(self.pair_separator, self.separator, frozenset(wanted))
 
 
-def _kind(value: Any) -> str:
-    # ``kind`` may be left out of a regex parser, the common case.
+def _type(value: Any) -> str:
+    # ``type`` may be left out of a regex parser, the common case. An old
+    # ``kind`` still picks the member, so the only error is its rename.
     if isinstance(value, dict):
-        return str(value.get("kind", "regex"))
-    return str(getattr(value, "kind", "regex"))
+        return str(value.get("type", value.get("kind", "regex")))
+    return str(getattr(value, "type", "regex"))
 
 
 ParseConfig = Annotated[
     Annotated[RegexParse, Tag("regex")]
     | Annotated[CsvParse, Tag("csv")]
     | Annotated[KeyValueParse, Tag("kv")],
-    Discriminator(_kind),
+    Discriminator(_type),
 ]
-"""How values are found in a frame, chosen by ``kind`` (default regex)."""
+"""How values are found in a frame, chosen by ``type`` (default regex)."""

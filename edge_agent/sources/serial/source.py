@@ -129,7 +129,7 @@ class SerialSource:
 
         Raises:
             SourceError: the port went away, the device did not answer the request,
-                or sent nothing for ``stale_after``.
+                or sent nothing for ``lost_after``.
         """
         self._check_link()
         if self.config.request:
@@ -193,7 +193,7 @@ class SerialSource:
     def _check_silence(self) -> None:
         # A streaming sensor that stops talking while its port stays (RS-485 cable
         # cut, sensor unpowered) looks like a lost link: reopening is the cure.
-        limit = self.config.stale_after
+        limit = self.config.lost_after
         quiet = asyncio.get_running_loop().time() - self._last_bytes
         if limit is not None and quiet > limit:
             raise SourceError(

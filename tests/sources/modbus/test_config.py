@@ -44,7 +44,7 @@ def test_loads_from_yaml_with_durations_and_defaults() -> None:
     )
     [source] = parse_config(text, Path("agent.yaml")).sources
     assert isinstance(source, ModbusSourceConfig)
-    assert (source.interval, source.timeout, source.unit_id, source.max_registers) == (
+    assert (source.interval, source.timeout, source.device_id, source.max_registers) == (
         0.5,
         2.0,
         1,
@@ -127,7 +127,7 @@ def test_bad_source_settings_are_explained(extra: dict[str, Any], message: str) 
 
 
 def _units(count: int) -> list[dict[str, Any]]:
-    return [{"name": f"u{u}", "address": 0, "unit_id": u} for u in range(1, count + 1)]
+    return [{"name": f"u{u}", "address": 0, "device_id": u} for u in range(1, count + 1)]
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ def _units(count: int) -> list[dict[str, Any]]:
         ("tcp://h", 20, {}, 0.1),  # never under 100 ms
         # 100 ms + a request and a 125-register reply (263 bytes of 10 bits) at 19200 baud
         ("rtu:///dev/ttyUSB0", 10, {}, 0.1 + 263 * 10 / 19200),
-        ("rtu+tcp://h:4001", 10, {"serial": {"baudrate": 9600}}, 0.1 + 263 * 10 / 9600),
+        ("rtu+tcp://h:4001", 10, {"serial": {"baud": 9600}}, 0.1 + 263 * 10 / 9600),
         ("tcp://h", 10, {"timeout": "2s"}, 2.0),  # a timeout set is kept
     ],
 )
@@ -168,9 +168,9 @@ def test_check_config_prints_the_warning_and_exits_0(
     path.write_text(
         "sources:\n  - type: modbus\n    name: line\n    url: tcp://10.0.0.5:502\n"
         "    timeout: 1s\n    retries: 1\n    registers:\n"
-        "      - {name: a, address: 0, unit_id: 1}\n      - {name: b, address: 0, unit_id: 2}\n"
+        "      - {name: a, address: 0, device_id: 1}\n      - {name: b, address: 0, device_id: 2}\n"
     )
-    assert main(["check-config", str(path)]) == 0
+    assert main(["check-config", "-c", str(path)]) == 0
     out, err = capsys.readouterr()
     assert f"{path}: warning: line: timeout 1 s x (retries 1 + 1) x 2 unit(s) = 4 s" in err
     assert "ok (1 source(s)" in out

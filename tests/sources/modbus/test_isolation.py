@@ -48,15 +48,15 @@ def registers() -> list[dict[str, Any]]:
         reg
         for u in UNITS
         for reg in (
-            {"name": f"u{u}_h", "address": 0, "unit_id": u},
-            {"name": f"u{u}_i", "table": "input", "address": 5, "unit_id": u},
+            {"name": f"u{u}_h", "address": 0, "device_id": u},
+            {"name": f"u{u}_i", "table": "input", "address": 5, "device_id": u},
         )
     ]
 
 
 def source(url: str, **extra: Any) -> ModbusSource:
     raw = {"type": "modbus", "name": "line", "url": url, "interval": "1s"}
-    serial = {"serial": {"baudrate": 19200, "stopbits": 2}}  # a pty refuses parity
+    serial = {"serial": {"baud": 19200, "stop_bits": 2}}  # a pty refuses parity
     raw |= (serial if url.startswith("rtu") else {}) | extra
     return ModbusSource(ModbusSourceConfig.model_validate({**raw, "registers": registers()}))
 

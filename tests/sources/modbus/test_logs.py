@@ -22,8 +22,8 @@ SECONDS = 8.0
 
 def _config(folder: Path, port: int) -> Path:
     registers = [
-        {"name": "a", "address": 0, "data_type": "int16", "unit_id": 1},
-        {"name": "b", "address": 0, "data_type": "int16", "unit_id": 2},
+        {"name": "a", "address": 0, "data_type": "int16", "device_id": 1},
+        {"name": "b", "address": 0, "data_type": "int16", "device_id": 2},
     ]
     data = {
         "agent": {"id": "gw", "data_dir": str(folder / "data")},

@@ -31,7 +31,7 @@ def config(url: str, registers: list[dict[str, Any]], **extra: Any) -> ModbusSou
             "url": url,
             "timeout": "300ms",
             "retries": 0,
-            "serial": {"baudrate": 9600, "parity": "none", "stopbits": 2},  # a pty refuses parity
+            "serial": {"baud": 9600, "parity": "none", "stop_bits": 2},  # a pty refuses parity
             "registers": registers,
             **extra,
         }
@@ -47,9 +47,9 @@ async def test_rtu_several_units_on_one_line(line: tuple[str, str]) -> None:
         regs = [
             {"name": "f", "address": 10, "data_type": "float32", "byte_order": "DCBA"},
             {"name": "flag", "table": "input", "address": 3, "data_type": "bool", "bit": 15,
-             "unit_id": 7},
+             "device_id": 7},
             {"name": "low", "table": "input", "address": 3, "data_type": "bool", "bit": 0,
-             "unit_id": 7},
+             "device_id": 7},
         ]  # fmt: skip
         source = ModbusSource(config(f"rtu://{client_tty}", regs, pause="5ms"))
         async with source:
@@ -67,7 +67,7 @@ async def test_dead_unit_on_the_line_does_not_stall_the_others(line: tuple[str, 
     try:
         await peer.set(1, "holding", 0, [11])
         await peer.set(3, "holding", 0, [33])
-        regs = [{"name": f"u{u}", "address": 0, "unit_id": u} for u in (1, 2, 3)]
+        regs = [{"name": f"u{u}", "address": 0, "device_id": u} for u in (1, 2, 3)]
         source = ModbusSource(config(f"rtu://{client_tty}", regs, backoff="1m"))
         async with source:
             ticks = [await source.read() for _ in range(3)]
@@ -98,7 +98,7 @@ async def test_missing_serial_port_raises_source_error(tmp_path: Path) -> None:
 async def test_rtu_over_tcp(port: int) -> None:
     async with tcp_peer([device(4)], port, framer=FramerType.RTU) as peer:
         await peer.set(4, "holding", 20, list(struct.unpack(">4H", struct.pack(">q", -(2**40)))))
-        regs = [{"name": "big", "address": 20, "data_type": "int64", "unit_id": 4}]
+        regs = [{"name": "big", "address": 20, "data_type": "int64", "device_id": 4}]
         source = ModbusSource(config(f"rtu+tcp://127.0.0.1:{port}", regs))
         async with source:
             samples = await source.read()

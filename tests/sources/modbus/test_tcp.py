@@ -137,7 +137,7 @@ async def test_silent_unit_beside_answering_unit(port: int) -> None:
         source = ModbusSource(
             config(
                 port,
-                [{"name": "alive", "address": 0}, {"name": "dead", "address": 0, "unit_id": 2}],
+                [{"name": "alive", "address": 0}, {"name": "dead", "address": 0, "device_id": 2}],
             )
         )
         async with source:
@@ -228,7 +228,7 @@ async def test_slow_signals_are_read_only_when_due(port: int) -> None:
 async def test_silent_unit_is_backed_off_on_its_own(port: int) -> None:
     silence = Silence()
     async with tcp_peer([device(1), device(2, silence=silence)], port, silence=silence) as peer:
-        regs = [{"name": "alive", "address": 0}, {"name": "dead", "address": 0, "unit_id": 2}]
+        regs = [{"name": "alive", "address": 0}, {"name": "dead", "address": 0, "device_id": 2}]
         source = ModbusSource(config(port, regs, backoff="10s", retries=1))
         async with source:
             for _ in range(3):
@@ -358,7 +358,7 @@ async def test_gateway_without_its_target_backs_that_unit_off(port: int) -> None
     behind.action = target_gone
     async with tcp_peer([device(1), behind], port) as peer:
         await peer.set(1, "holding", 0, [10])
-        regs = [{"name": "alive", "address": 0}, {"name": "gone", "address": 0, "unit_id": 3}]
+        regs = [{"name": "alive", "address": 0}, {"name": "gone", "address": 0, "device_id": 3}]
         source = ModbusSource(config(port, regs, backoff="1m"))
         async with source:
             ticks = [values(await source.read()) for _ in range(3)]

@@ -25,10 +25,10 @@ sources:
     security:
       policy: Basic256Sha256
       mode: SignAndEncrypt
-      certificate: pki/client.der
-      private_key: pki/client.key.enc.pem
-      private_key_password: ${{OPCUA_TEST_KEY_PASSWORD}}
-      trusted_certs: pki/trusted
+      cert_file: pki/client.der
+      key_file: pki/client.key.enc.pem
+      key_password: ${{OPCUA_TEST_KEY_PASSWORD}}
+      trust_dir: pki/trusted
     groups:
       - nodes: [{{name: serial, node: "ns=2;s=Pump1.Serial"}}]
 """
@@ -50,7 +50,7 @@ async def test_encrypted_client_key_with_its_password_from_the_environment(
 ) -> None:
     monkeypatch.setenv("OPCUA_TEST_KEY_PASSWORD", "correct horse")
     cfg = encrypted_setup(pki, tmp_path, shared_server.url)
-    assert cfg.security.private_key == str(tmp_path / "pki" / "client.key.enc.pem")
+    assert cfg.security.key_file == str(tmp_path / "pki" / "client.key.enc.pem")
     assert "correct horse" not in repr(cfg)
     assert await read_once(cfg) == 7.0
 
@@ -60,9 +60,7 @@ async def test_wrong_key_password_is_a_clear_error(
 ) -> None:
     monkeypatch.setenv("OPCUA_TEST_KEY_PASSWORD", "battery staple")
     cfg = encrypted_setup(pki, tmp_path, shared_server.url)
-    with pytest.raises(
-        SourceError, match=r"cannot load private_key .*a wrong private_key_password"
-    ):
+    with pytest.raises(SourceError, match=r"cannot load key_file .*a wrong key_password"):
         await read_once(cfg)
 
 
@@ -70,8 +68,8 @@ async def test_encrypted_key_without_a_password_says_to_set_one(
     shared_server: TestServer, pki: Pki, tmp_path: Path
 ) -> None:
     key = encrypt_key(pki.client_key, tmp_path / "k.pem", "pw")
-    security = secure(pki, pki.trust_dir("nopw"), private_key=str(key))
-    with pytest.raises(SourceError, match=r"k\.pem: .*encrypted; set private_key_password"):
+    security = secure(pki, pki.trust_dir("nopw"), key_file=str(key))
+    with pytest.raises(SourceError, match=r"k\.pem: .*encrypted; set key_password"):
         await read_once(config(shared_server, security))
 
 
@@ -79,8 +77,8 @@ async def test_encrypted_user_key(shared_server: TestServer, pki: Pki, tmp_path:
     key = encrypt_key(pki.user_key, tmp_path / "user.key", "pw")  # PEM, whatever its name
     auth = {
         "type": "certificate",
-        "certificate": str(pki.user_cert),
-        "private_key": str(key),
-        "private_key_password": "pw",
+        "cert_file": str(pki.user_cert),
+        "key_file": str(key),
+        "key_password": "pw",
     }
     assert await read_once(config(shared_server, secure(pki, pki.trust_dir("ukey")), auth)) == 7.0

@@ -23,8 +23,8 @@ async def test_refused_certificate_retries_leave_no_tracebacks(
     security = secure(
         pki,
         pki.trust_dir("rogue-logs"),
-        certificate=str(pki.rogue_cert),
-        private_key=str(pki.rogue_key),
+        cert_file=str(pki.rogue_cert),
+        key_file=str(pki.rogue_key),
     )
     raw: list[str] = []
     capture = logging.Handler()

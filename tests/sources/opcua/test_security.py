@@ -44,9 +44,9 @@ def secure(
     return {
         "policy": policy,
         "mode": mode,
-        "certificate": str(pki.client_cert),
-        "private_key": str(pki.client_key),
-        "trusted_certs": str(folder),
+        "cert_file": str(pki.client_cert),
+        "key_file": str(pki.client_key),
+        "trust_dir": str(folder),
         **kw,
     }
 
@@ -89,8 +89,8 @@ async def test_wrong_password_is_a_clear_error(shared_server: TestServer, pki: P
 async def test_x509_user_identity(shared_server: TestServer, pki: Pki) -> None:
     auth = {
         "type": "certificate",
-        "certificate": str(pki.user_cert),
-        "private_key": str(pki.user_key),
+        "cert_file": str(pki.user_cert),
+        "key_file": str(pki.user_key),
     }
     cfg = config(shared_server, secure(pki, pki.trust_dir("x509")), auth)
     assert await read_once(cfg) == 7.0
@@ -99,8 +99,8 @@ async def test_x509_user_identity(shared_server: TestServer, pki: Pki) -> None:
 async def test_unknown_x509_user_is_refused(shared_server: TestServer, pki: Pki) -> None:
     auth = {
         "type": "certificate",
-        "certificate": str(pki.rogue_cert),
-        "private_key": str(pki.rogue_key),
+        "cert_file": str(pki.rogue_cert),
+        "key_file": str(pki.rogue_key),
     }
     cfg = config(shared_server, secure(pki, pki.trust_dir("x509-rogue")), auth)
     with pytest.raises(SourceError, match="refused user"):
@@ -111,7 +111,7 @@ async def test_client_certificate_refused_by_server_is_a_clear_error(
     shared_server: TestServer, pki: Pki
 ) -> None:
     security = secure(
-        pki, pki.trust_dir("rogue"), certificate=str(pki.rogue_cert), private_key=str(pki.rogue_key)
+        pki, pki.trust_dir("rogue"), cert_file=str(pki.rogue_cert), key_file=str(pki.rogue_key)
     )
     with pytest.raises(SourceError, match=re.escape(f"refused our certificate {pki.rogue_cert}")):
         await read_once(config(shared_server, security))
@@ -151,13 +151,13 @@ async def test_first_use_does_not_replace_a_pinned_certificate(
 async def test_missing_key_file_is_named(
     shared_server: TestServer, pki: Pki, tmp_path: Path
 ) -> None:
-    security = secure(pki, pki.trust_dir("nokey"), private_key=str(tmp_path / "nope.pem"))
-    with pytest.raises(SourceError, match=r"private_key file .*nope\.pem not found"):
+    security = secure(pki, pki.trust_dir("nokey"), key_file=str(tmp_path / "nope.pem"))
+    with pytest.raises(SourceError, match=r"key_file .*nope\.pem not found"):
         await read_once(config(shared_server, security))
 
 
 def test_security_config_must_be_consistent() -> None:
-    with pytest.raises(ValueError, match="needs certificate, private_key, trusted_certs"):
+    with pytest.raises(ValueError, match="needs cert_file, key_file, trust_dir"):
         OpcuaSourceConfig.model_validate(
             {
                 "type": "opcua",
@@ -218,8 +218,8 @@ async def test_username_password_without_channel_security(shared_server: TestSer
 async def test_x509_user_without_channel_security(shared_server: TestServer, pki: Pki) -> None:
     auth = {
         "type": "certificate",
-        "certificate": str(pki.user_cert),
-        "private_key": str(pki.user_key),
+        "cert_file": str(pki.user_cert),
+        "key_file": str(pki.user_key),
     }
     assert await read_once(config(shared_server, {}, auth)) == 7.0
 
@@ -229,8 +229,8 @@ async def test_x509_user_refused_without_channel_security_is_named(
 ) -> None:
     auth = {
         "type": "certificate",
-        "certificate": str(pki.rogue_cert),
-        "private_key": str(pki.rogue_key),
+        "cert_file": str(pki.rogue_cert),
+        "key_file": str(pki.rogue_key),
     }
     with pytest.raises(SourceError, match=re.escape(f"refused user certificate {pki.rogue_cert}")):
         await read_once(config(shared_server, {}, auth))

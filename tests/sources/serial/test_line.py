@@ -23,7 +23,7 @@ def pair(tmp_path: Path) -> Iterator[PtyPair]:
 async def test_csv_fields_by_position(pair: PtyPair) -> None:
     source = make(
         pair,
-        parse={"kind": "csv", "separator": ";"},
+        parse={"type": "csv", "separator": ";"},
         signals=[{"name": "flow", "field": 1, "unit": "l/min"}, {"name": "level", "field": 3}],
     )
     with Device(pair.device) as device:
@@ -38,7 +38,7 @@ async def test_csv_fields_by_position(pair: PtyPair) -> None:
 
 
 async def test_key_value_pairs(pair: PtyPair) -> None:
-    source = make(pair, parse={"kind": "kv"}, signals=[{"name": "rms"}, {"name": "peak"}])
+    source = make(pair, parse={"type": "kv"}, signals=[{"name": "rms"}, {"name": "peak"}])
     with Device(pair.device) as device:
         async with source:
             device.write(b"VIB,rms=0.31,peak=1.20,temp=41.8\nVIB,peak=2\n")
@@ -53,7 +53,7 @@ async def test_key_value_pairs(pair: PtyPair) -> None:
 async def test_fixed_length_frames_resync_on_start_marker(pair: PtyPair) -> None:
     source = make(
         pair,
-        framing={"kind": "fixed", "length": 8, "start": "#"},
+        framing={"type": "fixed", "length": 8, "start": "#"},
         parse={"pattern": r"^#T(?P<t>\d{4})$"},
         signals=[{"name": "t", "scale": 0.1}],
     )
@@ -68,7 +68,7 @@ async def test_fixed_length_frames_resync_on_start_marker(pair: PtyPair) -> None
 async def test_idle_gap_frames(pair: PtyPair) -> None:
     source = make(
         pair,
-        framing={"kind": "idle", "gap": "100ms"},
+        framing={"type": "idle", "gap": "100ms"},
         parse={"pattern": r"^(?P<level>\d+)$"},
     )
     with Device(pair.device) as device:
@@ -81,7 +81,7 @@ async def test_idle_gap_frames(pair: PtyPair) -> None:
 
 
 async def test_nmea_checksum_failures_are_bad_and_counted(pair: PtyPair) -> None:
-    source = make(pair, checksum="nmea", parse={"kind": "kv"}, signals=[{"name": "rms"}])
+    source = make(pair, checksum="nmea", parse={"type": "kv"}, signals=[{"name": "rms"}])
     good = with_nmea_checksum(b"$VIB,rms=0.5")
     with Device(pair.device) as device:
         async with source:

@@ -133,7 +133,7 @@ async def test_a_port_is_read_by_one_source_only(pair: PtyPair) -> None:
 
 
 async def test_silent_stream_is_a_source_error_when_configured(pair: PtyPair) -> None:
-    source = make(pair, stale_after="20ms")
+    source = make(pair, lost_after="20ms")
     with Device(pair.device) as device:
         async with source:
             device.write(b"VIB,rms=1,peak=2,temp=3\n")
@@ -180,20 +180,20 @@ def config(**keys: object) -> SerialSourceConfig:
 @pytest.mark.parametrize(
     ("keys", "message"),
     [
-        ({"parse": {"kind": "csv"}}, "needs a signals list"),
-        ({"parse": {"kind": "kv"}}, "needs a signals list"),
-        ({"parse": {"kind": "csv"}, "signals": [{"name": "a"}]}, "must be a position"),
+        ({"parse": {"type": "csv"}}, "needs a signals list"),
+        ({"parse": {"type": "kv"}}, "needs a signals list"),
+        ({"parse": {"type": "csv"}, "signals": [{"name": "a"}]}, "must be a position"),
         ({"parse": {"pattern": VIB}, "signals": [{"name": "x"}]}, "no group 'x'"),
         ({"parse": {"pattern": "(a)"}}, "at least one named group"),
         ({"parse": {"pattern": "(?P<a>"}}, "not a valid regular expression"),
-        ({"parse": {"kind": "xml"}}, "does not match any of the expected tags"),
+        ({"parse": {"type": "xml"}}, "does not match any of the expected tags"),
         ({"parse": {"pattern": VIB}, "stop_bits": 3}, "stop_bits must be 1, 1.5 or 2"),
         ({"parse": {"pattern": VIB}, "data_bits": 9}, "data_bits"),
         ({"parse": {"pattern": VIB}, "encoding": "klingon"}, "unknown"),
         ({"parse": {"pattern": VIB}, "request": "\u20ac"}, "request must be bytes"),
         ({"parse": {"pattern": VIB}, "framing": {"delimiter": ""}}, "at least 1 character"),
         (
-            {"parse": {"kind": "kv"}, "signals": [{"name": "a"}, {"name": "A"}]},
+            {"parse": {"type": "kv"}, "signals": [{"name": "a"}, {"name": "A"}]},
             "names must be unique",
         ),
     ],
@@ -205,7 +205,7 @@ def test_config_errors_are_clear(keys: dict[str, object], message: str) -> None:
 
 def test_config_defaults() -> None:
     cfg = config(parse={"pattern": VIB})
-    assert cfg.framing.kind == "delimiter"
+    assert cfg.framing.type == "delimiter"
     assert [signal.name for signal in cfg.signal_configs()] == ["peak", "rms", "temp"]
 
 
