@@ -89,6 +89,7 @@ SIGNAL = obj(
     asset=STR,
     description=STR,
     register=opt(STR),
+    words=opt(arr(INT)),
 )
 ALERT = obj(
     id=STR,

@@ -154,8 +154,17 @@ class Site:
         rows: list[SignalStatus] = await self.run(self.store.status, now)
         if self._registers is None:  # the config does not change while the agent runs
             self._registers = modbus_registers(self.config)
-        registers = self._registers
-        return {"now": now, "signals": [signal_record(r, registers) for r in rows]}
+        registers, words = self._registers, self._raw_words()
+        return {"now": now, "signals": [signal_record(r, registers, words) for r in rows]}
+
+    def _raw_words(self) -> dict[str, list[int]]:
+        """The register words behind each Modbus value, as its source last read them."""
+        words: dict[str, list[int]] = {}
+        for source, _ in self.collector.view.polls:
+            raw_words = getattr(source, "raw_words", None)
+            if raw_words is not None:
+                words.update(raw_words())
+        return words
 
     async def history(
         self, name: str, since: float, until: float | None, rollups: bool
@@ -241,7 +250,9 @@ def asset_records(
     return out
 
 
-def signal_record(row: SignalStatus, registers: Mapping[str, str]) -> dict[str, Any]:
+def signal_record(
+    row: SignalStatus, registers: Mapping[str, str], words: Mapping[str, list[int]]
+) -> dict[str, Any]:
     """The API's shape of one latest value."""
     sample = row.sample
     return {
@@ -256,6 +267,7 @@ def signal_record(row: SignalStatus, registers: Mapping[str, str]) -> dict[str, 
         "asset": row.info.asset,
         "description": row.info.description,
         "register": registers.get(row.info.signal),
+        "words": words.get(row.info.signal),
     }
 
 

@@ -8,6 +8,7 @@ import, for six GET endpoints with three query parameters; not worth it in CI.
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,16 @@ def test_signals_are_the_twins_latest_values(site: SiteAgent, openapi: dict[str,
     assert current["source"] == "pump1"
     assert current["register"] == "unit 1 holding 0 float32 ABCD (2 registers)"
     assert "detect.pump1.health" in by_name
+
+
+def test_a_modbus_value_shows_the_words_behind_it(site: SiteAgent) -> None:
+    """The raw registers as last read: float32 ABCD words decode to a value near the twin's."""
+    by_name = {s["name"]: s for s in site.get("/api/v1/signals").json()["signals"]}
+    words = by_name["pump1.motor_current"]["words"]
+    assert len(words) == 2 and all(0 <= w <= 0xFFFF for w in words)
+    (decoded,) = struct.unpack(">f", struct.pack(">HH", *words))
+    assert decoded == pytest.approx(by_name["pump1.motor_current"]["value"], rel=0.5)
+    assert by_name["detect.pump1.health"]["words"] is None  # not a Modbus value
 
 
 def test_history_raw_and_rollups(site: SiteAgent, openapi: dict[str, Any]) -> None:

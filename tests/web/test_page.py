@@ -107,6 +107,13 @@ def test_live_table_updates(site: SiteAgent, page: Any) -> None:
         arg=[cell, first],
         timeout=WAIT_MS,
     )
+    # The register column shows the words behind the value, as the source last read them.
+    register = "#tags tr[data-signal='pump1.heartbeat'] td:nth-child(8)"
+    page.wait_for_function(
+        "(sel) => /= 0x[0-9A-F]{4}$/.test(document.querySelector(sel).textContent)",
+        arg=register,
+        timeout=WAIT_MS,
+    )
 
 
 def test_without_token_the_page_asks_for_it(site: SiteAgent, browser: Any) -> None:

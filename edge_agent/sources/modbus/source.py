@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Self
 
 from edge_agent.commands.config import WriteLimits
@@ -142,6 +143,9 @@ class ModbusSource:
         # tick, a write for one request (see edge_agent.sources.modbus.write).
         self._turn = asyncio.Lock()
         self._writing = asyncio.Lock()  # one write at a time: a tick waits for one request
+        # The last reply of each register block, kept by reference (no copy on the hot
+        # path): the site view shows the words behind a value from it, on request only.
+        self._replies: dict[tuple[Table, int, int], Sequence[int]] = {}
 
     def signals(self) -> list[SignalInfo]:
         """The catalogue of this source's signals, from the config."""
@@ -308,7 +312,30 @@ class ModbusSource:
         self._complain(request, 0)
         if request.table in BIT_TABLES:
             return decode_bits(slots, reply, ts), True  # type: ignore[arg-type]
+        self._replies[(request.table, request.unit, request.start)] = reply
         return decode_registers(slots, reply, ts), True
+
+    def raw_words(self) -> dict[str, list[int]]:
+        """Signal -> the register words behind its latest value (as last read).
+
+        For the people commissioning a device: a value that looks wrong is often a byte
+        order or a scale, and the words show which. Coils and inputs bits have none.
+        """
+        out: dict[str, list[int]] = {}
+        for register in self.config.registers:
+            if register.table in BIT_TABLES:
+                continue
+            words = self._words(register.table, _unit(self.config, register), register)
+            if words is not None:
+                out[self.config.signal_name(register)] = words
+        return out
+
+    def _words(self, table: Table, unit: int, register: ModbusRegisterConfig) -> list[int] | None:
+        for (t, u, start), reply in self._replies.items():
+            at = register.address - start
+            if t == table and u == unit and at >= 0 and at + register.width <= len(reply):
+                return list(reply[at : at + register.width])
+        return None
 
     async def _bisect(self, request: Request, code: int, now: float) -> list[Sample]:
         """Find what the device refuses in a block it refused with ``code``."""

@@ -216,7 +216,8 @@ function updateTagRow(rows, body, s) {
     body.append(row.tr);
   }
   const quality = s.value === null && s.quality === null ? 'missing' : s.quality;
-  const key = `${s.value}|${s.quality}|${s.stale}|${Math.round(s.age_s || 0)}`;
+  const words = (s.words || []).map((w) => w.toString(16).toUpperCase().padStart(4, '0')).join(' ');
+  const key = `${s.value}|${s.quality}|${s.stale}|${Math.round(s.age_s || 0)}|${words}`;
   if (key === row.key) return;
   row.key = key;
   const [, value, unit, qual, ageCell, source, asset, register] = row.cells;
@@ -226,7 +227,7 @@ function updateTagRow(rows, body, s) {
   ageCell.textContent = age(s.age_s);
   source.textContent = s.source;
   asset.textContent = s.asset;
-  register.textContent = s.register || '';
+  register.textContent = words ? `${s.register} = 0x${words}` : s.register || '';
   row.tr.classList.toggle('problem', isProblem(s));
 }
 function filterTags(rows, signals, text, problemsOnly, count) {
