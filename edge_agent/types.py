@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Quality(StrEnum):
@@ -16,9 +16,16 @@ class Quality(StrEnum):
     BAD = "bad"
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     """One reading of one signal.
+
+    A NamedTuple rather than a frozen dataclass: a source builds one per value
+    read, and a frozen dataclass assigns each field through
+    ``object.__setattr__`` (2.3 us per Sample here against 0.25 us for
+    ``tuple.__new__``), and the twin transposes a batch with one ``zip(*batch)``
+    instead of four attribute walks. It is immutable and hashable as before;
+    unlike a dataclass it also compares equal to a plain tuple of its fields.
+    Hot loops build it with :func:`make_sample` or ``tuple.__new__(Sample, ...)``.
 
     Attributes:
         signal: ``"<source>.<name>"``, lowercase.
@@ -36,6 +43,18 @@ class Sample:
     def bad(cls, signal: str, ts: float) -> Sample:
         """A BAD sample: the device answered but refused or garbled the value."""
         return cls(signal, ts, None, Quality.BAD)
+
+
+def make_sample(signal: str, ts: float, value: float | None, quality: Quality) -> Sample:
+    """``Sample(signal, ts, value, quality)`` without the keyword handling (hot loops).
+
+    ``tuple.__new__(Sample, fields)`` skips the generated ``__new__``: 0.35 us
+    less per sample, the largest part of decoding a register (bench/modbus_poll).
+    """
+    return _new_sample(Sample, (signal, ts, value, quality))
+
+
+_new_sample = tuple.__new__
 
 
 class AlertKind(StrEnum):

@@ -12,7 +12,7 @@ import sqlite3
 
 import numpy as np
 
-from edge_agent.twin.rollups import SIGNAL_BITS, SIGNAL_MASK, Rollup, rollup_from_row
+from edge_agent.twin.rollups import SIGNAL_BITS, SIGNAL_MASK, Rollup, RollupRow, rollup_from_row
 from edge_agent.types import Quality, Sample, SignalInfo
 
 QUALITY_CODE = {Quality.GOOD: 0, Quality.UNCERTAIN: 1, Quality.BAD: 2}
@@ -37,6 +37,7 @@ WITH RECURSIVE m(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM m WHERE x + 1 <= ?)
 SELECT r.minute, r.min, r.max, r.sum, r.last, r.count, r.bad
 FROM m JOIN rollups r ON r.id = ((m.x % ?) << {SIGNAL_BITS}) | ? AND r.minute = m.x
 ORDER BY m.x"""
+_MINUTE_SQL = "SELECT * FROM rollups WHERE id >= ? AND id <= ? AND minute = ?"
 _CATALOGUE_SQL = "SELECT id, name, source, asset, unit, description, interval FROM signals"
 
 
@@ -61,6 +62,29 @@ def ring_slots(heads: np.ndarray, sid: np.ndarray, slots: int) -> np.ndarray:
     heads += counts
     result: np.ndarray = base % slots
     return result
+
+
+def compact_slots(
+    heads: np.ndarray, runs: np.ndarray, sid: np.ndarray, bad: np.ndarray, slots: int
+) -> np.ndarray:
+    """Like :func:`ring_slots`, but a run of BAD samples takes at most two slots.
+
+    A BAD sample that follows two or more BAD samples of its signal overwrites
+    the newest one instead of taking a new slot: the ring keeps the run's first
+    and newest samples and the GOOD history before them. ``runs`` (BAD samples at
+    the head of each signal, capped at 2) is updated in place like ``heads``.
+    """
+    if not bad.any() and not runs[sid].any():
+        return ring_slots(heads, sid, slots)
+    out = np.empty(sid.size, dtype=np.int64)
+    for i, (s, is_bad) in enumerate(zip(sid.tolist(), bad.tolist(), strict=True)):
+        if is_bad and runs[s] >= 2:
+            out[i] = (heads[s] - 1) % slots
+            continue
+        out[i] = heads[s] % slots
+        heads[s] += 1
+        runs[s] = runs[s] + 1 if is_bad else 0
+    return out
 
 
 def read_catalogue(conn: sqlite3.Connection) -> list[tuple[int, SignalInfo]]:
@@ -102,6 +126,15 @@ def read_latest(
             name = wanted[row_id]
             latest[name] = Sample(name, ts, value, QUALITY_OF_CODE[quality])
     return latest
+
+
+def read_minutes(conn: sqlite3.Connection, first: int, last: int, slots: int) -> list[RollupRow]:
+    """Every stored rollup row of minutes ``first..last - 1``, all signals (row id ranges)."""
+    rows: list[RollupRow] = []
+    for minute in range(max(first, last - slots), last):
+        lo = (minute % slots) << SIGNAL_BITS
+        rows += conn.execute(_MINUTE_SQL, (lo, lo + SIGNAL_MASK, minute)).fetchall()
+    return rows
 
 
 def read_recent(conn: sqlite3.Connection, since: float) -> tuple[np.ndarray, ...]:
