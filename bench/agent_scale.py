@@ -6,8 +6,8 @@ pymodbus + sqlite3 loop, same CPU and samples/s accounting; the minimal loop
 runs first in each case, then the agent, so the two are interleaved) and adds:
 
 * a **scaling table**: tags/s 500 -> 100,000 (one device), devices 1 -> 50
-  (one connection each, 2,000 tags in all), assets with the demo int8-free ONNX
-  model 1 -> 50 (50 devices): CPU per sample, steady and peak RSS, skipped ticks
+  (one connection each, 2,000 tags in all), assets with the demo ONNX model (a
+  linear fp32 model of 5 signals) 1 -> 50 (50 devices): CPU per sample, steady and peak RSS, skipped ticks
   and time to READY, agent and minimal loop side by side;
 * **100,000 tags/s on one core**: 10,000 tags @ 100 ms with the agent (and
   then the minimal loop) pinned to CPU 1 by ``taskset -c 1`` while a busy loop
