@@ -24,6 +24,7 @@ from edge_agent.sources.modbus.codec import (
     BIT_TABLES,
     Field,
     Slot,
+    Slots,
     Table,
     decode_bits,
     decode_registers,
@@ -105,8 +106,10 @@ class _Plan:
             self._cache.clear()
 
     def slots(self, request: Request) -> list[Slot]:
-        """The fields of ``request`` placed in its block."""
-        return [Slot.place(self.fields[p.key], p.address - request.start) for p in request.points]
+        """The fields of ``request`` placed in its block (one unpack for a uniform block)."""
+        return Slots.of(
+            [Slot.place(self.fields[p.key], p.address - request.start) for p in request.points]
+        )
 
 
 def _field(config: ModbusSourceConfig, register: ModbusRegisterConfig) -> Field:
