@@ -17,9 +17,13 @@ from edge_agent.types import Quality, Sample, SignalInfo
 
 QUALITY_CODE = {Quality.GOOD: 0, Quality.UNCERTAIN: 1, Quality.BAD: 2}
 QUALITY_OF_CODE = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD)
-RingRow = tuple[int, float, float | None, int]
+RingColumns = tuple[list[int], list[float], list[float | None], list[int]]
+"""Row ids, timestamps, values and quality codes of the ring rows of one write."""
 
 RING_SQL = "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)"
+RING_CHUNK = 500
+"""Rows per multi-row INSERT: 2,000 bound values, under SQLite's limit of 32,766."""
+_RING_MANY = "INSERT OR REPLACE INTO samples VALUES " + ", ".join(["(?, ?, ?, ?)"] * RING_CHUNK)
 # Walks one signal's ring backwards from its newest slot and stops at the first
 # sample older than :since (one row past it): cost follows the window, not the ring.
 _HISTORY_SQL = f"""
@@ -87,6 +91,25 @@ def compact_slots(
     return out
 
 
+def write_ring(conn: sqlite3.Connection, ring: RingColumns) -> None:
+    """Write ring rows in arrival order (a later row for the same slot wins).
+
+    Multi-row INSERTs of :data:`RING_CHUNK` rows from one flat parameter list:
+    0.22 us of CPU per row against 0.72 for ``executemany`` (100,000 rows, SQLite
+    3.40, BENCHMARKS.md "Where the time goes"), and the worker thread hands the
+    GIL to the event loop once per chunk rather than once per row.
+    """
+    ids, stamps, values, codes = ring
+    count = len(ids)
+    flat: list[float | None] = [None] * (4 * count)
+    flat[0::4], flat[1::4], flat[2::4], flat[3::4] = ids, stamps, values, codes
+    full, width = count - count % RING_CHUNK, 4 * RING_CHUNK
+    for start in range(0, 4 * full, width):
+        conn.execute(_RING_MANY, flat[start : start + width])
+    if full < count:
+        conn.executemany(RING_SQL, zip(*(column[full:] for column in ring), strict=True))
+
+
 def read_catalogue(conn: sqlite3.Connection) -> list[tuple[int, SignalInfo]]:
     """Every catalogue entry with its signal id."""
     return [
@@ -140,11 +163,8 @@ def read_minutes(conn: sqlite3.Connection, first: int, last: int, slots: int) ->
 def read_recent(conn: sqlite3.Connection, since: float) -> tuple[np.ndarray, ...]:
     """Signal ids, timestamps and values (NaN for BAD) of every sample at or after ``since``."""
     rows = conn.execute("SELECT id, ts, value FROM samples WHERE ts >= ?", (since,)).fetchall()
-    if not rows:
-        empty = np.empty(0)
-        return empty.astype(np.int64), empty, empty
-    ids, ts, values = (np.array(col, dtype=np.float64) for col in zip(*rows, strict=True))
-    return ids.astype(np.int64) & SIGNAL_MASK, ts, values
+    table = np.array(rows, dtype=np.float64).reshape(-1, 3)  # NULL values become NaN
+    return table[:, 0].astype(np.int64) & SIGNAL_MASK, table[:, 1].copy(), table[:, 2].copy()
 
 
 def read_history(

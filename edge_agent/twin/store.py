@@ -51,6 +51,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import IO
 
@@ -60,7 +61,7 @@ from edge_agent.errors import AgentError
 from edge_agent.twin import queries
 from edge_agent.twin import sql_layout as layout
 from edge_agent.twin.config import MINUTE, TwinConfig
-from edge_agent.twin.queries import QUALITY_CODE, RingRow
+from edge_agent.twin.queries import QUALITY_CODE, RingColumns
 from edge_agent.twin.rollup_buffer import RollupBuffer
 from edge_agent.twin.rollups import (
     MERGE_SQL,
@@ -80,6 +81,7 @@ PRUNE_PASS = 600.0
 PRUNE_CHUNKS = 64
 MAX_SIGNALS = 1 << SIGNAL_BITS
 BAD_CODE = QUALITY_CODE[Quality.BAD]
+_COLUMNS = tuple(itemgetter(i) for i in range(4))  # Sample's signal, ts, value, quality
 
 
 class StoreError(AgentError):
@@ -223,7 +225,7 @@ class SignalStore:
             self._infos[sid] = info
             self._unsaved.append(sid)
         if self._unsaved:
-            self._commit([], (self._seq.copy(), self._runs.copy()))
+            self._commit(([], [], [], []), (self._seq.copy(), self._runs.copy()))
 
     def write(self, samples: Sequence[Sample]) -> None:
         """Store a batch in one transaction: rings, latest values, rollups.
@@ -237,7 +239,8 @@ class SignalStore:
         self._require_writer()
         if not samples:
             return
-        names, stamps, values, qualities = zip(*samples, strict=True)  # one pass, in C
+        # One column at a time, in C (zip(*samples) builds one iterator per sample: 4x slower).
+        names, stamps, values, qualities = (list(map(get, samples)) for get in _COLUMNS)
         ts = np.array(stamps, dtype=np.float64)
         if not np.isfinite(ts).all():
             self.health.reject([s for s in samples if not math.isfinite(s.ts)])
@@ -249,11 +252,11 @@ class SignalStore:
         bad = np.array(codes, dtype=np.int64) == BAD_CODE
         slots = queries.compact_slots(self._seq, self._runs, sid, bad, self._slots)
         row_ids = (slots << SIGNAL_BITS) | sid
-        rows = list(zip(row_ids.tolist(), stamps, values, codes, strict=True))
+        ring: RingColumns = (row_ids.tolist(), stamps, values, codes)
         self._latest.update(zip(names, samples, strict=True))
         self._rollups.add_batch(sid, ts, np.array(values, np.float64))
         self._rollups.sweep()
-        self._commit(rows, before)
+        self._commit(ring, before)
 
     def _signal_ids(self, names: Sequence[str]) -> list[int]:
         ids = self._ids
@@ -265,18 +268,18 @@ class SignalStore:
                     self._unsaved.append(self._allocate(_guess_info(name)))
             return [ids[name] for name in names]
 
-    def _commit(self, rows: list[RingRow], before: tuple[np.ndarray, np.ndarray]) -> None:
+    def _commit(self, ring: RingColumns, before: tuple[np.ndarray, np.ndarray]) -> None:
         pending, merges = self._rollups.take()
         watermark = self._rollups.watermark
         try:
-            self._transaction(rows, pending, merges, watermark)
+            self._transaction(ring, pending, merges, watermark)
         except sqlite3.Error as exc:
             self._rollback()
             self._seq, self._runs = before
             self._rollups.keep(pending, merges, limit=10 * max(len(self._ids), 100))
             if not _is_full(exc):
                 raise StoreError(f"twin: write failed: {exc}") from exc
-            self.health.failed(exc, len(rows))
+            self.health.failed(exc, len(ring[0]))
             return
         self._unsaved.clear()
         self._saved_watermark = watermark
@@ -284,7 +287,7 @@ class SignalStore:
 
     def _transaction(
         self,
-        rows: list[RingRow],
+        ring: RingColumns,
         pending: list[RollupRow],
         merges: list[RollupRow],
         watermark: int | None,
@@ -294,7 +297,7 @@ class SignalStore:
         if self._unsaved:
             entries = [(sid, self._infos[sid]) for sid in dict.fromkeys(self._unsaved)]
             queries.write_catalogue(conn, entries)
-        conn.executemany(queries.RING_SQL, rows)
+        queries.write_ring(conn, ring)
         if pending:
             conn.executemany(REPLACE_SQL, pending)
         if merges:
