@@ -133,9 +133,9 @@ def _add_demo(sub: Subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge_agent.config import load_config
+    from edge_agent.config_fork import load_config_forked
 
-    config = load_config(args.config)
+    config = load_config_forked(args.config)  # parse debris stays in the child
     from edge_agent.agent import run_agent, run_until_signalled
 
     if args.log_level is None:
