@@ -79,7 +79,8 @@ class Case:
     pin: str = ""
     """``taskset -c`` CPU list for the agent and the minimal loop ("" = not pinned)."""
     ring: int = 0
-    """The twin's ``max_samples`` (0: the default), small for an accelerated soak."""
+    """For an accelerated soak: the twin's ``max_samples`` (0: the defaults), with rollups
+    kept 1 minute, so both rings fill within minutes instead of days."""
 
     @property
     def label(self) -> str:
@@ -247,11 +248,15 @@ def agent_config(case: Case, port: int, metrics_port: int, folder: Path) -> dict
             }
             for k in range(1, case.devices + 1)
         ],
-        "twin": {"synchronous": "normal", **({"max_samples": case.ring} if case.ring else {})},
+        "twin": {"synchronous": "normal", **_soak_twin(case)},
         "detect": detect,
         "sinks": [{"type": "jsonl", "name": "local", "path": str(folder / "alerts.jsonl")}],
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
     }
+
+
+def _soak_twin(case: Case) -> dict[str, Any]:
+    return {"max_samples": case.ring, "rollup_max_age": "1m"} if case.ring else {}
 
 
 @contextmanager
