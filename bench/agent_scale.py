@@ -6,9 +6,10 @@ pymodbus + sqlite3 loop, same CPU and samples/s accounting; the minimal loop
 runs first in each case, then the agent, so the two are interleaved) and adds:
 
 * a **scaling table**: tags/s 500 -> 100,000 (one device), devices 1 -> 50
-  (one connection each, 2,000 tags in all), assets with the demo ONNX model (a
-  linear fp32 model of 5 signals) 1 -> 50 (50 devices): CPU per sample, steady and peak RSS, skipped ticks
-  and time to READY, agent and minimal loop side by side;
+  (one connection each, 2,000 tags in all), assets with the demo model (int8
+  ONNX, a 5 x 5 residual projection) 1 -> 50 (50 devices): CPU per sample,
+  steady and peak RSS, skipped ticks and time to READY, agent and minimal loop
+  side by side;
 * **100,000 tags/s on one core**: 10,000 tags @ 100 ms with the agent (and
   then the minimal loop) pinned to CPU 1 by ``taskset -c 1`` while a busy loop
   pinned to CPU 0 keeps the other core busy (the Modbus server shares CPU 0);
