@@ -20,6 +20,14 @@ with files 10-17 % larger. The whole store (rings, latest, rollups) ingests at
 1.07-1.31x a naive raw ``executemany`` loop and 0.58-0.72x SQLite's floor. A
 slot costs about 30 bytes on disk; a rollup row about 60.
 
+BAD runs
+--------
+A run of BAD samples of one signal keeps only its first and its newest sample in
+the ring (the newest overwrites the slot in place): line noise or a device that
+refuses reads for hours would otherwise replace the signal's whole GOOD history
+with BAD rows. The rollups still count every BAD sample; the latest value is the
+newest. After a restart a run that goes on takes one more slot.
+
 Durability contract
 -------------------
 One :meth:`SignalStore.write` is one transaction (the agent calls it once per
