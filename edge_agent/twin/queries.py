@@ -78,10 +78,14 @@ def compact_slots(
     and newest samples and the GOOD history before them. ``runs`` (BAD samples at
     the head of each signal, capped at 2) is updated in place like ``heads``.
     """
-    if not bad.any() and not runs[sid].any():
+    involved = np.union1d(sid[bad], np.flatnonzero(runs))
+    if involved.size == 0:
         return ring_slots(heads, sid, slots)
+    slow = np.isin(sid, involved)  # the signals in or near a BAD run: one sample at a time
     out = np.empty(sid.size, dtype=np.int64)
-    for i, (s, is_bad) in enumerate(zip(sid.tolist(), bad.tolist(), strict=True)):
+    out[~slow] = ring_slots(heads, sid[~slow], slots)
+    picked = np.flatnonzero(slow)
+    for i, s, is_bad in zip(picked.tolist(), sid[slow].tolist(), bad[slow].tolist(), strict=True):
         if is_bad and runs[s] >= 2:
             out[i] = (heads[s] - 1) % slots
             continue

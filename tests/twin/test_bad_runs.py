@@ -95,3 +95,31 @@ def test_window_rollups_combine_stored_and_open_minutes(db: Path) -> None:
     assert rollup.mean is not None and abs(rollup.mean - sum(goods) / len(goods)) < 1e-9
     assert store.window_rollups(start + 600, start + 660) == {}
     store.close()
+
+
+def test_mixed_batches_match_a_sample_by_sample_model(db: Path) -> None:
+    # Reference: per signal, a BAD sample after two BAD ones replaces the newest.
+    rng = np.random.default_rng(7)
+    signals = [f"line.s{i}" for i in range(6)]
+    ring = 9
+    store = open_store(db, TwinConfig(max_samples=ring), T0 + 10_000)
+    expected: dict[str, list[Sample]] = {name: [] for name in signals}
+    step = 0
+    for _ in range(40):
+        batch = []
+        for _ in range(int(rng.integers(1, 60))):
+            name = signals[int(rng.integers(0, len(signals)))]
+            is_bad = rng.random() < (0.9 if name.endswith(("s0", "s1")) else 0.1)
+            sample = bad(step, name) if is_bad else good(step, name)
+            kept = expected[name]
+            run = len(kept) >= 2 and all(s.quality == Quality.BAD for s in kept[-2:])
+            if is_bad and run:
+                kept[-1] = sample
+            else:
+                kept.append(sample)
+            batch.append(sample)
+            step += 1
+        store.write(batch)
+    for name in signals:
+        assert store.history(name, 0.0) == expected[name][-ring:], name
+    store.close()
