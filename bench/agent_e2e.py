@@ -609,7 +609,7 @@ def ratios(rows: list[tuple[Case, dict[str, Any], dict[str, Any]]]) -> str:
 
 def per_1000(r: dict[str, Any], key: str = "cpu") -> float:
     """Milliseconds of CPU per 1,000 recorded samples."""
-    return float(r[key]) / r["wall"] / r["rate"] * 1e6
+    return float(r[key] / r["wall"] / r["rate"] * 1e6)
 
 
 def split(rows: list[tuple[Case, dict[str, Any], dict[str, Any]]]) -> str:
