@@ -133,11 +133,12 @@ def _add_demo(sub: Subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge_agent.config_fork import load_config_forked
+    from edge_agent.config_fork import ForkedConfig
 
-    config = load_config_forked(args.config)  # parse debris stays in the child
-    from edge_agent.agent import run_agent, run_until_signalled
+    parsing = ForkedConfig.start(args.config)  # parse debris stays in the child
+    from edge_agent.agent import run_agent, run_until_signalled  # imported meanwhile
 
+    config = parsing.result()
     if args.log_level is None:
         logging.getLogger().setLevel(config.agent.log_level.upper())
     run_until_signalled(run_agent(config))
