@@ -139,7 +139,7 @@ _GOOD = Quality.GOOD
 
 
 def good_sample(signal: str, ts: float, value: float) -> Sample:
-    """A GOOD sample (see :func:`edge_agent.types.make_sample` for why ``tuple.__new__``)."""
+    """A GOOD sample, built with ``tuple.__new__`` (see :class:`edge_agent.types.Sample`)."""
     return _new(Sample, (signal, ts, value, _GOOD))
 
 
