@@ -24,6 +24,8 @@ BENCHMARKS = (
     "skab_eval",
     "skab_holdout",
     "nab_eval",
+    "agent_e2e",
+    "agent_scale",
 )
 
 

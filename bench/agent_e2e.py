@@ -61,7 +61,7 @@ SOURCE = "pump1"
 PUMP = ("motor_current", "bearing_temp", "vibration_rms", "discharge_pressure", "flow")
 REFERENCE = f"{SOURCE}.{PUMP[0]}"  # its timestamps count the ticks
 PER_READ = 62  # float32 per request: 124 of the 125 registers Modbus allows
-MAX_TAGS = 2000
+MAX_TAGS = 10_000
 RULES = 10
 
 
@@ -72,11 +72,33 @@ class Case:
     tags: int
     interval: float
     model: bool = False
+    devices: int = 1
+    """Sources ``pump1``, ``pump2``...: one connection each, ``tags / devices`` tags each."""
+    assets: int = 0
+    """Assets with the demo model, one per device from ``pump1`` (``model`` adds rules too)."""
+    pin: str = ""
+    """``taskset -c`` CPU list for the agent and the minimal loop ("" = not pinned)."""
+    ring: int = 0
+    """For an accelerated soak: the twin's ``max_samples`` (0: the defaults), with rollups
+    kept 1 minute, so both rings fill within minutes instead of days."""
 
     @property
     def label(self) -> str:
         extra = " + model + 10 rules" if self.model else ""
+        if self.devices > 1:
+            extra += f", {self.devices} devices"
+        if self.assets:
+            extra += f", {self.assets} asset{'s' if self.assets > 1 else ''} with a model"
+        if self.pin:
+            extra += f", pinned to CPU {self.pin}"
         return f"{self.tags} @ {self.interval:g} s{extra}"
+
+    @property
+    def per_device(self) -> int:
+        return self.tags // self.devices
+
+    def taskset(self) -> list[str]:
+        return ["taskset", "-c", self.pin] if self.pin else []
 
 
 CASES = [Case(500, 1.0), Case(2000, 1.0), Case(500, 0.1), Case(2000, 0.1), Case(500, 1.0, True)]
@@ -98,25 +120,39 @@ def register_values(tags: int) -> list[int]:
 
 
 async def minimal_worker(
-    port: int, tags: int, interval: float, seconds: float, db: sqlite3.Connection
+    port: int, tags: int, interval: float, seconds: float, db: sqlite3.Connection, devices: int = 1
 ) -> dict[str, Any]:
-    """Block reads, struct decode, one executemany + commit per tick."""
+    """Block reads (one connection per device, all at once), struct decode, one commit per tick."""
     from pymodbus.client import AsyncModbusTcpClient
 
-    names = [f"{SOURCE}.{n}" for n in tag_names(tags)]
-    blocks = [(i * 2, names[i : i + PER_READ]) for i in range(0, tags, PER_READ)]
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0)
-    await client.connect()
+    per = tags // devices
+    clients = [
+        AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0) for _ in range(devices)
+    ]
+    for client in clients:
+        await client.connect()
+    plans = [
+        (client, [(i * 2, [f"pump{k + 1}.{n}" for n in tag_names(per)][i : i + PER_READ])
+                  for i in range(0, per, PER_READ)])
+        for k, client in enumerate(clients)
+    ]  # fmt: skip
     first_tick: list[float] = []
 
-    async def tick() -> int:
-        rows = []
+    async def device(client: Any, blocks: list[tuple[int, list[str]]]) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
         for start, members in blocks:
             reply = await client.read_holding_registers(start, count=2 * len(members), device_id=1)
             ts = time.time()
             raw = struct.pack(f">{2 * len(members)}H", *reply.registers)
             values = struct.unpack(f">{len(members)}f", raw)
             rows += [(name, ts, value, "good") for name, value in zip(members, values, strict=True)]
+        return rows
+
+    async def tick() -> int:
+        if len(plans) == 1:
+            rows = await device(*plans[0])
+        else:
+            rows = [r for part in await asyncio.gather(*(device(*p) for p in plans)) for r in part]
         db.executemany(INSERT, rows)
         db.commit()
         if not first_tick:
@@ -126,16 +162,20 @@ async def minimal_worker(
     try:
         result = await tick_loop(interval, seconds, tick)
     finally:
-        client.close()
+        for client in clients:
+            client.close()
     return {**result, "first_tick_at": first_tick[0], "end_at": time.time()}
 
 
-def worker(port: int, tags: int, interval: float, seconds: float, db_path: Path) -> None:
+def worker(
+    port: int, tags: int, interval: float, seconds: float, db_path: Path, devices: int = 1
+) -> None:
     """Run the minimal loop once and print its measurements as one JSON line."""
     db = open_db(db_path)
-    result = asyncio.run(minimal_worker(port, tags, interval, seconds, db))
+    result = asyncio.run(minimal_worker(port, tags, interval, seconds, db, devices))
     db.close()
     result["rss_mb"] = vm_hwm(os.getpid())
+    result["rss_now_mb"] = vm_rss(os.getpid())
     print(json.dumps(result))
 
 
@@ -146,9 +186,9 @@ def run_minimal(
     db_path = folder / "minimal.db"
     before, spawned = counter.value, time.time()
     out = subprocess.run(
-        [sys.executable, "-m", "bench.agent_e2e", "--worker", "--port", str(port),
-         "--tags", str(case.tags), "--interval", str(case.interval),
-         "--seconds", str(seconds), "--db", str(db_path)],
+        [*case.taskset(), sys.executable, "-m", "bench.agent_e2e", "--worker",
+         "--port", str(port), "--tags", str(case.tags), "--interval", str(case.interval),
+         "--devices", str(case.devices), "--seconds", str(seconds), "--db", str(db_path)],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )  # fmt: skip
     r: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -168,6 +208,7 @@ def run_minimal(
         "skipped": r["skipped"],
         "requests_per_tick": (counter.value - before) / (r["ticks"] + 1),  # + warm-up tick
         "rss_mb": r["rss_mb"],
+        "rss_now_mb": r["rss_now_mb"],
     }
 
 
@@ -178,12 +219,14 @@ def agent_config(case: Case, port: int, metrics_port: int, folder: Path) -> dict
     """The config of ``edge-agent run`` for one case (YAML is a superset of JSON)."""
     registers = [
         {"name": name, "address": 2 * i, "data_type": "float32"}
-        for i, name in enumerate(tag_names(case.tags))
+        for i, name in enumerate(tag_names(case.per_device))
     ]
     detect: dict[str, Any] = {"interval": "1s"}
-    if case.model:
+    assets = max(case.assets, int(case.model))
+    if assets:
         detect["assets"] = [
-            {"name": SOURCE, "model": str(MODEL), "signals": [f"{SOURCE}.{n}" for n in PUMP]}
+            {"name": f"pump{k}", "model": str(MODEL), "signals": [f"pump{k}.{n}" for n in PUMP]}
+            for k in range(1, assets + 1)
         ]
         # Nine never hold; one (motor current 23.8 A > 20 A) raises once and stays raised,
         # so the outbox and the JSONL sink carry an alert.
@@ -198,17 +241,22 @@ def agent_config(case: Case, port: int, metrics_port: int, folder: Path) -> dict
         "sources": [
             {
                 "type": "modbus",
-                "name": SOURCE,
+                "name": f"pump{k}",
                 "url": f"tcp://127.0.0.1:{port}",
                 "interval": f"{round(case.interval * 1000)}ms",
                 "registers": registers,
             }
+            for k in range(1, case.devices + 1)
         ],
-        "twin": {"sync": "normal"},
+        "twin": {"sync": "normal", **_soak_twin(case)},
         "detect": detect,
         "sinks": [{"type": "jsonl", "name": "local", "path": str(folder / "alerts.jsonl")}],
         "web": {"listen": f"127.0.0.1:{metrics_port}"},  # /metrics is served by the site view
     }
+
+
+def _soak_twin(case: Case) -> dict[str, Any]:
+    return {"max_samples": case.ring, "rollup_max_age": "1m"} if case.ring else {}
 
 
 @contextmanager
@@ -246,6 +294,14 @@ def cpu_seconds(pid: int, task: int | None = None) -> float:
     path = f"/proc/{pid}/task/{task}/stat" if task else f"/proc/{pid}/stat"
     fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def vm_rss(pid: int) -> float:
+    """Resident set size now (VmRSS) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
 
 
 def vm_hwm(pid: int) -> float:
@@ -310,7 +366,9 @@ def twin_rate(twin: Path, start: float, end: float) -> float:
 
     join = "FROM samples s JOIN signals g ON g.id = (s.id & ?) WHERE s.ts >= ? AND s.ts < ? AND"
     with sqlite3.connect(f"file:{twin}?mode=ro", uri=True) as db:
-        rows = db.execute(f"SELECT count(*) {join} g.source = ?", (SIGNAL_MASK, start, end, SOURCE))
+        rows = db.execute(
+            f"SELECT count(*) {join} g.source LIKE 'pump%'", (SIGNAL_MASK, start, end)
+        )
         stamps = db.execute(
             f"SELECT s.ts {join} g.name = ? ORDER BY s.ts", (SIGNAL_MASK, start, end, REFERENCE)
         )
@@ -339,7 +397,10 @@ def start_agent(
     spawned = time.monotonic()
     with (folder / "agent.log").open("wb") as log:
         proc = subprocess.Popen(
-            [*agent_command(), "run", "--config", str(config)], env=env, stderr=log, cwd=ROOT
+            [*case.taskset(), *agent_command(), "run", "--config", str(config)],
+            env=env,
+            stderr=log,
+            cwd=ROOT,
         )
     try:
         wait_ready(sock, proc, 60)
@@ -382,14 +443,16 @@ def run_agent(case: Case, port: int, seconds: float, counter: Any, folder: Path)
     with notify_socket(folder) as sock:
         proc, url, startup = start_agent(case, port, folder, sock)
         try:
-            time.sleep(3.0 + (6.0 if case.model else 0.0))  # first flushes, model window
+            warm = 6.0 if case.model or case.assets else 0.0
+            time.sleep(3.0 + warm)  # first flushes, model window
             before = Probe.take(url, counter)
             rates = cpu_rates(proc.pid, seconds)
             after = Probe.take(url, counter)
-            rss = vm_hwm(proc.pid)
+            rss, rss_now = vm_hwm(proc.pid), vm_rss(proc.pid)
         finally:
             stop = stop_agent(proc, folder)
-    return {**measured(case, folder, (startup, rss), rates, before, after), "stop": stop}
+    row = measured(case, folder, (startup, rss), rates, before, after)
+    return {**row, "stop": stop, "rss_now_mb": rss_now}
 
 
 def measured(
@@ -546,7 +609,7 @@ def ratios(rows: list[tuple[Case, dict[str, Any], dict[str, Any]]]) -> str:
 
 def per_1000(r: dict[str, Any], key: str = "cpu") -> float:
     """Milliseconds of CPU per 1,000 recorded samples."""
-    return float(r[key]) / r["wall"] / r["rate"] * 1e6
+    return float(r[key] / r["wall"] / r["rate"] * 1e6)
 
 
 def split(rows: list[tuple[Case, dict[str, Any], dict[str, Any]]]) -> str:
@@ -616,8 +679,8 @@ def interpret(rows: list[tuple[Case, dict[str, Any], dict[str, Any]]]) -> str:
         f"minimal loop at 100 ms and {min(slow, default=0):.2f}-{max(slow, default=0):.2f}x at "
         "1 s, where fixed per-tick work (recorder flush, detector tick, metrics snapshot) is "
         f"shared by fewer samples. Its event-loop thread alone (poll, decode, one `Sample` per "
-        f"value) costs {min(loop):.1f}-{max(loop):.1f} ms per 1,000 samples, about what the "
-        f"whole minimal loop costs with its SQLite inserts ({min(minimal):.1f}-{max(minimal):.1f});"
+        f"value) costs {min(loop):.1f}-{max(loop):.1f} ms per 1,000 samples, against "
+        f"{min(minimal):.1f}-{max(minimal):.1f} for the whole minimal loop with its SQLite inserts;"
         f" the worker thread's twin write (ring rows, latest values, minute rollups) adds "
         f"{min(other):.1f}-{max(other):.1f}. The heaviest case ({heavy[0].label}) keeps "
         f"{heavy[1]['cpu'] / heavy[1]['wall']:.0%} of one core of this machine busy "
@@ -667,9 +730,10 @@ def main() -> None:
     parser.add_argument("--tags", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--interval", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.port, args.tags, args.interval, args.seconds, args.db)
+        worker(args.port, args.tags, args.interval, args.seconds, args.db, args.devices)
         return
     port, counter, ready = free_port(), multiprocessing.Value("q", 0), multiprocessing.Event()
     server = multiprocessing.Process(

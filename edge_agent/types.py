@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Quality(StrEnum):
@@ -16,9 +16,17 @@ class Quality(StrEnum):
     BAD = "bad"
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     """One reading of one signal.
+
+    A NamedTuple rather than a frozen dataclass: a source builds one per value
+    read, and a frozen dataclass assigns each field through
+    ``object.__setattr__`` (2.3 us per Sample here against 0.25 us for
+    ``tuple.__new__``), and the twin takes a batch apart one column at a time in
+    C (``map(itemgetter(i), batch)``). It is immutable and hashable as before;
+    unlike a dataclass it also compares equal to a plain tuple of its fields.
+    Hot loops build it with ``tuple.__new__(Sample, (signal, ts, value, quality))``,
+    which skips the generated ``__new__`` (0.35 us less per sample).
 
     Attributes:
         signal: ``"<source>.<name>"``, lowercase.

@@ -1,8 +1,12 @@
 """Telemetry upstream: periodic per-signal summaries from the twin, with backfill.
 
 For each sink with ``telemetry: on``, every ``telemetry_interval`` (windows aligned
-to the interval on the wall clock) each signal's raw samples in the window are
-summarised (count, bad, min, max, mean, last) and queued in the outbox. The end of
+to the interval on the wall clock) each signal's window is summarised (count,
+bad, min, max, mean, last) and queued in the outbox. A window of whole minutes is
+summarised from the twin's minute rollups, which already hold those figures for
+every signal (one row id range read per minute); re-reading the raw samples
+instead cost 3.3 s of DB-thread CPU per minute at 2,000 tags @ 100 ms (BENCHMARKS.md).
+Shorter or unaligned windows are summarised from the raw samples. The end of
 the last summarised window is stored with the rows in the same transaction, so
 after a restart the missing windows are summarised from the twin's history, in
 order, oldest first (up to :data:`BACKFILL_MAX` back). Summaries that reach the
@@ -15,7 +19,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from edge_agent.forward.config import SinkSettings
@@ -27,6 +31,48 @@ from edge_agent.types import Quality, Sample, SignalInfo
 log = logging.getLogger(__name__)
 
 
+MINUTE = 60.0
+
+
+class Rollup(Protocol):
+    """A signal's minute rollups combined over a window (the twin's ``Rollup`` is one)."""
+
+    @property
+    def ts(self) -> float:
+        """Start of the window."""
+        ...
+
+    @property
+    def min(self) -> float | None:
+        """Smallest value."""
+        ...
+
+    @property
+    def max(self) -> float | None:
+        """Largest value."""
+        ...
+
+    @property
+    def mean(self) -> float | None:
+        """Mean of the values."""
+        ...
+
+    @property
+    def last(self) -> float | None:
+        """Newest value."""
+        ...
+
+    @property
+    def count(self) -> int:
+        """Samples with a value."""
+        ...
+
+    @property
+    def bad(self) -> int:
+        """BAD samples."""
+        ...
+
+
 class SignalHistory(Protocol):
     """What telemetry reads from the twin (the twin's ``SignalStore`` is one)."""
 
@@ -36,6 +82,10 @@ class SignalHistory(Protocol):
 
     def history(self, signal: str, since: float, until: float | None = None) -> list[Sample]:
         """Raw samples of one signal in ``[since, until]``, oldest first."""
+        ...
+
+    def window_rollups(self, start: float, end: float) -> Mapping[str, Rollup]:
+        """Every signal's minute rollups over ``[start, end)`` (whole minutes) combined."""
         ...
 
 
@@ -72,6 +122,43 @@ def summarize(
     )
 
 
+def from_rollup(info: SignalInfo, rollup: Rollup, end: float) -> TelemetrySummary | None:
+    """The summary of one signal's combined minute rollups; None when they hold no sample."""
+    if not rollup.count and not rollup.bad:
+        return None
+    return TelemetrySummary(
+        signal=info.signal,
+        asset=info.asset,
+        start=rollup.ts,
+        end=end,
+        count=rollup.count,
+        bad=rollup.bad,
+        min=_finite(rollup.min),
+        max=_finite(rollup.max),
+        mean=_finite(rollup.mean),
+        last=rollup.last,
+        unit=info.unit,
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def window_summaries(store: SignalHistory, start: float, end: float) -> list[TelemetrySummary]:
+    """Every signal's summary of ``[start, end)``: from the rollups for whole minutes."""
+    infos = store.signals()
+    if start % MINUTE == 0 and end % MINUTE == 0:
+        rollups = store.window_rollups(start, end)
+        pairs = ((info, rollups.get(info.signal)) for info in infos)
+        return [s for info, r in pairs if r and (s := from_rollup(info, r, end))]
+    return [
+        summary
+        for info in infos
+        if (summary := summarize(info, store.history(info.signal, start, end), start, end))
+    ]
+
+
 def telemetry_step(
     store: SignalHistory, outbox: Outbox, sink: str, gateway: str, interval: float, now: float
 ) -> int:
@@ -87,12 +174,7 @@ def telemetry_step(
     done = 0
     while start + interval <= last_due and done < MAX_WINDOWS_PER_STEP:
         end = start + interval
-        summaries = [
-            summary
-            for info in store.signals()
-            if (summary := summarize(info, store.history(info.signal, start, end), start, end))
-        ]
-        outbox.put_telemetry(summaries, gateway, [sink], until=end)
+        outbox.put_telemetry(window_summaries(store, start, end), gateway, [sink], until=end)
         start, done = end, done + 1
     return done
 

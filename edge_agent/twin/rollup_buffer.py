@@ -186,15 +186,25 @@ class RollupBuffer:
         g.last[same] = np.where(older, cols["last"][s], g.last[same])
         g.last_ts[same] = np.maximum(cols["last_ts"][s], g.last_ts[same])
 
-    def _close(self, sids: np.ndarray) -> None:
+    def open_rows(self, first: int, last: int) -> list[RollupRow]:
+        """Rows of the open minutes in ``first..last - 1``, then the closed rows not yet written."""
+        minute = self._cols["minute"]
+        sids = np.flatnonzero((minute >= first) & (minute < last))
+        unwritten = [row for row in self.pending if first <= row[1] < last]
+        return unwritten + self._rows(self._view(sids), np.ones(sids.size, dtype=bool))
+
+    def _view(self, sids: np.ndarray) -> _Groups:
         cols = self._cols
         fields = {
             name: cols[name][sids]
             for name in ("minute", "lo", "hi", "total", "count", "bad", "last", "last_ts")
         }
-        view = _Groups(sid=sids, is_last=np.zeros(sids.size, dtype=bool), **fields)
+        return _Groups(sid=sids, is_last=np.zeros(sids.size, dtype=bool), **fields)
+
+    def _close(self, sids: np.ndarray) -> None:
+        view = self._view(sids)
         self.pending.extend(self._rows(view, np.ones(sids.size, dtype=bool)))
-        cols["closed_upto"][sids] = fields["minute"]
+        self._cols["closed_upto"][sids] = view.minute
         self._reset(sids)
 
     def _rows(self, g: _Groups, which: np.ndarray) -> list[RollupRow]:

@@ -18,6 +18,7 @@ SIGNAL_BITS | signal_id``; a row is only valid when its ``minute`` column matche
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,3 +137,51 @@ class LateAcc:
             self.count,
             self.bad,
         )
+
+
+def combine(rows: Iterable[RollupRow], start: float) -> dict[int, Rollup]:
+    """One :class:`Rollup` per signal id over several minutes' rows (``ts`` = ``start``).
+
+    A later row for the same ``(id, minute)`` replaces an earlier one, so pass
+    the stored rows first and the rows still in memory after them.
+    """
+    latest = {(row[0], row[1]): row for row in rows}
+    merged: dict[int, RollupRow] = {}
+    for row in latest.values():
+        sid = row[0] & SIGNAL_MASK
+        old = merged.get(sid)
+        merged[sid] = row if old is None else _merge(old, row)
+    return {sid: _window(row, start) for sid, row in merged.items()}
+
+
+def _merge(a: RollupRow, b: RollupRow) -> RollupRow:
+    newer = b if b[7] and (not a[7] or b[6] >= a[6]) else a
+    return (
+        a[0],
+        a[1],
+        _pick(min, a[2], b[2]),
+        _pick(max, a[3], b[3]),
+        a[4] + b[4],
+        newer[5],
+        newer[6],
+        a[7] + b[7],
+        a[8] + b[8],
+    )
+
+
+def _pick(fn: Callable[[list[float]], float], a: float | None, b: float | None) -> float | None:
+    known = [v for v in (a, b) if v is not None and not math.isnan(v)]
+    return fn(known) if known else None
+
+
+def _window(row: RollupRow, start: float) -> Rollup:
+    _, _, lo, hi, total, last, _, count, bad = row
+    return Rollup(
+        ts=start,
+        min=_pick(min, lo, None),
+        max=_pick(max, hi, None),
+        mean=total / count if count else None,
+        last=last if count else None,
+        count=count,
+        bad=bad,
+    )

@@ -20,6 +20,14 @@ with files 10-17 % larger. The whole store (rings, latest, rollups) ingests at
 1.07-1.31x a naive raw ``executemany`` loop and 0.58-0.72x SQLite's floor. A
 slot costs about 30 bytes on disk; a rollup row about 60.
 
+BAD runs
+--------
+A run of BAD samples of one signal keeps only its first and its newest sample in
+the ring (the newest overwrites the slot in place): line noise or a device that
+refuses reads for hours would otherwise replace the signal's whole GOOD history
+with BAD rows. The rollups still count every BAD sample; the latest value is the
+newest. After a restart a run that goes on takes one more slot.
+
 Durability contract
 -------------------
 One :meth:`SignalStore.write` is one transaction (the agent calls it once per
@@ -51,6 +59,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import IO
 
@@ -62,11 +71,18 @@ __all__ = ["SignalStore", "StoreError"]
 from edge_agent.twin import queries
 from edge_agent.twin import sql_layout as layout
 from edge_agent.twin.config import MINUTE, TwinConfig
-from edge_agent.twin.queries import QUALITY_CODE, RingRow
+from edge_agent.twin.queries import QUALITY_CODE, RingColumns
 from edge_agent.twin.rollup_buffer import RollupBuffer
-from edge_agent.twin.rollups import MERGE_SQL, REPLACE_SQL, SIGNAL_BITS, Rollup, RollupRow
+from edge_agent.twin.rollups import (
+    MERGE_SQL,
+    REPLACE_SQL,
+    SIGNAL_BITS,
+    Rollup,
+    RollupRow,
+    combine,
+)
 from edge_agent.twin.signal_status import SignalStatus, WriteHealth, signal_status
-from edge_agent.types import Sample, SignalInfo
+from edge_agent.types import Quality, Sample, SignalInfo
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +90,8 @@ PRUNE_PASS = 600.0
 """Seconds for the incremental age pruning to sweep every slot once."""
 PRUNE_CHUNKS = 64
 MAX_SIGNALS = 1 << SIGNAL_BITS
+BAD_CODE = QUALITY_CODE[Quality.BAD]
+_COLUMNS = tuple(itemgetter(i) for i in range(4))  # Sample's signal, ts, value, quality
 
 
 class SignalStore:
@@ -101,6 +119,7 @@ class SignalStore:
         self._infos: dict[int, SignalInfo] = {}
         self._unsaved: list[int] = []
         self._seq = np.zeros(0, dtype=np.int64)
+        self._runs = np.zeros(0, dtype=np.int64)  # BAD samples at each ring's head, up to 2
         self._latest: dict[str, Sample] = {}
         self._rollups = RollupBuffer(config.rollup_slots())
         self._saved_watermark: int | None = None
@@ -156,6 +175,7 @@ class SignalStore:
         if "heads" not in meta:
             raise StoreError("not an edge-agent twin file (no meta table)")
         self._seq = layout.heads_from_blob(meta["heads"])
+        self._runs = np.zeros(self._seq.size, dtype=np.int64)
         self._slots = int(meta["slots"])
         if not self.readonly:
             self._reshape(meta)
@@ -190,6 +210,8 @@ class SignalStore:
     def _load_latest(self) -> None:
         names = {sid: info.signal for sid, info in self._infos.items()}
         self._latest = queries.read_latest(self._conn, self._seq, self._slots, names)
+        for name, sample in self._latest.items():  # a BAD run goes on after a restart
+            self._runs[self._ids[name]] = int(sample.quality == Quality.BAD)
 
     def _rebuild_open_minutes(self) -> None:
         """Re-fold the minutes that were still open when the file was last written."""
@@ -209,36 +231,40 @@ class SignalStore:
             self._infos[sid] = info
             self._unsaved.append(sid)
         if self._unsaved:
-            self._commit([], self._seq.copy())
+            self._commit(([], [], [], []), (self._seq.copy(), self._runs.copy()))
 
     def write(self, samples: Sequence[Sample]) -> None:
         """Store a batch in one transaction: rings, latest values, rollups.
 
         Unknown signals are added to the catalogue (interval 0: never stale).
         Samples whose timestamp is not a finite number are dropped and counted in
-        ``health.rejected``. A full disk does not raise: see the module docstring.
+        ``health.rejected``. A run of BAD samples keeps only its first and newest
+        sample in the ring (the rollups count them all). A full disk does not
+        raise: see the module docstring.
         """
         self._require_writer()
         if not samples:
             return
-        ts = [s.ts for s in samples]
-        if not np.isfinite(np.array(ts, dtype=np.float64)).all():
+        # One column at a time, in C (zip(*samples) builds one iterator per sample: 4x slower).
+        names, stamps, values, qualities = (list(map(get, samples)) for get in _COLUMNS)
+        ts = np.array(stamps, dtype=np.float64)
+        if not np.isfinite(ts).all():
             self.health.reject([s for s in samples if not math.isfinite(s.ts)])
             self.write([s for s in samples if math.isfinite(s.ts)])
             return
-        names = [s.signal for s in samples]
         sid = np.array(self._signal_ids(names), dtype=np.int64)
-        values = [s.value for s in samples]
-        before = self._seq.copy()
-        row_ids = (queries.ring_slots(self._seq, sid, self._slots) << SIGNAL_BITS) | sid
-        qualities = [QUALITY_CODE[s.quality] for s in samples]
-        rows = list(zip(row_ids.tolist(), ts, values, qualities, strict=True))
+        codes = list(map(QUALITY_CODE.__getitem__, qualities))
+        before = self._seq.copy(), self._runs.copy()
+        bad = np.array(codes, dtype=np.int64) == BAD_CODE
+        slots = queries.compact_slots(self._seq, self._runs, sid, bad, self._slots)
+        row_ids = (slots << SIGNAL_BITS) | sid
+        ring: RingColumns = (row_ids.tolist(), stamps, values, codes)
         self._latest.update(zip(names, samples, strict=True))
-        self._rollups.add_batch(sid, np.array(ts, dtype=np.float64), np.array(values, np.float64))
+        self._rollups.add_batch(sid, ts, np.array(values, np.float64))
         self._rollups.sweep()
-        self._commit(rows, before)
+        self._commit(ring, before)
 
-    def _signal_ids(self, names: list[str]) -> list[int]:
+    def _signal_ids(self, names: Sequence[str]) -> list[int]:
         ids = self._ids
         try:
             return [ids[name] for name in names]
@@ -248,18 +274,18 @@ class SignalStore:
                     self._unsaved.append(self._allocate(_guess_info(name)))
             return [ids[name] for name in names]
 
-    def _commit(self, rows: list[RingRow], before: np.ndarray) -> None:
+    def _commit(self, ring: RingColumns, before: tuple[np.ndarray, np.ndarray]) -> None:
         pending, merges = self._rollups.take()
         watermark = self._rollups.watermark
         try:
-            self._transaction(rows, pending, merges, watermark)
+            self._transaction(ring, pending, merges, watermark)
         except sqlite3.Error as exc:
             self._rollback()
-            self._seq = before
+            self._seq, self._runs = before
             self._rollups.keep(pending, merges, limit=10 * max(len(self._ids), 100))
             if not _is_full(exc):
                 raise StoreError(f"twin: write failed: {exc}") from exc
-            self.health.failed(exc, len(rows))
+            self.health.failed(exc, len(ring[0]))
             return
         self._unsaved.clear()
         self._saved_watermark = watermark
@@ -267,7 +293,7 @@ class SignalStore:
 
     def _transaction(
         self,
-        rows: list[RingRow],
+        ring: RingColumns,
         pending: list[RollupRow],
         merges: list[RollupRow],
         watermark: int | None,
@@ -277,7 +303,7 @@ class SignalStore:
         if self._unsaved:
             entries = [(sid, self._infos[sid]) for sid in dict.fromkeys(self._unsaved)]
             queries.write_catalogue(conn, entries)
-        conn.executemany(queries.RING_SQL, rows)
+        queries.write_ring(conn, ring)
         if pending:
             conn.executemany(REPLACE_SQL, pending)
         if merges:
@@ -368,6 +394,20 @@ class SignalStore:
             result = [r for r in result if r.ts != current.ts] + [current]
         return result
 
+    def window_rollups(self, start: float, end: float) -> dict[str, Rollup]:
+        """Every signal's minute rollups over ``[start, end)`` combined into one (``ts = start``).
+
+        ``start`` and ``end`` are taken to be whole minutes (telemetry windows of
+        whole minutes). Reads the stored minutes by row id range, then the open
+        minutes and the closed ones not yet written from memory.
+        """
+        first, last = math.floor(start / MINUTE), math.floor(end / MINUTE)
+        rows = queries.read_minutes(self._conn, first, last, self._rollups.slots)
+        if not self.readonly:
+            rows += self._rollups.open_rows(first, last)
+        names = {sid: info.signal for sid, info in self._infos.items()}
+        return {names[sid]: r for sid, r in combine(rows, start).items() if sid in names}
+
     def close(self) -> None:
         """Close the file (committed writes are already durable)."""
         self._conn.close()
@@ -389,7 +429,8 @@ class SignalStore:
 
     def _grow_heads(self, sid: int) -> None:
         if self._seq.size <= sid:
-            self._seq = np.r_[self._seq, np.zeros(sid + 1 - self._seq.size, dtype=np.int64)]
+            grow = np.zeros(sid + 1 - self._seq.size, dtype=np.int64)
+            self._seq, self._runs = np.r_[self._seq, grow], np.r_[self._runs, grow]
 
 
 def _guess_info(signal: str) -> SignalInfo:

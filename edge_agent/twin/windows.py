@@ -64,6 +64,8 @@ class Windows:
     def append(self, samples: Iterable[Sample]) -> None:
         """Add samples (each signal's in arrival order); BAD values become NaN."""
         rings, only = self._rings, self._only
+        if only is not None and not only:
+            return  # no detector reads a window: skip the walk over every polled sample
         for sample in samples:
             ring = rings.get(sample.signal)
             if ring is None:

@@ -13,7 +13,12 @@ from typing import Any
 from edge_agent.forward.config import JsonlSinkConfig, OutboxConfig
 from edge_agent.forward.encode import decode
 from edge_agent.forward.outbox import Outbox
-from edge_agent.forward.telemetry import summarize, telemetry_forever, telemetry_step
+from edge_agent.forward.telemetry import (
+    summarize,
+    telemetry_forever,
+    telemetry_step,
+    window_summaries,
+)
 from edge_agent.twin.config import TwinConfig
 from edge_agent.twin.store import SignalStore
 from edge_agent.types import Quality, Sample, SignalInfo
@@ -101,4 +106,29 @@ async def test_telemetry_forever_queues_and_wakes_the_sink(tmp_path: Path) -> No
     assert payloads[0]["end"] - payloads[0]["start"] == 1.0
     assert payloads[0]["signal"] == "plc.temp" and payloads[0]["count"] >= 1
     executor.shutdown()
+    store.close()
+
+
+def test_minute_windows_from_rollups_equal_the_raw_summaries(tmp_path: Path) -> None:
+    now = math.floor(1_800_000_000 / 60) * 60 + 30
+    store = _store(tmp_path, now)
+    other = SignalInfo("plc.flow", "plc", 0.5, asset="press1", unit="l/min")
+    store.register([other])
+    samples = []
+    for i in range(1200):  # 10 minutes at 0.5 s, BAD every 13th, UNCERTAIN every 7th
+        ts, value = now - 600 + i * 0.5, float((i * 37) % 101) - 50.0
+        quality = Quality.UNCERTAIN if i % 7 == 0 else Quality.GOOD
+        samples.append(
+            Sample.bad("plc.temp", ts) if i % 13 == 0 else Sample("plc.temp", ts, value, quality)
+        )
+        samples.append(Sample("plc.flow", ts, value * 2, Quality.GOOD))
+    for chunk in range(0, len(samples), 40):  # flushes of 20 s, the newest minute still open
+        store.write(samples[chunk : chunk + 40])
+    for start in (now - 570, now - 390, now - 90):
+        for end in (start + 60, start + 120):
+            raw = [
+                summarize(info, store.history(info.signal, start, end), start, end)
+                for info in store.signals()
+            ]
+            assert window_summaries(store, start, end) == [s for s in raw if s is not None]
     store.close()

@@ -169,3 +169,14 @@ def test_a_second_writer_is_refused_until_the_first_closes(db: Path) -> None:
     reader.close()
     first.close()
     SignalStore.open(db, TwinConfig()).close()
+
+
+def test_one_batch_longer_than_the_ring_keeps_its_newest_samples(db: Path) -> None:
+    # 1,234 samples of one signal in one write: multi-row INSERT chunks and the
+    # remainder overwrite the same 7 slots, the last row for a slot winning.
+    store = open_store(db, TwinConfig(max_samples=7), T0 + 2000)
+    batch = [Sample("pump.flow", T0 + i, float(i), Quality.GOOD) for i in range(1234)]
+    store.write([*batch[:3], Sample("press1.temp", T0, 1.0, Quality.GOOD), *batch[3:]])
+    assert store.history("pump.flow", 0.0) == batch[-7:]
+    assert store.history("press1.temp", 0.0) == [Sample("press1.temp", T0, 1.0, Quality.GOOD)]
+    store.close()

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Literal, NamedTuple, get_args
 
 from edge_agent.types import Quality, Sample
@@ -133,32 +134,13 @@ def scaled(raw: float, scale: float, offset: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _good_sample_maker() -> Callable[[str, float, float], Sample]:
-    """A constructor of GOOD samples that skips the frozen dataclass's ``__init__``.
-
-    A frozen dataclass assigns each field through ``object.__setattr__``: 0.7 us
-    per Sample here, the largest part of the source's per-tag cost (measured by
-    ``bench/modbus_poll.py``). Setting the slots directly takes 0.4 us. Only
-    when Sample has exactly the slots this knows; otherwise the plain class.
-    """
-    names = ("signal", "ts", "value", "quality")
-    if getattr(Sample, "__slots__", ()) != names or [f.name for f in fields(Sample)] != list(names):
-        return lambda signal, ts, value: Sample(signal, ts, value, Quality.GOOD)
-    set_signal, set_ts, set_value, set_quality = (vars(Sample)[n].__set__ for n in names)
-    new, good = object.__new__, Quality.GOOD
-
-    def good_sample(signal: str, ts: float, value: float) -> Sample:
-        sample = new(Sample)
-        set_signal(sample, signal)
-        set_ts(sample, ts)
-        set_value(sample, value)
-        set_quality(sample, good)
-        return sample
-
-    return good_sample
+_new = tuple.__new__
+_GOOD = Quality.GOOD
 
 
-good_sample = _good_sample_maker()
+def good_sample(signal: str, ts: float, value: float) -> Sample:
+    """A GOOD sample, built with ``tuple.__new__`` (see :class:`edge_agent.types.Sample`)."""
+    return _new(Sample, (signal, ts, value, _GOOD))
 
 
 # how a slot reads its raw value (see Slot)
@@ -199,11 +181,71 @@ class Slot(NamedTuple):
         return cls(field.signal, kind, index * 2, field.unpacker().unpack_from, 0, *common)
 
 
+class _Run(NamedTuple):
+    """A block whose slots are one contiguous array of one type, unscaled: one unpack."""
+
+    unpack: Callable[[bytes, int], tuple[Any, ...]]
+    start: int
+    swapped: bool
+    names: tuple[str, ...]
+    integer: bool
+
+
+class Slots(list[Slot]):
+    """A request's slots, with :class:`_Run` when one ``struct`` call decodes them all.
+
+    The usual block (consecutive float32 or int16 tags, no scale) then decodes at
+    about the cost of a hand-written ``struct.unpack`` loop (0.16 against 0.43 us
+    per value), the rest of the time one Python step per slot.
+    """
+
+    run: _Run | None = None
+
+    @classmethod
+    def of(cls, slots: Sequence[Slot]) -> Slots:
+        """``slots`` as a :class:`Slots`, its run found once (the plan caches it)."""
+        made = cls(slots)
+        made.run = _find_run(made)
+        return made
+
+
+def _find_run(slots: Sequence[Slot]) -> _Run | None:
+    if not slots or any(s.scale != 1.0 or s.offset != 0.0 for s in slots):
+        return None
+    kinds = {s.kind for s in slots}
+    formats = {_format(s) for s in slots}
+    fmt = formats.pop()
+    if len(kinds) != 1 or formats or fmt is None:
+        return None
+    size = struct.calcsize(fmt)
+    if any(s.pos != slots[0].pos + k * size for k, s in enumerate(slots)):
+        return None
+    whole = struct.Struct(fmt[0] + fmt[1:] * len(slots))
+    names = tuple(s.signal for s in slots)
+    integer = fmt[-1] not in "fd"
+    return _Run(whole.unpack_from, slots[0].pos, kinds.pop() == _SWAPPED, names, integer)
+
+
+def _format(slot: Slot) -> str | None:
+    owner = getattr(slot.unpack, "__self__", None)
+    return owner.format if isinstance(owner, struct.Struct) else None
+
+
 def decode_registers(slots: Sequence[Slot], registers: Sequence[int], ts: float) -> list[Sample]:
     """Decode every slot of a register block into samples (non-finite -> BAD)."""
+    run = getattr(slots, "run", None)
+    if run is not None:
+        values: Iterable[float] = run.unpack(pack_block(registers, run.swapped), run.start)
+        if run.integer:
+            values = map(float, values)
+        elif not all(map(math.isfinite, values)):
+            run = None  # a NaN or an infinity: the slot by slot path makes it BAD
+        if run is not None:  # every tuple is built in C: 0.14 us per value with the Sample
+            rows = zip(run.names, repeat(ts), values, repeat(_GOOD))
+            return list(map(_new, repeat(Sample), rows))
     plain = swapped = b""
     out: list[Sample] = []
-    append, isfinite, make = out.append, math.isfinite, good_sample
+    append, isfinite, new, good = out.append, math.isfinite, _new, _GOOD
     for signal, kind, pos, unpack, bit, scale, offset in slots:
         if kind == _WORD:
             raw: float = registers[pos]
@@ -216,7 +258,9 @@ def decode_registers(slots: Sequence[Slot], registers: Sequence[int], ts: float)
             swapped = swapped or pack_block(registers, True)
             raw = unpack(swapped, pos)[0]  # type: ignore[misc]
         value = raw * scale + offset
-        append(make(signal, ts, value) if isfinite(value) else Sample.bad(signal, ts))
+        append(
+            new(Sample, (signal, ts, value, good)) if isfinite(value) else Sample.bad(signal, ts)
+        )
     return out
 
 

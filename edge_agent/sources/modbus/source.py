@@ -14,6 +14,7 @@ when every unit is silent, or the connection drops, ``read`` raises
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from edge_agent.sources.modbus.codec import (
     BIT_TABLES,
     Field,
     Slot,
+    Slots,
     Table,
     decode_bits,
     decode_registers,
@@ -107,8 +109,10 @@ class _Plan:
             self._cache.clear()
 
     def slots(self, request: Request) -> list[Slot]:
-        """The fields of ``request`` placed in its block."""
-        return [Slot.place(self.fields[p.key], p.address - request.start) for p in request.points]
+        """The fields of ``request`` placed in its block (one unpack for a uniform block)."""
+        return Slots.of(
+            [Slot.place(self.fields[p.key], p.address - request.start) for p in request.points]
+        )
 
 
 def _field(config: ModbusSourceConfig, register: ModbusRegisterConfig) -> Field:
@@ -259,9 +263,9 @@ class ModbusSource:
             raise SourceError(f"{self.config.name}: no unit answers on {self.config.url}")
         return samples
 
-    @property
+    @functools.cached_property
     def _worst(self) -> float:
-        """What one try costs when its unit does not answer."""
+        """What one try costs when its unit does not answer (once: the config walks every tag)."""
         return self.config.request_timeout * (self.config.retries + 1)
 
     def _queue(self, jobs: list[_Job]) -> list[_Job]:
@@ -274,8 +278,10 @@ class ModbusSource:
         """
         assert self._health is not None
         carried, self._deferred = self._deferred, []
-        waiting = {request for request, _ in carried}
-        ordered = carried + [job for job in jobs if job[0] not in waiting]
+        ordered = jobs
+        if carried:  # hashing every request of every tick cost 5 % of the agent at 100k tags/s
+            waiting = {request for request, _ in carried}
+            ordered = carried + [job for job in jobs if job[0] not in waiting]
         trusted = [job for job in ordered if self._health.trusted(job[0].unit)]
         others = [job for job in ordered if not self._health.trusted(job[0].unit)]
         return trusted + others
