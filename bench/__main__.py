@@ -19,6 +19,7 @@ BENCHMARKS = (
     "inference",
     "detect_step",
     "forward_drain",
+    "sparkplug_backfill",
     "command_latency",
     "sim_plant",
     "skab_eval",

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import struct
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ def fields(data: bytes) -> list[tuple[int, int, Any]]:
     while at < len(data):
         key, at = _varint(data, at)
         number, wire = key >> 3, key & 7
+        value: Any
         if wire == 0:
             value, at = _varint(data, at)
         elif wire == 1:
@@ -162,6 +164,8 @@ class Message:
     payload: dict[str, Any]
     qos: int
     retain: bool
+    at: float = field(default_factory=time.time)
+    """Arrival time (epoch seconds), for the benchmark's delays."""
 
     def metric(self, name: str) -> dict[str, Any]:
         """The first metric called ``name``."""
@@ -213,7 +217,7 @@ def _parse(message: aiomqtt.Message) -> Message | None:
     parts = str(message.topic).split("/")
     if parts[1] == "STATE" or parts[2] in ("NCMD", "DCMD"):
         return None
-    data = bytes(message.payload)  # type: ignore[arg-type]
+    data = bytes(message.payload)  # type: ignore[arg-type,unused-ignore]
     device = parts[4] if len(parts) > 4 else ""
     return Message(str(message.topic), parts[2], device, decode_payload(data), message.qos,
                    message.retain)  # fmt: skip
