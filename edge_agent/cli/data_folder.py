@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edge_agent.errors import ConfigError
 from edge_agent.forward.config import OutboxConfig
 from edge_agent.forward.outbox_status import OutboxStatus, open_readonly, read_status
@@ -50,10 +48,11 @@ class DataFolder:
         Raises:
             ConfigError: unreadable file, or a data_dir/twin/outbox path using ``${VAR}``.
         """
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+        from edge_agent.config_yaml import load_yaml, read_config_bytes
+
+        data, _ = load_yaml(read_config_bytes(path), path)  # the same bounded reader as run
+        if not isinstance(data, dict):
+            data = {}
         agent = data.get("agent") or {}
         base = path.resolve().parent
         folder = base / str(agent.get("data_dir", "/var/lib/edge-agent"))

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from tests.web.conftest import SiteAgent, site, wait_for
@@ -60,3 +61,10 @@ def test_alerts_open_then_history(site: SiteAgent) -> None:
     assert episode["cleared_at"] > episode["raised_at"]
     api = site.get("/api/v1/alerts?state=all").json()["alerts"]
     assert next(a for a in api if a["id"] == episode["id"]) == episode
+
+
+def test_status_reads_its_config_with_the_bounded_reader(tmp_path: Path) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text("agent:\n  data_dir: data\nagent:\n  data_dir: other\n")
+    result = cli("status", "--config", str(config))
+    assert result.returncode == 78 and "given twice" in result.stderr, result.stderr
