@@ -37,6 +37,7 @@ from edge_agent.storage_guard import open_outbox, open_twin
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
+from edge_agent.types import SignalInfo
 from edge_agent.web.alerts import OutboxAlerts
 from edge_agent.web.config import load_token
 from edge_agent.web.server import serve_web_forever
@@ -108,11 +109,16 @@ async def _restore_open_alerts(
         )  # fmt: skip
 
 
+def catalogue(sources: list[Source], detector: Detector) -> list[SignalInfo]:
+    """Every signal the agent records: the sources', the detector's, each source's link."""
+    infos = [info for source in sources for info in source.signals()] + detector.signal_infos()
+    return infos + [link_info(source) for source in sources]
+
+
 async def _prepare(
     worker: Worker, store: SignalStore, detector: Detector, sources: list[Source]
 ) -> Windows:
-    infos = [info for s in sources for info in s.signals()] + detector.signal_infos()
-    infos += [link_info(s) for s in sources]
+    infos = catalogue(sources, detector)
     await worker.run(store.register, infos)
     window_s = detector.window_seconds()
     needed = detector.signals()
@@ -132,8 +138,7 @@ async def _supervise(
 ) -> None:
     store, windows, detector, outbox = stages
     # Sinks that publish values as they change (sparkplug) see every recorded batch.
-    infos = [info for source in sources for info in source.signals()] + detector.signal_infos()
-    infos += [link_info(source) for source in sources]
+    infos = catalogue(sources, detector)
     observer = attach_live(sinks, infos, observer)
     token = load_token(config.web)
     recorder = Recorder(store, windows, worker, config.twin.flush_interval, observer)
