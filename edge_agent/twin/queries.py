@@ -78,9 +78,9 @@ def compact_slots(
     and newest samples and the GOOD history before them. ``runs`` (BAD samples at
     the head of each signal, capped at 2) is updated in place like ``heads``.
     """
-    involved = np.union1d(sid[bad], np.flatnonzero(runs))
-    if involved.size == 0:
+    if not np.count_nonzero(bad) and not np.count_nonzero(runs):  # the usual flush: 2 C calls
         return ring_slots(heads, sid, slots)
+    involved = np.union1d(sid[bad], runs.nonzero()[0])
     slow = np.isin(sid, involved)  # the signals in or near a BAD run: one sample at a time
     out = np.empty(sid.size, dtype=np.int64)
     out[~slow] = ring_slots(heads, sid[~slow], slots)
