@@ -37,6 +37,12 @@ class _Groups:
 
 
 def _group(sid: np.ndarray, minute: np.ndarray, ts: np.ndarray, val: np.ndarray) -> _Groups:
+    if not np.count_nonzero(np.bincount(sid) > 1):
+        return _singles(sid, minute, ts, val)
+    return _sorted_groups(sid, minute, ts, val)
+
+
+def _sorted_groups(sid: np.ndarray, minute: np.ndarray, ts: np.ndarray, val: np.ndarray) -> _Groups:
     order = np.lexsort((ts, minute, sid))  # stable: equal times keep arrival order
     s, m, t, v = sid[order], minute[order], ts[order], val[order]
     n = s.size
@@ -62,6 +68,25 @@ def _group(sid: np.ndarray, minute: np.ndarray, ts: np.ndarray, val: np.ndarray)
         last=np.where(has, v[pick], np.nan),
         last_ts=np.where(has, t[pick], -np.inf),
         is_last=_run_ends(gs),
+    )
+
+
+def _singles(sid: np.ndarray, minute: np.ndarray, ts: np.ndarray, val: np.ndarray) -> _Groups:
+    """:func:`_group` of a batch with one sample per signal (a flush at ticks >= the flush
+    interval): every sample is its own group, in any order, and no sort is needed."""
+    good = ~np.isnan(val)
+    count = good.astype(_I64)
+    return _Groups(
+        sid=sid,
+        minute=minute,
+        lo=val.copy(),  # _absorb updates the groups in place: no two may share memory
+        hi=val.copy(),
+        total=np.where(good, val, 0.0),
+        count=count,
+        bad=1 - count,
+        last=val,
+        last_ts=np.where(good, ts, -np.inf),
+        is_last=np.ones(sid.size, dtype=bool),
     )
 
 
