@@ -12,8 +12,11 @@ what a silent unit means on a shared bus.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -206,6 +209,8 @@ class ModbusLink:
                 self.endpoint.host, port=self.endpoint.port, framer=framer, **common
             )
         client.set_max_no_responses(1 << 30)  # silence is judged per unit by the source
+        for response in _word_responses():
+            client.register(response)  # replaces the stock fc 3 and 4 replies, this client only
         return client
 
     def _on_connect(self, up: bool) -> None:
@@ -309,6 +314,43 @@ def _reply(response: Any, table: Table, count: int) -> Reply:
         return bits[:count] if len(bits) >= count else Refused(MALFORMED)
     registers = list(response.registers)
     return registers if len(registers) == count else Refused(MALFORMED)
+
+
+@functools.cache
+def _word_responses() -> tuple[type[Any], ...]:
+    """Register replies (fc 3, fc 4) decoded with one ``struct`` call per reply.
+
+    pymodbus unpacks each register of a reply with its own ``struct.unpack``: at
+    62 registers... 125 per reply that was 0.2 us of event-loop CPU per register,
+    as much as the agent's whole decode of a float32 into a Sample.
+    """
+    from pymodbus.pdu.register_message import (
+        ReadHoldingRegistersResponse,
+        ReadInputRegistersResponse,
+    )
+
+    class Holding(ReadHoldingRegistersResponse):
+        def decode(self, data: bytes) -> None:
+            decode_words(self, data, super().decode)
+
+    class Input(ReadInputRegistersResponse):
+        def decode(self, data: bytes) -> None:
+            decode_words(self, data, super().decode)
+
+    return Holding, Input
+
+
+def decode_words(pdu: Any, data: bytes, stock: Callable[[bytes], None]) -> None:
+    """Set ``pdu.registers`` from a register reply's bytes (byte count, then the words).
+
+    A reply pymodbus would refuse (empty, an odd byte count, shorter than it says)
+    goes to its ``stock`` decode, which fails as it always did.
+    """
+    size = data[0] if data else 0
+    if not data or size % 2 or size >= len(data):
+        stock(data)
+        return
+    pdu.registers = list(struct.unpack_from(f">{size // 2}H", data, 1))
 
 
 def _quiet_pymodbus() -> None:
