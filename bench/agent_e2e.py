@@ -387,13 +387,17 @@ def tick_free_rate(rows: int, stamps: list[float], wall: float) -> float:
 
 
 def start_agent(
-    case: Case, port: int, folder: Path, sock: socket.socket
+    case: Case,
+    port: int,
+    folder: Path,
+    sock: socket.socket,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str, float]:
     """Write the config, start the agent, wait for READY; (process, metrics URL, startup s)."""
     metrics_port = free_port()
     config = folder / "agent.yaml"
     config.write_text(json.dumps(agent_config(case, port, metrics_port, folder), indent=1))
-    env = {**os.environ, "NOTIFY_SOCKET": str(folder / "notify.sock")}
+    env = {**os.environ, **(extra_env or {}), "NOTIFY_SOCKET": str(folder / "notify.sock")}
     spawned = time.monotonic()
     with (folder / "agent.log").open("wb") as log:
         proc = subprocess.Popen(
