@@ -51,3 +51,11 @@ def outcome(decode: Callable[[bytes], object], data: bytes) -> object:
 
 def test_both_register_tables_are_replaced() -> None:
     assert [r.function_code for r in _word_responses()] == [3, 4]
+
+
+def test_a_reply_reads_short_in_pymodbus_debug_lines() -> None:
+    holding, _ = _word_responses()
+    pdu = holding()
+    pdu.decode(struct.pack(">B124H", 248, *range(124)))
+    assert str(pdu).endswith("124 registers)")
+    assert "123" not in str(pdu)  # the words themselves are not written out
