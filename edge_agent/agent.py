@@ -31,17 +31,17 @@ from edge_agent.notify import Notifier
 from edge_agent.observer import Observer
 from edge_agent.preflight import load_detector
 from edge_agent.registry import build_sink, build_source
-from edge_agent.reload import Running, window_capacity
-from edge_agent.sources.poll import Source, link_info
+from edge_agent.reload import Running
+from edge_agent.sources.poll import Source
 from edge_agent.storage_guard import open_outbox, open_twin
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
-from edge_agent.types import SignalInfo
 from edge_agent.web.alerts import OutboxAlerts
 from edge_agent.web.config import load_token
 from edge_agent.web.server import serve_web_forever
 from edge_agent.web.site import Site
+from edge_agent.wiring import catalogue, restore_open_alerts, warm_windows
 from edge_agent.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -98,10 +98,8 @@ async def _restore_open_alerts(
     worker: Worker, detector: Detector, outbox: Outbox, gateway: str
 ) -> None:
     """Alerts open when the last run ended (however it ended) are watched again."""
-    alerts = await worker.run(outbox.open_alerts)
-    orphans = detector.restore(alerts, time.time())
-    if orphans:
-        await worker.run(outbox.put_alerts, orphans, gateway)
+    now = time.time()
+    alerts, orphans = await worker.run(restore_open_alerts, detector, outbox, gateway, now)
     if alerts:
         log.info(
             "detect: %d alert(s) still open from the last run (%d no longer configured, cleared)",
@@ -109,22 +107,12 @@ async def _restore_open_alerts(
         )  # fmt: skip
 
 
-def catalogue(sources: list[Source], detector: Detector) -> list[SignalInfo]:
-    """Every signal the agent records: the sources', the detector's, each source's link."""
-    infos = [info for source in sources for info in source.signals()] + detector.signal_infos()
-    return infos + [link_info(source) for source in sources]
-
-
 async def _prepare(
     worker: Worker, store: SignalStore, detector: Detector, sources: list[Source]
 ) -> Windows:
     infos = catalogue(sources, detector)
     await worker.run(store.register, infos)
-    window_s = detector.window_seconds()
-    needed = detector.signals()
-    windows = Windows(window_capacity(window_s, infos, needed), signals=needed)
-    await worker.run(windows.warm, store, needed, time.time() - window_s)
-    return windows
+    return await worker.run(warm_windows, store, detector, infos, time.time())
 
 
 async def _supervise(

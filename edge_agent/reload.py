@@ -33,8 +33,8 @@ from edge_agent.forward.telemetry import telemetry_forever
 from edge_agent.sources.poll import PollStats, link_info, poll_forever
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
-from edge_agent.twin.windows import Windows
 from edge_agent.types import SignalInfo
+from edge_agent.wiring import restore_open_alerts, warm_windows
 from edge_agent.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -111,17 +111,6 @@ def _takes_commands(config: Any) -> bool:
     return getattr(config, "commands", "off") == "on"
 
 
-def window_capacity(window_s: float, infos: Sequence[SignalInfo], needed: set[str]) -> int:
-    """Samples per signal the windows keep: the detectors' span at the fastest interval.
-
-    Four times over, because a streaming serial sensor may send faster than the
-    source's interval; a window short of history would not be scored.
-    """
-    intervals = [i.interval for i in infos if i.signal in needed and i.interval > 0]
-    fastest = min(intervals, default=1.0)
-    return max(256, int(4 * window_s / fastest))
-
-
 def one_line(exc: BaseException) -> str:
     """An error's message on one log line (a ConfigError lists one problem per line)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -148,11 +137,6 @@ class Running:
     _poll_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _sink_tasks: dict[str, list[asyncio.Task[None]]] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    def wake_all(self) -> None:
-        """New rows in the outbox: every delivery loop looks."""
-        for wake in self.wakes.values():
-            wake.set()
 
     def start_source(self, source: Any) -> None:
         """Poll ``source`` in the task group (its stats are shown by the metrics view)."""
@@ -240,12 +224,9 @@ class Running:
         """On the worker thread, between two flushes and two steps: no sample slips past."""
         infos = infos + detector.signal_infos()
         self.store.register(detector.signal_infos())
-        needed, window_s = detector.signals(), detector.window_seconds()
-        windows = Windows(window_capacity(window_s, infos, needed), signals=needed)
-        windows.warm(self.store, needed, now - window_s)
-        orphans = detector.restore(self.outbox.open_alerts(), now)
-        if orphans:  # their rule or asset is gone: cleared, as at a start
-            self.outbox.put_alerts(orphans, self.config.agent.id)
+        windows = warm_windows(self.store, detector, infos, now)
+        # Alerts whose rule or asset is gone are cleared, as at a start.
+        restore_open_alerts(detector, self.outbox, self.config.agent.id, now)
         self.recorder.windows = windows
         self.detect.detector, self.detect.windows = detector, windows
         self.detect.interval = self.config.detect.interval
