@@ -34,7 +34,7 @@ from edge_agent.sources.poll import PollStats, link_info, poll_forever
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
 from edge_agent.types import SignalInfo
-from edge_agent.wiring import restore_open_alerts, warm_windows
+from edge_agent.wiring import catalogue, restore_open_alerts, warm_windows
 from edge_agent.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,9 @@ class Running:
         await self.worker.run(self.store.register, infos)  # before their first samples
         self.config = new
         if plan.detector:
-            every = [i for s in sources for i in s.signals()]
+            # The same catalogue as at a start (link signals included), so the windows
+            # are sized alike.
+            every = catalogue(sources, detector)
             async with self.detect.stepping:
                 await self.worker.run(self._swap_detector, detector, every, time.time())
         for source in starting:
@@ -222,7 +224,6 @@ class Running:
 
     def _swap_detector(self, detector: Detector, infos: list[SignalInfo], now: float) -> None:
         """On the worker thread, between two flushes and two steps: no sample slips past."""
-        infos = infos + detector.signal_infos()
         self.store.register(detector.signal_infos())
         windows = warm_windows(self.store, detector, infos, now)
         # Alerts whose rule or asset is gone are cleared, as at a start.
