@@ -128,14 +128,16 @@ def score_cache(data: Path, folder: Path) -> dict[tuple[int, int], Scores]:
     return out
 
 
-def lifecycle(score: np.ndarray, ts: np.ndarray, threshold: float, d: Debounce) -> np.ndarray:
-    """Alert open per row, the agent's Tracker fed from row ``CAL_ROWS`` on (as replay does)."""
+def lifecycle(
+    score: np.ndarray, ts: np.ndarray, threshold: float, d: Debounce, start: int = CAL_ROWS
+) -> np.ndarray:
+    """Alert open per row, the agent's Tracker fed from row ``start`` on (as replay does)."""
     tracker = Tracker(
         "pump", "model", AlertKind.MODEL, Gate(d.raise_k, d.raise_n), Gate(d.clear_k, d.clear_n)
     )
     alarm = np.zeros(score.size, dtype=bool)
     low = threshold * d.clear_below
-    for i in range(CAL_ROWS, score.size):
+    for i in range(start, score.size):
         s = float(score[i])
         if math.isnan(s):
             continue
@@ -214,3 +216,41 @@ def cross_validate(
             preds[i] = grid.alarm(best, i)
         rows.append((test, best, tuned))
     return rows, metrics(grid.runs, preds)
+
+
+def label_free_far(
+    data: Path, model_path: Path, runs: Sequence[Run], d: Debounce
+) -> dict[str, dict[float, float]]:
+    """False-alarm % per factor on normal data only, with no valve1 label read.
+
+    ``anomaly-free``: ``anomaly-free.csv`` cut into runs of the valve1 length, each
+    calibrated on its first ``CAL_ROWS`` rows, the rest scored. ``first rows``: each
+    valve1 file calibrated on its first ``CAL_ROWS // 2`` rows and scored on the next
+    ones up to ``CAL_ROWS`` (rows the protocol guarantees free of anomalies).
+    """
+    from edge_agent.train.data import read_table
+
+    model = load_model(model_path)
+    table = read_table(data / "anomaly-free" / "anomaly-free.csv")
+    values = table.matrix(model.card.signals)
+    size = int(np.median([r.values.shape[0] for r in runs]))
+    cuts = range(0, len(values) - size + 1, size)
+    half = CAL_ROWS // 2
+    parts = {
+        "anomaly-free": [(values[a : a + size], table.ts[a : a + size], CAL_ROWS) for a in cuts],
+        "first rows": [(r.values[:CAL_ROWS], r.ts[:CAL_ROWS], half) for r in runs],
+    }
+    out: dict[str, dict[float, float]] = {}
+    for name, pieces in parts.items():
+        scored = [(detect_run(model, v, cal)[0], t, cal) for v, t, cal in pieces]
+        out[name] = {f: _far(scored, f, d) for f in FACTORS}
+    return out
+
+
+def _far(scored: list[tuple[np.ndarray, np.ndarray, int]], factor: float, d: Debounce) -> float:
+    alarms = total = 0
+    for score, ts, cal in scored:
+        base = float(np.nanmax(score[:cal]))
+        alarms += int(lifecycle(score, ts, factor * base, d, cal)[cal:].sum())
+        total += score.size - cal
+    return 100.0 * alarms / total
