@@ -185,9 +185,9 @@ def _free_table(grid: Grid, final: Choice, free: dict[str, dict[float, float]]) 
 Could the factor be chosen with no valve1 label at all? For the shipped window, components
 and debounce, the false-alarm rate each factor gives on normal data only: "anomaly-free" =
 `anomaly-free.csv` cut into runs of the valve1 length, each calibrated on its first
-{CAL_ROWS} rows; "first rows" = each valve1 file calibrated on rows 0-{CAL_ROWS // 2 - 1} and \
-scored on rows {CAL_ROWS // 2}-{CAL_ROWS - 1} (free of anomalies by the protocol). The last
-column (valve1, labels, in-sample) is there to read the two against.
+{CAL_ROWS} rows; "first rows" = each valve1 file calibrated on rows 0-{CAL_ROWS // 2 - 1}
+and scored on rows {CAL_ROWS // 2}-{CAL_ROWS - 1} (free of anomalies by the protocol). The
+last column (valve1, labels, in-sample) is there to read the two against.
 
 | factor | FA % anomaly-free | FA % first rows | valve1 F1 / FAR % (in-sample) |
 |---|---|---|---|
