@@ -165,8 +165,8 @@ class SparkplugSink:
         now = time.time()
         for device in self.devices.reviving(self.namespace.devices):
             withheld = self.devices.withheld.pop(device, 0)
-            log.info("%s: device %s reachable: DBIRTH (%d stored values of it not sent "
-                     "while it was dead)", self.name, device, withheld)  # fmt: skip
+            note = f" ({withheld} stored values not sent while dead)" if withheld else ""
+            log.info("%s: device %s reachable: DBIRTH%s", self.name, device, note)
             await self._device_birth(session, device, now)
             pending.pop(device, None)
 

@@ -49,8 +49,15 @@ def _down(sink: SparkplugSink, source: str, signal: str, ts: float) -> None:
     sink.on_samples([Sample.bad(signal, ts), _link(source, False, ts)])
 
 
+def _seqs(messages: list[Message]) -> list[int]:
+    """The seq of each message but NDEATH (which has none); every one must have it."""
+    seqs = [m.seq for m in messages if m.kind != "NDEATH"]
+    assert None not in seqs
+    return [seq for seq in seqs if seq is not None]
+
+
 def _seqs_consecutive(host: Host) -> bool:
-    seqs = [m.seq for m in host.messages if m.kind != "NDEATH"]
+    seqs = _seqs(host.messages)
     return seqs[0] == 0 and all(b == (a + 1) % 256 for a, b in itertools.pairwise(seqs))
 
 
@@ -135,7 +142,7 @@ async def test_rebirth_births_only_reachable_devices(tmp_path: Path, broker: Mos
 
 
 def _seqs_consecutive_from(host: Host, first: Message) -> bool:
-    seqs = [m.seq for m in [first, *_after(host, first)] if m.kind != "NDEATH"]
+    seqs = _seqs([first, *_after(host, first)])
     return all(b == (a + 1) % 256 for a, b in itertools.pairwise(seqs))
 
 
