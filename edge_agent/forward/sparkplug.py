@@ -165,7 +165,7 @@ class SparkplugSink:
         now = time.time()
         for device in self.devices.reviving(self.namespace.devices):
             withheld = self.devices.withheld.pop(device, 0)
-            note = f" ({withheld} stored values not sent while dead)" if withheld else ""
+            note = f" ({withheld} values of it not sent while dead)" if withheld else ""
             log.info("%s: device %s reachable: DBIRTH%s", self.name, device, note)
             await self._device_birth(session, device, now)
             pending.pop(device, None)
