@@ -20,7 +20,7 @@ from tests.forward.factory import make_alert
 from tests.forward.harness import delivering, drained
 from tests.forward.sparkplug_host import Host, Message
 from tests.forward.sparkplug_host import sparkplug_host as host_on
-from tests.forward.test_sparkplug import _config, _outbox
+from tests.forward.test_sparkplug import _config, _outbox, _summary
 
 # press1 is fed by two sources (plc and vib2); vib by one.
 INFOS = [
@@ -188,4 +188,31 @@ async def test_a_device_down_before_the_session_is_not_born(
     assert [m.device for m in host.of("DBIRTH")] == ["press1", "vib"]
     assert not host.of("DDEATH")  # never born in this session: nothing to end
     assert host.of("DBIRTH")[1].metric("vib/rms")["value"] == 4.0
+    assert _seqs_consecutive(host)
+
+
+async def test_stored_values_of_a_dead_device_are_not_sent_as_ddata(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """A telemetry summary the live path did not deliver, sent while its device is dead: no
+    DDATA after the DDEATH (no metric of it is born on the node), acknowledged all the same
+    so the outbox does not stall; values of live devices in the same batch still go out."""
+    outbox = _outbox(tmp_path)
+    sink = _sink(broker.port, tmp_path)
+    async with host_on(broker.port) as host, delivering(outbox, sink, "spark") as wake:
+        await host.until(lambda h: len(h.of("DBIRTH")) == 2)
+        _down(sink, "vib", "vib.rms", 100.0)
+        await host.until(lambda h: len(h.of("DDEATH")) == 1)
+        early = time.time() - 60  # before the session: never covered by the live path
+        summaries = [_summary("vib.rms", early, early + 1, 7.0),
+                     _summary("plc.temp", early, early + 1, 8.0)]  # fmt: skip
+        outbox.put_telemetry(summaries, "gw1", ["spark"])
+        wake.set()
+        await drained(outbox, "spark")
+        await host.until(lambda h: any(m.device == "press1" for m in h.of("DDATA")))
+    death = host.of("DDEATH")[0]
+    after = [m for m in _after(host, death) if m.kind in ("DDATA", "NDATA")]
+    assert [(m.kind, m.device) for m in after] == [("DDATA", "press1")]
+    assert after[0].metric("plc/temp")["is_historical"] is True
+    assert sink.devices.withheld == {"vib": 1}
     assert _seqs_consecutive(host)
