@@ -216,3 +216,21 @@ async def test_stored_values_of_a_dead_device_are_not_sent_as_ddata(
     assert after[0].metric("plc/temp")["is_historical"] is True
     assert sink.devices.withheld == {"vib": 1}
     assert _seqs_consecutive(host)
+
+
+async def test_a_death_still_pending_at_a_rebirth_follows_the_births(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """vib dies while its DDEATH waits for ``data_interval``; a rebirth request comes first:
+    NBIRTH and the reachable devices' DBIRTH, then vib's DDEATH, so the host cannot keep
+    holding it as online from the earlier birth."""
+    sink = _sink(broker.port, tmp_path, data_interval="10s")
+    async with host_on(broker.port) as host, delivering(_outbox(tmp_path), sink, "spark"):
+        await host.until(lambda h: len(h.of("DBIRTH")) == 2)
+        _down(sink, "vib", "vib.rms", 100.0)
+        await host.rebirth("plant", "gw1", int(time.time() * 1000))
+        await host.until(lambda h: len(h.of("DDEATH")) == 1)
+    second = host.of("NBIRTH")[1]
+    after = [(m.kind, m.device) for m in _after(host, second)][:2]
+    assert after == [("DBIRTH", "press1"), ("DDEATH", "vib")]
+    assert second.seq == 0 and _seqs_consecutive_from(host, second)  # NBIRTH restarts seq
