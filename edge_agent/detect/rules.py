@@ -28,6 +28,8 @@ whether the machine runs or not. A raise carries the signal's recent values
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,7 @@ from edge_agent.detect.config import (
 from edge_agent.detect.lifecycle import Evidence, Gate, Level, Tracker
 from edge_agent.detect.runstate import RunState
 from edge_agent.schema import format_duration
+from edge_agent.twin.windows import Windows
 from edge_agent.types import Alert, AlertKind, Severity
 
 Verdict = tuple[Level, Evidence | None]
@@ -102,6 +105,7 @@ class Rule:
 
 def _with_values(evidence: Evidence, signal: str, windows: SeriesSource, now: float) -> Evidence:
     """The evidence with the signal's values since the condition began (at least a minute)."""
+    evidence = evidence.full()
     since = min(evidence.window_start, now - 60.0)
 
     def values() -> dict[str, Any]:
@@ -119,13 +123,27 @@ def _with_values(evidence: Evidence, signal: str, windows: SeriesSource, now: fl
     return dataclasses.replace(evidence, values=values)
 
 
-def _evidence(c: _RuleBase, score: float, threshold: float, reason: str, start: float) -> Evidence:
-    return Evidence(score, threshold, (c.signal,), reason, start, Severity(c.severity))
+def _evidence(
+    c: _RuleBase, score: float, threshold: float, reason: Callable[[], str], start: float
+) -> Evidence:
+    severity = Severity(c.severity)
+
+    def detail() -> Evidence:
+        # The reason is written only for an event: most steps raise and clear nothing.
+        return Evidence(score, threshold, (c.signal,), reason(), start, severity)
+
+    return Evidence(score, threshold, (c.signal,), "", start, severity, detail=detail)
 
 
 def _latest(c: _RuleBase, windows: SeriesSource, now: float) -> tuple[float, float] | None:
     """(ts, value) of the latest sample within ``max_age``, if it is good."""
-    ts, values = windows.series(c.signal, now - c.max_age)
+    since = now - c.max_age
+    if isinstance(windows, Windows):
+        last = windows.latest(c.signal)
+        # The usual case: the last sample to arrive is recent and not after the step.
+        if last is not None and since <= last[0] <= now:
+            return None if math.isnan(last[1]) else (float(last[0]), float(last[1]))
+    ts, values = windows.series(c.signal, since)
     if len(ts) and ts[-1] <= now:  # the usual case: nothing newer than the step
         i = len(ts) - 1
     else:
@@ -147,18 +165,23 @@ def _threshold(c: ThresholdRuleConfig, windows: SeriesSource, now: float) -> Ver
         return Level.UNKNOWN, None
     ts, v = latest
     if c.above is not None and v > c.above:
-        reason = f"{c.signal} = {v:.4g} > {c.above:g}{_held_for(c)}"
-        return Level.ABOVE, _evidence(c, v, c.above, reason, now - c.for_)
+        high = c.above
+        return Level.ABOVE, _evidence(
+            c, v, high, lambda: f"{c.signal} = {v:.4g} > {high:g}{_held_for(c)}", now - c.for_
+        )
     if c.below is not None and v < c.below:
-        reason = f"{c.signal} = {v:.4g} < {c.below:g}{_held_for(c)}"
-        return Level.ABOVE, _evidence(c, v, c.below, reason, now - c.for_)
+        low = c.below
+        return Level.ABOVE, _evidence(
+            c, v, low, lambda: f"{c.signal} = {v:.4g} < {low:g}{_held_for(c)}", now - c.for_
+        )
     limit = c.above if c.above is not None else c.below
     assert limit is not None
     inside_high = c.above is None or v <= c.above - c.hysteresis
     inside_low = c.below is None or v >= c.below + c.hysteresis
     if inside_high and inside_low:
-        reason = f"{c.signal} = {v:.4g} back within limits"
-        return Level.BELOW, _evidence(c, v, limit, reason, ts)
+        return Level.BELOW, _evidence(
+            c, v, limit, lambda: f"{c.signal} = {v:.4g} back within limits", ts
+        )
     return Level.BAND, None
 
 
@@ -173,14 +196,20 @@ def _rate(c: RateRuleConfig, windows: SeriesSource, now: float) -> Verdict:
         return Level.UNKNOWN, None
     change = latest[1] - float(before)
     if abs(change) > c.max_change:
-        reason = (
-            f"{c.signal} changed by {change:+.4g} within {format_duration(c.over)} "
-            f"(limit {c.max_change:g}){_held_for(c)}"
-        )
-        return Level.ABOVE, _evidence(c, change, c.max_change, reason, start)
+
+        def raised() -> str:
+            return (
+                f"{c.signal} changed by {change:+.4g} within {format_duration(c.over)} "
+                f"(limit {c.max_change:g}){_held_for(c)}"
+            )
+
+        return Level.ABOVE, _evidence(c, change, c.max_change, raised, start)
     if abs(change) <= c.max_change - c.hysteresis:
-        reason = f"{c.signal} steady again ({change:+.4g} within {format_duration(c.over)})"
-        return Level.BELOW, _evidence(c, change, c.max_change, reason, start)
+
+        def steady() -> str:
+            return f"{c.signal} steady again ({change:+.4g} within {format_duration(c.over)})"
+
+        return Level.BELOW, _evidence(c, change, c.max_change, steady, start)
     return Level.BAND, None
 
 
@@ -197,21 +226,28 @@ def _flatline(c: FlatlineRuleConfig, windows: SeriesSource, now: float) -> Verdi
     seen = np.append(inside, first)
     spread = float(seen.max() - seen.min())
     if spread <= c.tolerance:
-        reason = (
-            f"{c.signal} stuck at {first:.4g} for {format_duration(c.for_)} "
-            f"(spread {spread:.3g} <= {c.tolerance:g})"
-        )
-        return Level.ABOVE, _evidence(c, spread, c.tolerance, reason, start)
-    reason = f"{c.signal} moving again (spread {spread:.3g})"
-    return Level.BELOW, _evidence(c, spread, c.tolerance, reason, start)
+
+        def stuck() -> str:
+            return (
+                f"{c.signal} stuck at {first:.4g} for {format_duration(c.for_)} "
+                f"(spread {spread:.3g} <= {c.tolerance:g})"
+            )
+
+        return Level.ABOVE, _evidence(c, spread, c.tolerance, stuck, start)
+    return Level.BELOW, _evidence(
+        c, spread, c.tolerance, lambda: f"{c.signal} moving again (spread {spread:.3g})", start
+    )
 
 
 def _bad_quality(c: BadQualityRuleConfig, windows: SeriesSource, now: float) -> Verdict:
     latest = _latest(c, windows, now)
     if latest is not None:
-        reason = f"{c.signal} good again"
-        return Level.BELOW, _evidence(c, 0.0, c.for_, reason, latest[0])
+        return Level.BELOW, _evidence(c, 0.0, c.for_, lambda: f"{c.signal} good again", latest[0])
     ts, _ = windows.series(c.signal, now - c.max_age)
-    what = "BAD quality" if np.asarray(ts).size else f"no sample for {format_duration(c.max_age)}"
-    reason = f"{c.signal}: {what}{_held_for(c)}"
+    seen = bool(np.asarray(ts).size)
+
+    def reason() -> str:
+        what = "BAD quality" if seen else f"no sample for {format_duration(c.max_age)}"
+        return f"{c.signal}: {what}{_held_for(c)}"
+
     return Level.ABOVE, _evidence(c, 1.0, c.for_, reason, now - c.for_)
