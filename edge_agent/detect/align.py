@@ -124,27 +124,34 @@ class Gather:
         rows = windows.rows(self.signals)
         if rows is None:
             return None
-        held = windows.held(rows)
-        limit = min(held)
+        held = np.array(windows.held(rows))
+        limit = windows.capacity
         size = min(max(self.size, grid.size + 8), limit)
         since = float(grid[0]) - fill_limit
         while True:
             ts, values = windows.tails(rows, size)
             # A row is covered when all it holds was gathered or its oldest gathered
             # sample is older than ``since`` (time order: all before it are too).
-            if not any(h > size for h in held) or bool((ts[:, 0] < since).all()):
+            if ((held <= size) | (ts[:, 0] < since)).all():
                 break
             if size >= limit:
                 return None
             size = min(2 * size, limit)
         self.size = max(self.size, size)
-        return held_block(ts, values, grid, since, fill_limit)
+        return held_block(ts, values, np.maximum(size - held, 0), grid, since, fill_limit)
 
 
 def held_block(
-    ts: np.ndarray, values: np.ndarray, grid: np.ndarray, since: float, fill_limit: float
+    ts: np.ndarray,
+    values: np.ndarray,
+    padding: np.ndarray,
+    grid: np.ndarray,
+    since: float,
+    fill_limit: float,
 ) -> np.ndarray | None:
     """:func:`hold` of rows of time-ordered samples, all rows at once.
+
+    Row ``r`` starts with ``padding[r]`` NaN timestamps (slots never written).
 
     Returns:
         ``[time, row]``, or None when any cell would be NaN.
@@ -160,11 +167,11 @@ def held_block(
     if not before[:, 0].all():
         return None
     index = before - 1
-    index += np.arange(0, rows * size, size)[:, np.newaxis]
+    index += (np.arange(0, rows * size, size) + padding)[:, np.newaxis]
     at = ts.take(index)
     if not ((at >= since) & ~(grid - at > fill_limit + 1e-9)).all():
         return None
-    out = values.take(index)
+    out = values.take(index.T)  # [time, row], C order as the model wants it
     if np.isnan(out).any():
         return None
-    return out.T
+    return out

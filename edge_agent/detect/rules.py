@@ -50,6 +50,7 @@ from edge_agent.twin.windows import Windows
 from edge_agent.types import Alert, AlertKind, Severity
 
 Verdict = tuple[Level, Evidence | None]
+_SEVERITY = {s.value: s for s in Severity}
 
 EVIDENCE_POINTS = 60
 """Values a rule alert carries at most."""
@@ -126,7 +127,7 @@ def _with_values(evidence: Evidence, signal: str, windows: SeriesSource, now: fl
 def _evidence(
     c: _RuleBase, score: float, threshold: float, reason: Callable[[], str], start: float
 ) -> Evidence:
-    severity = Severity(c.severity)
+    severity = _SEVERITY[c.severity]
 
     def detail() -> Evidence:
         # The reason is written only for an event: most steps raise and clear nothing.

@@ -46,8 +46,10 @@ class Windows:
         self._only = None if signals is None else frozenset(signals)
         self._rows: dict[str, int] = {}
         rows = 0 if self._only is None else len(self._only)
-        self._ts = np.empty((rows, capacity), dtype=np.float64)
-        self._values = np.empty((rows, capacity), dtype=np.float64)
+        # NaN times in slots never written: a gather that reaches past a ring's first
+        # sample reads them as padding, never as samples.
+        self._ts = np.full((rows, capacity), np.nan)
+        self._values = np.full((rows, capacity), np.nan)
         self._count: list[int] = []
         """Samples ever appended, per row."""
         self._ordered_at: list[int] = []
@@ -134,9 +136,11 @@ class Windows:
         return [min(counts[r], capacity) for r in rows]
 
     def tails(self, rows: list[int], size: int) -> tuple[np.ndarray, np.ndarray]:
-        """The newest ``size`` samples of each row, oldest first: ``[len(rows), size]`` each.
+        """The newest ``size`` (at most ``capacity``) samples of each row, oldest first.
 
-        ``size`` must not exceed any row's :meth:`held` count.
+        Returns:
+            timestamps and values, ``[len(rows), size]`` each; a row holding fewer than
+            ``size`` samples is padded in front with NaN timestamps.
         """
         capacity = self.capacity
         firsts = np.array([(self._count[r] - size) % capacity for r in rows], dtype=np.int64)
@@ -190,6 +194,6 @@ class Windows:
 
 
 def _grow(rows: np.ndarray, size: int) -> np.ndarray:
-    out = np.empty((size, rows.shape[1]), dtype=np.float64)
+    out = np.full((size, rows.shape[1]), np.nan)
     out[: rows.shape[0]] = rows
     return out
