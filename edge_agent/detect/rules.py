@@ -49,7 +49,8 @@ from edge_agent.schema import format_duration
 from edge_agent.twin.windows import Windows
 from edge_agent.types import Alert, AlertKind, Severity
 
-Verdict = tuple[Level, Evidence | None]
+Verdict = tuple[Level, Callable[[], Evidence] | None]
+"""A level and, unless UNKNOWN, how to build its evidence (only an event needs it)."""
 _SEVERITY = {s.value: s for s in Severity}
 
 EVIDENCE_POINTS = 60
@@ -104,9 +105,21 @@ class Rule:
         return _bad_quality(c, windows, now)
 
 
-def _with_values(evidence: Evidence, signal: str, windows: SeriesSource, now: float) -> Evidence:
+def _with_values(
+    evidence: Callable[[], Evidence], signal: str, windows: SeriesSource, now: float
+) -> Callable[[], Evidence]:
     """The evidence with the signal's values since the condition began (at least a minute)."""
-    evidence = evidence.full()
+
+    def made() -> Evidence:
+        built = evidence()
+        return dataclasses.replace(built, values=_values(built, signal, windows, now))
+
+    return made
+
+
+def _values(
+    evidence: Evidence, signal: str, windows: SeriesSource, now: float
+) -> Callable[[], dict[str, Any]]:
     since = min(evidence.window_start, now - 60.0)
 
     def values() -> dict[str, Any]:
@@ -121,19 +134,17 @@ def _with_values(evidence: Evidence, signal: str, windows: SeriesSource, now: fl
             "values": {signal: [None if np.isnan(v) else float(f"{v:.5g}") for v in vals[idx]]},
         }
 
-    return dataclasses.replace(evidence, values=values)
+    return values
 
 
 def _evidence(
     c: _RuleBase, score: float, threshold: float, reason: Callable[[], str], start: float
-) -> Evidence:
-    severity = _SEVERITY[c.severity]
+) -> Callable[[], Evidence]:
+    def made() -> Evidence:
+        # Built (reason written) only for an event: most steps raise and clear nothing.
+        return Evidence(score, threshold, (c.signal,), reason(), start, _SEVERITY[c.severity])
 
-    def detail() -> Evidence:
-        # The reason is written only for an event: most steps raise and clear nothing.
-        return Evidence(score, threshold, (c.signal,), reason(), start, severity)
-
-    return Evidence(score, threshold, (c.signal,), "", start, severity, detail=detail)
+    return made
 
 
 def _latest(c: _RuleBase, windows: SeriesSource, now: float) -> tuple[float, float] | None:
@@ -220,12 +231,14 @@ def _flatline(c: FlatlineRuleConfig, windows: SeriesSource, now: float) -> Verdi
     start = now - c.for_
     ts, values = windows.series(c.signal, start - c.max_age)
     ts, values = np.asarray(ts, np.float64), np.asarray(values, np.float64)
-    first = hold(ts, values, np.array([start]), c.max_age)[0]
-    inside = values[(ts > start) & (ts <= now)]
-    if np.isnan(first) or inside.size == 0 or np.isnan(inside).any():
+    if isinstance(windows, Windows) and windows.rows([c.signal]) is not None:
+        seen = _seen_in_order(ts, values, start, now, c.max_age)
+    else:
+        seen = _seen(ts, values, start, now, c.max_age)
+    if seen is None:
         return Level.UNKNOWN, None
-    seen = np.append(inside, first)
-    spread = float(seen.max() - seen.min())
+    first, low, high = seen
+    spread = float(high - low)
     if spread <= c.tolerance:
 
         def stuck() -> str:
@@ -238,6 +251,34 @@ def _flatline(c: FlatlineRuleConfig, windows: SeriesSource, now: float) -> Verdi
     return Level.BELOW, _evidence(
         c, spread, c.tolerance, lambda: f"{c.signal} moving again (spread {spread:.3g})", start
     )
+
+
+def _seen(
+    ts: np.ndarray, values: np.ndarray, start: float, now: float, max_age: float
+) -> tuple[float, float, float] | None:
+    """(value held at ``start``, lowest, highest since), or None when one is unknown."""
+    first = hold(ts, values, np.array([start]), max_age)[0]
+    inside = values[(ts > start) & (ts <= now)]
+    if np.isnan(first) or inside.size == 0 or np.isnan(inside).any():
+        return None
+    seen = np.append(inside, first)
+    return float(first), float(seen.min()), float(seen.max())
+
+
+def _seen_in_order(
+    ts: np.ndarray, values: np.ndarray, start: float, now: float, max_age: float
+) -> tuple[float, float, float] | None:
+    """:func:`_seen` of a series in time order: the held sample and those after it are
+    one slice."""
+    held, end = (int(i) for i in np.searchsorted(ts, (start, now), side="right"))
+    held -= 1
+    if held < 0 or end <= held + 1 or start - ts[held] > max_age + 1e-9:
+        return None
+    seen = values[held:end]
+    low, high = float(seen.min()), float(seen.max())
+    if math.isnan(low) or math.isnan(high):  # a BAD sample (NaN) in the span
+        return None
+    return float(values[held]), low, high
 
 
 def _bad_quality(c: BadQualityRuleConfig, windows: SeriesSource, now: float) -> Verdict:
