@@ -16,6 +16,7 @@ every cell is known; otherwise :func:`align` (the reference) runs and says why.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -121,30 +122,38 @@ class Gather:
     def values(self, windows: Windows, grid: np.ndarray, fill_limit: float) -> np.ndarray | None:
         """``values[time, signal]`` as :func:`align` gives it, or None when a cell is unknown,
         a ring is short or out of time order (then call :func:`align`: it says why)."""
-        rows = windows.rows(self.signals)
-        if rows is None:
+        found = windows.rows(self.signals)
+        if found is None:
             return None
-        held = np.array(windows.held(rows))
+        rows, held = found
         limit = windows.capacity
         size = min(max(self.size, grid.size + 8), limit)
         since = float(grid[0]) - fill_limit
         while True:
             ts, values = windows.tails(rows, size)
-            # A row is covered when all it holds was gathered or its oldest gathered
-            # sample is older than ``since`` (time order: all before it are too).
-            if ((held <= size) | (ts[:, 0] < since)).all():
+            if _covered(held, ts[:, 0], size, since):
                 break
             if size >= limit:
                 return None
             size = min(2 * size, limit)
         self.size = max(self.size, size)
-        return held_block(ts, values, np.maximum(size - held, 0), grid, since, fill_limit)
+        padding = [max(size - h, 0) for h in held]
+        return held_block(ts, values, padding, grid, since, fill_limit)
+
+
+def _covered(held: list[int], oldest: np.ndarray, size: int, since: float) -> bool:
+    """True when every row's samples newer than ``since`` were all gathered: it holds
+    no more than ``size`` or its oldest gathered one is older (time order: so are all
+    before it)."""
+    if bool((oldest < since).all()):
+        return True
+    return all(h <= size or t < since for h, t in zip(held, oldest.tolist(), strict=True))
 
 
 def held_block(
     ts: np.ndarray,
     values: np.ndarray,
-    padding: np.ndarray,
+    padding: list[int],
     grid: np.ndarray,
     since: float,
     fill_limit: float,
@@ -160,18 +169,30 @@ def held_block(
     width = grid.size
     # How many samples of each row are at or before each grid time: a histogram of
     # the grid interval each sample falls in, accumulated along the grid.
+    bins, starts = _layout(rows, width, size)
     interval = np.searchsorted(grid, ts.ravel(), side="left")
-    interval += np.repeat(np.arange(0, rows * (width + 1), width + 1), size)
+    interval += bins
     counts = np.bincount(interval, minlength=rows * (width + 1)).reshape(rows, width + 1)
     before = counts[:, :width].cumsum(axis=1)
     if not before[:, 0].all():
         return None
     index = before - 1
-    index += (np.arange(0, rows * size, size) + padding)[:, np.newaxis]
+    index += starts if not any(padding) else starts + np.array(padding)[:, np.newaxis]
     at = ts.take(index)
-    if not ((at >= since) & ~(grid - at > fill_limit + 1e-9)).all():
+    # ``at`` is a real sample at or before its grid time, later along the grid: the
+    # first column is the oldest of each row.
+    if not (bool((at[:, 0] >= since).all()) and float((grid - at).max()) <= fill_limit + 1e-9):
         return None
     out = values.take(index.T)  # [time, row], C order as the model wants it
     if np.isnan(out).any():
         return None
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(rows: int, width: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per gathered sample its row's first histogram bin; per row its first sample."""
+    bins = np.repeat(np.arange(0, rows * (width + 1), width + 1), size)
+    starts = np.arange(0, rows * size, size)[:, np.newaxis]
+    bins.flags.writeable = starts.flags.writeable = False  # shared between calls
+    return bins, starts

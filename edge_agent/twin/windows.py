@@ -17,6 +17,7 @@ ring, exactly as before. Both paths give the same arrays.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -118,22 +119,17 @@ class Windows:
         row = self._rows.get(signal)
         return None if row is None else self._last[row]
 
-    def rows(self, signals: Sequence[str]) -> list[int] | None:
-        """The rows of ``signals`` for :meth:`tails`; None unless every one has samples
-        and holds them in time order."""
+    def rows(self, signals: Sequence[str]) -> tuple[list[int], list[int]] | None:
+        """The rows of ``signals`` for :meth:`tails` and how many samples each holds;
+        None unless every one has samples and holds them in time order."""
         found = [self._rows.get(s) for s in signals]
         rows = [r for r in found if r is not None]
         if len(rows) != len(found):
             return None
-        counts, ordered_at = self._count, self._ordered_at
+        counts, ordered_at, capacity = self._count, self._ordered_at, self.capacity
         if any(counts[r] < ordered_at[r] for r in rows):
             return None
-        return rows
-
-    def held(self, rows: list[int]) -> list[int]:
-        """Samples each row holds now (at most ``capacity``)."""
-        counts, capacity = self._count, self.capacity
-        return [min(counts[r], capacity) for r in rows]
+        return rows, [min(counts[r], capacity) for r in rows]
 
     def tails(self, rows: list[int], size: int) -> tuple[np.ndarray, np.ndarray]:
         """The newest ``size`` (at most ``capacity``) samples of each row, oldest first.
@@ -143,9 +139,14 @@ class Windows:
             ``size`` samples is padded in front with NaN timestamps.
         """
         capacity = self.capacity
-        firsts = np.array([(self._count[r] - size) % capacity for r in rows], dtype=np.int64)
-        slots = (firsts[:, np.newaxis] + np.arange(size)) % capacity
-        slots += np.array(rows, dtype=np.int64)[:, np.newaxis] * capacity
+        size = min(size, capacity)
+        firsts = [(self._count[r] - size) % capacity for r in rows]
+        if max(firsts) + size <= capacity:  # no row wraps: one contiguous run per row
+            starts = np.array([r * capacity + f for r, f in zip(rows, firsts, strict=True)])
+            slots = starts[:, np.newaxis] + _span(size)
+        else:
+            slots = (np.array(firsts)[:, np.newaxis] + _span(size)) % capacity
+            slots += np.array(rows)[:, np.newaxis] * capacity
         return self._ts.take(slots), self._values.take(slots)
 
     def signals(self) -> list[str]:
@@ -191,6 +192,13 @@ class Windows:
             np.concatenate((ts[start:], ts[:head])),
             np.concatenate((values[start:], values[:head])),
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _span(size: int) -> np.ndarray:
+    span = np.arange(size)
+    span.flags.writeable = False  # shared between calls
+    return span
 
 
 def _grow(rows: np.ndarray, size: int) -> np.ndarray:

@@ -61,12 +61,12 @@ def test_series_equals_a_plain_filter_whatever_the_order(capacity: int, disorder
 def test_a_late_sample_makes_the_ring_unordered_until_it_has_left() -> None:
     windows = Windows(4)
     windows.append([Sample("a.x", T0 + i, float(i), Quality.GOOD) for i in range(4)])
-    assert windows.rows(["a.x"]) == [0]
+    assert windows.rows(["a.x"]) == ([0], [4])
     windows.append([Sample("a.x", T0 + 1.5, 9.0, Quality.GOOD)])  # older than the one before
     for i in range(4):
         assert windows.rows(["a.x"]) is None  # the late sample (or its predecessor) is held
         windows.append([Sample("a.x", T0 + 10 + i, float(i), Quality.GOOD)])
-    assert windows.rows(["a.x"]) == [0]
+    assert windows.rows(["a.x"]) == ([0], [4])
     ts, _ = windows.series("a.x", 0.0)
     assert list(ts) == [T0 + 10 + i for i in range(4)]
 
@@ -77,8 +77,16 @@ def test_rows_need_every_signal_and_tails_wrap_the_ring() -> None:
         windows.append([Sample("a.x", T0 + i, float(i), Quality.GOOD)])
         windows.append([Sample("a.y", T0 + i, 10.0 + i, Quality.GOOD)])
     assert windows.rows(["a.x", "a.never"]) is None
-    rows = windows.rows(["a.y", "a.x"])
-    assert rows == [1, 0] and windows.held(rows) == [5, 5]
-    ts, values = windows.tails(rows, 3)
-    np.testing.assert_array_equal(ts, [[T0 + 9, T0 + 10, T0 + 11]] * 2)
-    np.testing.assert_array_equal(values, [[19.0, 20.0, 21.0], [9.0, 10.0, 11.0]])
+    assert windows.rows(["a.y", "a.x"]) == ([1, 0], [5, 5])
+    for size, first in ((3, 9), (5, 7)):  # (12 - 3) % 5 + 3 <= 5; (12 - 5) % 5 + 5 > 5: wraps
+        ts, values = windows.tails([1, 0], size)
+        expected = [T0 + first + k for k in range(size)]
+        np.testing.assert_array_equal(ts, [expected] * 2)
+        np.testing.assert_array_equal(
+            values,
+            [[10.0 + first + k for k in range(size)], [float(first + k) for k in range(size)]],
+        )
+    young = Windows(8)
+    young.append([Sample("a.x", T0 + i, float(i), Quality.GOOD) for i in range(3)])
+    ts, _ = young.tails([0], 5)  # two slots never written: NaN padding in front
+    assert np.isnan(ts[0, :2]).all() and list(ts[0, 2:]) == [T0, T0 + 1, T0 + 2]
