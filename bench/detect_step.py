@@ -19,6 +19,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,9 +78,10 @@ def _data(steps: int, n: int) -> np.ndarray:
     return data.reshape(steps, n)
 
 
-def time_steps(steps: int, with_rules: bool, assets: int = 1) -> np.ndarray:
-    """Seconds per Detector.step (append excluded), per asset."""
+def time_steps(steps: int, with_rules: bool, assets: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds per Detector.step (append excluded) per asset, and per model call in it."""
     det, signals = _detector(with_rules, assets)
+    calls = _time_model_calls(det)
     windows = Windows(capacity=max(64, int(det.window_seconds() * 20)))
     data = _data(steps, len(signals))
     out = np.empty(steps)
@@ -91,7 +93,24 @@ def time_steps(steps: int, with_rules: bool, assets: int = 1) -> np.ndarray:
         start = time.perf_counter()
         det.step(windows, ts + 0.3)
         out[i] = (time.perf_counter() - start) / assets
-    return out
+    return out, np.array(calls)
+
+
+def _time_model_calls(det: Detector) -> list[float]:
+    """Wrap each asset's ``model.errors`` to record how long the call takes inside a step."""
+    calls: list[float] = []
+    for asset in det.assets.values():
+        model = asset.slot.model
+        errors = model.errors
+
+        def timed(windows: np.ndarray, errors: Any = errors) -> np.ndarray:
+            start = time.perf_counter()
+            out: np.ndarray = errors(windows)
+            calls.append(time.perf_counter() - start)
+            return out
+
+        setattr(model, "errors", timed)  # noqa: B010 - an instance attribute, for the bench only
+    return calls
 
 
 def time_raw(steps: int) -> np.ndarray:
@@ -136,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     load = Path("/proc/loadavg").read_text().split()[:3]
     with tempfile.TemporaryDirectory():
         raw = _us(time_raw(args.steps))
-        asset = _us(time_steps(args.steps, False))
-        rules = _us(time_steps(args.steps, True))
-        many = _us(time_steps(args.steps, False, assets=10))
+        asset, in_step = (_us(x) for x in time_steps(args.steps, False))
+        rules = _us(time_steps(args.steps, True)[0])
+        many = _us(time_steps(args.steps, False, assets=10)[0])
         rate = replay_rate(args.steps)
     load += Path("/proc/loadavg").read_text().split()[:3]
     lines = [
@@ -146,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|",
         _row("raw: model.errors() on a ready window", raw, raw[0]),
         _row("Detector.step, 1 asset (8 signals x 20)", asset, raw[0]),
+        _row("... of which model.errors() inside that step", in_step, raw[0]),
         _row("Detector.step, 1 asset + 10 rules", rules, raw[0]),
         _row("Detector.step, 10 assets, per asset", many, raw[0]),
     ]

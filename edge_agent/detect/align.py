@@ -51,7 +51,14 @@ def grid_end(now: float, step: float) -> float:
 
 def make_grid(end: float, step: float, count: int) -> np.ndarray:
     """``count`` grid times ending at ``end``, oldest first."""
-    return end - step * np.arange(count - 1, -1, -1, dtype=np.float64)
+    return end - _offsets(step, count)
+
+
+@functools.lru_cache(maxsize=64)
+def _offsets(step: float, count: int) -> np.ndarray:
+    offsets = step * np.arange(count - 1, -1, -1, dtype=np.float64)
+    offsets.flags.writeable = False  # shared between calls
+    return offsets
 
 
 def hold(ts: np.ndarray, values: np.ndarray, grid: np.ndarray, fill_limit: float) -> np.ndarray:
