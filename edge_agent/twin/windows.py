@@ -47,10 +47,9 @@ class Windows:
         self._only = None if signals is None else frozenset(signals)
         self._rows: dict[str, int] = {}
         rows = 0 if self._only is None else len(self._only)
-        # NaN times in slots never written: a gather that reaches past a ring's first
-        # sample reads them as padding, never as samples.
-        self._ts = np.full((rows, capacity), np.nan)
-        self._values = np.full((rows, capacity), np.nan)
+        # Uninitialised: memory is touched (resident) only as the rings fill, as before.
+        self._ts = np.empty((rows, capacity), dtype=np.float64)
+        self._values = np.empty((rows, capacity), dtype=np.float64)
         self._count: list[int] = []
         """Samples ever appended, per row."""
         self._ordered_at: list[int] = []
@@ -147,7 +146,12 @@ class Windows:
         else:
             slots = (np.array(firsts)[:, np.newaxis] + _span(size)) % capacity
             slots += np.array(rows)[:, np.newaxis] * capacity
-        return self._ts.take(slots), self._values.take(slots)
+        ts, values = self._ts.take(slots), self._values.take(slots)
+        for i, row in enumerate(rows):
+            missing = size - self._count[row]
+            if missing > 0:  # slots never written: padding, never samples
+                ts[i, :missing] = np.nan
+        return ts, values
 
     def signals(self) -> list[str]:
         """Signals that have at least one sample."""
@@ -202,6 +206,6 @@ def _span(size: int) -> np.ndarray:
 
 
 def _grow(rows: np.ndarray, size: int) -> np.ndarray:
-    out = np.full((size, rows.shape[1]), np.nan)
+    out = np.empty((size, rows.shape[1]), dtype=np.float64)
     out[: rows.shape[0]] = rows
     return out
