@@ -16,6 +16,7 @@ never even seen.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,12 +68,12 @@ def watched(path: Path) -> tuple[Path, ...]:
     return (path, *sidecar_paths(path))
 
 
-def file_key(files: tuple[Path, ...]) -> FileKey:
+def file_key(files: Sequence[str | Path]) -> FileKey:
     """``(mtime_ns, size)`` of each file; None for an absent one."""
     out: list[tuple[int, int] | None] = []
     for candidate in files:
         try:
-            stat = candidate.stat()
+            stat = os.stat(candidate)
         except FileNotFoundError:
             out.append(None)
         else:
@@ -125,7 +126,8 @@ class ModelSlot:
         self.model = model
         self.signals = signals
         self._key = key
-        self._files = watched(path)
+        # Plain strings: this is stat-ed every step, and pathlib costs more than the call.
+        self._files = tuple(map(str, watched(path)))
         self._refused: FileKey | None = None
 
     @classmethod
