@@ -1,0 +1,194 @@
+"""The numpy engine: small ONNX graphs evaluated in numpy, without onnxruntime.
+
+The shipped models are a few linear steps over a handful of weights, and
+onnxruntime costs about 20 MB to import and 9 MB per session for them. A graph
+whose every node is one of :data:`~edge_agent.detect.onnx_ops.OPS`, in the
+default domain at opset 7-22, with tensor types and attributes those builders
+implement exactly, runs here; anything else (or a malformed file) raises
+:class:`NotForNumpy` at load and the caller uses onnxruntime.
+
+:class:`SmallGraph` answers the part of ``onnxruntime.InferenceSession`` the
+model loaders use (``get_inputs``, ``get_outputs``, ``run``), so the same checks
+apply to both engines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_agent.detect.onnx_ops import OPS, Ctx, OpError, Step
+from edge_agent.detect.onnx_wire import DTYPES, Graph, Model, NotForNumpy, ValueInfo, read_model
+
+__all__ = ["NotForNumpy", "OpError", "SmallGraph", "load_small"]
+
+OPSETS = range(7, 23)
+IR_VERSIONS = range(3, 15)  # onnx 1.23 writes IR 14
+DOMAINS = ("", "ai.onnx")
+# ONNX element type -> the name onnxruntime gives it in "tensor(...)".
+TYPE_NAMES = {
+    1: "float",
+    2: "uint8",
+    3: "int8",
+    4: "uint16",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    8: "string",
+    9: "bool",
+    10: "float16",
+    11: "double",
+    12: "uint32",
+    13: "uint64",
+    16: "bfloat16",
+}
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A graph input or output as onnxruntime describes one (``NodeArg``)."""
+
+    name: str
+    type: str
+    shape: list[int | str | None]
+
+
+def _arg(info: ValueInfo) -> Arg:
+    name = TYPE_NAMES.get(info.elem_type or 0, str(info.elem_type))
+    return Arg(info.name, f"tensor({name})", list(info.dims or ()))
+
+
+@dataclass(frozen=True)
+class _Node:
+    step: Step
+    inputs: tuple[str | None, ...]
+    outputs: tuple[str, ...]
+
+
+class SmallGraph:
+    """A compiled graph: run it with ``run([output names], {input name: array})``."""
+
+    def __init__(
+        self, nodes: list[_Node], consts: dict[str, np.ndarray], model: Model, graph: Graph
+    ) -> None:
+        self._nodes = nodes
+        self._consts = consts
+        self._inputs = [_arg(i) for i in graph.inputs]
+        self._outputs = [_arg(o) for o in graph.outputs]
+        self._dtypes = {i.name: DTYPES[i.elem_type or 0] for i in graph.inputs}
+        self.metadata = dict(model.metadata)
+
+    def get_inputs(self) -> list[Arg]:
+        """The graph inputs (name, ``tensor(type)``, dims)."""
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[Arg]:
+        """The graph outputs."""
+        return list(self._outputs)
+
+    def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The outputs ``names`` for the inputs ``feeds``.
+
+        Raises:
+            OpError: a missing or mis-shaped input, or a value the engine refuses.
+        """
+        env: dict[str, Any] = dict(self._consts)
+        for arg in self._inputs:
+            env[arg.name] = self._feed(arg, feeds)
+        with np.errstate(all="ignore"):  # overflow to inf is a value, as in onnxruntime
+            for node in self._nodes:
+                values = node.step(*[None if i is None else env[i] for i in node.inputs])
+                env.update(zip(node.outputs, values, strict=True))
+        return [np.asarray(env[name]) for name in names]
+
+    def _feed(self, arg: Arg, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        if arg.name not in feeds:
+            raise OpError(f"input {arg.name!r} not given")
+        value = feeds[arg.name]
+        if not isinstance(value, np.ndarray) or value.dtype != self._dtypes[arg.name]:
+            raise OpError(f"input {arg.name!r} must be {arg.type}")
+        dims = arg.shape
+        if dims and (
+            value.ndim != len(dims)
+            or any(isinstance(d, int) and d != v for d, v in zip(dims, value.shape, strict=True))
+        ):
+            raise OpError(f"input {arg.name!r} has shape {list(value.shape)}, expected {dims}")
+        return value
+
+
+def load_small(data: bytes) -> SmallGraph:
+    """Read and compile an ONNX file's bytes.
+
+    Raises:
+        NotForNumpy: malformed, or anything the numpy engine does not run exactly
+            (the message names it).
+    """
+    return compile_model(read_model(data))
+
+
+def compile_model(model: Model) -> SmallGraph:
+    """Check every node against the builders and bind them in file order.
+
+    Raises:
+        NotForNumpy: as for :func:`load_small`.
+    """
+    opset = _opset(model)
+    graph = model.graph
+    if graph is None or not graph.outputs:
+        raise NotForNumpy("no graph or no outputs")
+    dtypes = _graph_inputs(graph)
+    nodes = [_bind(node, opset, dtypes, graph.initializers) for node in graph.nodes]
+    for out in graph.outputs:
+        have = dtypes.get(out.name)
+        if have is None or out.elem_type not in DTYPES or DTYPES[out.elem_type] != have:
+            raise NotForNumpy(f"output {out.name!r} is not a computed tensor of its declared type")
+    return SmallGraph(nodes, dict(graph.initializers), model, graph)
+
+
+def _opset(model: Model) -> int:
+    if model.ir_version not in IR_VERSIONS:
+        raise NotForNumpy(f"IR version {model.ir_version}")
+    versions = {model.opsets[d] for d in DOMAINS if d in model.opsets}
+    if len(versions) != 1 or (opset := versions.pop()) not in OPSETS:
+        raise NotForNumpy(f"default opset {sorted(versions) or 'missing'}")
+    return opset
+
+
+def _graph_inputs(graph: Graph) -> dict[str, np.dtype[Any]]:
+    """Known values and their dtypes: initializers, then the graph inputs."""
+    dtypes = {name: value.dtype for name, value in graph.initializers.items()}
+    for info in graph.inputs:
+        if info.name in dtypes or not info.name:
+            raise NotForNumpy(f"input {info.name!r} is also an initializer, or unnamed")
+        if info.elem_type not in DTYPES:
+            raise NotForNumpy(f"input {info.name!r} is not a tensor of a supported type")
+        dtypes[info.name] = DTYPES[info.elem_type]
+    return dtypes
+
+
+def _bind(
+    node: Any, opset: int, dtypes: dict[str, np.dtype[Any]], consts: dict[str, np.ndarray]
+) -> _Node:
+    """One node's step; its outputs' dtypes are added to ``dtypes``."""
+    build = OPS.get(node.op_type)
+    if build is None or node.domain not in DOMAINS:
+        raise NotForNumpy(f"op {node.domain + '.' if node.domain else ''}{node.op_type}")
+    inputs = tuple(name or None for name in node.inputs)
+    missing = [n for n in inputs if n is not None and n not in dtypes]
+    if missing:
+        raise NotForNumpy(f"{node.op_type}: input {missing[0]!r} not computed before it")
+    ctx = Ctx(
+        opset,
+        [None if n is None else dtypes[n] for n in inputs],
+        [None if n is None else consts.get(n) for n in inputs],
+    )
+    step, out_types = build(node, ctx)
+    if len(node.outputs) != len(out_types) or any(not o for o in node.outputs):
+        raise NotForNumpy(f"{node.op_type}: {len(node.outputs)} outputs")
+    for name, dtype in zip(node.outputs, out_types, strict=True):
+        if name in dtypes:
+            raise NotForNumpy(f"{node.op_type}: output {name!r} defined twice")
+        dtypes[name] = dtype
+    return _Node(step, inputs, tuple(node.outputs))
