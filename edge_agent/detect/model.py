@@ -245,7 +245,12 @@ def open_onnx(path: Path, threads: int, engine: str = "auto") -> tuple[Any, str 
         if small is not None:
             return small, small.metadata.get(CARD_KEY), "numpy"
     session = _ort_session(path, threads)
-    meta = session.get_modelmeta().custom_metadata_map
+    try:  # onnxruntime loads names that are not UTF-8, then fails when they are read
+        meta = session.get_modelmeta().custom_metadata_map
+        for arg in (*session.get_inputs(), *session.get_outputs()):
+            (arg.name, arg.type, arg.shape)  # noqa: B018 - read once to decode
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path.name}: not a valid ONNX model ({exc})") from exc
     return session, meta.get(CARD_KEY), "onnxruntime"
 
 

@@ -11,7 +11,8 @@ Where exactness is decided:
   (1 when both are 0), zero point ``round(clamp(0 - min / scale, 0, 255))``,
   ``y = round(clamp(x / scale, -zp, 255 - zp)) + zp``, rounding half to even, the
   clamp before the rounding as onnxruntime does (a NaN quotient becomes ``-zp``).
-  A NaN in its input is refused: onnxruntime's min/max of it depends on its SIMD lanes.
+  An input range that is not finite (inf or NaN in it, or max - min overflowing) is
+  refused: onnxruntime's answer then depends on its SIMD lanes and fused kernels.
 * ``MatMulInteger``: the zero-point-shifted operands multiplied in float64, where
   every partial sum is an integer below 2**53 and so exact in any order.
 * ``ReduceMean``/``ReduceSum`` add along the reduced axis in order, as
@@ -67,6 +68,14 @@ def attrs(node: Node, allowed: dict[str, int]) -> dict[str, Any]:
     return out
 
 
+def dtype0(ctx: Ctx) -> np.dtype[Any]:
+    """The first input's dtype (checked present by :func:`need`)."""
+    dtype = ctx.dtypes[0] if ctx.dtypes else None
+    if dtype is None:
+        raise NotForNumpy("no first input")
+    return dtype
+
+
 def need(node: Node, ctx: Ctx, count: tuple[int, int], types: Sequence[Any], since: int) -> None:
     """Check opset, input count (min, max) and that every present input is of ``types``."""
     if ctx.opset < since:
@@ -90,7 +99,7 @@ def _binary(ufunc: np.ufunc) -> Builder:
         def step(a: Array, b: Array) -> tuple[Array]:
             return (ufunc(a, b),)
 
-        return step, [ctx.dtypes[0]]  # type: ignore[list-item]
+        return step, [dtype0(ctx)]
 
     return build
 
@@ -99,12 +108,12 @@ def relu(node: Node, ctx: Ctx) -> tuple[Step, list[np.dtype[Any]]]:
     """max(x, 0)."""
     need(node, ctx, (1, 1), FLOATS, 6)
     attrs(node, {})
-    zero = ctx.dtypes[0].type(0)  # type: ignore[union-attr]
+    zero = dtype0(ctx).type(0)
 
     def step(x: Array) -> tuple[Array]:
         return (np.maximum(x, zero),)  # NaN stays NaN, as in onnxruntime
 
-    return step, [ctx.dtypes[0]]  # type: ignore[list-item]
+    return step, [dtype0(ctx)]
 
 
 def matmul(node: Node, ctx: Ctx) -> tuple[Step, list[np.dtype[Any]]]:
@@ -117,14 +126,14 @@ def matmul(node: Node, ctx: Ctx) -> tuple[Step, list[np.dtype[Any]]]:
     def step(a: Array, b: Array) -> tuple[Array]:
         return (np.matmul(a, b),)
 
-    return step, [ctx.dtypes[0]]  # type: ignore[list-item]
+    return step, [dtype0(ctx)]
 
 
 def identity(node: Node, ctx: Ctx) -> tuple[Step, list[np.dtype[Any]]]:
     """The input, unchanged."""
     need(node, ctx, (1, 1), tuple(DTYPES.values()), 1)
     attrs(node, {})
-    return (lambda x: (x,)), [ctx.dtypes[0]]  # type: ignore[list-item]
+    return (lambda x: (x,)), [dtype0(ctx)]
 
 
 def cast(node: Node, ctx: Ctx) -> tuple[Step, list[np.dtype[Any]]]:
@@ -152,7 +161,7 @@ def transpose(node: Node, ctx: Ctx) -> tuple[Step, list[np.dtype[Any]]]:
             raise OpError(f"Transpose: perm {list(perm)} for rank {x.ndim}")
         return (np.transpose(x, perm),)
 
-    return step, [ctx.dtypes[0]]  # type: ignore[list-item]
+    return step, [dtype0(ctx)]
 
 
 def _const_ints(node: Node, ctx: Ctx, index: int) -> tuple[int, ...] | None:
@@ -179,7 +188,7 @@ def reshape(node: Node, ctx: Ctx) -> tuple[Step, list[np.dtype[Any]]]:
             raise OpError(f"Reshape: 0 beyond the input's rank {x.ndim}")
         return (x.reshape([x.shape[i] if s == 0 else s for i, s in enumerate(shape)]),)
 
-    return step, [ctx.dtypes[0]]  # type: ignore[list-item]
+    return step, [dtype0(ctx)]
 
 
 def _axes(node: Node, ctx: Ctx, as_input: bool) -> tuple[tuple[int, ...] | None, bool]:
@@ -208,7 +217,7 @@ def _reduce(mean: bool, input_since: int) -> Builder:
             count = math.prod(x.shape[a] for a in norm)
             return (np.asarray(total / x.dtype.type(count), dtype=x.dtype),)
 
-        return step, [ctx.dtypes[0]]  # type: ignore[list-item]
+        return step, [dtype0(ctx)]
 
     return build
 
@@ -221,31 +230,33 @@ def _normal_axes(axes: tuple[int, ...], rank: int) -> tuple[int, ...]:
 
 
 def clip(node: Node, ctx: Ctx) -> tuple[Step, list[np.dtype[Any]]]:
-    """Clip to scalar min/max: inputs from opset 11, attributes before."""
+    """Clip to scalar min/max: inputs from opset 11, attributes before.
+
+    An absent bound is the type's finite limit, as in onnxruntime: inf is clipped to it.
+    """
+    dtype = dtype0(ctx)
+    limit = float(np.finfo(dtype).max) if dtype in FLOATS else 0.0
+    given: dict[str, Any] = {}
     if ctx.opset >= 11:
         need(node, ctx, (1, 3), FLOATS, 11)
         attrs(node, {})
-        if any(d is not None and d != ctx.dtypes[0] for d in ctx.dtypes[1:]):
+        if any(d is not None and d != dtype for d in ctx.dtypes[1:]):
             raise NotForNumpy("Clip: min/max of another type")
-        bounds: tuple[float | None, float | None] = (None, None)
     else:
         need(node, ctx, (1, 1), (F32,), 6)
         given = attrs(node, {"min": FLOAT, "max": FLOAT})
-        # Before opset 11 the defaults are float32's limits (an inf input is clipped to them).
-        limit = float(np.finfo(np.float32).max)
-        bounds = (given.get("min", -limit), given.get("max", limit))
+    bounds = (given.get("min", -limit), given.get("max", limit))
 
     def step(x: Array, lo: Array | None = None, hi: Array | None = None) -> tuple[Array]:
-        low, high = _bound(lo, bounds[0]), _bound(hi, bounds[1])
-        out = x if low is None else np.maximum(x, x.dtype.type(low))
-        return (out if high is None else np.minimum(out, x.dtype.type(high)),)
+        low, high = x.dtype.type(_bound(lo, bounds[0])), x.dtype.type(_bound(hi, bounds[1]))
+        return (np.minimum(np.maximum(x, low), high),)
 
-    return step, [ctx.dtypes[0]]  # type: ignore[list-item]
+    return step, [dtype]
 
 
-def _bound(given: Array | None, attribute: float | None) -> float | None:
+def _bound(given: Array | None, default: float) -> float:
     if given is None:
-        return attribute
+        return default
     if given.size != 1 or given.ndim > 1:
         raise OpError(f"Clip: min/max must be scalars, got shape {list(given.shape)}")
     return float(given.reshape(()))
@@ -264,9 +275,9 @@ def _quantize(x: Array) -> tuple[Array, Array, Array]:
     f32 = np.float32
     lo = min(f32(x.min()), f32(0)) if x.size else f32(0)
     hi = max(f32(x.max()), f32(0)) if x.size else f32(0)
-    if math.isnan(lo) or math.isnan(hi):
-        raise OpError("DynamicQuantizeLinear: NaN in its input (an overflow upstream)")
     scale = f32(1) if hi == lo else f32(hi - lo) / f32(255)
+    if not math.isfinite(scale):
+        raise OpError(f"DynamicQuantizeLinear: input range [{lo}, {hi}] is not finite")
     start = f32(0) - lo / scale
     # std::min(255, v) / std::max(0, v) as onnxruntime writes them: a NaN gives 255.
     start = f32(255) if not start < 255 else start
@@ -291,7 +302,9 @@ def matmul_integer(node: Node, ctx: Ctx) -> tuple[Step, list[np.dtype[Any]]]:
         except OpError as exc:
             raise NotForNumpy(str(exc)) from exc
 
-    def step(a: Array, b: Array, a_zp: Array | None = None, b_zp: Array | None = None) -> tuple[Array]:
+    def step(
+        a: Array, b: Array, a_zp: Array | None = None, b_zp: Array | None = None
+    ) -> tuple[Array]:
         if a_zp is not None and a_zp.size != 1:
             raise OpError("MatMulInteger: a_zero_point must be a scalar")
         left = a.astype(np.float64)

@@ -94,14 +94,17 @@ class SmallGraph:
         Raises:
             OpError: a missing or mis-shaped input, or a value the engine refuses.
         """
-        env: dict[str, Any] = dict(self._consts)
-        for arg in self._inputs:
-            env[arg.name] = self._feed(arg, feeds)
+        env = self.evaluate({arg.name: self._feed(arg, feeds) for arg in self._inputs})
+        return [np.asarray(env[name]) for name in names]
+
+    def evaluate(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Every value of the graph for checked ``feeds``, by name."""
+        env: dict[str, Any] = {**self._consts, **feeds}
         with np.errstate(all="ignore"):  # overflow to inf is a value, as in onnxruntime
             for node in self._nodes:
                 values = node.step(*[None if i is None else env[i] for i in node.inputs])
                 env.update(zip(node.outputs, values, strict=True))
-        return [np.asarray(env[name]) for name in names]
+        return env
 
     def _feed(self, arg: Arg, feeds: dict[str, np.ndarray]) -> np.ndarray:
         if arg.name not in feeds:
@@ -141,10 +144,43 @@ def compile_model(model: Model) -> SmallGraph:
     dtypes = _graph_inputs(graph)
     nodes = [_bind(node, opset, dtypes, graph.initializers) for node in graph.nodes]
     for out in graph.outputs:
-        have = dtypes.get(out.name)
-        if have is None or out.elem_type not in DTYPES or DTYPES[out.elem_type] != have:
-            raise NotForNumpy(f"output {out.name!r} is not a computed tensor of its declared type")
-    return SmallGraph(nodes, dict(graph.initializers), model, graph)
+        if out.name not in dtypes:
+            raise NotForNumpy(f"output {out.name!r} is not computed")
+    small = SmallGraph(nodes, dict(graph.initializers), model, graph)
+    _probe(small, graph)
+    return small
+
+
+def _probe(small: SmallGraph, graph: Graph) -> None:
+    """Run a zero window (symbolic dims 1) and compare it with every declared type and shape.
+
+    onnxruntime infers shapes at load and refuses a graph whose shapes do not fit;
+    a dry run finds the same faults, so such a graph goes to onnxruntime to be refused.
+    """
+    feeds = {}
+    for info in graph.inputs:
+        if info.dims is None or info.elem_type is None:
+            return  # no shape to infer from, in onnxruntime either
+        dims = [d if isinstance(d, int) and d >= 0 else 1 for d in info.dims]
+        feeds[info.name] = np.zeros(dims, DTYPES[info.elem_type])
+    try:
+        env = small.evaluate(feeds)
+    except Exception as exc:  # any numpy fault on a zero window: not a graph for numpy
+        raise NotForNumpy(f"a zero window does not run: {exc}") from exc
+    for info in (*graph.outputs, *graph.value_info):
+        value = env.get(info.name)
+        if value is not None and not _fits(info, np.asarray(value)):
+            raise NotForNumpy(f"{info.name!r} is declared {_arg(info)}, computed {value.shape}")
+
+
+def _fits(info: ValueInfo, value: np.ndarray) -> bool:
+    if info.elem_type not in DTYPES or DTYPES[info.elem_type] != value.dtype:
+        return False
+    if info.dims is None:
+        return True
+    return len(info.dims) == value.ndim and all(
+        not isinstance(d, int) or d == v for d, v in zip(info.dims, value.shape, strict=True)
+    )
 
 
 def _opset(model: Model) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -82,12 +83,13 @@ class Node:
 
 @dataclass
 class Graph:
-    """The main graph: nodes in file order, initializers by name, inputs and outputs."""
+    """The main graph: nodes in file order, initializers by name, declared values."""
 
     nodes: list[Node] = field(default_factory=list)
     initializers: dict[str, np.ndarray] = field(default_factory=dict)
     inputs: list[ValueInfo] = field(default_factory=list)
     outputs: list[ValueInfo] = field(default_factory=list)
+    value_info: list[ValueInfo] = field(default_factory=list)
 
 
 @dataclass
@@ -208,6 +210,105 @@ def _pairs(buf: bytes) -> tuple[str, str]:
     return key, text
 
 
+# Every field of the messages read here (onnx.proto), for :func:`check_message`. Codes:
+# "i" varint, "f" float, "d" double, "s" UTF-8 string, "b" bytes, a capitalised name
+# a sub-message; "*" repeated. A field number not listed is refused, so this reader
+# never accepts a file that protobuf itself would reject.
+SCHEMA: dict[str, dict[int, str]] = {
+    "Model": {
+        1: "i",
+        2: "s",
+        3: "s",
+        4: "s",
+        5: "i",
+        6: "s",
+        7: "Graph",
+        8: "*OpsetId",
+        14: "*Entry",
+        26: "*DeviceConfig",
+    },
+    "OpsetId": {1: "s", 2: "i"},
+    "Entry": {1: "s", 2: "s"},
+    "DeviceConfig": {1: "s", 2: "i", 3: "*s"},
+    "Graph": {
+        1: "*Node",
+        2: "s",
+        5: "*Tensor",
+        10: "s",
+        11: "*ValueInfo",
+        12: "*ValueInfo",
+        13: "*ValueInfo",
+        14: "*Annotation",
+        16: "*Entry",
+    },
+    "Annotation": {1: "s", 2: "*Entry"},
+    "Node": {
+        1: "*s",
+        2: "*s",
+        3: "s",
+        4: "s",
+        5: "*Attribute",
+        6: "s",
+        7: "s",
+        8: "s",
+        9: "*Entry",
+    },
+    "Attribute": {1: "s", 2: "f", 3: "i", 4: "b", 5: "Tensor", 7: "*f", 8: "*i", 13: "s", 20: "i"},
+    "ValueInfo": {1: "s", 2: "Type", 3: "s", 4: "*Entry"},
+    "Type": {1: "TensorType", 6: "s"},
+    "TensorType": {1: "i", 2: "Shape"},
+    "Shape": {1: "*Dim"},
+    "Dim": {1: "i", 2: "s", 3: "s"},
+    "Tensor": {
+        1: "*i",
+        2: "i",
+        4: "*f",
+        5: "*i",
+        7: "*i",
+        8: "s",
+        9: "b",
+        10: "*d",
+        11: "*i",
+        12: "s",
+        14: "i",
+        16: "*Entry",
+    },
+}
+_WIRE = {"i": VARINT, "f": FIXED32, "d": FIXED64, "s": LEN, "b": LEN}
+
+
+def check_message(buf: bytes, name: str = "Model") -> None:
+    """Check a message against :data:`SCHEMA`, recursively.
+
+    Raises:
+        NotForNumpy: a field not in the schema (or one this engine does not read:
+            subgraphs, sparse and external tensors, functions), a wrong wire type,
+            a repeated singular message, or a string that is not UTF-8.
+    """
+    schema = SCHEMA[name]
+    seen: set[int] = set()
+    for number, wire, value in fields(buf):
+        code = schema.get(number)
+        if code is None:
+            raise NotForNumpy(f"{name} field {number} is not read by the numpy engine")
+        repeated, kind = code.startswith("*"), code.lstrip("*")
+        if not repeated and number in seen and kind[0].isupper():
+            raise NotForNumpy(f"{name} field {number} given twice")
+        seen.add(number)
+        if kind[0].isupper():
+            if wire != LEN:
+                raise NotForNumpy(f"{name} field {number}: wrong wire type {wire}")
+            check_message(_blob(value), kind)
+        elif wire != _WIRE[kind] and not (repeated and wire == LEN and kind in "ifd"):
+            raise NotForNumpy(f"{name} field {number}: wrong wire type {wire}")
+        elif kind == "s":
+            _text(value)
+        elif repeated and wire == LEN and kind == "i":
+            _ints(wire, value)
+        elif repeated and wire == LEN:
+            _fixed(wire, value, kind)
+
+
 class _TensorParts:
     """The fields of one TensorProto as read, before they become an array."""
 
@@ -216,7 +317,7 @@ class _TensorParts:
         self.dims: list[int] = []
         self.data_type = 0
         self.raw: bytes | None = None
-        self.typed: list[float] | list[int] = []
+        self.typed: list[Any] = []
         self.typed_field = 0
 
     def add(self, number: int, wire: int, value: int | bytes) -> None:
@@ -243,7 +344,7 @@ class _TensorParts:
         if self.typed_field not in (0, number):
             raise NotForNumpy("a tensor has two typed data fields")
         self.typed_field = number
-        self.typed = [*self.typed, *items]  # type: ignore[list-item]
+        self.typed.extend(items)
 
     def array(self) -> np.ndarray:
         dtype = DTYPES.get(self.data_type)
@@ -274,7 +375,7 @@ class _TensorParts:
             raise NotForNumpy(f"tensor {self.name!r}: {len(self.typed)} values for {count}")
         wide = np.array(self.typed, dtype=np.float64 if self.typed_field in (4, 10) else object)
         if dtype.kind in "iub" and wide.size:
-            info = np.iinfo(dtype) if dtype.kind != "b" else None
+            info = np.iinfo(dtype.str) if dtype.kind != "b" else None
             lo, hi = (info.min, info.max) if info else (0, 1)
             if min(self.typed) < lo or max(self.typed) > hi:
                 raise NotForNumpy(f"tensor {self.name!r}: a value out of range of its type")
@@ -393,6 +494,8 @@ def graph(buf: bytes) -> Graph:
             out.inputs.append(value_info(_blob(value)))
         elif number == 12:
             out.outputs.append(value_info(_blob(value)))
+        elif number == 13:
+            out.value_info.append(value_info(_blob(value)))
         elif number == 15:
             raise NotForNumpy("sparse initializers")
     return out
@@ -405,6 +508,7 @@ def read_model(data: bytes) -> Model:
         NotForNumpy: malformed, truncated, or using a feature outside this subset
             (functions, training info, a second graph field).
     """
+    check_message(data)
     model = Model()
     for number, _, value in fields(data):
         if number == 1:
