@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.detect.onnx_wire import DTYPES, Attribute, Node, NotForNumpy
+from edge_agent.detect.onnx_proto import NotForNumpy
+from edge_agent.detect.onnx_read import DTYPES, Attribute, Node
 
 Array = np.ndarray
 Step = Callable[..., tuple[Array, ...]]

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from edge_agent.detect.onnx_ops import OPS, Ctx, OpError, Step
-from edge_agent.detect.onnx_wire import DTYPES, Graph, Model, NotForNumpy, ValueInfo, read_model
+from edge_agent.detect.onnx_proto import NotForNumpy
+from edge_agent.detect.onnx_read import DTYPES, Graph, Model, ValueInfo, read_model
 
 __all__ = ["NotForNumpy", "OpError", "SmallGraph", "load_small"]
 
