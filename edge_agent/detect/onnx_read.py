@@ -2,10 +2,11 @@
 
 An ONNX file is one protobuf ``ModelProto``. Once
 :func:`~edge_agent.detect.onnx_proto.check_message` has checked it against the
-field table of ``onnx.proto``, this reader decodes it and keeps only what :mod:`edge_agent.detect.onnx_small` needs: the IR version, the opset
-imports, the metadata (the embedded model card), and of the graph its nodes with
-their attributes, its initializers (``raw_data`` or the typed ``*_data`` fields)
-and its declared values (inputs, outputs, value_info) with element types and shapes.
+field table of ``onnx.proto``, this reader decodes it and keeps only what
+:mod:`edge_agent.detect.onnx_small` needs: the IR version, the opset imports, the
+metadata (the embedded model card), and of the graph its nodes with their
+attributes, its initializers (``raw_data`` or the typed ``*_data`` fields) and its
+declared values (inputs, outputs, value_info) with element types and shapes.
 
 Anything this reader cannot represent exactly (external or sparse tensors,
 subgraph attributes, non-tensor types, a malformed or truncated message) raises
