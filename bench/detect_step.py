@@ -79,9 +79,9 @@ def time_steps(steps: int, with_rules: bool) -> np.ndarray:
     return out
 
 
-def time_raw(steps: int) -> np.ndarray:
+def time_raw(steps: int, engine: str = "auto") -> np.ndarray:
     """Seconds per bare model call on a ready window: the floor."""
-    model = load_model(MODEL)
+    model = load_model(MODEL, engine=engine)
     data = model.normalise(_data(steps, len(model.card.signals)))
     w = model.card.window
     out = np.empty(steps - w)
@@ -116,13 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory():
         raw = _us(time_raw(args.steps))
+        raw_ort = _us(time_raw(args.steps, "onnxruntime"))
         asset = _us(time_steps(args.steps, False))
         rules = _us(time_steps(args.steps, True))
         rate = replay_rate(args.steps)
     lines = [
         "| loop | p50 us | p99 us | p50 / raw |",
         "|---|---|---|---|",
-        f"| raw: model.errors() on a ready window | {raw[0]:.0f} | {raw[1]:.0f} | 1.0 |",
+        f"| raw: model.errors() on a ready window (numpy engine, as the detector runs it) "
+        f"| {raw[0]:.0f} | {raw[1]:.0f} | 1.0 |",
+        f"| raw, onnxruntime engine (`engine: onnxruntime`) | {raw_ort[0]:.0f} "
+        f"| {raw_ort[1]:.0f} | {raw_ort[0] / raw[0]:.1f} |",
         f"| Detector.step, 1 asset (8 signals x 20) | {asset[0]:.0f} | {asset[1]:.0f} "
         f"| {asset[0] / raw[0]:.1f} |",
         f"| Detector.step, 1 asset + 10 rules | {rules[0]:.0f} | {rules[1]:.0f} "

@@ -210,13 +210,18 @@ def _reduce(mean: bool, input_since: int) -> Builder:
             raise NotForNumpy(f"{node.op_type}: input of type {ctx.dtypes[0]}")
         axes, keep = _axes(node, ctx, as_input)
 
+        by_rank: dict[int, tuple[int, ...]] = {}
+
         def step(x: Array, *_: Array) -> tuple[Array]:
-            norm = tuple(range(x.ndim)) if axes is None else _normal_axes(axes, x.ndim)
-            total = np.sum(x, axis=norm, keepdims=keep)
-            if not mean:
-                return (total,)
-            count = math.prod(x.shape[a] for a in norm)
-            return (np.asarray(total / x.dtype.type(count), dtype=x.dtype),)
+            norm = by_rank.get(x.ndim)
+            if norm is None:
+                norm = tuple(range(x.ndim)) if axes is None else _normal_axes(axes, x.ndim)
+                by_rank[x.ndim] = norm
+            total = np.asarray(np.add.reduce(x, axis=norm, keepdims=keep))
+            if mean:  # onnxruntime divides the sum by the count, in the input's type
+                count = math.prod(x.shape[a] for a in norm)
+                total = np.divide(total, count, dtype=x.dtype)
+            return (total,)
 
         return step, [dtype0(ctx)]
 
@@ -279,11 +284,18 @@ def _quantize(x: Array) -> tuple[Array, Array, Array]:
     scale = f32(1) if hi == lo else f32(hi - lo) / f32(255)
     if not math.isfinite(scale):
         raise OpError(f"DynamicQuantizeLinear: input range [{lo}, {hi}] is not finite")
-    start = f32(0) - lo / scale
+    start = float(f32(0) - lo / scale)
     # std::min(255, v) / std::max(0, v) as onnxruntime writes them: a NaN gives 255.
-    start = f32(255) if not start < 255 else start
-    zero = np.rint(start if f32(0) < start else f32(0))
-    q = np.rint(np.fmin(np.fmax(x / scale, -zero), f32(255) - zero)) + zero
+    start = 255.0 if not start < 255 else start
+    zero = float(round(start if start > 0 else 0.0))  # round(): half to even, as nearbyint
+    q = np.divide(x, scale, dtype=f32)
+    if scale:  # |x / scale| <= 256: no NaN, so plain max/min clamp as onnxruntime's does
+        np.maximum(q, -zero, out=q)
+        np.minimum(q, 255.0 - zero, out=q)
+    else:  # scale underflowed to 0: x / 0 is inf or NaN; a NaN clamps to -zero
+        q = np.fmin(np.fmax(q, f32(-zero)), f32(255.0 - zero))
+    np.rint(q, out=q)  # the bounds are integers: rounding after the clamp is the same
+    q += zero
     return q.astype(np.uint8), np.asarray(scale, dtype=f32), np.asarray(zero, dtype=np.uint8)
 
 

@@ -114,11 +114,11 @@ class SmallGraph:
         if not isinstance(value, np.ndarray) or value.dtype != self._dtypes[arg.name]:
             raise OpError(f"input {arg.name!r} must be {arg.type}")
         dims = arg.shape
-        if dims and (
-            value.ndim != len(dims)
-            or any(isinstance(d, int) and d != v for d, v in zip(dims, value.shape, strict=True))
-        ):
+        if dims and value.ndim != len(dims):
             raise OpError(f"input {arg.name!r} has shape {list(value.shape)}, expected {dims}")
+        for d, v in zip(dims, value.shape, strict=False):
+            if d != v and isinstance(d, int):
+                raise OpError(f"input {arg.name!r} has shape {list(value.shape)}, expected {dims}")
         return value
 
 
