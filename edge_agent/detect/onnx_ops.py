@@ -41,6 +41,7 @@ F32, U8, I32, I64 = (np.dtype(t) for t in (np.float32, np.uint8, np.int32, np.in
 FLOAT, INT, INTS = 1, 2, 7
 # The widest MatMulInteger depth whose int32 sum cannot overflow (255 * 255 per term).
 MAX_DEPTH = (2**31 - 1) // (255 * 255)
+_SUM: Any = np.add.reduce  # np.sum without its Python wrapper (~1 us a call)
 
 
 class OpError(ValueError):
@@ -217,7 +218,7 @@ def _reduce(mean: bool, input_since: int) -> Builder:
             if norm is None:
                 norm = tuple(range(x.ndim)) if axes is None else _normal_axes(axes, x.ndim)
                 by_rank[x.ndim] = norm
-            total = np.asarray(np.add.reduce(x, axis=norm, keepdims=keep))
+            total = np.asarray(_SUM(x, axis=norm, keepdims=keep))
             if mean:  # onnxruntime divides the sum by the count, in the input's type
                 count = math.prod(x.shape[a] for a in norm)
                 total = np.divide(total, count, dtype=x.dtype)
