@@ -241,7 +241,9 @@ def open_onnx(path: Path, threads: int, engine: str = "auto") -> tuple[Any, str 
     if engine not in ENGINES:
         raise ModelError(f"{path.name}: unknown engine {engine!r} (use {' or '.join(ENGINES)})")
     if engine == "auto":
-        small = _open_small(path)
+        from edge_agent.detect.onnx_small import open_small
+
+        small = open_small(path)
         if small is not None:
             return small, small.metadata.get(CARD_KEY), "numpy"
     session = _ort_session(path, threads)
@@ -254,15 +256,18 @@ def open_onnx(path: Path, threads: int, engine: str = "auto") -> tuple[Any, str 
     return session, meta.get(CARD_KEY), "onnxruntime"
 
 
-def _open_small(path: Path) -> Any:
-    """The numpy engine's graph of ``path``, or None (logged once) when it does not fit."""
-    from edge_agent.detect.onnx_small import NotForNumpy, load_small
+def embedded_card(path: Path) -> str | None:
+    """The card text in an ONNX file's metadata, read without building any engine.
+
+    Raises:
+        ModelError: neither the numpy reader nor onnxruntime can read the file.
+    """
+    from edge_agent.detect.onnx_small import NotForNumpy, metadata
 
     try:
-        return load_small(path.read_bytes())
-    except (NotForNumpy, OSError) as exc:
-        log.info("model %s: not for the numpy engine (%s), using onnxruntime", path.name, exc)
-        return None
+        return metadata(path).get(CARD_KEY)
+    except (NotForNumpy, OSError):
+        return open_onnx(path, 1, "onnxruntime")[1]  # onnxruntime's verdict on the file
 
 
 def _ort_session(path: Path, threads: int) -> Any:

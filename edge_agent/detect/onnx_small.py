@@ -14,7 +14,9 @@ apply to both engines.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,9 @@ from edge_agent.detect.onnx_ops import OPS, Ctx, OpError, Step
 from edge_agent.detect.onnx_proto import NotForNumpy
 from edge_agent.detect.onnx_read import DTYPES, Graph, Model, ValueInfo, read_model
 
-__all__ = ["NotForNumpy", "OpError", "SmallGraph", "load_small"]
+__all__ = ["NotForNumpy", "OpError", "SmallGraph", "load_small", "metadata", "open_small"]
+
+log = logging.getLogger(__name__)
 
 OPSETS = range(7, 23)
 IR_VERSIONS = range(3, 15)  # onnx 1.23 writes IR 14
@@ -120,6 +124,25 @@ class SmallGraph:
             if d != v and isinstance(d, int):
                 raise OpError(f"input {arg.name!r} has shape {list(value.shape)}, expected {dims}")
         return value
+
+
+def open_small(path: Path) -> SmallGraph | None:
+    """The numpy engine's graph of ``path``, or None (logged once) when it does not fit."""
+    try:
+        return load_small(path.read_bytes())
+    except (NotForNumpy, OSError) as exc:
+        log.info("model %s: not for the numpy engine (%s), using onnxruntime", path.name, exc)
+        return None
+
+
+def metadata(path: Path) -> dict[str, str]:
+    """An ONNX file's metadata_props (the embedded card), without compiling the graph.
+
+    Raises:
+        NotForNumpy: the file is not one this reader reads.
+        OSError: it cannot be read.
+    """
+    return read_model(path.read_bytes()).metadata
 
 
 def load_small(data: bytes) -> SmallGraph:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.detect.card import CARD_KEY, card_kind, sidecar_text
-from edge_agent.detect.model import check_dims, open_onnx, open_tflite, tfl_dims
+from edge_agent.detect.model import check_dims, embedded_card, open_onnx, open_tflite, tfl_dims
 from edge_agent.detect.prognostic_card import KIND, OUTPUT, PrognosticCard
 from edge_agent.errors import ModelError
 
@@ -69,7 +69,7 @@ def model_kind(path: Path) -> str:
     if beside is not None:
         return card_kind(beside[0])
     if path.suffix.lower() == ".onnx" and path.is_file():
-        _, text, _ = open_onnx(path, 1)
+        text = embedded_card(path)
         return card_kind(text) if text is not None else "anomaly"
     return "anomaly"
 
