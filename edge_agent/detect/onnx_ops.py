@@ -142,7 +142,8 @@ def cast(node: Node, ctx: Ctx) -> tuple[Step, list[np.dtype[Any]]]:
     """To float32/float64 only: from those, from bool and from integers up to int64."""
     sources = [t for k, t in DTYPES.items() if k != 13]  # uint64: compilers differ
     need(node, ctx, (1, 1), sources, 6)
-    to = attrs(node, {"to": INT, "saturate": INT}).get("to")
+    allowed = {"to": INT, "saturate": INT} if ctx.opset >= 19 else {"to": INT}
+    to = attrs(node, allowed).get("to")  # saturate only changes float8 targets
     if to not in (1, 11):
         raise NotForNumpy(f"Cast to data type {to}")
     target = DTYPES[to]
@@ -179,9 +180,10 @@ def _const_ints(node: Node, ctx: Ctx, index: int) -> tuple[int, ...] | None:
 def reshape(node: Node, ctx: Ctx) -> tuple[Step, list[np.dtype[Any]]]:
     """Reshape to a constant shape; 0 copies the input's dim unless ``allowzero``."""
     need(node, ctx, (2, 2), (*DTYPES.values(),), 5)
-    allowzero = attrs(node, {"allowzero": INT}).get("allowzero", 0)
+    allowzero = attrs(node, {"allowzero": INT} if ctx.opset >= 14 else {}).get("allowzero", 0)
     shape = _const_ints(node, ctx, 1)
-    assert shape is not None  # need() made the input present
+    if shape is None or any(s < -1 for s in shape) or shape.count(-1) > 1:
+        raise NotForNumpy(f"Reshape to {shape}")  # numpy would read any negative as -1
 
     def step(x: Array, _: Array) -> tuple[Array]:
         if allowzero or 0 not in shape:

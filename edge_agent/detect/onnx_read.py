@@ -84,6 +84,7 @@ class Node:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     attributes: dict[str, Attribute]
+    name: str = ""
 
 
 @dataclass
@@ -258,10 +259,12 @@ def node(buf: bytes) -> Node:
     """A NodeProto."""
     inputs: list[str] = []
     outputs: list[str] = []
-    op_type = domain = ""
+    op_type = domain = name = ""
     attrs: dict[str, Attribute] = {}
     for number, _, value in fields(buf):
-        if number == 1:
+        if number == 3:
+            name = as_text(value)
+        elif number == 1:
             inputs.append(as_text(value))
         elif number == 2:
             outputs.append(as_text(value))
@@ -274,7 +277,7 @@ def node(buf: bytes) -> Node:
             if attr.name in attrs:
                 raise NotForNumpy(f"{op_type}: attribute {attr.name!r} given twice")
             attrs[attr.name] = attr
-    return Node(op_type, domain, tuple(inputs), tuple(outputs), attrs)
+    return Node(op_type, domain, tuple(inputs), tuple(outputs), attrs, name)
 
 
 def graph(buf: bytes) -> Graph:
@@ -322,9 +325,13 @@ def read_model(data: bytes) -> Model:
                     domain = as_text(item)
                 elif inner == 2:
                     version = as_signed(as_int(item))
+            if domain in model.opsets:
+                raise NotForNumpy(f"opset of domain {domain!r} given twice")
             model.opsets[domain] = version
         elif number == 14:
             key, text = entry(as_blob(value))
+            if key in model.metadata:  # which one onnxruntime keeps is its business
+                raise NotForNumpy(f"metadata key {key!r} given twice")
             model.metadata[key] = text
         elif number in (20, 25):
             raise NotForNumpy("training info or model-local functions")

@@ -166,6 +166,9 @@ def compile_model(model: Model) -> SmallGraph:
     if graph is None or not graph.outputs:
         raise NotForNumpy("no graph or no outputs")
     dtypes = _graph_inputs(graph)
+    names = [n.name for n in graph.nodes if n.name]
+    if len(set(names)) != len(names):
+        raise NotForNumpy("two nodes with the same name")
     nodes = [_bind(node, opset, dtypes, graph.initializers) for node in graph.nodes]
     for out in graph.outputs:
         if out.name not in dtypes:

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from edge_agent.detect.onnx_small import NotForNumpy, OpError, load_small
-from tests.detect.test_onnx_small import both
+from tests.detect.test_onnx_small import both, session
 
 F = TensorProto.FLOAT
 
@@ -224,3 +224,35 @@ def test_graphs_outside_the_engine_are_refused_at_load(node: Any, opset: int) ->
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     with pytest.raises(NotForNumpy):
         load_small(model.SerializeToString())
+
+
+@pytest.mark.parametrize(
+    ("nodes", "opset"),
+    [
+        (
+            [
+                helper.make_node("Relu", ["x"], ["h"], name="n"),
+                helper.make_node("Relu", ["h"], ["y"], name="n"),
+            ],
+            17,
+        ),
+        ([helper.make_node("Cast", ["x"], ["y"], to=F, saturate=1)], 17),
+        ([helper.make_node("Relu", ["x"], ["y"], alpha=1.0)], 17),
+        ([helper.make_node("Reshape", ["x", "s"], ["y"], allowzero=0)], 13),
+        ([helper.make_node("Relu", ["x"], ["h"]), helper.make_node("Relu", ["x"], ["h"])], 17),
+    ],
+    ids=[
+        "same-node-name",
+        "saturate-before-19",
+        "unknown-attr",
+        "allowzero-before-14",
+        "output-twice",
+    ],
+)
+def test_what_onnxruntime_refuses_the_engine_refuses(nodes: list[Any], opset: int) -> None:
+    shape = helper.make_tensor("s", TensorProto.INT64, [1], [2])
+    data = graph_bytes(nodes, [("x", F, [2])], [("y", F)], [shape], opset=opset)
+    with pytest.raises(Exception, match="ONNXRuntimeError"):
+        session(data)
+    with pytest.raises(NotForNumpy):
+        load_small(data)
