@@ -15,9 +15,12 @@ Where exactness is decided:
   refused: onnxruntime's answer then depends on its SIMD lanes and fused kernels.
 * ``MatMulInteger``: the zero-point-shifted operands multiplied in float64, where
   every partial sum is an integer below 2**53 and so exact in any order.
-* ``ReduceMean``/``ReduceSum`` add along the reduced axis in order, as
-  onnxruntime's kernel for a middle axis does; ``MatMul`` in float32 (BLAS) may
-  differ from onnxruntime's MLAS in the last bits.
+* ``ReduceMean``/``ReduceSum`` add along the reduced axis in order and divide by
+  the count in the input's type: what onnxruntime does for one window. For a batch
+  it sums a middle axis through its GEMM kernel, in another order (the last bits
+  differ); ``MatMul`` in float32 goes through numpy's BLAS, which may differ from
+  onnxruntime's MLAS in the last bits likewise (the shipped models agree bit for
+  bit at batch 1: tests/detect/test_onnx_small.py).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.detect.onnx_proto import NotForNumpy
-from edge_agent.detect.onnx_read import DTYPES, Attribute, Node
+from edge_agent.detect.onnx_read import DTYPES, Node
 
 Array = np.ndarray
 Step = Callable[..., tuple[Array, ...]]
@@ -362,7 +365,3 @@ OPS: dict[str, Builder] = {
     "Clip": clip,
 }
 
-
-def attribute_names(attributes: dict[str, Attribute]) -> list[str]:
-    """The attribute names of a node, for messages."""
-    return sorted(attributes)

@@ -100,7 +100,12 @@ class SmallGraph:
             OpError: a missing or mis-shaped input, or a value the engine refuses.
         """
         env = self.evaluate({arg.name: self._feed(arg, feeds) for arg in self._inputs})
-        return [np.asarray(env[name]) for name in names]
+        return [self._own(env[name], name) for name in names]
+
+    def _own(self, value: Any, name: str) -> np.ndarray:
+        """An output the caller may keep and change: never a view of a weight or an input."""
+        out = np.asarray(value)
+        return out.copy() if name in self._consts or not out.flags.owndata else out
 
     def evaluate(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
         """Every value of the graph for checked ``feeds``, by name."""
