@@ -283,26 +283,29 @@ def dynamic_quantize(node: Node, ctx: Ctx) -> tuple[Step, list[np.dtype[Any]]]:
     return _quantize, [U8, F32, U8]
 
 
+_F0, _F255 = np.float32(0), np.float32(255)
+
+
 def _quantize(x: Array) -> tuple[Array, Array, Array]:
-    f32 = np.float32
-    lo = min(f32(x.min()), f32(0)) if x.size else f32(0)
-    hi = max(f32(x.max()), f32(0)) if x.size else f32(0)
-    scale = f32(1) if hi == lo else f32(hi - lo) / f32(255)
+    # min/max are float32 scalars; std::min(min, 0) / std::max(max, 0) as onnxruntime has them.
+    lo = min(x.min(), _F0) if x.size else _F0
+    hi = max(x.max(), _F0) if x.size else _F0
+    scale = np.float32(1) if hi == lo else (hi - lo) / _F255
     if not math.isfinite(scale):
         raise OpError(f"DynamicQuantizeLinear: input range [{lo}, {hi}] is not finite")
-    start = float(f32(0) - lo / scale)
+    start = 0.0 - float(lo / scale)  # float32 quotient, exact in a double
     # std::min(255, v) / std::max(0, v) as onnxruntime writes them: a NaN gives 255.
     start = 255.0 if not start < 255 else start
     zero = float(round(start if start > 0 else 0.0))  # round(): half to even, as nearbyint
-    q = np.divide(x, scale, dtype=f32)
+    q = x / scale
     if scale:  # |x / scale| <= 256: no NaN, so plain max/min clamp as onnxruntime's does
         np.maximum(q, -zero, out=q)
         np.minimum(q, 255.0 - zero, out=q)
     else:  # scale underflowed to 0: x / 0 is inf or NaN; a NaN clamps to -zero
-        q = np.fmin(np.fmax(q, f32(-zero)), f32(255.0 - zero))
+        q = np.fmin(np.fmax(q, np.float32(-zero)), np.float32(255.0 - zero))
     np.rint(q, out=q)  # the bounds are integers: rounding after the clamp is the same
     q += zero
-    return q.astype(np.uint8), np.asarray(scale, dtype=f32), np.asarray(zero, dtype=np.uint8)
+    return q.astype(np.uint8), np.asarray(scale), np.asarray(int(zero), dtype=np.uint8)
 
 
 def matmul_integer(node: Node, ctx: Ctx) -> tuple[Step, list[np.dtype[Any]]]:

@@ -78,7 +78,7 @@ class SmallGraph:
     def __init__(
         self, nodes: list[_Node], consts: dict[str, np.ndarray], model: Model, graph: Graph
     ) -> None:
-        self._nodes = nodes
+        self._plan = [(n.step, n.inputs, n.outputs) for n in nodes]
         self._consts = consts
         self._inputs = [_arg(i) for i in graph.inputs]
         self._outputs = [_arg(o) for o in graph.outputs]
@@ -109,11 +109,15 @@ class SmallGraph:
 
     def evaluate(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
         """Every value of the graph for checked ``feeds``, by name."""
-        env: dict[str, Any] = {**self._consts, **feeds}
+        env: dict[Any, Any] = {None: None, **self._consts, **feeds}  # None: an absent input
+        get = env.__getitem__
         with np.errstate(all="ignore"):  # overflow to inf is a value, as in onnxruntime
-            for node in self._nodes:
-                values = node.step(*[None if i is None else env[i] for i in node.inputs])
-                env.update(zip(node.outputs, values, strict=True))
+            for step, inputs, outputs in self._plan:
+                values = step(*map(get, inputs))
+                if len(outputs) == 1:
+                    env[outputs[0]] = values[0]
+                else:
+                    env.update(zip(outputs, values, strict=True))
         return env
 
     def _feed(self, arg: Arg, feeds: dict[str, np.ndarray]) -> np.ndarray:
