@@ -184,6 +184,8 @@ def reshape(node: Node, ctx: Ctx) -> tuple[Step, list[np.dtype[Any]]]:
     """Reshape to a constant shape; 0 copies the input's dim unless ``allowzero``."""
     need(node, ctx, (2, 2), (*DTYPES.values(),), 5)
     allowzero = attrs(node, {"allowzero": INT} if ctx.opset >= 14 else {}).get("allowzero", 0)
+    if allowzero not in (0, 1):
+        raise NotForNumpy(f"Reshape: allowzero {allowzero}")
     shape = _const_ints(node, ctx, 1)
     if shape is None or any(s < -1 for s in shape) or shape.count(-1) > 1:
         raise NotForNumpy(f"Reshape to {shape}")  # numpy would read any negative as -1
@@ -202,10 +204,10 @@ def _axes(node: Node, ctx: Ctx, as_input: bool) -> tuple[tuple[int, ...] | None,
     """The reduction's axes (None: all) and whether to keep dims; refuses noop_with_empty_axes."""
     names = {"keepdims": INT, "noop_with_empty_axes": INT} if as_input else {"keepdims": INT}
     given = attrs(node, names if as_input else {**names, "axes": INTS})
-    if given.get("noop_with_empty_axes", 0):
-        raise NotForNumpy(f"{node.op_type}: noop_with_empty_axes")
+    if given.get("noop_with_empty_axes", 0) or given.get("keepdims", 1) not in (0, 1):
+        raise NotForNumpy(f"{node.op_type}: noop_with_empty_axes, or keepdims not 0/1")
     axes = _const_ints(node, ctx, 1) if as_input else given.get("axes")
-    return (tuple(axes) if axes else None), bool(given.get("keepdims", 1))
+    return (tuple(axes) if axes else None), given.get("keepdims", 1) == 1
 
 
 def _reduce(mean: bool, input_since: int) -> Builder:
