@@ -256,3 +256,10 @@ def test_what_onnxruntime_refuses_the_engine_refuses(nodes: list[Any], opset: in
         session(data)
     with pytest.raises(NotForNumpy):
         load_small(data)
+
+
+def test_clip_with_min_above_max_gives_max() -> None:
+    inits = [helper.make_tensor("lo", F, [], [1.0]), helper.make_tensor("hi", F, [], [-1.0])]
+    node = helper.make_node("Clip", ["x", "lo", "hi"], ["y"])
+    data = graph_bytes([node], [("x", F, None)], [("y", F)], inits, opset=13)
+    same(data, {"x": np.array([-3.0, 0.0, 0.5, 3.0, np.nan], np.float32)})
