@@ -119,6 +119,7 @@ class ModelSlot:
         model: AnomalyModel,
         signals: list[str],
         key: FileKey,
+        engine: str = "auto",
     ) -> None:
         self.path = path
         self.threads = threads
@@ -129,7 +130,7 @@ class ModelSlot:
         self._key = key
         self._files = watched(path)
         self._refused: FileKey | None = None
-        self.engine = "auto"  # as configured; the model's .backend says which one runs
+        self.engine = engine  # as configured; the model's .backend says which one runs
 
     @classmethod
     def load(
@@ -138,9 +139,7 @@ class ModelSlot:
         """Load the first model; any problem is a ModelError (startup fails)."""
         key = file_key(watched(path))
         model, signals = load_checked(path, threads, asset_signals, who, engine)
-        slot = cls(path, threads, asset_signals, who, model, signals, key)
-        slot.engine = engine
-        return slot
+        return cls(path, threads, asset_signals, who, model, signals, key, engine)
 
     @property
     def card(self) -> ModelCard:
