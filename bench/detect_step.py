@@ -114,9 +114,9 @@ def _time_model_calls(det: Detector) -> list[float]:
     return calls
 
 
-def time_raw(steps: int) -> np.ndarray:
+def time_raw(steps: int, engine: str = "auto") -> np.ndarray:
     """Seconds per bare model call on a ready window: the floor."""
-    model = load_model(MODEL)
+    model = load_model(MODEL, engine=engine)
     data = model.normalise(_data(steps, len(model.card.signals)))
     w = model.card.window
     out = np.empty(steps - w)
@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     load = Path("/proc/loadavg").read_text().split()[:3]
     with tempfile.TemporaryDirectory():
         raw = _us(time_raw(args.steps))
+        raw_ort = _us(time_raw(args.steps, "onnxruntime"))
         asset, in_step = (_us(x) for x in time_steps(args.steps, False))
         rules = _us(time_steps(args.steps, True)[0])
         many = _us(time_steps(args.steps, False, assets=10)[0])
@@ -164,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "| loop | p50 us | p99 us | p50 / raw |",
         "|---|---|---|---|",
-        _row("raw: model.errors() on a ready window", raw, raw[0]),
+        _row("raw: model.errors() on a ready window (numpy engine, as shipped)", raw, raw[0]),
+        _row("raw, onnxruntime engine (`engine: onnxruntime`)", raw_ort, raw[0]),
         _row("Detector.step, 1 asset (8 signals x 20)", asset, raw[0]),
         _row("... of which model.errors() inside that step", in_step, raw[0]),
         _row("Detector.step, 1 asset + 10 rules", rules, raw[0]),

@@ -51,13 +51,23 @@ class Checked:
     detector: Detector
 
     def summary(self) -> str:
-        """``ok (2 source(s), 14 signal(s), 1 sink(s)); 1 model(s) loaded``."""
+        """``ok (2 source(s), 14 signal(s), 1 sink(s)); 1 model(s) loaded (numpy 1)``."""
         signals = sum(len(s.signals()) for s in self.sources)
-        return (
+        text = (
             f"ok ({len(self.sources)} source(s), {signals} signal(s), "
             f"{len(self.config.sinks)} sink(s)); "
             f"{len(self.detector.assets) + len(self.detector.prognostic)} model(s) loaded"
         )
+        engines = self.engines()
+        if engines:
+            text += " (" + ", ".join(f"{k} {v}" for k, v in sorted(engines.items())) + ")"
+        return text
+
+    def engines(self) -> dict[str, int]:
+        """How many models each engine runs (``numpy``, ``onnxruntime``, ``litert``)."""
+        backends = [a.slot.model.backend for a in self.detector.assets.values()]
+        backends += [p.model.backend for p in self.detector.prognostic.values()]
+        return {b: backends.count(b) for b in set(backends)}
 
 
 def check_config(path: Any) -> Checked:

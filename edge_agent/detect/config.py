@@ -66,6 +66,8 @@ class AssetConfig(StrictModel):
     signals: list[str] = Field(min_length=1)
     mode: Literal["live", "shadow"] = "live"
     threads: int = Field(default=1, ge=1)
+    engine: Literal["auto", "onnxruntime"] = "auto"
+    """``auto``: the numpy engine when it runs the ONNX graph exactly, else onnxruntime."""
     threshold: float | None = Field(default=None, gt=0.0)
     clear_below: float = Field(default=0.8, gt=0.0, le=1.0)
     critical_above: float = Field(default=2.0, ge=1.0)

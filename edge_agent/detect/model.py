@@ -8,7 +8,12 @@ says which signals, window, step, normalisation and threshold it was built for.
 
 Everything is checked at load, so a bad model fails at startup with a
 :class:`ModelError` that names the problem, never at the first window.
-onnxruntime and LiteRT are imported here only, inside :func:`load_model`.
+
+An ONNX graph made only of the few operators the shipped models use runs in
+numpy (:mod:`edge_agent.detect.onnx_small`, engine ``numpy``): onnxruntime is then
+never imported, which saves about 28 MB of RSS per process. Any other graph, or
+``engine="onnxruntime"``, runs in onnxruntime. onnxruntime and LiteRT are
+imported here only, inside the loaders.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ log = logging.getLogger(__name__)
 
 INPUT = "window"
 OUTPUT = "error"
+ENGINES = ("auto", "onnxruntime")
 
 
 class _Runner(Protocol):
@@ -124,15 +130,19 @@ def load_model(
     signals: Sequence[str] | None = None,
     window: int | None = None,
     card: ModelCard | None = None,
+    engine: str = "auto",
 ) -> AnomalyModel:
     """Load and validate a model.
 
     Args:
-        path: ``.onnx`` (onnxruntime) or ``.tflite`` (ai-edge-litert, optional extra).
+        path: ``.onnx`` (numpy engine or onnxruntime) or ``.tflite`` (ai-edge-litert,
+            optional extra).
         threads: intra-op threads of the backend; 1 suits a shared gateway.
         signals: the signals the caller will feed, in order; must equal the card's.
         window: the window length the caller expects; must equal the card's.
         card: use this card instead of the embedded one or the one beside the file.
+        engine: ``auto`` (numpy when it runs the graph exactly, else onnxruntime)
+            or ``onnxruntime``; ignored for ``.tflite``.
 
     Raises:
         ModelError: file missing or corrupt, no card, or any mismatch of names,
@@ -146,7 +156,7 @@ def load_model(
     suffix = path.suffix.lower()
     runner: _Runner
     if suffix == ".onnx":
-        runner, meta_card, backend = _load_onnx(path, threads)
+        runner, meta_card, backend = _load_onnx(path, threads, engine)
     elif suffix == ".tflite":
         runner, meta_card, backend = _load_tflite(path, threads)
     else:
@@ -218,8 +228,49 @@ class _OnnxRunner:
         return np.asarray(result, dtype=np.float32)
 
 
-def open_onnx(path: Path, threads: int) -> tuple[Any, str | None]:
-    """An onnxruntime session of ``path`` and the card text embedded in it (or None)."""
+def open_onnx(path: Path, threads: int, engine: str = "auto") -> tuple[Any, str | None, str]:
+    """A session of ``path``, the card text embedded in it (or None), and its engine name.
+
+    The session is a numpy :class:`~edge_agent.detect.onnx_small.SmallGraph` (engine
+    ``numpy``) when ``engine`` is ``auto`` and the graph is one it runs exactly,
+    else an onnxruntime ``InferenceSession`` (which also judges a damaged file).
+
+    Raises:
+        ModelError: onnxruntime cannot load the file, or ``engine`` is unknown.
+    """
+    if engine not in ENGINES:
+        raise ModelError(f"{path.name}: unknown engine {engine!r} (use {' or '.join(ENGINES)})")
+    if engine == "auto":
+        from edge_agent.detect.onnx_small import open_small
+
+        small = open_small(path)
+        if small is not None:
+            return small, small.metadata.get(CARD_KEY), "numpy"
+    session = _ort_session(path, threads)
+    try:  # onnxruntime loads names that are not UTF-8, then fails when they are read
+        meta = session.get_modelmeta().custom_metadata_map
+        for arg in (*session.get_inputs(), *session.get_outputs()):
+            (arg.name, arg.type, arg.shape)  # noqa: B018 - read once to decode
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path.name}: not a valid ONNX model ({exc})") from exc
+    return session, meta.get(CARD_KEY), "onnxruntime"
+
+
+def embedded_card(path: Path) -> str | None:
+    """The card text in an ONNX file's metadata, read without building any engine.
+
+    Raises:
+        ModelError: neither the numpy reader nor onnxruntime can read the file.
+    """
+    from edge_agent.detect.onnx_small import NotForNumpy, metadata
+
+    try:
+        return metadata(path).get(CARD_KEY)
+    except (NotForNumpy, OSError):
+        return open_onnx(path, 1, "onnxruntime")[1]  # onnxruntime's verdict on the file
+
+
+def _ort_session(path: Path, threads: int) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -233,14 +284,13 @@ def open_onnx(path: Path, threads: int) -> tuple[Any, str | None]:
         )
     except Exception as exc:  # onnxruntime raises its own Exception subclasses
         raise ModelError(f"{path.name}: not a valid ONNX model ({exc})") from exc
-    meta = session.get_modelmeta().custom_metadata_map
-    return session, meta.get(CARD_KEY)
+    return session
 
 
-def _load_onnx(path: Path, threads: int) -> tuple[_OnnxRunner, ModelCard | None, str]:
-    session, text = open_onnx(path, threads)
+def _load_onnx(path: Path, threads: int, engine: str) -> tuple[_OnnxRunner, ModelCard | None, str]:
+    session, text, backend = open_onnx(path, threads, engine)
     card = ModelCard.from_json(text, f"{path.name} metadata") if text is not None else None
-    return _OnnxRunner(session), card, "onnxruntime"
+    return _OnnxRunner(session), card, backend
 
 
 class _TfliteRunner:
