@@ -369,4 +369,3 @@ OPS: dict[str, Builder] = {
     "ReduceSum": _reduce(mean=False, input_since=13),
     "Clip": clip,
 }
-

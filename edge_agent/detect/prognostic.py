@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.detect.card import CARD_KEY, card_kind, sidecar_text
-from edge_agent.detect.model import check_dims, embedded_card, open_onnx, open_tflite, tfl_dims
+from edge_agent.detect.engines import check_dims, embedded_card, open_onnx, open_tflite, tfl_dims
 from edge_agent.detect.prognostic_card import KIND, OUTPUT, PrognosticCard
 from edge_agent.errors import ModelError
 
