@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -239,3 +240,55 @@ async def test_a_damaged_spill_file_does_not_cost_the_next_spill(
     assert [a.id for a in read_spill(spill)] == [a.id for a in alerts]
     aside = await asyncio.to_thread(lambda: list(tmp_path.glob("unsent-alerts.json.corrupt-*")))
     assert len(aside) == 1
+
+
+def test_alerts_the_outbox_refuses_at_a_stop_are_delivered_after_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """End to end: another process holds the outbox's write lock while a rule raises."""
+    port = free_port()
+    server = _plant(port)
+    data = tmp_path / "data"
+    source = {"type": "modbus", "name": "pump1", "url": f"tcp://127.0.0.1:{port}",
+              "interval": "200ms",
+              "registers": [{"name": "motor_current", "address": 0, "data_type": "float32"}]}
+    rule = {"name": "running", "type": "threshold", "signal": "pump1.motor_current",
+            "asset": "pump1", "above": -1000.0, "for": "2s"}  # always true, after 2 s
+    config = _write_config(tmp_path, {
+        "agent": {"id": "gw", "data_dir": str(data)},
+        "twin": {"flush_interval": "200ms"},
+        "detect": {"interval": "250ms", "rules": [rule]},
+        "sources": [source],
+        "sinks": [{"type": "jsonl", "name": "local", "path": "alerts.jsonl"}],
+    })  # fmt: skip
+    try:
+        first = Agent(config, tmp_path / "first.log")
+        try:
+            first.wait_for("running")
+            lock = sqlite3.connect(data / "outbox.db", isolation_level=None)
+            lock.execute("BEGIN IMMEDIATE")  # a backup tool, a stuck CLI
+            try:
+                first.wait_for("cannot store alerts", within=40)
+                assert first.stop() == 0
+            finally:
+                lock.execute("ROLLBACK")
+                lock.close()
+        finally:
+            first.proc.kill()
+        kept = read_spill(data / "unsent-alerts.json")
+        assert [a.cause for a in kept] == ["running"], first.text()
+        second = Agent(config, tmp_path / "second.log")
+        try:
+            second.wait_for("running")
+            _wait(lambda: len(_delivered(data / "alerts.jsonl")) >= 1)
+        finally:
+            assert second.stop() == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    delivered = _delivered(data / "alerts.jsonl")
+    assert (delivered[0]["id"], delivered[0]["state"]) == (kept[0].id, "raised")
+    # It is open again under its id: the condition that persists is not raised twice.
+    raised = [d["id"] for d in delivered if d.get("state") == "raised"]
+    assert raised == [kept[0].id], delivered
+    assert "Traceback" not in first.text() + second.text()
