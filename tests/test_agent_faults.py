@@ -1,4 +1,6 @@
-"""A full disk under the real agent: polling and detection go on (README "The edge twin").
+"""Faults around the real agent that must not stop its data collection.
+
+A full disk (README "The edge twin"):
 
 "A full disk (or `max_size`) does not stop polling or detection: the twin logs it once,
 keeps the latest values in memory, counts what it could not store, and logs once when
@@ -7,6 +9,8 @@ writes resume." tests/twin/test_disk_full.py shows the store alone; this runs
 rule is on its way to raise, and checks that the alert still reaches the sink (the outbox
 and the JSONL file live on another filesystem, as they may on a gateway with a separate
 data card), then frees the space.
+
+A taken web port (README "The site view"): logged once, retried, polling goes on.
 """
 
 from __future__ import annotations
@@ -94,3 +98,50 @@ def test_a_full_disk_stops_neither_polling_nor_detection(tmp_path: Path, small_f
     assert "Traceback" not in text
     full = [line for line in text.splitlines() if "full" in line and "twin" in line]
     assert len(full) == 1, text  # logged once, not once per flush
+
+
+def test_a_taken_web_port_stops_no_data_collection(tmp_path: Path) -> None:
+    """README "The site view": "If the port is taken, the agent logs it once and keeps
+    retrying; data collection goes on" (tests/web/test_server.py shows the server alone)."""
+    import socket
+
+    from edge_agent.config import load_config
+    from edge_agent.twin.store import SignalStore
+
+    port, web = free_port(), free_port()
+    server = _plant(port)
+    config = tmp_path / "agent.yaml"
+    config.write_text(yaml.safe_dump({
+        "agent": {"id": "gw", "data_dir": str(tmp_path / "data")},
+        "twin": {"flush_interval": "100ms"},
+        "web": {"listen": f"127.0.0.1:{web}"},
+        "sources": [{"type": "modbus", "name": "pump1", "url": f"tcp://127.0.0.1:{port}",
+                     "interval": "100ms",
+                     "registers": [{"name": "r0", "address": 0, "data_type": "float32"}]}],
+    }))  # fmt: skip
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", web))
+    holder.listen()  # another service already has the page's port
+    agent = Agent(config, tmp_path / "stderr.log")
+
+    def stored() -> int:
+        store = SignalStore.open(tmp_path / "data" / "twin.db", load_config(config).twin,
+                                 readonly=True)  # fmt: skip
+        try:
+            return len(store.history("pump1.r0", 0.0))
+        finally:
+            store.close()
+
+    try:
+        agent.wait_for("cannot listen")
+        _wait(lambda: (tmp_path / "data" / "twin.db").exists() and stored() >= 20)
+        holder.close()
+        agent.wait_for("web: serving")
+    finally:
+        holder.close()
+        code = agent.stop()
+        server.terminate()
+        server.wait(timeout=10)
+    text = agent.text()
+    assert code == 0 and "Traceback" not in text, text
+    assert text.count("cannot listen") == 1, text  # once, not once per retry
