@@ -46,6 +46,8 @@ from tests.conftest import free_port
 from tests.forward.factory import make_alert
 from tests.test_storage_guard import Agent
 
+pytestmark = pytest.mark.faults
+
 
 def _write_config(folder: Path, data: dict[str, Any]) -> Path:
     path = folder / "agent.yaml"
