@@ -36,6 +36,8 @@ if TYPE_CHECKING:  # the page shows the config; the site never loads one
 log = logging.getLogger(__name__)
 Run = Callable[..., Awaitable[Any]]
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+# A URL's query string often carries a webhook key; the logs drop it, the page hides it.
+_QUERY = re.compile(r"(?<=://)([^\s?#]*)\?[^\s#]*")
 
 
 @dataclass
@@ -298,7 +300,7 @@ def config_hash(config: AgentConfig) -> str:
 
 
 def redacted(config: AgentConfig) -> dict[str, Any]:
-    """The config as JSON: secrets are ``**********``, user:password in URLs too."""
+    """The config as JSON: secrets, and user:password and query strings in URLs, redacted."""
     data: dict[str, Any] = config.model_dump(mode="json", by_alias=True)
     return _scrub(data)  # type: ignore[no-any-return]
 
@@ -309,5 +311,5 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, list):
         return [_scrub(v) for v in value]
     if isinstance(value, str):
-        return _USERINFO.sub("**********@", value)
+        return _QUERY.sub(r"\1?**********", _USERINFO.sub("**********@", value))
     return value
