@@ -75,15 +75,15 @@ class AgentSection(StrictModel):
 class AgentConfig(StrictModel):
     """The whole config file."""
 
-    agent: AgentSection = AgentSection()
+    agent: AgentSection = Field(default_factory=AgentSection)
     sources: list[SourceConfig] = Field(default_factory=list)
-    twin: TwinConfig = TwinConfig()
-    detect: DetectConfig = DetectConfig()
-    outbox: OutboxConfig = OutboxConfig()
+    twin: TwinConfig = Field(default_factory=TwinConfig)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     sinks: list[SinkConfig] = Field(default_factory=list)
-    metrics: MetricsConfig = MetricsConfig()
-    web: WebConfig = WebConfig()
-    writes: WritesConfig = WritesConfig()
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    writes: WritesConfig = Field(default_factory=WritesConfig)
     _base_dir: Path = PrivateAttr(default=Path("."))
     _file: Path = PrivateAttr(default=Path("config.yaml"))
     _lines: dict[YamlPath, int] = PrivateAttr(default_factory=dict)
@@ -128,6 +128,20 @@ class AgentConfig(StrictModel):
         """Resolve a data file (twin, outbox) against ``agent.data_dir``."""
         data_dir = self.config_path(self.agent.data_dir)
         return Path(path) if Path(path).is_absolute() else data_dir / path
+
+    def forget_signal_lines(self) -> None:
+        """Drop the lines of the items of every source's lists (registers, nodes, signals).
+
+        Once loaded, a config is asked for lines only by :meth:`where`, for a model
+        that fails to load; the lines of the signals would cost the running agent
+        about 860 bytes per signal. A path under a dropped item gets its list's line.
+        """
+        self._lines = {at: n for at, n in self._lines.items() if not _in_source_list(at)}
+
+
+def _in_source_list(at: YamlPath) -> bool:
+    """``sources[i].registers[j]...``: a path at or under an item of a source's list."""
+    return len(at) > 3 and at[0] == "sources" and isinstance(at[3], int)
 
 
 def load_config(path: str | Path, *, offline: bool = False) -> AgentConfig:

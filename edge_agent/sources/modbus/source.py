@@ -177,7 +177,7 @@ class ModbusSource:
         self._deferred = []
         link = ModbusLink(
             Endpoint.parse(config.url),
-            SerialLine(**config.serial.model_dump()),
+            SerialLine(**dict(config.serial)),  # model_dump would build a serializer
             config.request_timeout,
             config.retries,
             config.name,
