@@ -26,6 +26,7 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -142,14 +143,19 @@ def _share_fields_sets(value: Any, shared: dict[frozenset[str], set[str]]) -> No
         mine = value.__pydantic_fields_set__
         one = shared.setdefault(frozenset(mine), mine)
         object.__setattr__(value, "__pydantic_fields_set__", one)
-        for name in type(value).model_fields:
-            _share_fields_sets(getattr(value, name), shared)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _share_fields_sets(item, shared)
+        items: Iterable[Any] = value.__dict__.values()  # the fields' values
     elif isinstance(value, dict):
-        for item in value.values():
+        items = value.values()
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        return
+    for item in items:
+        if not isinstance(item, _LEAVES):
             _share_fields_sets(item, shared)
+
+
+_LEAVES = (str, int, float, type(None))
 
 
 def main(argv: list[str]) -> int:

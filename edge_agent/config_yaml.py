@@ -74,19 +74,29 @@ class _Resolver(Resolver):
 
 
 class _BoundedComposer(Composer):
-    """PyYAML's composer (recursive, one frame set per level) with the nesting bounded."""
+    """PyYAML's composer (recursive, one frame set per level) with the nesting bounded.
+
+    It counts the nodes and notes whether the document has anchors: without one,
+    no alias can copy anything, so the tree is the nodes composed, already bounded
+    in depth, and :class:`_Measure` need not walk it unless they are too many.
+    """
 
     _depth = 0
+    nodes = 0
+    anchored = False
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self._depth > MAX_DEPTH:
             line = self.peek_event().start_mark.line + 1  # type: ignore[attr-defined]
             raise _Problem(line, f"nested deeper than {MAX_DEPTH} levels")
         self._depth += 1
+        self.nodes += 1
         try:
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+            if not self._depth:  # the document's anchors are forgotten after its root
+                self.anchored = bool(self.anchors)
 
 
 if yaml.__with_libyaml__:
@@ -143,10 +153,11 @@ def load_yaml(data: bytes | str, path: Path) -> tuple[Any, dict[YamlPath, int]]:
     text = _decode(data, path) if isinstance(data, bytes) else data
     try:
         _check_printable(text)
-        node = _compose(text)
+        node, loader = _compose(text)
         if node is None:
             return {}, {}
-        _Measure().size(node, 0)
+        if loader.anchored or loader.nodes > MAX_VALUES:
+            _Measure().size(node, 0)
     except _Problem as problem:
         raise ConfigError(f"{path}:{problem.line}: {problem.message}") from None
     builder = _Builder()
@@ -175,10 +186,10 @@ def _check_printable(text: str) -> None:
         raise _Problem(line, f"the control character {code} is not allowed in YAML: remove it")
 
 
-def _compose(text: str) -> Node | None:
+def _compose(text: str) -> tuple[Node | None, _Loader]:
     loader = _Loader(text)
     try:
-        return loader.get_single_node()
+        return loader.get_single_node(), loader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "unreadable"
