@@ -9,7 +9,6 @@ Errors are gathered into one :class:`ConfigError` whose message lists each probl
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path
@@ -19,7 +18,6 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from edge_agent.commands.config import WritesConfig
 from edge_agent.config_errors import YamlPath, describe, format_path, nearest_line
-from edge_agent.config_yaml import load_yaml, read_config_bytes
 from edge_agent.detect.config import DetectConfig, ThresholdRuleConfig
 from edge_agent.errors import ConfigError
 from edge_agent.forward.config import OutboxConfig
@@ -157,12 +155,18 @@ def load_config(path: str | Path, *, offline: bool = False) -> AgentConfig:
     Raises:
         ConfigError: with every problem found, each naming file, YAML path and line.
     """
+    # The YAML reader is imported here: the agent's process gets its config from a
+    # child (config_fork.py) and never reads YAML (PyYAML and the reader: 1.5 MB).
+    from edge_agent.config_yaml import read_config_bytes
+
     path = Path(path)
     return parse_config(read_config_bytes(path), path, offline=offline)
 
 
 def parse_config(text: str | bytes, path: Path, *, offline: bool = False) -> AgentConfig:
     """Validate config ``text`` (or the file's bytes) that was read from ``path``."""
+    from edge_agent.config_yaml import load_yaml
+
     data, lines = load_yaml(text, path)
     problems: list[str] = []
     unset: list[str] = []
@@ -221,6 +225,8 @@ def _unknown_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:
     A config without sources is an offline one (``replay``): nothing to check against.
     The detector's own ``detect.<asset>.health/score/alarm`` signals are allowed.
     """
+    import difflib
+
     from edge_agent.registry import build_source
 
     if not config.sources:

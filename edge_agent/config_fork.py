@@ -10,7 +10,8 @@ handed back pickled, the agent's process gets the config alone, trimmed for runn
 memory goes").
 
 Two ways: at start, :class:`ForkedConfig` forks (the process has no thread yet, and
-the child starts at once, without imports); a reload (SIGHUP) runs
+the child starts at once with the config models imported; only the child imports
+the YAML reader); a reload (SIGHUP) runs
 ``python -m edge_agent.config_fork PATH`` instead (:func:`load_config_apart`),
 because the running agent has threads, and a fork could inherit a lock that one
 of them held.
