@@ -37,6 +37,7 @@ from edge_agent.storage_guard import open_outbox, open_twin
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
+from edge_agent.types import SignalInfo
 from edge_agent.web.alerts import OutboxAlerts
 from edge_agent.web.config import load_token
 from edge_agent.web.server import serve_web_forever
@@ -81,9 +82,11 @@ async def _run(
         legacy = config.data_path("open-alerts.json")
         await worker.run(adopt_legacy_open_alerts, legacy, outbox)
         await _restore_open_alerts(worker, detector, outbox, config.agent.id)
-        windows = await _prepare(worker, store, detector, sources)
+        # One catalogue: the store, the live sinks and the commands keep its SignalInfos.
+        infos = catalogue(sources, detector)
+        windows = await _prepare(worker, store, detector, infos)
         stages = (store, windows, detector, outbox)
-        await _supervise(config, worker, notifier, observer, stages, sources, sinks)
+        await _supervise(config, worker, notifier, observer, stages, (sources, infos), sinks)
 
 
 async def _requeue_spill(worker: Worker, path: Path, outbox: Outbox, gateway: str) -> None:
@@ -108,9 +111,8 @@ async def _restore_open_alerts(
 
 
 async def _prepare(
-    worker: Worker, store: SignalStore, detector: Detector, sources: list[Source]
+    worker: Worker, store: SignalStore, detector: Detector, infos: list[SignalInfo]
 ) -> Windows:
-    infos = catalogue(sources, detector)
     await worker.run(store.register, infos)
     return await worker.run(warm_windows, store, detector, infos, time.time())
 
@@ -121,12 +123,12 @@ async def _supervise(
     notifier: Notifier,
     observer: Observer | None,
     stages: tuple[SignalStore, Windows, Detector, Outbox],
-    sources: list[Source],
+    signals: tuple[list[Source], list[SignalInfo]],
     sinks: list[Sink],
 ) -> None:
     store, windows, detector, outbox = stages
+    sources, infos = signals
     # Sinks that publish values as they change (sparkplug) see every recorded batch.
-    infos = catalogue(sources, detector)
     observer = attach_live(sinks, infos, observer)
     token = load_token(config.web)
     recorder = Recorder(store, windows, worker, config.twin.flush_interval, observer)

@@ -9,7 +9,6 @@ or, when it is a key that was renamed (:data:`RENAMED`), its new name.
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 from pathlib import Path
@@ -175,5 +174,7 @@ def _unknown_key(at: YamlPath, model: Any) -> str:
     new = RENAMED.get(re.sub(r"\[\d+\]", "[*]", format_path(at)))
     if new in known:
         return f"renamed to {new} (see CHANGELOG.md)"
+    import difflib  # an error's hint: not imported by the agent's process
+
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return "unknown key" + (f" (did you mean {close[0]}?)" if close else "")

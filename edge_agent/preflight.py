@@ -77,6 +77,14 @@ def check_config(path: Any) -> Checked:
         ConfigError: the file is not a valid config (exit 78).
         ModelError: a model or card does not load or fit (exit 78).
     """
-    config = load_config(path)
+    return check_loaded(load_config(path))
+
+
+def check_loaded(config: AgentConfig) -> Checked:
+    """:func:`check_config` of a config already loaded (a reload's, parsed by a child).
+
+    Raises:
+        ModelError: a model or card does not load or fit (exit 78).
+    """
     sources = [build_source(c) for c in config.sources]
     return Checked(config, sources, load_detector(config))

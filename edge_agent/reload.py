@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector
@@ -36,6 +36,9 @@ from edge_agent.twin.store import SignalStore
 from edge_agent.types import SignalInfo
 from edge_agent.wiring import catalogue, restore_open_alerts, warm_windows
 from edge_agent.worker import Worker
+
+if TYPE_CHECKING:
+    from edge_agent.preflight import Checked
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +175,13 @@ class Running:
                 log.exception("SIGHUP: reload failed part-way; restart the service")
 
     async def _reload(self) -> None:
-        from edge_agent.preflight import check_config
         from edge_agent.secret_files import check_secret_files
 
         if self.path is None:
             log.warning("SIGHUP: this agent was not started from a file: nothing to reload")
             return
         try:  # the same checks as check-config; models load off the event loop
-            checked = await asyncio.to_thread(check_config, self.path)
+            checked = await asyncio.to_thread(_check_apart, self.path)
             check_secret_files(checked.config, self.path)
         except (AgentError, OSError) as exc:
             log.error("SIGHUP: %s not reloaded, still running the old config: %s",
@@ -231,6 +233,18 @@ class Running:
         self.recorder.windows = windows
         self.detect.detector, self.detect.windows = detector, windows
         self.detect.interval = self.config.detect.interval
+
+
+def _check_apart(path: Path) -> Checked:
+    """``check_config``, the file parsed by another process (see ``config_fork.py``).
+
+    So a reload, like the start, builds no validator in the agent's process and
+    leaves no parse debris there.
+    """
+    from edge_agent.config_fork import load_config_apart
+    from edge_agent.preflight import check_loaded
+
+    return check_loaded(load_config_apart(path))
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
