@@ -170,7 +170,8 @@ def parse_config(text: str | bytes, path: Path, *, offline: bool = False) -> Age
     data, lines = load_yaml(text, path)
     problems: list[str] = []
     unset: list[str] = []
-    data = _substitute_all(data, (), lines, unset if offline else problems, path)
+    substituted: dict[YamlPath, tuple[str, str]] = {}
+    data = _substitute_all(data, (), lines, unset if offline else problems, path, substituted)
     if problems:
         raise ConfigError("\n".join(problems))
     if not isinstance(data, dict):
@@ -186,7 +187,7 @@ def parse_config(text: str | bytes, path: Path, *, offline: bool = False) -> Age
         config = AgentConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         # A placeholder may be what a field refused (a port, a host): say which were unset.
-        problems = [describe(exc, AgentConfig, data, lines, path), *unset]
+        problems = [describe(exc, AgentConfig, data, lines, path, substituted), *unset]
         raise ConfigError("\n".join(problems)) from None
     config._base_dir, config._file, config._lines = base_dir, path, lines
     unknown = _unknown_signals(config)
@@ -263,15 +264,32 @@ def _run_state_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:
 
 
 def _substitute_all(
-    data: Any, at: YamlPath, lines: dict[YamlPath, int], problems: list[str], path: Path
+    data: Any,
+    at: YamlPath,
+    lines: dict[YamlPath, int],
+    problems: list[str],
+    path: Path,
+    substituted: dict[YamlPath, tuple[str, str]],
 ) -> Any:
-    """``${VAR}`` replaced in every string (keys excepted: they are names)."""
+    """``${VAR}`` replaced in every string (keys excepted: they are names).
+
+    Each replaced string is noted in ``substituted`` (path -> value, as written): a
+    variable may hold a secret whatever field it lands in, so an error never echoes it.
+    """
     if isinstance(data, dict):
-        return {k: _substitute_all(v, (*at, k), lines, problems, path) for k, v in data.items()}
+        return {
+            k: _substitute_all(v, (*at, k), lines, problems, path, substituted)
+            for k, v in data.items()
+        }
     if isinstance(data, list):
-        return [_substitute_all(v, (*at, i), lines, problems, path) for i, v in enumerate(data)]
+        return [
+            _substitute_all(v, (*at, i), lines, problems, path, substituted)
+            for i, v in enumerate(data)
+        ]
     if isinstance(data, str) and "${" in data:
-        return _substitute(data, at, nearest_line(at, lines), problems, path)
+        value = _substitute(data, at, nearest_line(at, lines), problems, path)
+        substituted[at] = (value, data)
+        return value
     return data
 
 
