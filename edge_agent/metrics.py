@@ -20,6 +20,10 @@ were read; the oldest-row age is computed at scrape time).
 backlog on the dev machine (microseconds when the outbox is drained), at most
 once per ``refresh`` on the worker thread, never per scrape.
 
+prometheus_client is imported at the first scrape, not at start: it costs about
+4 MB of RSS (with the http, email and wsgiref modules it pulls in), which a
+gateway nobody scrapes should not pay.
+
 Metrics reveal plant topology (source, asset and sink names); who may read them
 is the web server's rule (loopback, or a bearer token).
 """
@@ -29,10 +33,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
 from edge_agent.detect.asset import Scored
@@ -42,6 +43,10 @@ from edge_agent.forward.outbox_rows import CLASSES
 from edge_agent.forward.outbox_status import OutboxStatus
 from edge_agent.sources.poll import PollStats, Source
 from edge_agent.twin.recorder import Recorder
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 Run = Callable[..., Awaitable[Any]]
 """``worker.run``: runs a blocking call on the agent's worker thread."""
@@ -113,10 +118,14 @@ async def take_snapshot(view: AgentView, run: Run) -> Snapshot:
 
 
 def _counter(name: str, doc: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
+    from prometheus_client.core import CounterMetricFamily
+
     return CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
 
 
 def _gauge(name: str, doc: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
+    from prometheus_client.core import GaugeMetricFamily
+
     return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
 
 
@@ -254,6 +263,8 @@ def _outbox_metrics(status: OutboxStatus, sinks: Sequence[str], now: float) -> l
 
 def build_registry(collector: AgentCollector) -> CollectorRegistry:
     """A private registry (not prometheus_client's global one): the agent and the process."""
+    from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+
     registry = CollectorRegistry()
     registry.register(collector)
     ProcessCollector(registry=registry)

@@ -3,9 +3,11 @@
 Run by ``tests/test_config_fork.py`` in a fresh interpreter (a test process has
 built validators already). The agent reads the simulated pump (Modbus on
 loopback) with the demo model and a rule, serves the site view, reloads once on
-SIGHUP (a rule added), and stops. Printed on the last line: a JSON list of the
-config models whose validator or serializer was built, which should be empty
-(``StrictModel``'s ``defer_build``; ``config_fork.py``).
+SIGHUP (a rule added), and stops. Printed on the last line: a JSON object whose ``built``
+lists the config models whose validator or serializer was built, which should be
+empty (``StrictModel``'s ``defer_build``; ``config_fork.py``), and whether
+prometheus_client was loaded before and after the first ``/metrics`` scrape
+(it should be loaded only by a scrape: ``metrics.py``).
 """
 
 from __future__ import annotations
@@ -98,8 +100,11 @@ async def exercise(folder: Path, port: int) -> None:
         base = f"http://127.0.0.1:{port}"
         try:  # the site view answers once the agent runs (and takes SIGHUP)
             await answered(base + "/api/v1/status", agent)
-            for page in ("/api/v1/status", "/api/v1/config", "/api/v1/assets", "/metrics"):
+            for page in ("/api/v1/status", "/api/v1/config", "/api/v1/assets"):
                 await asyncio.to_thread(get, base + page)
+            SEEN["prometheus before a scrape"] = "prometheus_client" in sys.modules
+            await asyncio.to_thread(get, base + "/metrics")
+            SEEN["prometheus after a scrape"] = "prometheus_client" in sys.modules
             data["detect"]["rules"].append({**data["detect"]["rules"][0], "name": "second"})
             path.write_text(yaml.safe_dump(data, sort_keys=False))
             os.kill(os.getpid(), signal.SIGHUP)
@@ -108,6 +113,10 @@ async def exercise(folder: Path, port: int) -> None:
         finally:
             agent.cancel()
             await asyncio.gather(agent, return_exceptions=True)
+
+
+SEEN: dict[str, bool] = {}
+"""Whether prometheus_client was loaded before and after the first /metrics scrape."""
 
 
 def built() -> list[str]:
@@ -125,7 +134,7 @@ def built() -> list[str]:
 def main() -> None:
     folder, port = Path(sys.argv[1]), int(sys.argv[2])
     asyncio.run(exercise(folder, port))
-    print(json.dumps(built()))
+    print(json.dumps({"built": built(), **SEEN}))
 
 
 if __name__ == "__main__":
