@@ -17,6 +17,7 @@ BENCHMARKS = (
     "serial_read",
     "twin_ingest",
     "inference",
+    "model_engine",
     "detect_step",
     "forward_drain",
     "sparkplug_backfill",

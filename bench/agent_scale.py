@@ -22,6 +22,11 @@ runs first in each case, then the agent, so the two are interleaved) and adds:
   several minutes before glibc's heaps level off).
 
 Each goal is printed as met or not met against the numbers of this run.
+
+``--only memory`` runs the two memory cases alone (2,000 and 10,000 tags with one
+model, agent and minimal loop) plus ``--starts`` extra starts of each for the
+median time to READY, prints them and leaves BENCHMARKS.md alone: a quick check of
+the RSS and READY goals (about 2 minutes).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import contextlib
 import multiprocessing
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,9 +48,12 @@ from typing import Any
 from bench.agent_e2e import (
     MAX_TAGS,
     Case,
+    notify_socket,
     register_values,
     run_agent,
     run_minimal,
+    start_agent,
+    stop_agent,
 )
 from bench.agent_soak import Point, curve, soak, verdict
 from bench.modbus_poll import free_port, serve
@@ -143,6 +152,48 @@ def machine() -> str:
     )
 
 
+def ready_seconds(case: Case, port: int, starts: int) -> list[float]:
+    """Time to READY of ``starts`` fresh starts of the agent (each stopped at once)."""
+    times = []
+    for _ in range(starts):
+        with tempfile.TemporaryDirectory(prefix="ready-") as name:
+            folder = Path(name)
+            with notify_socket(folder) as sock:
+                proc, _, startup = start_agent(case, port, folder, sock)
+                stop_agent(proc, folder)
+            times.append(startup)
+    return times
+
+
+def memory_goals(rows: list[Row], ready: list[list[float]]) -> str:
+    """The memory and READY goals of the two memory cases (``--only memory``)."""
+    mem2k, mem10k = (row[1]["rss_now_mb"] for row in rows)
+    per_signal = (mem10k - mem2k) * 1024 / 8000
+    ready_2k = statistics.median(ready[0])
+    checks = [
+        ("steady RSS <= 60 MB at 2,000 tags with one model", f"{mem2k:.1f} MB", mem2k <= 60),
+        ("<= 2 KB per additional signal (2,000 -> 10,000)", f"{per_signal:.2f} KB",
+         per_signal <= 2.0),
+        ("10,000 signals with one model <= 80 MB", f"{mem10k:.1f} MB", mem10k <= 80),
+        (f"READY < 0.5 s at 2,000 tags with one model (median of {len(ready[0])})",
+         f"{ready_2k:.2f} s (min {min(ready[0]):.2f})", ready_2k < 0.5),
+        (f"READY at 10,000 tags with one model (median of {len(ready[1])})",
+         f"{statistics.median(ready[1]):.2f} s (min {min(ready[1]):.2f})",
+         statistics.median(ready[1]) < 0.5),
+    ]  # fmt: skip
+    lines = ["| goal | this run | met |", "|---|---:|---|"]
+    lines += [f"| {goal} | {got} | {'yes' if ok else '**no**'} |" for goal, got, ok in checks]
+    return "\n".join(lines)
+
+
+def run_memory(port: int, seconds: float, counter: Any, starts: int) -> str:
+    """``--only memory``: the memory cases and their time to READY, nothing else."""
+    header = machine()
+    rows = [run_case(case, port, seconds, counter) for case in MEMORY]
+    ready = [ready_seconds(case, port, starts) for case in MEMORY]
+    return "\n\n".join([header, memory_goals(rows, ready), scaling_table(rows)]) + "\n"
+
+
 def run_all(port: int, seconds: float, soak_seconds: float, counter: Any) -> str:
     header = machine()
     named: dict[str, Row] = {}
@@ -169,6 +220,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="timed window per case")
     parser.add_argument("--soak", type=float, default=900.0, help="soak seconds")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
+    parser.add_argument("--only", choices=["memory"], help="only the memory and READY cases")
+    parser.add_argument("--starts", type=int, default=5, help="READY starts per case (--only)")
     args = parser.parse_args()
     port, counter, ready = free_port(), multiprocessing.Value("q", 0), multiprocessing.Event()
     server = multiprocessing.Process(
@@ -177,12 +230,15 @@ def main() -> None:
     server.start()
     ready.wait(30)
     try:
-        body = run_all(port, args.seconds, args.soak, counter)
+        if args.only:
+            body = run_memory(port, args.seconds, counter, args.starts)
+        else:
+            body = run_all(port, args.seconds, args.soak, counter)
     finally:
         server.terminate()
         server.join()
     print(body)
-    if not args.no_write:
+    if not args.no_write and not args.only:
         from bench.report import write_section
 
         write_section("agent_scale", "Raspberry Pi budget: scaling, goals, soak", body)

@@ -11,6 +11,9 @@ TFLite: not measured. There is no cheap ONNX -> TFLite path without TensorFlow
 (shared/FACTS.md), and the runtime (ai-edge-litert) is an optional extra; the
 ``.tflite`` loader in ``detect/model.py`` is tested for its error paths only.
 
+ONNX rows run in onnxruntime (``engine="onnxruntime"``); the numpy engine that
+runs the shipped models by default is compared with it in ``bench.model_engine``.
+
 Usage: ``python -m bench.inference [--quick] [--no-write]``.
 """
 
@@ -159,7 +162,7 @@ after_numpy = rss()
 import importlib
 importlib.import_module(sys.argv[2])
 after_ort = rss()
-m = load_model(sys.argv[1])
+m = load_model(sys.argv[1], engine="onnxruntime")
 m.errors(numpy.zeros((1, m.card.window, len(m.card.signals)), numpy.float32))
 print(json.dumps({"numpy": after_numpy - base, "runtime": after_ort - after_numpy,
                   "model": rss() - after_ort}))
@@ -197,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         rows = []
         for label, path in models.items():
-            model = load_model(path)
+            model = load_model(path, engine="onnxruntime")  # numpy vs ort: bench.model_engine
             m = measure(model, runs)
             rows.append((label, path.stat().st_size, model.card, m))
             print(label, {k: round(v, 1) for k, v in m.items()})

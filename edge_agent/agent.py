@@ -31,8 +31,8 @@ from edge_agent.notify import Notifier
 from edge_agent.observer import Observer
 from edge_agent.preflight import load_detector
 from edge_agent.registry import build_sink, build_source
-from edge_agent.reload import Running, window_capacity
-from edge_agent.sources.poll import Source, link_info
+from edge_agent.reload import Running
+from edge_agent.sources.poll import Source
 from edge_agent.storage_guard import open_outbox, open_twin
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
@@ -42,6 +42,7 @@ from edge_agent.web.alerts import OutboxAlerts
 from edge_agent.web.config import load_token
 from edge_agent.web.server import serve_web_forever
 from edge_agent.web.site import Site
+from edge_agent.wiring import catalogue, restore_open_alerts, warm_windows
 from edge_agent.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,11 @@ async def _run(
         legacy = config.data_path("open-alerts.json")
         await worker.run(adopt_legacy_open_alerts, legacy, outbox)
         await _restore_open_alerts(worker, detector, outbox, config.agent.id)
-        windows = await _prepare(worker, store, detector, sources)
+        # One catalogue: the store, the live sinks and the commands keep its SignalInfos.
+        infos = catalogue(sources, detector)
+        windows = await _prepare(worker, store, detector, infos)
         stages = (store, windows, detector, outbox)
-        await _supervise(config, worker, notifier, observer, stages, sources, sinks)
+        await _supervise(config, worker, notifier, observer, stages, (sources, infos), sinks)
 
 
 async def _requeue_spill(worker: Worker, path: Path, outbox: Outbox, gateway: str) -> None:
@@ -98,10 +101,8 @@ async def _restore_open_alerts(
     worker: Worker, detector: Detector, outbox: Outbox, gateway: str
 ) -> None:
     """Alerts open when the last run ended (however it ended) are watched again."""
-    alerts = await worker.run(outbox.open_alerts)
-    orphans = detector.restore(alerts, time.time())
-    if orphans:
-        await worker.run(outbox.put_alerts, orphans, gateway)
+    now = time.time()
+    alerts, orphans = await worker.run(restore_open_alerts, detector, outbox, gateway, now)
     if alerts:
         log.info(
             "detect: %d alert(s) still open from the last run (%d no longer configured, cleared)",
@@ -109,22 +110,11 @@ async def _restore_open_alerts(
         )  # fmt: skip
 
 
-def catalogue(sources: list[Source], detector: Detector) -> list[SignalInfo]:
-    """Every signal the agent records: the sources', the detector's, each source's link."""
-    infos = [info for source in sources for info in source.signals()] + detector.signal_infos()
-    return infos + [link_info(source) for source in sources]
-
-
 async def _prepare(
-    worker: Worker, store: SignalStore, detector: Detector, sources: list[Source]
+    worker: Worker, store: SignalStore, detector: Detector, infos: list[SignalInfo]
 ) -> Windows:
-    infos = catalogue(sources, detector)
     await worker.run(store.register, infos)
-    window_s = detector.window_seconds()
-    needed = detector.signals()
-    windows = Windows(window_capacity(window_s, infos, needed), signals=needed)
-    await worker.run(windows.warm, store, needed, time.time() - window_s)
-    return windows
+    return await worker.run(warm_windows, store, detector, infos, time.time())
 
 
 async def _supervise(
@@ -133,12 +123,12 @@ async def _supervise(
     notifier: Notifier,
     observer: Observer | None,
     stages: tuple[SignalStore, Windows, Detector, Outbox],
-    sources: list[Source],
+    signals: tuple[list[Source], list[SignalInfo]],
     sinks: list[Sink],
 ) -> None:
     store, windows, detector, outbox = stages
+    sources, infos = signals
     # Sinks that publish values as they change (sparkplug) see every recorded batch.
-    infos = catalogue(sources, detector)
     observer = attach_live(sinks, infos, observer)
     token = load_token(config.web)
     recorder = Recorder(store, windows, worker, config.twin.flush_interval, observer)

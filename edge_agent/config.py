@@ -9,7 +9,6 @@ Errors are gathered into one :class:`ConfigError` whose message lists each probl
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path
@@ -19,7 +18,6 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from edge_agent.commands.config import WritesConfig
 from edge_agent.config_errors import YamlPath, describe, format_path, nearest_line
-from edge_agent.config_yaml import load_yaml, read_config_bytes
 from edge_agent.detect.config import DetectConfig, ThresholdRuleConfig
 from edge_agent.errors import ConfigError
 from edge_agent.forward.config import OutboxConfig
@@ -75,15 +73,15 @@ class AgentSection(StrictModel):
 class AgentConfig(StrictModel):
     """The whole config file."""
 
-    agent: AgentSection = AgentSection()
+    agent: AgentSection = Field(default_factory=AgentSection)
     sources: list[SourceConfig] = Field(default_factory=list)
-    twin: TwinConfig = TwinConfig()
-    detect: DetectConfig = DetectConfig()
-    outbox: OutboxConfig = OutboxConfig()
+    twin: TwinConfig = Field(default_factory=TwinConfig)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     sinks: list[SinkConfig] = Field(default_factory=list)
-    metrics: MetricsConfig = MetricsConfig()
-    web: WebConfig = WebConfig()
-    writes: WritesConfig = WritesConfig()
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    writes: WritesConfig = Field(default_factory=WritesConfig)
     _base_dir: Path = PrivateAttr(default=Path("."))
     _file: Path = PrivateAttr(default=Path("config.yaml"))
     _lines: dict[YamlPath, int] = PrivateAttr(default_factory=dict)
@@ -129,6 +127,20 @@ class AgentConfig(StrictModel):
         data_dir = self.config_path(self.agent.data_dir)
         return Path(path) if Path(path).is_absolute() else data_dir / path
 
+    def forget_signal_lines(self) -> None:
+        """Drop the lines of the items of every source's lists (registers, nodes, signals).
+
+        Once loaded, a config is asked for lines only by :meth:`where`, for a model
+        that fails to load; the lines of the signals would cost the running agent
+        about 860 bytes per signal. A path under a dropped item gets its list's line.
+        """
+        self._lines = {at: n for at, n in self._lines.items() if not _in_source_list(at)}
+
+
+def _in_source_list(at: YamlPath) -> bool:
+    """``sources[i].registers[j]...``: a path at or under an item of a source's list."""
+    return len(at) > 3 and at[0] == "sources" and isinstance(at[3], int)
+
 
 def load_config(path: str | Path, *, offline: bool = False) -> AgentConfig:
     """Read, substitute and validate a config file.
@@ -143,16 +155,23 @@ def load_config(path: str | Path, *, offline: bool = False) -> AgentConfig:
     Raises:
         ConfigError: with every problem found, each naming file, YAML path and line.
     """
+    # The YAML reader is imported here: the agent's process gets its config from a
+    # child (config_fork.py) and never reads YAML (PyYAML and the reader: 1.5 MB).
+    from edge_agent.config_yaml import read_config_bytes
+
     path = Path(path)
     return parse_config(read_config_bytes(path), path, offline=offline)
 
 
 def parse_config(text: str | bytes, path: Path, *, offline: bool = False) -> AgentConfig:
     """Validate config ``text`` (or the file's bytes) that was read from ``path``."""
+    from edge_agent.config_yaml import load_yaml
+
     data, lines = load_yaml(text, path)
     problems: list[str] = []
     unset: list[str] = []
-    data = _substitute_all(data, (), lines, unset if offline else problems, path)
+    substituted: dict[YamlPath, tuple[str, str]] = {}
+    data = _substitute_all(data, (), lines, unset if offline else problems, path, substituted)
     if problems:
         raise ConfigError("\n".join(problems))
     if not isinstance(data, dict):
@@ -168,7 +187,7 @@ def parse_config(text: str | bytes, path: Path, *, offline: bool = False) -> Age
         config = AgentConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         # A placeholder may be what a field refused (a port, a host): say which were unset.
-        problems = [describe(exc, AgentConfig, data, lines, path), *unset]
+        problems = [describe(exc, AgentConfig, data, lines, path, substituted), *unset]
         raise ConfigError("\n".join(problems)) from None
     config._base_dir, config._file, config._lines = base_dir, path, lines
     unknown = _unknown_signals(config)
@@ -207,6 +226,8 @@ def _unknown_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:
     A config without sources is an offline one (``replay``): nothing to check against.
     The detector's own ``detect.<asset>.health/score/alarm`` signals are allowed.
     """
+    import difflib
+
     from edge_agent.registry import build_source
 
     if not config.sources:
@@ -243,15 +264,32 @@ def _run_state_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:
 
 
 def _substitute_all(
-    data: Any, at: YamlPath, lines: dict[YamlPath, int], problems: list[str], path: Path
+    data: Any,
+    at: YamlPath,
+    lines: dict[YamlPath, int],
+    problems: list[str],
+    path: Path,
+    substituted: dict[YamlPath, tuple[str, str]],
 ) -> Any:
-    """``${VAR}`` replaced in every string (keys excepted: they are names)."""
+    """``${VAR}`` replaced in every string (keys excepted: they are names).
+
+    Each replaced string is noted in ``substituted`` (path -> value, as written): a
+    variable may hold a secret whatever field it lands in, so an error never echoes it.
+    """
     if isinstance(data, dict):
-        return {k: _substitute_all(v, (*at, k), lines, problems, path) for k, v in data.items()}
+        return {
+            k: _substitute_all(v, (*at, k), lines, problems, path, substituted)
+            for k, v in data.items()
+        }
     if isinstance(data, list):
-        return [_substitute_all(v, (*at, i), lines, problems, path) for i, v in enumerate(data)]
+        return [
+            _substitute_all(v, (*at, i), lines, problems, path, substituted)
+            for i, v in enumerate(data)
+        ]
     if isinstance(data, str) and "${" in data:
-        return _substitute(data, at, nearest_line(at, lines), problems, path)
+        value = _substitute(data, at, nearest_line(at, lines), problems, path)
+        substituted[at] = (value, data)
+        return value
     return data
 
 

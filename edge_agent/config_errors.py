@@ -9,7 +9,6 @@ or, when it is a key that was renamed (:data:`RENAMED`), its new name.
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 from pathlib import Path
@@ -60,13 +59,26 @@ def format_path(at: YamlPath) -> str:
 
 
 def describe(
-    exc: ValidationError, root: type[BaseModel], data: Any, lines: dict[YamlPath, int], path: Path
+    exc: ValidationError,
+    root: type[BaseModel],
+    data: Any,
+    lines: dict[YamlPath, int],
+    path: Path,
+    substituted: dict[YamlPath, tuple[str, str]] | None = None,
 ) -> str:
-    """One ``file:line: path: message`` line per error in ``exc``."""
+    """One ``file:line: path: message`` line per error in ``exc``.
+
+    A value that came from ``${VAR}`` (``substituted``: path -> value, as written) is
+    shown as written, never as its value: the variable may hold a secret.
+    """
     found = []
     for error in exc.errors():
         at, parent = _walk(error["loc"], root, data)
-        found.append((at, _message(error, at, parent)))
+        message = _message(error, at, parent)
+        for value, written in _substitutions_at(at, substituted or {}):
+            # as is, and as repr() escapes it inside a quoted input
+            message = message.replace(value, written).replace(repr(value)[1:-1], written)
+        found.append((at, message))
     # An old key's error names the new key: that key's "missing" would say it twice.
     renamed = {(*at[:-1], m.split()[2]) for at, m in found if m.startswith("renamed to ")}
     return "\n".join(
@@ -74,6 +86,17 @@ def describe(
         for at, message in found
         if not (message == _MISSING and at in renamed)
     )
+
+
+def _substitutions_at(
+    at: YamlPath, substituted: dict[YamlPath, tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The substituted strings at or under ``at`` (an error on a section may echo them)."""
+    return [
+        pair
+        for where, pair in substituted.items()
+        if where[: len(at)] == at and pair[0] and pair[0] != pair[1]
+    ]
 
 
 def nearest_line(at: YamlPath, lines: dict[YamlPath, int]) -> int:
@@ -175,5 +198,7 @@ def _unknown_key(at: YamlPath, model: Any) -> str:
     new = RENAMED.get(re.sub(r"\[\d+\]", "[*]", format_path(at)))
     if new in known:
         return f"renamed to {new} (see CHANGELOG.md)"
+    import difflib  # an error's hint: not imported by the agent's process
+
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return "unknown key" + (f" (did you mean {close[0]}?)" if close else "")

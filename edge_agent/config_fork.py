@@ -1,27 +1,43 @@
-"""Load the config in a short-lived child process, so the daemon keeps no parse debris.
+"""Load the config in another process, so the agent's process keeps only the result.
 
 Parsing YAML builds a node, a plain value and a line entry for every key; pydantic
-then builds the models. The nodes and values are freed, but they were allocated
-between objects that live on (models, strings, the line map), so the freed
-memory stays scattered over partly used arenas and is never given back: 3.2 KB
-of RSS per configured tag, of which 1.5 KB is the config itself (10,000 tags:
-+31 MB). Parsed in a forked child and handed back pickled, the same config costs
-the daemon 1.75 KB per tag (+17 MB), for about 12 ms per 1,000 tags of extra
-start time (BENCHMARKS.md, "Where the memory goes").
+then builds its validators (the config models defer that: see ``StrictModel``) and
+the models. The nodes and values are freed, but they were allocated between
+objects that live on (models, strings, the line map), so the freed memory stays
+scattered over partly used arenas and is never given back. Parsed in a child and
+handed back pickled, the agent's process gets the config alone, trimmed for running
+(:func:`for_running`), and never builds a validator (BENCHMARKS.md, "Where the
+memory goes").
 
-A child that fails for any reason (a config error, a pickling problem) sends
-nothing: the parent then loads the config itself, so errors are reported
-exactly as by :func:`edge_agent.config.load_config`.
+Two ways: at start, :class:`ForkedConfig` forks (the process has no thread yet, and
+the child starts at once with the config models imported; only the child imports
+the YAML reader); a reload (SIGHUP) runs
+``python -m edge_agent.config_fork PATH`` instead (:func:`load_config_apart`),
+because the running agent has threads, and a fork could inherit a lock that one
+of them held.
+
+A child that fails for any other reason than a config error (a pickling problem,
+an import failure) sends nothing: the parent then loads the config itself, so
+errors are reported exactly as by :func:`edge_agent.config.load_config`.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
 
 from edge_agent.config import AgentConfig, load_config
+from edge_agent.errors import ConfigError
+
+APART_TIMEOUT_S = 120.0
+"""A reload's child that takes longer is stopped and the config is loaded in-process."""
 
 
 def load_config_forked(path: str | Path) -> AgentConfig:
@@ -78,7 +94,7 @@ class ForkedConfig:
 def _child(path: str | Path, write_end: int) -> None:
     code = 1
     try:
-        data = pickle.dumps(load_config(path), protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(for_running(load_config(path)), protocol=pickle.HIGHEST_PROTOCOL)
         with os.fdopen(write_end, "wb") as pipe:
             pipe.write(data)
         code = 0
@@ -86,3 +102,73 @@ def _child(path: str | Path, write_end: int) -> None:
         code = 1
     finally:
         os._exit(code)
+
+
+def load_config_apart(path: str | Path) -> AgentConfig:
+    """:func:`~edge_agent.config.load_config` run by a new interpreter (a reload's parse).
+
+    Blocks for about half a second (the child's imports): call it off the event loop.
+
+    Raises:
+        ConfigError: as ``load_config`` does.
+    """
+    command = [sys.executable, "-m", "edge_agent.config_fork", str(path)]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=APART_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return load_config(path)
+    result = pickle.loads(done.stdout) if done.returncode == 0 and done.stdout else None
+    if isinstance(result, ConfigError):
+        raise result
+    if not isinstance(result, AgentConfig):
+        return load_config(path)
+    return result
+
+
+def for_running(config: AgentConfig) -> AgentConfig:
+    """``config`` trimmed for the agent's process: what it keeps per signal, cut.
+
+    The lines of the signals are dropped (:meth:`AgentConfig.forget_signal_lines`),
+    and models whose set fields are the same share one set, which pickles once
+    (216 bytes per register otherwise). Sharing is safe because every config model
+    is frozen: pydantic changes the set only when a field is assigned, and
+    ``model_copy`` copies it first.
+    """
+    config.forget_signal_lines()
+    _share_fields_sets(config, {})
+    return config
+
+
+def _share_fields_sets(value: Any, shared: dict[frozenset[str], set[str]]) -> None:
+    if isinstance(value, BaseModel):
+        mine = value.__pydantic_fields_set__
+        one = shared.setdefault(frozenset(mine), mine)
+        object.__setattr__(value, "__pydantic_fields_set__", one)
+        items: Iterable[Any] = value.__dict__.values()  # the fields' values
+    elif isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        return
+    for item in items:
+        if not isinstance(item, _LEAVES):
+            _share_fields_sets(item, shared)
+
+
+_LEAVES = (str, int, float, type(None))
+
+
+def main(argv: list[str]) -> int:
+    """``python -m edge_agent.config_fork PATH``: the pickled config (or ConfigError) on stdout."""
+    result: AgentConfig | ConfigError
+    try:
+        result = for_running(load_config(argv[0]))
+    except ConfigError as exc:
+        result = exc
+    sys.stdout.buffer.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""Prometheus metrics of a running agent: an optional endpoint, loopback only by default.
+"""Prometheus metrics of a running agent: the text behind the site view's ``/metrics``.
 
 Pull model: nothing is counted here. The stages already keep counters
 (:class:`~edge_agent.sources.poll.PollStats` per source, the recorder's
@@ -6,46 +6,36 @@ Pull model: nothing is counted here. The stages already keep counters
 outbox's backlog and drop/reject counters); a custom collector reads them when
 Prometheus scrapes, so the hot path pays nothing per sample.
 
-Threads. prometheus_client serves each scrape on a thread of its own, so the
-collector must not touch what belongs to another thread:
+Where it runs. The web server (:mod:`edge_agent.web.server`) renders a scrape
+on the event loop, so the plain counters of the poll loops, the recorder and the
+detector loop are read live. The outbox (SQLite) and the detector belong to the
+agent's worker thread: they are read into a :class:`Snapshot` by
+:func:`take_snapshot` (through ``run``, i.e. on the worker thread), together with
+a source's own counters (a serial line's ``counters``), only when a request
+finds the last snapshot older than ``metrics.refresh``
+(:meth:`edge_agent.web.site.Site.snapshot_fresh`); those values are up to
+``refresh`` old (``edge_agent_metrics_snapshot_timestamp_seconds`` says when they
+were read; the oldest-row age is computed at scrape time).
+``Outbox.status()`` groups the whole backlog: measured 35 ms for a 100k-row
+backlog on the dev machine (microseconds when the outbox is drained), at most
+once per ``refresh`` on the worker thread, never per scrape.
 
-* the plain counters of the poll loops, the recorder and the detector loop are
-  ints and bools assigned on the event loop; reading one from the HTTP thread is
-  a single attribute read, safe under the GIL, so they are read live;
-* the outbox (SQLite) and the detector belong to the agent's worker thread, and a
-  source's own counters (a serial line's ``counters``) to the event loop. They are
-  read into a :class:`Snapshot` by a task on the event loop (the detector and
-  ``Outbox.status()`` through ``run``, i.e. on the worker thread) every
-  ``refresh`` seconds; a scrape serves the latest snapshot, so those values are
-  up to ``refresh`` old (``edge_agent_metrics_snapshot_timestamp_seconds`` says
-  when they were read; the oldest-row age is computed at scrape time).
-  ``Outbox.status()`` groups the whole backlog: measured 35 ms for a 100k-row
-  backlog on the dev machine (microseconds when the outbox is drained), once per
-  ``refresh`` on the worker thread, never per scrape.
+prometheus_client is imported at the first scrape, not at start: it costs about
+4 MB of RSS (with the http, email and wsgiref modules it pulls in), which a
+gateway nobody scrapes should not pay.
 
-Metrics reveal plant topology (source, asset and sink names), so the endpoint
-listens on loopback unless ``allow_remote`` says otherwise. A port that cannot be
-bound is logged and retried with backoff: metrics are optional and must never
-stop data collection.
+Metrics reveal plant topology (source, asset and sink names); who may read them
+is the web server's rule (loopback, or a bearer token).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIServer
-
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import start_http_server
 
 from edge_agent import __version__
-from edge_agent.backoff import Backoff
 from edge_agent.detect.asset import Scored
 from edge_agent.detect.loop import DetectorLoop
 from edge_agent.forward.outbox import Outbox
@@ -53,12 +43,11 @@ from edge_agent.forward.outbox_rows import CLASSES
 from edge_agent.forward.outbox_status import OutboxStatus
 from edge_agent.sources.poll import PollStats, Source
 from edge_agent.twin.recorder import Recorder
-from edge_agent.web.config import parse_listen
 
 if TYPE_CHECKING:
-    from edge_agent.config import MetricsConfig
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-log = logging.getLogger(__name__)
 Run = Callable[..., Awaitable[Any]]
 """``worker.run``: runs a blocking call on the agent's worker thread."""
 
@@ -129,10 +118,14 @@ async def take_snapshot(view: AgentView, run: Run) -> Snapshot:
 
 
 def _counter(name: str, doc: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
+    from prometheus_client.core import CounterMetricFamily
+
     return CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
 
 
 def _gauge(name: str, doc: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
+    from prometheus_client.core import GaugeMetricFamily
+
     return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
 
 
@@ -149,7 +142,7 @@ class AgentCollector:
         self.refresh_failures = 0
 
     def collect(self) -> Iterator[Metric]:
-        """Called by prometheus_client on its HTTP thread, once per scrape."""
+        """Called by prometheus_client once per scrape (on the event loop: the web server)."""
         snap = self.snapshot
         yield from self._meta(snap)
         yield from self._sources(snap)
@@ -270,77 +263,10 @@ def _outbox_metrics(status: OutboxStatus, sinks: Sequence[str], now: float) -> l
 
 def build_registry(collector: AgentCollector) -> CollectorRegistry:
     """A private registry (not prometheus_client's global one): the agent and the process."""
+    from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+
     registry = CollectorRegistry()
     registry.register(collector)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
-
-
-async def serve_metrics_forever(config: MetricsConfig, view: AgentView, run: Run) -> None:
-    """Serve ``/metrics`` on ``config.listen`` until cancelled (returns at once when off).
-
-    Run it as a task of the agent's TaskGroup. Cancellation stops the HTTP server
-    and frees the port.
-
-    Args:
-        config: the ``metrics:`` section.
-        view: the live stages to report on.
-        run: ``worker.run`` (the outbox and the detector are read on that thread).
-    """
-    if not config.listen:
-        return
-    collector = AgentCollector(view)
-    server, thread = await _bind_forever(config.listen, build_registry(collector))
-    try:
-        await _refresh_forever(collector, view, run, config.refresh)
-    finally:
-        # Off the loop: serve_forever notices a shutdown only at its next 0.5 s poll.
-        # Shielded, so a second cancel cannot leave the port bound.
-        await asyncio.shield(asyncio.to_thread(_stop, server, thread))
-
-
-def _stop(server: WSGIServer, thread: threading.Thread) -> None:
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-async def _bind_forever(
-    listen: str, registry: CollectorRegistry
-) -> tuple[WSGIServer, threading.Thread]:
-    """Start the HTTP server; a port in use is logged once and retried with backoff."""
-    host, port = parse_listen(listen)
-    backoff = Backoff(initial=1.0, cap=60.0)
-    failing = False
-    while True:
-        try:
-            server, thread = start_http_server(port, addr=host or "0.0.0.0", registry=registry)
-        except OSError as exc:
-            if not failing:
-                log.error("metrics: cannot listen on %s, will retry: %s", listen, exc)
-            failing = True
-            await asyncio.sleep(backoff.next_delay())
-            continue
-        log.info("metrics: serving http://%s/metrics", listen)
-        return server, thread
-
-
-async def _refresh_forever(
-    collector: AgentCollector, view: AgentView, run: Run, interval: float
-) -> None:
-    """Re-read the snapshot every ``interval``; a failed read keeps the previous one."""
-    failing = False
-    while True:
-        try:
-            collector.snapshot = await take_snapshot(view, run)
-        except Exception as exc:  # a locked or broken outbox file must not stop the agent
-            collector.refresh_failures += 1
-            if not failing:
-                log.error("metrics: cannot read the outbox/detector status: %s", exc)
-            failing = True
-        else:
-            if failing:
-                log.warning("metrics: status readable again")
-            failing = False
-        await asyncio.sleep(interval)

@@ -51,13 +51,23 @@ class Checked:
     detector: Detector
 
     def summary(self) -> str:
-        """``ok (2 source(s), 14 signal(s), 1 sink(s)); 1 model(s) loaded``."""
+        """``ok (2 source(s), 14 signal(s), 1 sink(s)); 1 model(s) loaded (numpy 1)``."""
         signals = sum(len(s.signals()) for s in self.sources)
-        return (
+        text = (
             f"ok ({len(self.sources)} source(s), {signals} signal(s), "
             f"{len(self.config.sinks)} sink(s)); "
             f"{len(self.detector.assets) + len(self.detector.prognostic)} model(s) loaded"
         )
+        engines = self.engines()
+        if engines:
+            text += " (" + ", ".join(f"{k} {v}" for k, v in sorted(engines.items())) + ")"
+        return text
+
+    def engines(self) -> dict[str, int]:
+        """How many models each engine runs (``numpy``, ``onnxruntime``, ``litert``)."""
+        backends = [a.slot.model.backend for a in self.detector.assets.values()]
+        backends += [p.model.backend for p in self.detector.prognostic.values()]
+        return {b: backends.count(b) for b in set(backends)}
 
 
 def check_config(path: Any) -> Checked:
@@ -67,6 +77,14 @@ def check_config(path: Any) -> Checked:
         ConfigError: the file is not a valid config (exit 78).
         ModelError: a model or card does not load or fit (exit 78).
     """
-    config = load_config(path)
+    return check_loaded(load_config(path))
+
+
+def check_loaded(config: AgentConfig) -> Checked:
+    """:func:`check_config` of a config already loaded (a reload's, parsed by a child).
+
+    Raises:
+        ModelError: a model or card does not load or fit (exit 78).
+    """
     sources = [build_source(c) for c in config.sources]
     return Checked(config, sources, load_detector(config))

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector
@@ -33,9 +33,12 @@ from edge_agent.forward.telemetry import telemetry_forever
 from edge_agent.sources.poll import PollStats, link_info, poll_forever
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
-from edge_agent.twin.windows import Windows
 from edge_agent.types import SignalInfo
+from edge_agent.wiring import catalogue, restore_open_alerts, warm_windows
 from edge_agent.worker import Worker
+
+if TYPE_CHECKING:
+    from edge_agent.preflight import Checked
 
 log = logging.getLogger(__name__)
 
@@ -111,17 +114,6 @@ def _takes_commands(config: Any) -> bool:
     return getattr(config, "commands", "off") == "on"
 
 
-def window_capacity(window_s: float, infos: Sequence[SignalInfo], needed: set[str]) -> int:
-    """Samples per signal the windows keep: the detectors' span at the fastest interval.
-
-    Four times over, because a streaming serial sensor may send faster than the
-    source's interval; a window short of history would not be scored.
-    """
-    intervals = [i.interval for i in infos if i.signal in needed and i.interval > 0]
-    fastest = min(intervals, default=1.0)
-    return max(256, int(4 * window_s / fastest))
-
-
 def one_line(exc: BaseException) -> str:
     """An error's message on one log line (a ConfigError lists one problem per line)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -148,11 +140,6 @@ class Running:
     _poll_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _sink_tasks: dict[str, list[asyncio.Task[None]]] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    def wake_all(self) -> None:
-        """New rows in the outbox: every delivery loop looks."""
-        for wake in self.wakes.values():
-            wake.set()
 
     def start_source(self, source: Any) -> None:
         """Poll ``source`` in the task group (its stats are shown by the metrics view)."""
@@ -188,14 +175,13 @@ class Running:
                 log.exception("SIGHUP: reload failed part-way; restart the service")
 
     async def _reload(self) -> None:
-        from edge_agent.preflight import check_config
         from edge_agent.secret_files import check_secret_files
 
         if self.path is None:
             log.warning("SIGHUP: this agent was not started from a file: nothing to reload")
             return
         try:  # the same checks as check-config; models load off the event loop
-            checked = await asyncio.to_thread(check_config, self.path)
+            checked = await asyncio.to_thread(_check_apart, self.path)
             check_secret_files(checked.config, self.path)
         except (AgentError, OSError) as exc:
             log.error("SIGHUP: %s not reloaded, still running the old config: %s",
@@ -226,7 +212,9 @@ class Running:
         await self.worker.run(self.store.register, infos)  # before their first samples
         self.config = new
         if plan.detector:
-            every = [i for s in sources for i in s.signals()]
+            # The same catalogue as at a start (link signals included), so the windows
+            # are sized alike.
+            every = catalogue(sources, detector)
             async with self.detect.stepping:
                 await self.worker.run(self._swap_detector, detector, every, time.time())
         for source in starting:
@@ -238,17 +226,25 @@ class Running:
 
     def _swap_detector(self, detector: Detector, infos: list[SignalInfo], now: float) -> None:
         """On the worker thread, between two flushes and two steps: no sample slips past."""
-        infos = infos + detector.signal_infos()
         self.store.register(detector.signal_infos())
-        needed, window_s = detector.signals(), detector.window_seconds()
-        windows = Windows(window_capacity(window_s, infos, needed), signals=needed)
-        windows.warm(self.store, needed, now - window_s)
-        orphans = detector.restore(self.outbox.open_alerts(), now)
-        if orphans:  # their rule or asset is gone: cleared, as at a start
-            self.outbox.put_alerts(orphans, self.config.agent.id)
+        windows = warm_windows(self.store, detector, infos, now)
+        # Alerts whose rule or asset is gone are cleared, as at a start.
+        restore_open_alerts(detector, self.outbox, self.config.agent.id, now)
         self.recorder.windows = windows
         self.detect.detector, self.detect.windows = detector, windows
         self.detect.interval = self.config.detect.interval
+
+
+def _check_apart(path: Path) -> Checked:
+    """``check_config``, the file parsed by another process (see ``config_fork.py``).
+
+    So a reload, like the start, builds no validator in the agent's process and
+    leaves no parse debris there.
+    """
+    from edge_agent.config_fork import load_config_apart
+    from edge_agent.preflight import check_loaded
+
+    return check_loaded(load_config_apart(path))
 
 
 async def _stop(task: asyncio.Task[None]) -> None:

@@ -12,6 +12,7 @@ boolean is taken as the word it was (:data:`OnOff`, :func:`switch`).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -46,9 +47,37 @@ MAX_SIZE = 10**12
 
 
 class StrictModel(BaseModel):
-    """Base of every config model: unknown keys are errors, values are frozen."""
+    """Base of every config model: unknown keys are errors, values are frozen.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    ``defer_build``: pydantic builds a model's validator and serializer on first use,
+    not when the class is defined. The agent's process gets its config validated and
+    pickled from a child (``config_fork.py``), so it never builds one: that keeps
+    pydantic's schema machinery and 4 MB out of the daemon, and an instance default
+    must therefore be a ``default_factory`` (an instance built at import would build).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON data, equal to ``model_dump(mode="json", by_alias=True)``.
+
+    Walks the fields itself: ``model_dump`` would build the model's serializer, which
+    the agent's process otherwise never needs (see :class:`StrictModel`). Secrets come
+    out as ``**********``; infinities and NaN as None, as pydantic writes them.
+    """
+    if isinstance(value, BaseModel):
+        fields = type(value).model_fields
+        return {field.alias or name: plain(getattr(value, name)) for name, field in fields.items()}
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, (SecretStr, Path)):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def parse_duration(value: object) -> float:

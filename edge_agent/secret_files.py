@@ -13,11 +13,12 @@ config (sources, sinks, their nested sections).
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
@@ -28,13 +29,35 @@ SECRET_FILE_FIELDS = frozenset({"password_file", "key_file"})
 
 def secret_files(model: BaseModel, where: str = "") -> Iterator[tuple[str, Path]]:
     """Every (YAML path, file) of a secret file named in ``model``, nested models included."""
-    for name in type(model).model_fields:
+    for name in _secret_bearing(type(model)):
         value = getattr(model, name)
         path = f"{where}.{name}" if where else name
         if name in SECRET_FILE_FIELDS and value:
             yield path, Path(str(value))
         else:
             yield from _nested(value, path)
+
+
+@functools.cache
+def _secret_bearing(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model`` that are, or may hold a model with, a secret file field.
+
+    Only those are walked: the others (a Modbus register...) cannot hold one, and
+    walking 2,000 registers took 15-25 ms of the agent's start.
+    """
+    return tuple(
+        name
+        for name, field in model.model_fields.items()
+        if name in SECRET_FILE_FIELDS or any(_secret_bearing(m) for m in _models(field.annotation))
+    )
+
+
+def _models(annotation: Any) -> Iterator[type[BaseModel]]:
+    """The model classes named anywhere in a field's annotation (lists, unions...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for argument in get_args(annotation):
+        yield from _models(argument)
 
 
 def _nested(value: Any, where: str) -> Iterator[tuple[str, Path]]:

@@ -89,10 +89,11 @@ def test_multiple_documents_are_refused_with_a_line(tmp_path: Path) -> None:
     assert _error(tmp_path, "agent: {}\n---\ntwin: {}\n").startswith("agent.yaml:2: invalid YAML")
 
 
-def _model_config(tmp_path: Path, model: str) -> Path:
+def _model_config(tmp_path: Path, model: str, extra: str = "") -> Path:
     config = tmp_path / "agent.yaml"
     config.write_text(
         f"detect:\n  assets:\n    - name: pump\n      model: {model}\n      signals: {SIGNALS}\n"
+        + extra
     )
     return config
 
@@ -100,7 +101,16 @@ def _model_config(tmp_path: Path, model: str) -> Path:
 def test_check_config_loads_the_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     shutil.copy(MODEL, tmp_path / "pump.onnx")
     assert main(["check-config", "-c", str(_model_config(tmp_path, "pump.onnx"))]) == 0
-    assert "1 model(s) loaded" in capsys.readouterr().out
+    assert "1 model(s) loaded (numpy 1)" in capsys.readouterr().out
+
+
+def test_check_config_says_which_engine_runs_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(MODEL, tmp_path / "pump.onnx")
+    config = _model_config(tmp_path, "pump.onnx", "      engine: onnxruntime\n")
+    assert main(["check-config", "-c", str(config)]) == 0
+    assert "1 model(s) loaded (onnxruntime 1)" in capsys.readouterr().out
 
 
 def test_check_config_missing_model_exits_78_with_its_line(

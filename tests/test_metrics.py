@@ -1,13 +1,16 @@
-"""The Prometheus endpoint, scraped over real HTTP while real stages run."""
+"""``/metrics`` of the site view, scraped over real HTTP while real stages run.
+
+The agent serves ``/metrics`` from its web server (``web.listen``); these tests
+run that server in the test's event loop on a free loopback port and read the
+answer with prometheus_client's own parser.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import socket
 import time
-import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,14 +27,18 @@ from edge_agent.detect.detector import Detector
 from edge_agent.detect.loop import DetectorLoop
 from edge_agent.forward.config import OutboxConfig
 from edge_agent.forward.outbox import Outbox
-from edge_agent.metrics import AgentView, serve_metrics_forever
+from edge_agent.metrics import AgentCollector, AgentView
 from edge_agent.registry import build_source
 from edge_agent.sim.plant import Plant
 from edge_agent.sources.poll import PollStats, poll_forever
+from edge_agent.twin.config import TwinConfig
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
-from edge_agent.web.config import parse_listen
+from edge_agent.web.alerts import StoredAlerts
+from edge_agent.web.config import WebConfig
+from edge_agent.web.server import serve_web_forever
+from edge_agent.web.site import Site
 from edge_agent.worker import Worker
 from tests.forward.factory import make_alert
 
@@ -39,6 +46,8 @@ ALERT = {"class": "alert"}
 TELEMETRY = {"class": "telemetry"}
 DEMO_MODEL = Path(edge_agent.sim.__file__).parent / "demo_pump.onnx"
 DEMO_CARD = json.loads(DEMO_MODEL.with_suffix(".card.json").read_text())
+REFRESH = 0.1
+"""Seconds a snapshot is reused (the agent's default is 5 s; the tests would wait)."""
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 # Always true on the plant: the alert is raised at the first detector step.
@@ -51,13 +60,10 @@ ALWAYS = {
 }
 
 
-def _metrics(port: int, refresh: str = "100ms") -> MetricsConfig:
-    return MetricsConfig.model_validate({"listen": f"127.0.0.1:{port}", "refresh": refresh})
-
-
 def scrape(port: int) -> Series:
     """GET /metrics and parse it with prometheus_client's own parser."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        assert reply.headers["Content-Type"].startswith("text/plain")
         text = reply.read().decode()
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -87,32 +93,38 @@ async def until(port: int, check: Callable[[Series], bool], within: float = 20.0
 
 
 async def listening(port: int, within: float = 10.0) -> None:
-    """Wait until the endpoint accepts connections."""
+    """Wait until the server accepts connections."""
     deadline = time.monotonic() + within
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except ConnectionRefusedError:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
             if time.monotonic() > deadline:
                 raise
-        await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)
+            continue
+        writer.close()
+        return
 
 
 @asynccontextmanager
 async def serving(
-    config: MetricsConfig, view: AgentView, worker: Worker, ready: bool = True
-) -> AsyncIterator[None]:
-    """The endpoint as the agent runs it: a task, cancelled at the end."""
-    task = asyncio.create_task(serve_metrics_forever(config, view, worker.run))
+    view: AgentView, store: SignalStore, worker: Worker, port: int
+) -> AsyncIterator[Site]:
+    """The site view's server as the agent runs it (no token, loopback): a task, cancelled.
+
+    The alert view is never read by ``/metrics``; it points at a file that is not there.
+    """
+    alerts = StoredAlerts(Path("/nonexistent/outbox.db"))
+    site = Site(AgentConfig(), AgentCollector(view), store, worker.run, alerts, refresh=REFRESH)
+    web = WebConfig(listen=f"127.0.0.1:{port}")
+    task = asyncio.create_task(serve_web_forever(web, site, None))
     try:
-        if ready:
-            await listening(parse_listen(config.listen)[1])
-        yield
+        await listening(port)
+        yield site
     finally:
         task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def _agent_config(plant: Plant, folder: Path) -> AgentConfig:
@@ -157,7 +169,7 @@ async def _run_stages(
     tasks += [asyncio.create_task(recorder.record_forever())]
     tasks += [asyncio.create_task(detect.detect_forever())]
     try:
-        async with serving(_metrics(port), view, worker):
+        async with serving(view, store, worker, port):
             await _check_flow(port, detect)
     finally:
         for task in tasks:
@@ -200,13 +212,18 @@ async def _check_flow(port: int, detect: DetectorLoop) -> None:
     assert value(scored, "edge_agent_asset_score_timestamp_seconds", asset="pump1") > recent
 
 
+def _empty_twin(folder: Path) -> SignalStore:
+    """The twin the site view needs beside an outbox-only view (``/metrics`` never reads it)."""
+    return SignalStore.open(folder / "twin.db", TwinConfig())
+
+
 async def test_outbox_drops_and_rejects_per_sink(tmp_path: Path, port: int) -> None:
     worker = Worker()
-    config = OutboxConfig(max_rows=2)
-    outbox = Outbox.open(tmp_path / "outbox.db", config, ["a", "b"])
+    outbox = Outbox.open(tmp_path / "outbox.db", OutboxConfig(max_rows=2), ["a", "b"])
+    store = _empty_twin(tmp_path)
     try:
         outbox.put_alerts([make_alert(n) for n in range(5)], "gw-test")
-        async with serving(_metrics(port), AgentView("gw-test", outbox=outbox), worker):
+        async with serving(AgentView("gw-test", outbox=outbox), store, worker, port):
             first = await until(port, lambda s: ("edge_agent_outbox_rejected_total", ()) not in s)
             assert value(first, "edge_agent_outbox_dropped_total", sink="a", **ALERT) == 3
             assert value(first, "edge_agent_outbox_backlog_rows", sink="b", **ALERT) == 2
@@ -221,71 +238,35 @@ async def test_outbox_drops_and_rejects_per_sink(tmp_path: Path, port: int) -> N
             assert value(after, "edge_agent_outbox_backlog_bytes", sink="b", **ALERT) > 0
     finally:
         outbox.close()
+        store.close()
         worker.close()
 
 
-async def test_cancel_frees_the_port(port: int) -> None:
+async def test_an_idle_agent_is_reported(tmp_path: Path, port: int) -> None:
+    """No source, no detector, no outbox: the agent and process series, no stage series."""
     worker = Worker()
+    store = _empty_twin(tmp_path)
     try:
-        async with serving(_metrics(port), AgentView("gw-test"), worker):
-            assert (
-                value(
-                    await asyncio.to_thread(scrape, port),
-                    "edge_agent_info",
-                    gateway="gw-test",
-                    version=__version__,
-                )
-                == 1.0
-            )
+        async with serving(AgentView("gw-test"), store, worker, port):
+            series = await until(port, lambda s: value(s, "edge_agent_info", gateway="gw-test",
+                                                       version=__version__) == 1.0)  # fmt: skip
     finally:
+        store.close()
         worker.close()
-    with pytest.raises(urllib.error.URLError):
-        scrape(port)
-    with socket.socket() as sock:
-        # REUSEADDR passes the scrape's TIME_WAIT, never a socket still listening.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        sock.listen()
-
-
-async def test_off_returns_at_once() -> None:
-    worker = Worker()
-    try:
-        await serve_metrics_forever(MetricsConfig(), AgentView("gw-test"), worker.run)
-    finally:
-        worker.close()
-
-
-async def test_busy_port_logged_once_then_served(
-    port: int, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="edge_agent.metrics")
-    worker = Worker()
-    blocker = socket.create_server(("127.0.0.1", port))
-    try:
-        async with serving(_metrics(port), AgentView("gw-test"), worker, ready=False):
-            await asyncio.sleep(2.0)  # the first attempt and at least one retry, still busy
-            blocker.close()
-            await listening(port)
-            await until(
-                port,
-                lambda s: value(s, "edge_agent_info", gateway="gw-test", version=__version__) == 1,
-            )
-    finally:
-        blocker.close()
-        worker.close()
-    assert caplog.text.count("cannot listen") == 1
-    assert caplog.text.count("serving http://") == 1
+    assert ("process_cpu_seconds_total", ()) in series
+    assert value(series, "edge_agent_metrics_refresh_failures_total") == 0
+    assert not [name for name, _ in series if name.startswith("edge_agent_outbox_")]
 
 
 async def test_unreadable_outbox_counted_and_logged_once(
     tmp_path: Path, port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="edge_agent.metrics")
+    caplog.set_level(logging.INFO, logger="edge_agent.web.site")
     worker = Worker()
     outbox = Outbox.open(tmp_path / "outbox.db", OutboxConfig(), ["a"])
+    store = _empty_twin(tmp_path)
     try:
-        async with serving(_metrics(port), AgentView("gw-test", outbox=outbox), worker):
+        async with serving(AgentView("gw-test", outbox=outbox), store, worker, port):
             await until(
                 port, lambda s: value(s, "edge_agent_metrics_snapshot_timestamp_seconds") > 0
             )
@@ -296,6 +277,7 @@ async def test_unreadable_outbox_counted_and_logged_once(
             # The last good snapshot is still served.
             assert value(last, "edge_agent_outbox_backlog_rows", sink="a", **ALERT) == 0
     finally:
+        store.close()
         worker.close()
     assert caplog.text.count("cannot read the outbox") == 1
 

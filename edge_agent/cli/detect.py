@@ -115,7 +115,9 @@ def calibrate_command(args: argparse.Namespace) -> int:
     config = load_config(args.config, offline=True)  # twin and model files: no secrets needed
     asset = _asset(config, args.asset)
     path = config.config_path(asset.model)
-    model, signals = load_checked(path, asset.threads, asset.signals, f"asset {asset.name}")
+    model, signals = load_checked(
+        path, asset.threads, asset.signals, f"asset {asset.name}", asset.engine
+    )
     if args.rollback:
         card = calibrate.rollback(path, model.card)
         print(
@@ -188,7 +190,9 @@ def rebaseline_command(args: argparse.Namespace) -> int:
     config = load_config(args.config, offline=True)  # twin and model files: no secrets needed
     asset = _asset(config, args.asset)
     path = config.config_path(asset.model)
-    model, signals = load_checked(path, asset.threads, asset.signals, f"asset {asset.name}")
+    model, signals = load_checked(
+        path, asset.threads, asset.signals, f"asset {asset.name}", asset.engine
+    )
     try:
         segments = _calibration_history(config, asset, signals, model.card.step, args, False)
     except AgentError as exc:

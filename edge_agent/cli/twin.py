@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     export.add_argument("--out", type=Path, default=None, help="file (default: stdout)")
     export.set_defaults(func=run_export)
-    plot = sub.add_parser("plot", help="a PNG picture of a signal (needs edge-agent[plot])")
+    plot = sub.add_parser("plot", help="a PNG picture of a signal (needs plant-edge-agent[plot])")
     _add_source(plot)
     _add_window(plot)
     plot.add_argument("--out", type=Path, required=True, help="PNG file to write")

@@ -26,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.detect.align import WARMING_UP, SeriesSource, align, grid_end, make_grid
+from edge_agent.detect.align import (
+    WARMING_UP,
+    Aligned,
+    Gather,
+    SeriesSource,
+    align,
+    grid_end,
+    make_grid,
+)
 from edge_agent.detect.baseline import AutoBaseline, shifted_card
 from edge_agent.detect.card import ModelCard
 from edge_agent.detect.config import AssetConfig
@@ -34,6 +42,7 @@ from edge_agent.detect.lifecycle import Evidence, Level, Tracker
 from edge_agent.detect.runstate import RunState
 from edge_agent.detect.slot import ModelSlot
 from edge_agent.errors import ModelError
+from edge_agent.twin.windows import Windows
 from edge_agent.types import Alert, AlertKind, Severity
 
 log = logging.getLogger(__name__)
@@ -77,6 +86,7 @@ class AssetDetector:
             rows = max(2, int(config.rebaseline.after / slot.card.step))
             self.auto = AutoBaseline(rows, config.rebaseline.steady)
         self._previous: ModelCard | None = None
+        self._gather = Gather(slot.signals)
 
     @property
     def threshold(self) -> float:
@@ -108,7 +118,7 @@ class AssetDetector:
         grid = make_grid(end, card.step, card.window)
         if self.run is not None and not self.run.over(windows, grid, RUN_MAX_AGE):
             return self._stopped(end)
-        aligned = align(windows, self.slot.signals, grid, self.fill_limit)
+        aligned = self._align(windows, grid)
         if aligned.problem:
             self._skip(end, aligned.problem)
             return None
@@ -127,6 +137,17 @@ class AssetDetector:
         if self.auto is not None and event is None:
             event = self._watch_baseline(end, aligned.values)
         return event
+
+    def _align(self, windows: SeriesSource, grid: np.ndarray) -> Aligned:
+        signals = self.slot.signals
+        if isinstance(windows, Windows):
+            if self._gather.signals is not signals:  # a swapped model may order them anew
+                self._gather = Gather(signals)
+            values = self._gather.values(windows, grid, self.fill_limit)
+            if values is not None:
+                return Aligned(grid, values, "")
+        # A gap, a BAD sample, a ring out of time order: the reference says which.
+        return align(windows, signals, grid, self.fill_limit)
 
     def _stopped(self, end: float) -> Alert | None:
         """The machine did not run over the whole window: no score, no alarm."""

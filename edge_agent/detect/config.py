@@ -66,17 +66,19 @@ class AssetConfig(StrictModel):
     signals: list[str] = Field(min_length=1)
     mode: Literal["live", "shadow"] = "live"
     threads: int = Field(default=1, ge=1)
+    engine: Literal["auto", "onnxruntime"] = "auto"
+    """``auto``: the numpy engine when it runs the ONNX graph exactly, else onnxruntime."""
     threshold: float | None = Field(default=None, gt=0.0)
     clear_below: float = Field(default=0.8, gt=0.0, le=1.0)
     critical_above: float = Field(default=2.0, ge=1.0)
-    raise_after: DebounceConfig = DebounceConfig(k=3, n=5)
-    clear_after: DebounceConfig = DebounceConfig(k=5, n=5)
+    raise_after: DebounceConfig = Field(default_factory=DebounceConfig)
+    clear_after: DebounceConfig = Field(default_factory=lambda: DebounceConfig(k=5, n=5))
     fill_limit: Duration | None = None
     settle: Duration = 2.0
     reload: Annotated[Literal["watch", "off"], switch] = "watch"
     run_state: str | None = None
-    calibrate: CalibrateConfig = CalibrateConfig()
-    rebaseline: RebaselineConfig = RebaselineConfig()
+    calibrate: CalibrateConfig = Field(default_factory=CalibrateConfig)
+    rebaseline: RebaselineConfig = Field(default_factory=RebaselineConfig)
     prognosis: PrognosisConfig | None = None
 
     @field_validator("run_state")
@@ -172,7 +174,7 @@ class DetectConfig(StrictModel):
     """Config of detection: assets scored by models, and rules."""
 
     interval: Duration = 1.0
-    alarms: AlarmsConfig = AlarmsConfig()
+    alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
     assets: list[AssetConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
     source_down: Annotated[Duration | Literal["off"], switch] = 30.0

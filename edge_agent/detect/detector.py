@@ -291,8 +291,8 @@ def load_asset(asset: AssetConfig, path: Path) -> AssetDetector | PrognosticAsse
             f"{path.name} is {kind}"
         )
     if kind == "prognostic":
-        return PrognosticAsset(asset, load_prognostic(path, asset.threads))
-    slot = ModelSlot.load(path, asset.threads, asset.signals, f"asset {asset.name}")
+        return PrognosticAsset(asset, load_prognostic(path, asset.threads, asset.engine))
+    slot = ModelSlot.load(path, asset.threads, asset.signals, f"asset {asset.name}", asset.engine)
     return AssetDetector(asset, slot)
 
 

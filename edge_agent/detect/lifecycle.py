@@ -152,8 +152,14 @@ class Tracker:
         self.shelved_until = float(alert.extra.get("shelved_until", 0.0))
         self._reset()
 
-    def update(self, now: float, level: Level, evidence: Evidence | None) -> Alert | None:
-        """Feed one evaluation at time ``now``; returns the event it causes, if any."""
+    def update(
+        self, now: float, level: Level, evidence: Evidence | Callable[[], Evidence] | None
+    ) -> Alert | None:
+        """Feed one evaluation at time ``now``; returns the event it causes, if any.
+
+        ``evidence`` may be a function that builds it: it is called only when an
+        event (or a possible escalation) needs it, which most evaluations do not.
+        """
         if self.shelved_until and now >= self.shelved_until:
             expired = self.unshelve(now, "shelve expired")
             if expired is not None:
@@ -164,14 +170,17 @@ class Tracker:
             return None
         if self.open is None:
             if self._raise.add(level is Level.ABOVE, now) and now >= self.shelved_until:
-                return self._raise_alert(now, evidence.full())
+                return self._raise_alert(now, _made(evidence).full())
             return None
         if self._clear.add(level is Level.BELOW, now) and self._held_clear(now):
-            full = evidence.full()
+            full = _made(evidence).full()
             return self._clear_alert(now, full, full.reason)
-        worse = level is Level.ABOVE and _RANK[evidence.severity] > _RANK[self.open.severity]
+        worse = False
+        if level is Level.ABOVE:
+            evidence = _made(evidence)
+            worse = _RANK[evidence.severity] > _RANK[self.open.severity]
         if self._escalate.add(worse, now):
-            return self._escalated(now, evidence.full())
+            return self._escalated(now, _made(evidence).full())
         return None
 
     def stop(self, now: float, reason: str, **extra: Any) -> Alert | None:
@@ -311,3 +320,7 @@ class Tracker:
             reason=evidence.reason,
             extra=evidence.extra,
         )
+
+
+def _made(evidence: Evidence | Callable[[], Evidence]) -> Evidence:
+    return evidence if isinstance(evidence, Evidence) else evidence()

@@ -8,7 +8,12 @@ says which signals, window, step, normalisation and threshold it was built for.
 
 Everything is checked at load, so a bad model fails at startup with a
 :class:`ModelError` that names the problem, never at the first window.
-onnxruntime and LiteRT are imported here only, inside :func:`load_model`.
+
+An ONNX graph made only of the few operators the shipped models use runs in
+numpy (:mod:`edge_agent.detect.onnx_small`, engine ``numpy``): onnxruntime is then
+never imported, which saves about 28 MB of RSS per process. Any other graph, or
+``engine="onnxruntime"``, runs in onnxruntime. The engines are opened in
+:mod:`edge_agent.detect.engines`, the only place that imports onnxruntime and LiteRT.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge_agent.detect.card import CARD_KEY, ModelCard, read_sidecar
+from edge_agent.detect.engines import check_dims, open_onnx, open_tflite, tfl_dims
 from edge_agent.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -124,15 +130,19 @@ def load_model(
     signals: Sequence[str] | None = None,
     window: int | None = None,
     card: ModelCard | None = None,
+    engine: str = "auto",
 ) -> AnomalyModel:
     """Load and validate a model.
 
     Args:
-        path: ``.onnx`` (onnxruntime) or ``.tflite`` (ai-edge-litert, optional extra).
+        path: ``.onnx`` (numpy engine or onnxruntime) or ``.tflite`` (ai-edge-litert,
+            optional extra).
         threads: intra-op threads of the backend; 1 suits a shared gateway.
         signals: the signals the caller will feed, in order; must equal the card's.
         window: the window length the caller expects; must equal the card's.
         card: use this card instead of the embedded one or the one beside the file.
+        engine: ``auto`` (numpy when it runs the graph exactly, else onnxruntime)
+            or ``onnxruntime``; ignored for ``.tflite``.
 
     Raises:
         ModelError: file missing or corrupt, no card, or any mismatch of names,
@@ -146,7 +156,7 @@ def load_model(
     suffix = path.suffix.lower()
     runner: _Runner
     if suffix == ".onnx":
-        runner, meta_card, backend = _load_onnx(path, threads)
+        runner, meta_card, backend = _load_onnx(path, threads, engine)
     elif suffix == ".tflite":
         runner, meta_card, backend = _load_tflite(path, threads)
     else:
@@ -185,15 +195,6 @@ def _check_expected(
         raise ModelError(f"{name}: window {window} configured, model card has {card.window}")
 
 
-def check_dims(dims: Sequence[Any], want: Sequence[int | None], what: str) -> None:
-    """Fixed dims must match ``want``; symbolic/None dims (batch) are accepted."""
-    if len(dims) != len(want):
-        raise ModelError(f"{what} has rank {len(dims)}, expected {len(want)}")
-    for dim, expected in zip(dims, want, strict=True):
-        if expected is not None and isinstance(dim, int) and dim > 0 and dim != expected:
-            raise ModelError(f"{what} has shape {list(dims)}, expected {list(want)}")
-
-
 class _OnnxRunner:
     def __init__(self, session: Any) -> None:
         self._session = session
@@ -218,29 +219,10 @@ class _OnnxRunner:
         return np.asarray(result, dtype=np.float32)
 
 
-def open_onnx(path: Path, threads: int) -> tuple[Any, str | None]:
-    """An onnxruntime session of ``path`` and the card text embedded in it (or None)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # onnxruntime raises its own Exception subclasses
-        raise ModelError(f"{path.name}: not a valid ONNX model ({exc})") from exc
-    meta = session.get_modelmeta().custom_metadata_map
-    return session, meta.get(CARD_KEY)
-
-
-def _load_onnx(path: Path, threads: int) -> tuple[_OnnxRunner, ModelCard | None, str]:
-    session, text = open_onnx(path, threads)
+def _load_onnx(path: Path, threads: int, engine: str) -> tuple[_OnnxRunner, ModelCard | None, str]:
+    session, text, backend = open_onnx(path, threads, engine)
     card = ModelCard.from_json(text, f"{path.name} metadata") if text is not None else None
-    return _OnnxRunner(session), card, "onnxruntime"
+    return _OnnxRunner(session), card, backend
 
 
 class _TfliteRunner:
@@ -275,29 +257,6 @@ class _TfliteRunner:
         self._interp.set_tensor(self._in, windows)
         self._interp.invoke()
         return np.array(self._interp.get_tensor(self._out), dtype=np.float32)
-
-
-def tfl_dims(detail: dict[str, Any]) -> list[int]:
-    return [int(d) for d in detail.get("shape_signature", detail["shape"])]
-
-
-def open_tflite(path: Path, threads: int) -> Any:
-    """A LiteRT interpreter of ``path``, tensors allocated."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError as exc:
-            raise ModelError(
-                f"{path.name}: .tflite needs ai-edge-litert (pip install 'edge-agent[tflite]')"
-            ) from exc
-    try:
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
-    except Exception as exc:  # LiteRT raises ValueError/RuntimeError for bad files
-        raise ModelError(f"{path.name}: not a valid TFLite model ({exc})") from exc
-    return interpreter
 
 
 def _load_tflite(path: Path, threads: int) -> tuple[_TfliteRunner, ModelCard | None, str]:

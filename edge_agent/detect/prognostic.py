@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.detect.card import CARD_KEY, card_kind, sidecar_text
-from edge_agent.detect.model import check_dims, open_onnx, open_tflite, tfl_dims
+from edge_agent.detect.engines import check_dims, embedded_card, open_onnx, open_tflite, tfl_dims
 from edge_agent.detect.prognostic_card import KIND, OUTPUT, PrognosticCard
 from edge_agent.errors import ModelError
 
@@ -69,13 +69,15 @@ def model_kind(path: Path) -> str:
     if beside is not None:
         return card_kind(beside[0])
     if path.suffix.lower() == ".onnx" and path.is_file():
-        _, text = open_onnx(path, 1)
+        text = embedded_card(path)
         return card_kind(text) if text is not None else "anomaly"
     return "anomaly"
 
 
-def load_prognostic(path: Path | str, threads: int = 1) -> PrognosticModel:
+def load_prognostic(path: Path | str, threads: int = 1, engine: str = "auto") -> PrognosticModel:
     """Load and check a prognostic model; one probe window must give a finite RUL.
+
+    ``engine`` is as for :func:`~edge_agent.detect.model.load_model`.
 
     Raises:
         ModelError: missing or corrupt file, no prognostic card, wrong tensors.
@@ -85,13 +87,13 @@ def load_prognostic(path: Path | str, threads: int = 1) -> PrognosticModel:
         raise ModelError(f"model file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        session, text = open_onnx(path, threads)
+        session, text, backend = open_onnx(path, threads, engine)
         beside = sidecar_text(path)
         origin, text = (beside[1], beside[0]) if beside else (f"{path.name} metadata", text)
         if text is None:
             raise ModelError(f"{path.name}: no model card ({CARD_KEY!r} or {path.stem}.card.json)")
         card = PrognosticCard.from_json(text, origin)
-        model = PrognosticModel(path, card, _onnx_run(session, card, path.name), "onnxruntime")
+        model = PrognosticModel(path, card, _onnx_run(session, card, path.name), backend)
     elif suffix == ".tflite":
         beside = sidecar_text(path)
         if beside is None:

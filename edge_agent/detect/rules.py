@@ -28,6 +28,8 @@ whether the machine runs or not. A raise carries the signal's recent values
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,9 +46,12 @@ from edge_agent.detect.config import (
 from edge_agent.detect.lifecycle import Evidence, Gate, Level, Tracker
 from edge_agent.detect.runstate import RunState
 from edge_agent.schema import format_duration
+from edge_agent.twin.windows import Windows
 from edge_agent.types import Alert, AlertKind, Severity
 
-Verdict = tuple[Level, Evidence | None]
+Verdict = tuple[Level, Callable[[], Evidence] | None]
+"""A level and, unless UNKNOWN, how to build its evidence (only an event needs it)."""
+_SEVERITY = {s.value: s for s in Severity}
 
 EVIDENCE_POINTS = 60
 """Values a rule alert carries at most."""
@@ -100,8 +105,21 @@ class Rule:
         return _bad_quality(c, windows, now)
 
 
-def _with_values(evidence: Evidence, signal: str, windows: SeriesSource, now: float) -> Evidence:
+def _with_values(
+    evidence: Callable[[], Evidence], signal: str, windows: SeriesSource, now: float
+) -> Callable[[], Evidence]:
     """The evidence with the signal's values since the condition began (at least a minute)."""
+
+    def made() -> Evidence:
+        built = evidence()
+        return dataclasses.replace(built, values=_values(built, signal, windows, now))
+
+    return made
+
+
+def _values(
+    evidence: Evidence, signal: str, windows: SeriesSource, now: float
+) -> Callable[[], dict[str, Any]]:
     since = min(evidence.window_start, now - 60.0)
 
     def values() -> dict[str, Any]:
@@ -116,16 +134,28 @@ def _with_values(evidence: Evidence, signal: str, windows: SeriesSource, now: fl
             "values": {signal: [None if np.isnan(v) else float(f"{v:.5g}") for v in vals[idx]]},
         }
 
-    return dataclasses.replace(evidence, values=values)
+    return values
 
 
-def _evidence(c: _RuleBase, score: float, threshold: float, reason: str, start: float) -> Evidence:
-    return Evidence(score, threshold, (c.signal,), reason, start, Severity(c.severity))
+def _evidence(
+    c: _RuleBase, score: float, threshold: float, reason: Callable[[], str], start: float
+) -> Callable[[], Evidence]:
+    def made() -> Evidence:
+        # Built (reason written) only for an event: most steps raise and clear nothing.
+        return Evidence(score, threshold, (c.signal,), reason(), start, _SEVERITY[c.severity])
+
+    return made
 
 
 def _latest(c: _RuleBase, windows: SeriesSource, now: float) -> tuple[float, float] | None:
     """(ts, value) of the latest sample within ``max_age``, if it is good."""
-    ts, values = windows.series(c.signal, now - c.max_age)
+    since = now - c.max_age
+    if isinstance(windows, Windows):
+        last = windows.latest(c.signal)
+        # The usual case: the last sample to arrive is recent and not after the step.
+        if last is not None and since <= last[0] <= now:
+            return None if math.isnan(last[1]) else (float(last[0]), float(last[1]))
+    ts, values = windows.series(c.signal, since)
     if len(ts) and ts[-1] <= now:  # the usual case: nothing newer than the step
         i = len(ts) - 1
     else:
@@ -147,18 +177,23 @@ def _threshold(c: ThresholdRuleConfig, windows: SeriesSource, now: float) -> Ver
         return Level.UNKNOWN, None
     ts, v = latest
     if c.above is not None and v > c.above:
-        reason = f"{c.signal} = {v:.4g} > {c.above:g}{_held_for(c)}"
-        return Level.ABOVE, _evidence(c, v, c.above, reason, now - c.for_)
+        high = c.above
+        return Level.ABOVE, _evidence(
+            c, v, high, lambda: f"{c.signal} = {v:.4g} > {high:g}{_held_for(c)}", now - c.for_
+        )
     if c.below is not None and v < c.below:
-        reason = f"{c.signal} = {v:.4g} < {c.below:g}{_held_for(c)}"
-        return Level.ABOVE, _evidence(c, v, c.below, reason, now - c.for_)
+        low = c.below
+        return Level.ABOVE, _evidence(
+            c, v, low, lambda: f"{c.signal} = {v:.4g} < {low:g}{_held_for(c)}", now - c.for_
+        )
     limit = c.above if c.above is not None else c.below
     assert limit is not None
     inside_high = c.above is None or v <= c.above - c.hysteresis
     inside_low = c.below is None or v >= c.below + c.hysteresis
     if inside_high and inside_low:
-        reason = f"{c.signal} = {v:.4g} back within limits"
-        return Level.BELOW, _evidence(c, v, limit, reason, ts)
+        return Level.BELOW, _evidence(
+            c, v, limit, lambda: f"{c.signal} = {v:.4g} back within limits", ts
+        )
     return Level.BAND, None
 
 
@@ -173,14 +208,20 @@ def _rate(c: RateRuleConfig, windows: SeriesSource, now: float) -> Verdict:
         return Level.UNKNOWN, None
     change = latest[1] - float(before)
     if abs(change) > c.max_change:
-        reason = (
-            f"{c.signal} changed by {change:+.4g} within {format_duration(c.over)} "
-            f"(limit {c.max_change:g}){_held_for(c)}"
-        )
-        return Level.ABOVE, _evidence(c, change, c.max_change, reason, start)
+
+        def raised() -> str:
+            return (
+                f"{c.signal} changed by {change:+.4g} within {format_duration(c.over)} "
+                f"(limit {c.max_change:g}){_held_for(c)}"
+            )
+
+        return Level.ABOVE, _evidence(c, change, c.max_change, raised, start)
     if abs(change) <= c.max_change - c.hysteresis:
-        reason = f"{c.signal} steady again ({change:+.4g} within {format_duration(c.over)})"
-        return Level.BELOW, _evidence(c, change, c.max_change, reason, start)
+
+        def steady() -> str:
+            return f"{c.signal} steady again ({change:+.4g} within {format_duration(c.over)})"
+
+        return Level.BELOW, _evidence(c, change, c.max_change, steady, start)
     return Level.BAND, None
 
 
@@ -190,28 +231,65 @@ def _flatline(c: FlatlineRuleConfig, windows: SeriesSource, now: float) -> Verdi
     start = now - c.for_
     ts, values = windows.series(c.signal, start - c.max_age)
     ts, values = np.asarray(ts, np.float64), np.asarray(values, np.float64)
-    first = hold(ts, values, np.array([start]), c.max_age)[0]
+    if isinstance(windows, Windows) and windows.rows([c.signal]) is not None:
+        seen = _seen_in_order(ts, values, start, now, c.max_age)
+    else:
+        seen = _seen(ts, values, start, now, c.max_age)
+    if seen is None:
+        return Level.UNKNOWN, None
+    first, low, high = seen
+    spread = float(high - low)
+    if spread <= c.tolerance:
+
+        def stuck() -> str:
+            return (
+                f"{c.signal} stuck at {first:.4g} for {format_duration(c.for_)} "
+                f"(spread {spread:.3g} <= {c.tolerance:g})"
+            )
+
+        return Level.ABOVE, _evidence(c, spread, c.tolerance, stuck, start)
+    return Level.BELOW, _evidence(
+        c, spread, c.tolerance, lambda: f"{c.signal} moving again (spread {spread:.3g})", start
+    )
+
+
+def _seen(
+    ts: np.ndarray, values: np.ndarray, start: float, now: float, max_age: float
+) -> tuple[float, float, float] | None:
+    """(value held at ``start``, lowest, highest since), or None when one is unknown."""
+    first = hold(ts, values, np.array([start]), max_age)[0]
     inside = values[(ts > start) & (ts <= now)]
     if np.isnan(first) or inside.size == 0 or np.isnan(inside).any():
-        return Level.UNKNOWN, None
+        return None
     seen = np.append(inside, first)
-    spread = float(seen.max() - seen.min())
-    if spread <= c.tolerance:
-        reason = (
-            f"{c.signal} stuck at {first:.4g} for {format_duration(c.for_)} "
-            f"(spread {spread:.3g} <= {c.tolerance:g})"
-        )
-        return Level.ABOVE, _evidence(c, spread, c.tolerance, reason, start)
-    reason = f"{c.signal} moving again (spread {spread:.3g})"
-    return Level.BELOW, _evidence(c, spread, c.tolerance, reason, start)
+    return float(first), float(seen.min()), float(seen.max())
+
+
+def _seen_in_order(
+    ts: np.ndarray, values: np.ndarray, start: float, now: float, max_age: float
+) -> tuple[float, float, float] | None:
+    """:func:`_seen` of a series in time order: the held sample and those after it are
+    one slice."""
+    held, end = (int(i) for i in np.searchsorted(ts, (start, now), side="right"))
+    held -= 1
+    if held < 0 or end <= held + 1 or start - ts[held] > max_age + 1e-9:
+        return None
+    seen = values[held:end]
+    low, high = float(seen.min()), float(seen.max())
+    if math.isnan(low) or math.isnan(high):  # a BAD sample (NaN) in the span
+        return None
+    return float(values[held]), low, high
 
 
 def _bad_quality(c: BadQualityRuleConfig, windows: SeriesSource, now: float) -> Verdict:
     latest = _latest(c, windows, now)
     if latest is not None:
-        reason = f"{c.signal} good again"
-        return Level.BELOW, _evidence(c, 0.0, c.for_, reason, latest[0])
+        return Level.BELOW, _evidence(c, 0.0, c.for_, lambda: f"{c.signal} good again", latest[0])
     ts, _ = windows.series(c.signal, now - c.max_age)
-    what = "BAD quality" if np.asarray(ts).size else f"no sample for {format_duration(c.max_age)}"
-    reason = f"{c.signal}: {what}{_held_for(c)}"
+    seen = bool(np.asarray(ts).size)
+
+    def reason() -> str:
+        what = "BAD quality" if seen else f"no sample for {format_duration(c.max_age)}"
+        return f"{c.signal}: {what}{_held_for(c)}"
+
     return Level.ABOVE, _evidence(c, 1.0, c.for_, reason, now - c.for_)

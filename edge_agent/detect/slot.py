@@ -16,6 +16,7 @@ never even seen.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,12 +68,12 @@ def watched(path: Path) -> tuple[Path, ...]:
     return (path, *sidecar_paths(path))
 
 
-def file_key(files: tuple[Path, ...]) -> FileKey:
+def file_key(files: Sequence[str | Path]) -> FileKey:
     """``(mtime_ns, size)`` of each file; None for an absent one."""
     out: list[tuple[int, int] | None] = []
     for candidate in files:
         try:
-            stat = candidate.stat()
+            stat = os.stat(candidate)
         except FileNotFoundError:
             out.append(None)
         else:
@@ -81,16 +82,18 @@ def file_key(files: tuple[Path, ...]) -> FileKey:
 
 
 def load_checked(
-    path: Path, threads: int, asset_signals: Sequence[str], who: str
+    path: Path, threads: int, asset_signals: Sequence[str], who: str, engine: str = "auto"
 ) -> tuple[AnomalyModel, list[str]]:
     """Load a model and check it fits the asset: ``(model, signals in card order)``.
+
+    ``engine`` is as for :func:`~edge_agent.detect.model.load_model`.
 
     Raises:
         ModelError: the loader's error, a missing signal, or a bad probe result.
     """
     from edge_agent.detect.model import load_model
 
-    model = load_model(path, threads)
+    model = load_model(path, threads, engine=engine)
     signals = match_signals(model.card.signals, asset_signals, who)
     probe(model, who)
     return model, signals
@@ -117,6 +120,7 @@ class ModelSlot:
         model: AnomalyModel,
         signals: list[str],
         key: FileKey,
+        engine: str = "auto",
     ) -> None:
         self.path = path
         self.threads = threads
@@ -125,15 +129,19 @@ class ModelSlot:
         self.model = model
         self.signals = signals
         self._key = key
-        self._files = watched(path)
+        # Plain strings: this is stat-ed every step, and pathlib costs more than the call.
+        self._files = tuple(map(str, watched(path)))
         self._refused: FileKey | None = None
+        self.engine = engine  # as configured; the model's .backend says which one runs
 
     @classmethod
-    def load(cls, path: Path, threads: int, asset_signals: Sequence[str], who: str) -> ModelSlot:
+    def load(
+        cls, path: Path, threads: int, asset_signals: Sequence[str], who: str, engine: str = "auto"
+    ) -> ModelSlot:
         """Load the first model; any problem is a ModelError (startup fails)."""
         key = file_key(watched(path))
-        model, signals = load_checked(path, threads, asset_signals, who)
-        return cls(path, threads, asset_signals, who, model, signals, key)
+        model, signals = load_checked(path, threads, asset_signals, who, engine)
+        return cls(path, threads, asset_signals, who, model, signals, key, engine)
 
     @property
     def card(self) -> ModelCard:
@@ -152,7 +160,9 @@ class ModelSlot:
         if key == self._key or key == self._refused:
             return False
         try:
-            model, signals = load_checked(self.path, self.threads, self.asset_signals, self.who)
+            model, signals = load_checked(
+                self.path, self.threads, self.asset_signals, self.who, self.engine
+            )
         except ModelError as exc:
             log.error("%s: new model refused, keeping the running one: %s", self.who, exc)
             self._refused = key

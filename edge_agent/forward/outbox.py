@@ -7,17 +7,12 @@ telemetry (alerts overtake a telemetry backlog); the delivery loop then calls
 :meth:`~Outbox.ack` (delivered: delete), :meth:`~Outbox.keep` (retry later) or
 :meth:`~Outbox.reject` (refused upstream: delete and count).
 
-Bounds (``max_rows``, ``max_size``) apply to each sink's backlog. When a put goes
-over, rows are dropped in this order until it fits:
-
-1. telemetry, oldest first (alerts are never dropped to make room for telemetry);
-2. audit events of commands, oldest first (the journal keeps a line of each);
-3. cleared alerts, oldest first (their raise is what an operator acts on);
-4. raised alerts, oldest first (only when alerts alone exceed the bound).
-
-Rows of the batch in flight are never dropped. Each drop is counted (persisted),
-logged at ERROR, and announced upstream: the next batch taken after a drop starts
-with a ``notice`` record that carries the running totals.
+Bounds (``max_rows``, ``max_size``) apply to each sink's backlog; what is dropped
+first when a put goes over is :mod:`.outbox_ledger`'s job (telemetry, then command
+audit events, then cleared alerts, then raised alerts; never the batch in flight).
+Each drop is counted (persisted), logged at ERROR, and announced upstream: the
+next batch taken after a drop starts with a ``notice`` record that carries the
+running totals.
 """
 
 from __future__ import annotations
@@ -40,6 +35,7 @@ from edge_agent.forward.encode import (
     encode_telemetry,
     with_fields,
 )
+from edge_agent.forward.outbox_ledger import Ledger
 from edge_agent.forward.outbox_rows import (
     ALERT,
     CLASSES,
@@ -71,8 +67,7 @@ class Outbox:
         self._db = db
         self.config = config
         self.sinks = list(sinks)
-        self._usage: dict[tuple[str, int], list[int]] = {}
-        self._counters: dict[tuple[str, str], int] = {}
+        self._ledger = Ledger(db, config)
         self._inflight: dict[str, set[int]] = {}
         self._after: dict[str, dict[int, int]] = {}
         self._notice: dict[str, tuple[int, ...]] = {}
@@ -91,23 +86,10 @@ class Outbox:
         return outbox
 
     def _load(self) -> None:
-        self._load_bookkeeping()
-        orphans = {sink for sink, _ in self._usage} - set(self.sinks)
+        self._ledger.load()
+        orphans = {sink for sink, _ in self._ledger.usage} - set(self.sinks)
         if orphans:
             log.warning("outbox: rows wait for sinks no longer configured: %s", sorted(orphans))
-
-    def _load_bookkeeping(self) -> None:
-        """Sizes and counters from the file (at open, and after a rolled-back write)."""
-        self._usage = {
-            (sink, cls_): [rows, size]
-            for sink, cls_, rows, size in self._db.execute(
-                "SELECT sink, cls, count(*), sum(size) FROM rows GROUP BY sink, cls"
-            )
-        }
-        self._counters = {
-            (sink, name): value
-            for sink, name, value in self._db.execute("SELECT sink, name, value FROM counters")
-        }
 
     def close(self) -> None:
         """Close the file (rows stay for the next start)."""
@@ -135,7 +117,7 @@ class Outbox:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
             finally:
-                self._load_bookkeeping()  # the in-memory state counted the undone writes
+                self._ledger.load()  # the in-memory state counted the undone writes
             raise
 
     # -- put ---------------------------------------------------------------
@@ -214,7 +196,7 @@ class Outbox:
 
     def telemetry_until(self, sink: str) -> float | None:
         """End of the last span summarised for ``sink`` (None before the first)."""
-        value = self._counters.get((sink, "telemetry_until"))
+        value = self._ledger.counters.get((sink, "telemetry_until"))
         return None if value is None else float(value)
 
     def _put(
@@ -232,9 +214,9 @@ class Outbox:
             alert_state.record(self._db, alerts)
             for sink in sinks:
                 if until is not None:
-                    self._set(sink, "telemetry_until", int(until))
+                    self._ledger.set(sink, "telemetry_until", int(until))
                 self._insert(sink, items, now)
-                dropped = self._enforce(sink)
+                dropped = self._ledger.enforce(sink, self._inflight.get(sink, set()))
                 if dropped:
                     drops[sink] = dropped
         for sink, dropped in drops.items():
@@ -249,7 +231,7 @@ class Outbox:
     ) -> None:
         # seq counts this sink's messages without gaps: a consumer that sees one
         # missing knows a message was lost (a drop is also announced by a notice).
-        first = self._counters.get((sink, "seq"), 0) + 1
+        first = self._ledger.value(sink, "seq") + 1
         self._db.executemany(
             "INSERT INTO rows (sink, cls, state, gateway, asset, ts, created, size, body, seq)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -259,88 +241,9 @@ class Outbox:
             ],
         )
         if items:
-            self._set(sink, "seq", first + len(items) - 1)
+            self._ledger.set(sink, "seq", first + len(items) - 1)
         for cls_, *_, body in items:
-            usage = self._usage.setdefault((sink, cls_), [0, 0])
-            usage[0] += 1
-            usage[1] += len(body) + ROW_OVERHEAD
-
-    # -- bounds ------------------------------------------------------------
-
-    def _excess(self, sink: str) -> tuple[int, int]:
-        rows = sum(self._usage.get((sink, c), [0, 0])[0] for c in CLASSES)
-        size = sum(self._usage.get((sink, c), [0, 0])[1] for c in CLASSES)
-        return rows - self.config.max_rows, size - self.config.max_size
-
-    def _enforce(self, sink: str) -> dict[str, int]:
-        """Drop rows of ``sink`` until it fits its bound; returns counts by label."""
-        dropped: dict[str, int] = {}
-        steps = (
-            (TELEMETRY, None, "telemetry"),
-            (COMMAND, None, "command audit events"),
-            (ALERT, str(AlertState.CLEARED), "cleared alerts"),
-            (ALERT, None, "alerts"),
-        )
-        for cls_, state, label in steps:
-            rows_over, bytes_over = self._excess(sink)
-            if rows_over <= 0 and bytes_over <= 0:
-                break
-            count = self._evict(sink, cls_, state, rows_over, bytes_over)
-            if count:
-                dropped[label] = count
-        return dropped
-
-    def _evict(
-        self, sink: str, cls_: int, state: str | None, rows_over: int, bytes_over: int
-    ) -> int:
-        """Delete the oldest rows of one class until ``rows_over``/``bytes_over`` are freed."""
-        sql = "SELECT id, size FROM rows WHERE sink = ? AND cls = ? AND id > ?"
-        sql += " AND state = ?" if state else ""
-        sql += " ORDER BY id LIMIT 256"
-        inflight = self._inflight.get(sink, set())
-        victims: list[tuple[int, int]] = []
-        freed, last = 0, 0
-        while len(victims) < rows_over or freed < bytes_over:
-            args = (sink, cls_, last, state) if state else (sink, cls_, last)
-            chunk = self._db.execute(sql, args).fetchall()
-            if not chunk:
-                break
-            for row_id, size in chunk:
-                last = row_id
-                if row_id in inflight:
-                    continue
-                victims.append((row_id, size))
-                freed += size
-                if len(victims) >= rows_over and freed >= bytes_over:
-                    break
-        self._delete(sink, cls_, victims)
-        self._count(sink, f"dropped_{CLASSES[cls_]}", len(victims))
-        return len(victims)
-
-    def _delete(self, sink: str, cls_: int, rows: list[tuple[int, int]]) -> None:
-        if not rows:
-            return
-        self._db.executemany("DELETE FROM rows WHERE id = ?", [(r,) for r, _ in rows])
-        usage = self._usage.setdefault((sink, cls_), [0, 0])
-        usage[0] -= len(rows)
-        usage[1] -= sum(size for _, size in rows)
-
-    def _set(self, sink: str, name: str, value: int) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO counters (sink, name, value) VALUES (?, ?, ?)",
-            (sink, name, value),
-        )
-        self._counters[(sink, name)] = value
-
-    def _count(self, sink: str, name: str, n: int) -> None:
-        if n <= 0:
-            return
-        self._db.execute(
-            "INSERT INTO counters (sink, name, value) VALUES (?, ?, ?)"
-            " ON CONFLICT (sink, name) DO UPDATE SET value = value + excluded.value",
-            (sink, name, n),
-        )
-        self._counters[(sink, name)] = self._counters.get((sink, name), 0) + n
+            self._ledger.added(sink, cls_, len(body) + ROW_OVERHEAD)
 
     # -- take / ack / keep / reject ----------------------------------------
 
@@ -385,8 +288,8 @@ class Outbox:
         return Record(row_id, kind, gateway, asset, body, size, cls_)
 
     def _pending_notice(self, sink: str, batch: list[Record], now: float) -> Record | None:
-        totals = tuple(self._counters.get((sink, f"dropped_{c}"), 0) for c in CLASSES.values())
-        told = tuple(self._counters.get((sink, f"announced_{c}"), 0) for c in CLASSES.values())
+        totals = tuple(self._ledger.value(sink, f"dropped_{c}") for c in CLASSES.values())
+        told = tuple(self._ledger.value(sink, f"announced_{c}") for c in CLASSES.values())
         if totals == told:
             self._notice.pop(sink, None)
             return None
@@ -411,7 +314,7 @@ class Outbox:
         """Refused upstream: delete the rows and count them as ``rejected``."""
         with self._tx():
             self._remove(sink, batch)
-            self._count(sink, "rejected", sum(1 for r in batch if r.row))
+            self._ledger.count(sink, "rejected", sum(1 for r in batch if r.row))
 
     def keep(self, sink: str, batch: Sequence[Record]) -> None:
         """Not delivered: the rows stay, to be taken again, oldest first.
@@ -425,11 +328,11 @@ class Outbox:
 
     def _remove(self, sink: str, batch: Sequence[Record]) -> None:
         for cls_ in CLASSES:
-            self._delete(sink, cls_, [(r.row, r.size) for r in batch if r.cls == cls_])
+            self._ledger.delete(sink, cls_, [(r.row, r.size) for r in batch if r.cls == cls_])
         if any(r.kind == NOTICE and not r.row for r in batch) and sink in self._notice:
             for cls_name, total in zip(CLASSES.values(), self._notice.pop(sink), strict=True):
                 name = f"announced_{cls_name}"
-                self._count(sink, name, total - self._counters.get((sink, name), 0))
+                self._ledger.count(sink, name, total - self._ledger.value(sink, name))
         inflight = self._inflight.get(sink, set())
         inflight.difference_update(r.row for r in batch)
         if not inflight:

@@ -18,6 +18,10 @@ Session: connect (walking ``servers``) with bdSeq = the last one + 1 (kept in
 Primary Host's STATE online if one is configured, then NBIRTH (seq 0) and one DBIRTH per
 device; then the backlog, then live data. An NCMD ``Node Control/Rebirth = true``
 repeats the births with the same bdSeq. A clean stop publishes NDEATH before DISCONNECT.
+
+Devices: a device whose sources are all down gets a DDEATH and no DDATA until it is
+reachable again, then a DBIRTH with the current values (see
+:mod:`edge_agent.forward.sparkplug_devices`); births skip dead devices.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from edge_agent.errors import DeliveryError
 from edge_agent.forward.brokers import Broker, BrokerWalk
 from edge_agent.forward.outbox_rows import Record
 from edge_agent.forward.sparkplug_config import SparkplugSinkConfig
+from edge_agent.forward.sparkplug_devices import Devices, feeders
 from edge_agent.forward.sparkplug_namespace import NODE, REBIRTH, Namespace
 from edge_agent.forward.sparkplug_payload import MetricValue
 from edge_agent.forward.sparkplug_session import HostWatch, Session
@@ -86,6 +91,7 @@ class SparkplugSink:
         self.config = config
         self.node = config.edge_node_id or gateway
         self.namespace = Namespace([], config.deadband, config.deadbands)
+        self.devices = Devices()
         self.bd_seq_file = BdSeqFile(Path(config.state_file or f"sparkplug-{config.name}.json"))
         self.host = HostWatch(config.primary_host) if config.primary_host else None
         self.walk = BrokerWalk(config.brokers())
@@ -108,6 +114,7 @@ class SparkplugSink:
         """Every signal the agent produces: the births carry them all."""
         self.namespace = Namespace(list(infos), self.config.deadband, self.config.deadbands)
         self.namespace.commands = self.config.commands == "on"
+        self.devices = Devices(feeders(self.namespace, infos))
 
     # -- live --------------------------------------------------------------
 
@@ -119,11 +126,14 @@ class SparkplugSink:
     def on_samples(self, batch: Sequence[Sample]) -> None:
         """Called on the event loop for every polled or derived batch; never blocks."""
         self.namespace.observe(batch)
+        moved = self.devices.observe(batch)  # births skip dead devices: keep it current
         if not self.live:
             return
         for device, metrics in self.namespace.changes(batch).items():
             self._pending.setdefault(device, []).extend(metrics)
             self._wake.set()
+        if moved:
+            self._wake.set()  # a DDEATH or DBIRTH is due
 
     def on_alerts(self, alerts: Sequence[Any]) -> None:
         """Alerts travel through the outbox (durable); nothing to do here."""
@@ -135,13 +145,55 @@ class SparkplugSink:
             self._wake.clear()
             pending, self._pending = self._pending, {}
             async with session.lock:
+                await self._lifecycle(session, pending)
                 for device, metrics in pending.items():
-                    metrics.sort(key=lambda m: m.ts)
-                    await self._publish_data(session, device, metrics)
+                    if device in self.devices.born:  # a dead device's changes are dropped
+                        metrics.sort(key=lambda m: m.ts)
+                        await self._publish_data(session, device, metrics)
+
+    async def _lifecycle(self, session: Session, pending: dict[str, list[MetricValue]]) -> None:
+        """DDEATH for born devices now unreachable, DBIRTH for reachable ones not born.
+
+        Both before this interval's DDATA: a device's changes gathered before its
+        DBIRTH are older than the values the birth carries, so they are dropped.
+        """
+        for device in self.devices.dying():
+            log.warning("%s: device %s unreachable (%s down): DDEATH", self.name, device,
+                        ", ".join(self.devices.down_sources(device)))  # fmt: skip
+            await self._death(session, device)
+            pending.pop(device, None)
+        now = time.time()
+        for device in self.devices.reviving(self.namespace.devices):
+            withheld = self.devices.withheld.pop(device, 0)
+            note = f" ({withheld} values of it not sent while dead)" if withheld else ""
+            log.info("%s: device %s reachable: DBIRTH%s", self.name, device, note)
+            await self._device_birth(session, device, now)
+            pending.pop(device, None)
+
+    async def _death(self, session: Session, device: str) -> None:
+        """DDEATH: seq and timestamp, no metrics (tck-id-topics-ddeath-seq-num,
+        tck-id-payloads-ddeath-timestamp); QoS 0, not retained (tck-id-topics-ddeath-mqtt)."""
+        self.devices.born.discard(device)
+        await session.publish(session.topic("DDEATH", device), [])
+
+    async def _device_birth(self, session: Session, device: str, now: float) -> None:
+        metrics = self.namespace.device_birth(device, now)
+        await session.publish(session.topic("DBIRTH", device), metrics, birth=True)
+        self.devices.born.add(device)
 
     async def _publish_data(
         self, session: Session, device: str, metrics: list[MetricValue]
     ) -> None:
+        """DDATA for a born device, NDATA for the node; a dead device's go to the node.
+
+        A DDATA after the device's DDEATH would break the host's view of it, so what
+        the node also carries (an alert event, a command's answer) moves to NDATA.
+        """
+        if device != NODE and device not in self.devices.born:
+            metrics = self.devices.to_node(self.namespace, device, metrics)
+            device = NODE
+        if not metrics:
+            return
         topic = session.topic("NDATA") if device == NODE else session.topic("DDATA", device)
         await session.publish(topic, metrics)
 
@@ -198,15 +250,25 @@ class SparkplugSink:
             raise DeliveryError(f"{self.name}: primary host {host.host} offline on {broker}")
 
     async def _births(self, session: Session) -> None:
-        """NBIRTH (seq 0) then a DBIRTH per device, with no data between them."""
+        """NBIRTH (seq 0) then a DBIRTH per reachable device, with no data between them.
+
+        A dead device gets none: a rebirth is "a complete BIRTH sequence including the
+        NBIRTH and DBIRTH(s) if applicable" (tck-id-operational-behavior-data-commands-
+        rebirth-action-2), and a device that "cannot provide real time information"
+        is owed a DDEATH, not a birth. One born earlier in this session that died
+        since, its DDEATH not yet out, gets it right after the births.
+        """
         async with session.lock:
             self._pending.clear()  # the births carry the current values
             now = time.time()
             birth = self.namespace.node_birth(session.bd_seq, now)
             await session.publish(session.topic("NBIRTH"), birth, birth=True, first=True)
-            for device in self.namespace.devices:
-                metrics = self.namespace.device_birth(device, now)
-                await session.publish(session.topic("DBIRTH", device), metrics, birth=True)
+            dying = set(self.devices.dying())
+            self.devices.born.clear()
+            for device in self.devices.reachable(self.namespace.devices):
+                await self._device_birth(session, device, now)
+            for device in sorted(dying):
+                await self._death(session, device)
 
     def _command(self, metrics: dict[str, Any], device: str = NODE) -> None:
         if self.session is None:
@@ -262,6 +324,7 @@ class SparkplugSink:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         self._live = False
+        self.devices.born.clear()  # the NDEATH ends every device with the node
         if session is not None:
             await session.close(death=True)
             if self.host is not None and not self.host.online:

@@ -186,13 +186,13 @@ def encode(metrics: list[MetricValue], ts: float, seq: int | None, birth: bool =
     return data
 
 
-def decode_command(data: bytes) -> dict[str, Any]:
-    """The metrics of an NCMD as ``{name: value}`` (later ones win); {} if undecodable."""
+def decode_command(data: bytes) -> dict[str, Any] | None:
+    """The metrics of an NCMD as ``{name: value}`` (later ones win); None if undecodable."""
     payload = Payload()
     try:
         payload.ParseFromString(data)
     except Exception:  # protobuf raises its DecodeError or struct errors: garbage in, no command
-        return {}
+        return None
     commands: dict[str, Any] = {}
     for metric in payload.metrics:
         which = metric.WhichOneof("value")

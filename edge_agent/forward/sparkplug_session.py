@@ -26,6 +26,7 @@ from edge_agent.forward.brokers import Broker
 from edge_agent.forward.mqtt import tls_context
 from edge_agent.forward.sparkplug_config import SparkplugSinkConfig
 from edge_agent.forward.sparkplug_payload import INT64, MetricValue, encode
+from edge_agent.logs import RateLimitedLog
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -97,6 +98,7 @@ class Session:
         self.lost.add_done_callback(_seen)
         self._client: aiomqtt.Client | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._unreadable = RateLimitedLog(log, config.name)
 
     def topic(self, kind: str, device: str = "") -> str:
         """``spBv1.0/<group>/<kind>/<node>[/<device>]``."""
@@ -201,10 +203,17 @@ class Session:
     def _dispatch(self, topic: str, payload: bytes) -> None:
         from edge_agent.forward.sparkplug_payload import decode_command
 
-        if topic == self.topic("NCMD"):
-            self.on_command(decode_command(payload))
-        elif topic.startswith(self.topic("DCMD") + "/"):
-            self.on_command(decode_command(payload), topic.rsplit("/", 1)[1])
+        is_node = topic == self.topic("NCMD")
+        if is_node or topic.startswith(self.topic("DCMD") + "/"):
+            metrics = decode_command(payload)
+            if metrics is None:  # nothing to answer to: the journal is the one place to say it
+                self._unreadable.log(logging.WARNING, "%s: unreadable command on %s ignored "
+                                     "(%d bytes, not a Sparkplug B payload)",
+                                     self.config.name, topic, len(payload))  # fmt: skip
+            elif is_node:
+                self.on_command(metrics)
+            else:
+                self.on_command(metrics, topic.rsplit("/", 1)[1])
         elif self.host is not None and topic == f"{NAMESPACE}/STATE/{self.host.host}":
             self._state(self.host, payload)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,10 +26,21 @@ def write_spill(path: Path, alerts: Sequence[Alert]) -> None:
 
 
 def read_spill(path: Path) -> list[Alert]:
-    """The alerts in a spill file; none when it does not exist."""
+    """The alerts in a spill file; none when it does not exist or is damaged.
+
+    A damaged file (cut short by a power cut, garbage) is moved aside as
+    ``<name>.corrupt-<UTC time>`` and logged at ERROR: left in place it would make every
+    start fail to re-queue and every stop fail to spill, losing the alerts of that stop.
+    """
     try:
         return [Alert.from_dict(d) for d in json.loads(path.read_text())]
     except FileNotFoundError:
+        return []
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+        path.replace(aside)
+        log.error("%s is damaged (%s): moved aside as %s, its alerts lost", path, exc, aside.name)
         return []
 
 

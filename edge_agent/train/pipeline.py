@@ -1,4 +1,4 @@
-"""Offline training of the shipped anomaly models (``pip install 'edge-agent[train]'``).
+"""Offline training of the shipped anomaly models (``pip install 'plant-edge-agent[train]'``).
 
 One command trains from CSV, exports ONNX, quantises to int8, checks the int8
 scores against fp32 and writes the model card::

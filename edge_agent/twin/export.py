@@ -1,7 +1,7 @@
 """Writing a signal's history out: CSV, JSON lines, and a PNG plot.
 
 Rows carry the epoch timestamp (exact, for machines) and an ISO 8601 UTC time
-(for people). matplotlib is optional (``pip install 'edge-agent[plot]'``) and is
+(for people). matplotlib is optional (``pip install 'plant-edge-agent[plot]'``) and is
 imported only by :func:`plot`.
 """
 
@@ -87,7 +87,7 @@ def plot(
         dates: Any = importlib.import_module("matplotlib.dates")
     except ImportError as exc:
         raise PlotUnavailableError(
-            "plotting needs matplotlib: pip install 'edge-agent[plot]'"
+            "plotting needs matplotlib: pip install 'plant-edge-agent[plot]'"
         ) from exc
     figure, axes = plt.subplots(figsize=(10, 4), dpi=100)
     if rollups:

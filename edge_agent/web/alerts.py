@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from edge_agent.errors import StorageError
 from edge_agent.forward import alert_state
 from edge_agent.forward.outbox import Outbox
 from edge_agent.types import Alert, AlertState
@@ -129,5 +130,7 @@ class StoredAlerts:
         except sqlite3.OperationalError as exc:  # a file from before the alert tables
             log.debug("no alert state in %s: %s", self.db, exc)
             return []
+        except sqlite3.DatabaseError as exc:  # damaged: say so, as the twin's reader does
+            raise StorageError(f"outbox {self.db}: cannot read alerts: {exc}") from exc
         finally:
             db.close()

@@ -29,9 +29,7 @@ import json
 import logging
 import time
 from importlib import resources
-from typing import Any
-
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.backoff import Backoff
 from edge_agent.logs import Transition
@@ -41,6 +39,9 @@ from edge_agent.web.config import WebConfig, parse_listen
 from edge_agent.web.http import BadRequest, HttpServer, Request, Response, accepts_gzip
 from edge_agent.web.openapi import document
 from edge_agent.web.site import Site
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class Routes:
         self.token = token
         self.loopback_only = loopback_only
         self.static = load_static()
-        self.registry: CollectorRegistry = build_registry(site.collector)
+        self.registry: CollectorRegistry | None = None  # at the first scrape (see metrics.py)
         self.openapi = json.dumps(document()).encode()
         self._signals: tuple[float, bytes, bytes] = (0.0, b"", b"")
         self._signals_lock = asyncio.Lock()
@@ -116,9 +117,16 @@ class Routes:
         if not self._authorised(request):
             return _json({"error": "missing or wrong bearer token"}, 401, bearer=True)
         if path == "/metrics":
-            await self.site.snapshot_fresh()
-            return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+            return await self._metrics()
         return await self._api(path.removeprefix("/api/v1/"), request)
+
+    async def _metrics(self) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        if self.registry is None:
+            self.registry = build_registry(self.site.collector)
+        await self.site.snapshot_fresh()
+        return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
 
     def _authorised(self, request: Request) -> bool:
         if self.token is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import re
 import time
@@ -26,6 +27,7 @@ from edge_agent.forward.delivery import LinkState
 from edge_agent.forward.outbox_status import OutboxStatus
 from edge_agent.logs import Transition
 from edge_agent.metrics import AgentCollector, take_snapshot
+from edge_agent.schema import plain
 from edge_agent.twin.signal_status import SignalStatus
 from edge_agent.twin.store import SignalStore
 from edge_agent.web.alerts import AlertView, alert_record, listing
@@ -36,6 +38,8 @@ if TYPE_CHECKING:  # the page shows the config; the site never loads one
 log = logging.getLogger(__name__)
 Run = Callable[..., Awaitable[Any]]
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+# A URL's query string often carries a webhook key; the logs drop it, the page hides it.
+_QUERY = re.compile(r"(?<=://)([^\s?#]*)\?[^\s#]*")
 
 
 @dataclass
@@ -63,6 +67,7 @@ class Site:
     _refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
     _status_read: Transition = field(default_factory=lambda: Transition(log))
     _registers: dict[str, str] | None = None
+    _hash: tuple[AgentConfig, str] | None = None
 
     async def snapshot_fresh(self) -> None:
         """Re-read the outbox/detector snapshot if older than ``refresh`` (only when asked)."""
@@ -89,7 +94,7 @@ class Site:
                 "version": __version__,
                 "started": self.started,
                 "uptime_s": now - self.started,
-                "config_hash": config_hash(self.config),
+                "config_hash": self.config_hash(),
             },
             "now": now,
             "sources": self._sources(),
@@ -202,7 +207,13 @@ class Site:
 
     def effective_config(self) -> dict[str, Any]:
         """``GET /api/v1/config``: the config as loaded, secrets redacted."""
-        return {"config_hash": config_hash(self.config), "config": redacted(self.config)}
+        return {"config_hash": self.config_hash(), "config": redacted(self.config)}
+
+    def config_hash(self) -> str:
+        """:func:`config_hash` of the config, computed once (the page asks every few seconds)."""
+        if self._hash is None or self._hash[0] is not self.config:
+            self._hash = (self.config, config_hash(self.config))
+        return self._hash[1]
 
 
 def _scores(loop: Any) -> dict[str, dict[str, Any]]:
@@ -294,13 +305,13 @@ def modbus_registers(config: AgentConfig) -> dict[str, str]:
 
 def config_hash(config: AgentConfig) -> str:
     """A short hash of the effective config (secrets enter as their redacted form)."""
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
+    text = json.dumps(plain(config), separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def redacted(config: AgentConfig) -> dict[str, Any]:
-    """The config as JSON: secrets are ``**********``, user:password in URLs too."""
-    data: dict[str, Any] = config.model_dump(mode="json", by_alias=True)
-    return _scrub(data)  # type: ignore[no-any-return]
+    """The config as JSON: secrets, and user:password and query strings in URLs, redacted."""
+    return _scrub(plain(config))  # type: ignore[no-any-return]
 
 
 def _scrub(value: Any) -> Any:
@@ -309,5 +320,5 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, list):
         return [_scrub(v) for v in value]
     if isinstance(value, str):
-        return _USERINFO.sub("**********@", value)
+        return _QUERY.sub(r"\1?**********", _USERINFO.sub("**********@", value))
     return value

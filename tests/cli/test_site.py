@@ -68,3 +68,16 @@ def test_status_reads_its_config_with_the_bounded_reader(tmp_path: Path) -> None
     config.write_text("agent:\n  data_dir: data\nagent:\n  data_dir: other\n")
     result = cli("status", "--config", str(config))
     assert result.returncode == 78 and "given twice" in result.stderr, result.stderr
+
+
+def test_a_damaged_data_folder_is_a_sentence_not_a_traceback(tmp_path: Path) -> None:
+    """Operators run `status` precisely when something is wrong: a damaged file is named."""
+    cases = {"outbox.db": ["status", "alerts", "alerts --all"], "twin.db": ["status"]}
+    for name, commands in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / name).write_bytes(b"SQLite format 3\x00" + os.urandom(4000))  # header kept
+        for command in commands:
+            result = cli(*command.split(), "--data-dir", str(folder))  # no traceback (cli)
+            assert result.returncode == 73, (command, result.stderr)
+            assert name in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr

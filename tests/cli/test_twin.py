@@ -139,5 +139,5 @@ def test_plot_without_matplotlib_says_how_to_get_it(twin: Path, tmp_path: Path) 
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert done.returncode == 1
-    assert "pip install 'edge-agent[plot]'" in done.stderr
+    assert "pip install 'plant-edge-agent[plot]'" in done.stderr
     assert not (tmp_path / "x.png").exists()

@@ -21,7 +21,7 @@ from edge_agent.forward.sparkplug import SparkplugSink
 from edge_agent.forward.sparkplug_config import SparkplugSinkConfig
 from edge_agent.sources.modbus.source import ModbusSource
 from edge_agent.sources.poll import PollStats
-from edge_agent.types import Sample
+from edge_agent.types import Quality, Sample, SignalInfo
 from tests.commands.modbus_plant import WRITES_ON, modbus_plant, plant_config
 from tests.commands.polling import start_polling
 from tests.forward.conftest import Mosquitto
@@ -143,3 +143,27 @@ async def test_sparkplug_dcmd_writes_and_answers(
     node = [m for m in _answers(host) if m.kind == "NDATA"]
     assert len(node) == 1 and "born on the node" in node[0].metric("Command/Reason")["value"]
     assert len(audit.replies) == 5
+
+
+async def test_sparkplug_dcmd_to_a_dead_device_is_answered_on_the_node(
+    broker: Mosquitto, port: int, tmp_path: Path
+) -> None:
+    """After the device's DDEATH a DDATA would contradict it: the answer's ``Command/*``
+    go out as NDATA (the NBIRTH carries them); the signal's metric is not born there."""
+    seen: list[Sample] = []
+    async with polled_plant(port, seen) as source, sparkplug_host(broker.port) as host:
+        sink = SparkplugSink(_spark(broker.port, tmp_path), gateway="gw1")
+        sink.describe([*source.signals(), SignalInfo("link.plc", "link", 0.05, asset="plc")])
+        sink.commands = _executor(source, Audit())
+        async with sink:
+            await host.until(lambda h: len(h.of("DBIRTH")) >= 1)
+            sink.on_samples([Sample("link.plc", time.time(), 0.0, Quality.GOOD)])  # link lost
+            await host.until(lambda h: len(h.of("DDEATH")) == 1)
+            dcmd = "spBv1.0/plant/DCMD/gw1/plc"
+            await host.write(dcmd, {"plc/sp_u16": 999.0}, int(time.time() * 1000))
+            await host.until(lambda h: len(_answers(h)) >= 1)
+    (answer,) = _answers(host)
+    assert answer.kind == "NDATA" and answer.metric("Command/Metric")["value"] == "plc/sp_u16"
+    assert "plc/sp_u16" not in {m["name"] for m in answer.payload["metrics"]}
+    death = host.messages.index(host.of("DDEATH")[0])
+    assert not [m for m in host.messages[death:] if m.kind == "DDATA"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import struct
+import time
 from collections import Counter
 from typing import Any
 
@@ -149,6 +150,10 @@ async def test_refusals_and_failures_say_why(port: int) -> None:
             assert isinstance(value, int | float | str)
             reply = await executor.execute(Command(str(i), signal, value, "test"))  # type: ignore[arg-type]
             assert (reply.status, reason in reply.reason) == (status, True), reply
+        # A broker held it for an offline gateway: older than writes.max_age (30 s).
+        old = Command("old", "plc.sp_u16", 7, "test", ts=time.time() - 3600)
+        reply = await executor.execute(old)
+        assert (reply.status, "expired" in reply.reason) == ("refused", True), reply
         poll.cancel()
         await asyncio.gather(poll, return_exceptions=True)
 

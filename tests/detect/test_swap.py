@@ -89,3 +89,24 @@ def test_reload_off_ignores_changes(tmp_path: Path) -> None:
     publish(tmp_path, square_model(tmp_path / "v2.onnx", card(threshold=7.0)).read_bytes(), 1)
     step(det, windows, 0)
     assert det.assets["pump"].threshold == 1.0
+
+
+def test_a_swapped_model_keeps_the_configured_engine(tmp_path: Path) -> None:
+    square_model(tmp_path / "tiny.onnx")
+    asset = AssetConfig.model_validate(
+        {
+            "name": "pump",
+            "model": "tiny.onnx",
+            "signals": list(SIGNALS),
+            "settle": "0s",
+            "engine": "onnxruntime",
+        }
+    )
+    det, windows = Detector.load(DetectConfig(assets=[asset]), lambda p: tmp_path / p), Windows(100)
+    assert det.assets["pump"].slot.model.backend == "onnxruntime"
+    step(det, windows, 0)
+    publish(tmp_path, square_model(tmp_path / "v2.onnx", card(version=2)).read_bytes(), 1)
+    step(det, windows, 1)
+    assert det.assets["pump"].slot.card.version == 2
+    assert det.assets["pump"].slot.model.backend == "onnxruntime"
+    assert load(tmp_path).assets["pump"].slot.model.backend == "numpy"  # the default: auto

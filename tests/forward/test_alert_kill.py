@@ -115,28 +115,37 @@ async def test_sigkill_at_random_moments_orphans_and_swallows_no_alert(tmp_path:
     port = free_port()
     config, data = _config(tmp_path, port), tmp_path / "data"
     hot = False
-    async with tcp_peer([device(1)], port) as plc:
-        await plc.set(1, "holding", 0, [COLD])
-        for i in range(KILLS):
-            if rng.random() < 0.4:  # the plant changes while the agent is down
-                hot = not hot
-                await plc.set(1, "holding", 0, [HOT if hot else COLD])
+    spawned: list[asyncio.subprocess.Process] = []
+    try:
+        async with tcp_peer([device(1)], port) as plc:
+            await plc.set(1, "holding", 0, [COLD])
+            for i in range(KILLS):
+                if rng.random() < 0.4:  # the plant changes while the agent is down
+                    hot = not hot
+                    await plc.set(1, "holding", 0, [HOT if hot else COLD])
+                proc = await _spawn(config)
+                spawned.append(proc)
+                if i % 5 == 4:  # now and then: let it catch up, then check what it stored
+                    await _settled(data, hot, proc)
+                await asyncio.sleep(rng.uniform(0.2, 1.5))
+                if rng.random() < 0.3:  # ... and the plant changes while it runs
+                    hot = not hot
+                    await plc.set(1, "holding", 0, [HOT if hot else COLD])
+                await asyncio.sleep(rng.uniform(0.0, 0.5))
+                proc.send_signal(signal.SIGKILL)
+                await proc.wait()
+            await plc.set(1, "holding", 0, [COLD])  # the episode ends; a clean last run
             proc = await _spawn(config)
-            if i % 5 == 4:  # now and then: let it catch up, then check what it stored
-                await _settled(data, hot, proc)
-            await asyncio.sleep(rng.uniform(0.2, 1.5))
-            if rng.random() < 0.3:  # ... and the plant changes while it runs
-                hot = not hot
-                await plc.set(1, "holding", 0, [HOT if hot else COLD])
-            await asyncio.sleep(rng.uniform(0.0, 0.5))
-            proc.send_signal(signal.SIGKILL)
-            await proc.wait()
-        await plc.set(1, "holding", 0, [COLD])  # the episode ends; a clean last run
-        proc = await _spawn(config)
-        await _settled(data, False, proc)
-        await asyncio.sleep(1.0)  # the sink delivers the clear
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = await proc.communicate()
+            spawned.append(proc)
+            await _settled(data, False, proc)
+            await asyncio.sleep(1.0)  # the sink delivers the clear
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = await proc.communicate()
+    finally:  # a failed check must not leave an agent running
+        for left in spawned:
+            if left.returncode is None:
+                left.kill()
+                await left.wait()
     assert proc.returncode == 0, stderr.decode()[-2000:]
     assert "Traceback" not in stderr.decode()
     events = _events(data)

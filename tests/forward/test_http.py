@@ -86,6 +86,21 @@ async def test_5xx_keeps_the_batch_and_retries(
     assert "rejected" not in outbox.status().counters.get("cmms", {})
 
 
+async def test_408_and_429_keep_the_batch_and_retry(
+    tmp_path: Path, receiver: Receiver, certs: Certs
+) -> None:
+    """A receiver that is busy (429 Too Many Requests) or slow (408) loses nothing."""
+    receiver.plan.extend([(429, 0.0, "slow down"), (408, 0.0, "too slow")])
+    outbox = _outbox(tmp_path)
+    outbox.put_alerts([make_alert(1), make_alert(2)], "gw1")
+    async with delivering(outbox, HttpSink(_config(receiver, certs)), "cmms") as wake:
+        wake.set()
+        await drained(outbox, "cmms")
+    assert receiver.answered == [429, 408, 200]
+    assert [i["cause"] for i in receiver.items()] == ["rule1", "rule2"]
+    assert "rejected" not in outbox.status().counters.get("cmms", {})
+
+
 async def test_4xx_rejects_counts_and_logs_the_body(
     tmp_path: Path, receiver: Receiver, certs: Certs, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -18,6 +18,7 @@ of the swapped buffer and ``CDAB`` a little-endian read of the swapped buffer.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Callable, Iterable, Sequence
@@ -98,7 +99,13 @@ class Field:
         """The struct that reads the raw value from a packed block."""
         letter = _FORMATS[self.data_type][0]
         little = self.order in ("DCBA", "CDAB")
-        return struct.Struct(("<" if little else ">") + letter)
+        return _struct(("<" if little else ">") + letter)
+
+
+@functools.cache
+def _struct(fmt: str) -> struct.Struct:
+    """One ``Struct`` per format, shared by every slot (not one per signal: 57 bytes each)."""
+    return struct.Struct(fmt)
 
 
 def decode(registers: Sequence[int], data_type: DataType, order: ByteOrder = "ABCD") -> float:

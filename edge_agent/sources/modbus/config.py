@@ -125,7 +125,7 @@ class ModbusSourceConfig(StrictModel):
     asset: str = ""
     url: str
     device_id: int = PydanticField(default=1, ge=0, le=255)
-    serial: SerialConfig = SerialConfig()
+    serial: SerialConfig = PydanticField(default_factory=SerialConfig)
     timeout: Annotated[Duration, PydanticField(gt=0)] | None = None
     retries: int = PydanticField(default=0, ge=0, le=10)
     pause: Duration = 0.0

@@ -16,8 +16,9 @@ import functools
 import logging
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -242,14 +243,26 @@ class ModbusLink:
         return last
 
     async def _read_once(self, table: Table, unit: int, start: int, count: int) -> Reply:
-        from pymodbus.exceptions import ConnectionException, ModbusIOException
+        method = getattr(self._connected(), _READERS[table])
+        response = await self._exchange(partial(method, start, count=count, device_id=unit))
+        return response if isinstance(response, NoAnswer) else _reply(response, table, count)
 
+    def _connected(self) -> Any:
+        """The client, or SourceError when the connection is lost."""
         if self._client is None or self._lost or not self._client.connected:
             raise SourceError(f"{self.name}: connection to {self.endpoint} lost")
-        method = getattr(self._client, _READERS[table])
+        return self._client
+
+    async def _exchange(self, request: Callable[[], Awaitable[Any]]) -> Any:
+        """Send one request: its response, NoAnswer on a timeout, SourceError when lost.
+
+        ``request`` is called inside the guard: pymodbus may raise before its first await.
+        """
+        from pymodbus.exceptions import ConnectionException, ModbusIOException
+
         self._busy = True
         try:
-            response = await method(start, count=count, device_id=unit)
+            return await request()
         except ConnectionException as exc:
             raise SourceError(f"{self.name}: connection to {self.endpoint} lost") from exc
         except ModbusIOException as exc:
@@ -258,7 +271,6 @@ class ModbusLink:
             return NoAnswer(str(exc))
         finally:
             self._busy = False
-        return _reply(response, table, count)
 
     async def write(
         self, unit: int, function: int, address: int, values: list[int] | list[bool]
@@ -271,24 +283,14 @@ class ModbusLink:
         Raises:
             SourceError: the connection is lost.
         """
-        from pymodbus.exceptions import ConnectionException, ModbusIOException
-
-        if self._client is None or self._lost or not self._client.connected:
-            raise SourceError(f"{self.name}: connection to {self.endpoint} lost")
         method, arg = _WRITERS[function]
-        self._busy = True
-        try:
-            response = await getattr(self._client, method)(
-                address, values[0] if arg == "one" else values, device_id=unit
-            )
-        except ConnectionException as exc:
-            raise SourceError(f"{self.name}: connection to {self.endpoint} lost") from exc
-        except ModbusIOException as exc:
-            if self._lost:
-                raise SourceError(f"{self.name}: connection to {self.endpoint} lost") from exc
-            return NoAnswer(str(exc))
-        finally:
-            self._busy = False
+        client = self._connected()
+        value = values[0] if arg == "one" else values
+        response = await self._exchange(
+            partial(getattr(client, method), address, value, device_id=unit)
+        )
+        if isinstance(response, NoAnswer):
+            return response
         if response.isError():
             code = int(getattr(response, "exception_code", 0))
             return NoAnswer(f"gateway code {code}") if code in _GATEWAY_SILENCE else Refused(code)

@@ -65,10 +65,10 @@ _Job = tuple[Request, list[Slot]]
 class _Plan:
     """What the source learned and decided: fields, schedule, fences, refusals."""
 
-    def __init__(self, config: ModbusSourceConfig) -> None:
+    def __init__(self, config: ModbusSourceConfig, names: list[str]) -> None:
         self.config = config
         registers = config.registers
-        self.fields = [_field(config, r) for r in registers]
+        self.fields = [_field(config, r, name) for r, name in zip(registers, names, strict=True)]
         self.points = [
             Point(i, _unit(config, r), r.table, r.address, r.width) for i, r in enumerate(registers)
         ]
@@ -115,9 +115,9 @@ class _Plan:
         )
 
 
-def _field(config: ModbusSourceConfig, register: ModbusRegisterConfig) -> Field:
+def _field(config: ModbusSourceConfig, register: ModbusRegisterConfig, name: str) -> Field:
     return Field(
-        config.signal_name(register),
+        name,
         register.data_type,
         register.byte_order,
         register.bit,
@@ -136,6 +136,7 @@ class ModbusSource:
     def __init__(self, config: ModbusSourceConfig) -> None:
         self.config = config
         self._plan: _Plan | None = None
+        self._catalogue: list[SignalInfo] | None = None
         self._health: UnitHealth | None = None
         self._link: ModbusLink | None = None
         self._deferred: list[_Job] = []
@@ -152,24 +153,30 @@ class ModbusSource:
         self._replies: dict[tuple[Table, int, int], Sequence[int]] = {}
 
     def signals(self) -> list[SignalInfo]:
-        """The catalogue of this source's signals, from the config."""
-        config = self.config
-        return [
-            SignalInfo(
-                signal=config.signal_name(r),
-                source=config.name,
-                interval=r.interval or config.interval,
-                asset=r.asset or config.asset,
-                unit=r.unit,
-                description=r.description,
-            )
-            for r in config.registers
-        ]
+        """The catalogue of this source's signals, from the config.
+
+        Built once: the agent's catalogue and the plan's fields share its entries
+        and names (not a copy of each per signal).
+        """
+        if self._catalogue is None:
+            config = self.config
+            self._catalogue = [
+                SignalInfo(
+                    signal=config.signal_name(r),
+                    source=config.name,
+                    interval=r.interval or config.interval,
+                    asset=r.asset or config.asset,
+                    unit=r.unit,
+                    description=r.description,
+                )
+                for r in config.registers
+            ]
+        return list(self._catalogue)
 
     async def __aenter__(self) -> Self:
         config = self.config
         if self._plan is None:
-            self._plan = _Plan(config)
+            self._plan = _Plan(config, [info.signal for info in self.signals()])
             units = sorted({p.unit for p in self._plan.points})
             self._health = UnitHealth(config.name, units, config.backoff, config.backoff_max)
         assert self._health is not None
@@ -177,7 +184,7 @@ class ModbusSource:
         self._deferred = []
         link = ModbusLink(
             Endpoint.parse(config.url),
-            SerialLine(**config.serial.model_dump()),
+            SerialLine(**dict(config.serial)),  # model_dump would build a serializer
             config.request_timeout,
             config.retries,
             config.name,

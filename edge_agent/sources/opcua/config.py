@@ -127,8 +127,8 @@ class OpcuaSourceConfig(StrictModel):
     silence_timeout: Duration | None = None
     backoff: Annotated[Duration, Field(gt=0)] = 1.0
     backoff_max: Duration = 60.0
-    security: OpcuaSecurityConfig = OpcuaSecurityConfig()
-    auth: OpcuaAuthConfig = OpcuaAuthConfig()
+    security: OpcuaSecurityConfig = Field(default_factory=OpcuaSecurityConfig)
+    auth: OpcuaAuthConfig = Field(default_factory=OpcuaAuthConfig)
     groups: list[OpcuaGroupConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

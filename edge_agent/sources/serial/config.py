@@ -6,7 +6,7 @@ import codecs
 import re
 from typing import TYPE_CHECKING, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from edge_agent.schema import Duration, StrictModel
 from edge_agent.sources.serial.framing import (
@@ -56,7 +56,7 @@ class SerialSourceConfig(StrictModel):
     stop_bits: float = 1
     """1, 1.5 or 2."""
     flow_control: Literal["none", "rtscts", "xonxoff"] = "none"
-    framing: FramingConfig = DelimiterFraming()
+    framing: FramingConfig = Field(default_factory=DelimiterFraming)
     """How bytes become frames: by delimiter (default ``\\n``), fixed length or idle gap."""
     parse: ParseConfig
     """How values are found in a frame: regex named groups, CSV positions or key=value."""
@@ -79,6 +79,7 @@ class SerialSourceConfig(StrictModel):
     """A streaming port silent this long counts as lost (and is reopened); None: never."""
     max_pending: int = Field(default=10_000, ge=1)
     """Samples held between reads; beyond it the oldest are dropped (and counted)."""
+    _implied: list[SerialSignalConfig] = PrivateAttr(default_factory=list)
 
     @field_validator("accept")
     @classmethod
@@ -104,6 +105,11 @@ class SerialSourceConfig(StrictModel):
             raise ValueError(f"encoding {self.encoding!r} is unknown") from None
         self.request_bytes()
         self.on_open_bytes()
+        if not self.signals and isinstance(self.parse, RegexParse):
+            # Validated here, once: the source asks for them in the agent's process,
+            # which builds no validator (see StrictModel).
+            groups = sorted(self.parse.selectors())
+            self._implied = [SerialSignalConfig(name=group) for group in groups]
         signals = self.signal_configs()
         if not signals:
             raise ValueError(f"parse type {self.parse.type!r} needs a signals list")
@@ -115,9 +121,7 @@ class SerialSourceConfig(StrictModel):
 
     def signal_configs(self) -> list[SerialSignalConfig]:
         """The signals; for a regex without a list, one per named group."""
-        if self.signals or not isinstance(self.parse, RegexParse):
-            return list(self.signals)
-        return [SerialSignalConfig(name=group) for group in sorted(self.parse.selectors())]
+        return list(self.signals or self._implied)
 
     def request_bytes(self) -> bytes:
         """The request as bytes (latin-1, so ``"\\x05"`` is the byte 5)."""
