@@ -260,6 +260,22 @@ def _soak_twin(case: Case) -> dict[str, Any]:
 
 
 @contextmanager
+def modbus_server() -> Iterator[tuple[int, Any]]:
+    """A pymodbus server of MAX_TAGS registers in a child process: its port and request counter."""
+    port, counter, ready = free_port(), multiprocessing.Value("q", 0), multiprocessing.Event()
+    server = multiprocessing.Process(
+        target=serve, args=(port, register_values(MAX_TAGS), counter, ready), daemon=True
+    )
+    server.start()
+    ready.wait(30)
+    try:
+        yield port, counter
+    finally:
+        server.terminate()
+        server.join()
+
+
+@contextmanager
 def notify_socket(folder: Path) -> Iterator[socket.socket]:
     """A unix datagram socket standing in for systemd's notify socket."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -739,18 +755,9 @@ def main() -> None:
     if args.worker:
         worker(args.port, args.tags, args.interval, args.seconds, args.db, args.devices)
         return
-    port, counter, ready = free_port(), multiprocessing.Value("q", 0), multiprocessing.Event()
-    server = multiprocessing.Process(
-        target=serve, args=(port, register_values(MAX_TAGS), counter, ready), daemon=True
-    )
-    server.start()
-    ready.wait(30)
-    try:
+    with modbus_server() as (port, counter):
         rows = run_cases(CASES[: args.cases], port, args.seconds, counter)
         profile = "" if args.no_profile else profile_with_folder(port, args.seconds)
-    finally:
-        server.terminate()
-        server.join()
     body = report(rows, profile, args.seconds)
     print(body)
     if not args.no_write:

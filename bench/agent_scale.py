@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import multiprocessing
 import os
 import platform
 import statistics
@@ -46,17 +45,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.agent_e2e import (
-    MAX_TAGS,
     Case,
+    modbus_server,
     notify_socket,
-    register_values,
     run_agent,
     run_minimal,
     start_agent,
     stop_agent,
 )
 from bench.agent_soak import Point, curve, soak, verdict
-from bench.modbus_poll import free_port, serve
 
 RATE = [Case(500, 1.0), Case(2000, 1.0), Case(2000, 0.1), Case(5000, 0.1), Case(10_000, 0.1)]
 DEVICES = [Case(2000, 1.0, devices=10), Case(2000, 1.0, devices=50)]
@@ -223,20 +220,11 @@ def main() -> None:
     parser.add_argument("--only", choices=["memory"], help="only the memory and READY cases")
     parser.add_argument("--starts", type=int, default=5, help="READY starts per case (--only)")
     args = parser.parse_args()
-    port, counter, ready = free_port(), multiprocessing.Value("q", 0), multiprocessing.Event()
-    server = multiprocessing.Process(
-        target=serve, args=(port, register_values(MAX_TAGS), counter, ready), daemon=True
-    )
-    server.start()
-    ready.wait(30)
-    try:
+    with modbus_server() as (port, counter):
         if args.only:
             body = run_memory(port, args.seconds, counter, args.starts)
         else:
             body = run_all(port, args.seconds, args.soak, counter)
-    finally:
-        server.terminate()
-        server.join()
     print(body)
     if not args.no_write and not args.only:
         from bench.report import write_section

@@ -20,7 +20,6 @@ are full; the WAL grows to its high-water mark and is truncated back to
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import statistics
 import sys
@@ -30,16 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.agent_e2e import (
-    MAX_TAGS,
     Case,
     cpu_seconds,
+    modbus_server,
     notify_socket,
-    register_values,
     start_agent,
     stop_agent,
     vm_rss,
 )
-from bench.modbus_poll import free_port, serve
 
 SOAK = Case(2000, 0.1, ring=50)
 STEP = 10.0
@@ -151,17 +148,8 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
-    port, counter, ready = free_port(), multiprocessing.Value("q", 0), multiprocessing.Event()
-    server = multiprocessing.Process(
-        target=serve, args=(port, register_values(MAX_TAGS), counter, ready), daemon=True
-    )
-    server.start()
-    ready.wait(30)
-    try:
+    with modbus_server() as (port, _):
         points = soak(port, args.minutes * 60, env)
-    finally:
-        server.terminate()
-        server.join()
     body = report(points, env)
     print(body)
     if not args.no_write:
