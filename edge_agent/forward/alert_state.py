@@ -34,6 +34,18 @@ CREATE TABLE IF NOT EXISTS alert_log (
 CREATE INDEX IF NOT EXISTS alert_log_id ON alert_log (id);
 """
 
+REQUESTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert_requests (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL, action TEXT NOT NULL, alert TEXT NOT NULL,
+    until REAL NOT NULL DEFAULT 0, by TEXT NOT NULL DEFAULT '',
+    done REAL, result TEXT
+);
+"""
+"""The operators' request queue (:mod:`edge_agent.detect.requests`), created with the
+outbox file at the agent's start: the detector loop's poll of it then never runs a
+query on a table that does not exist yet."""
+
 
 def record(db: sqlite3.Connection, alerts: Sequence[Alert]) -> None:
     """Apply raise/clear events to the open set and the log; call inside the put transaction.
