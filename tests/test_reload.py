@@ -158,3 +158,22 @@ def test_sighup_before_the_agent_runs_does_not_end_it(tmp_path: Path) -> None:
         _, err = child.communicate(timeout=20)
     assert child.returncode == 0
     assert "SIGHUP:" in err  # said what it did, in one line
+
+
+def test_sources_reload_under_a_sparkplug_sink_but_not_under_a_commands_sink(
+    tmp_path: Path,
+) -> None:
+    modbus = {"type": "modbus", "name": "press", "url": "tcp://127.0.0.1:5020",
+              "registers": [{"name": "t", "address": 0}]}  # fmt: skip
+    scada = {"type": "sparkplug", "name": "scada", "servers": ["127.0.0.1:1883"], "tls": "off",
+             "group_id": "plant"}  # fmt: skip
+    old = _base(tmp_path, [modbus])
+    old["detect"]["rules"], old["sinks"] = [], [scada]
+    new = json.loads(json.dumps(old))
+    new["sources"].append(dict(modbus, name="pump"))
+    plan = plan_reload(_parsed(tmp_path, old), _parsed(tmp_path, new))
+    assert plan.sources.added == ["pump"] and not plan.needs_restart
+    # The executor of a command-taking sink is bound to the sources it started with.
+    old["sinks"] = new["sinks"] = [dict(scada, commands="on")]
+    plan = plan_reload(_parsed(tmp_path, old), _parsed(tmp_path, new))
+    assert plan.needs_restart == ["sources (sinks scada write to them)"]
