@@ -7,8 +7,9 @@ detector as a whole. Unchanged parts keep running untouched. Nothing in flight i
 lost on the way: a restarted source's samples already read are in the recorder's
 buffer; a restarted sink's rows stay in the outbox until acknowledged; the new
 detector gets its windows from the twin (on the worker thread, between two
-flushes) and takes over the open alerts with their ids, so an alert open across a
-reload is neither raised twice nor lost. Sections opened once at start (agent,
+flushes) and takes over the open alerts with their ids, those the outbox refused so far
+and the detector loop holds in memory included, so an alert open across a reload is
+neither raised twice nor lost. Sections opened once at start (agent,
 twin, outbox, web, metrics, writes), a Sparkplug sink itself and the writes' wiring
 (sources while a sink takes commands) need a restart: such a reload is refused whole,
 and the log says what to do. A Sparkplug sink is told the new signal catalogue: its
@@ -35,8 +36,8 @@ from edge_agent.forward.telemetry import telemetry_forever
 from edge_agent.sources.poll import PollStats, link_info, poll_forever
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
-from edge_agent.types import SignalInfo
-from edge_agent.wiring import catalogue, restore_open_alerts, warm_windows
+from edge_agent.types import Alert, SignalInfo
+from edge_agent.wiring import catalogue, hand_over, warm_windows
 from edge_agent.worker import Worker
 
 if TYPE_CHECKING:
@@ -222,7 +223,12 @@ class Running:
         every = catalogue(sources, detector)
         if plan.detector:
             async with self.detect.stepping:
-                await self.worker.run(self._swap_detector, detector, every, time.time())
+                held = list(self.detect.unsent)
+                orphans = await self.worker.run(
+                    self._swap_detector, detector, every, held, time.time()
+                )
+                if orphans:  # after the held alerts; held too if the outbox still refuses
+                    await self.detect.put(orphans)
         if plan.detector or plan.sources.added or plan.sources.stopping:
             for sink in self.live:  # before the new sources' first samples
                 await sink.recatalogue(every)
@@ -233,15 +239,21 @@ class Running:
             if config.name in plan.sinks.starting:
                 self.start_sink(self.make_sink(new, config))
 
-    def _swap_detector(self, detector: Detector, infos: list[SignalInfo], now: float) -> None:
-        """On the worker thread, between two flushes and two steps: no sample slips past."""
+    def _swap_detector(
+        self, detector: Detector, infos: list[SignalInfo], held: list[Alert], now: float
+    ) -> list[Alert]:
+        """On the worker thread, between two flushes and two steps: no sample slips past.
+
+        The new detector takes over the open alerts, ``held`` (refused by the outbox so
+        far) included; returns the clears of those whose rule or asset is gone.
+        """
         self.store.register(detector.signal_infos())
         windows = warm_windows(self.store, detector, infos, now)
-        # Alerts whose rule or asset is gone are cleared, as at a start.
-        restore_open_alerts(detector, self.outbox, self.config.agent.id, now)
+        _, orphans = hand_over(detector, self.outbox, held, now)
         self.recorder.windows = windows
         self.detect.detector, self.detect.windows = detector, windows
         self.detect.interval = self.config.detect.interval
+        return orphans
 
 
 def _check_apart(path: Path) -> Checked:

@@ -81,6 +81,27 @@ def record(db: sqlite3.Connection, alerts: Sequence[Alert]) -> None:
         )
 
 
+def replay(open_now: Sequence[Alert], events: Sequence[Alert]) -> list[Alert]:
+    """The open set after ``events``, as :func:`record` leaves it once they are stored.
+
+    For events not stored yet (held in memory while the outbox refuses): a detector
+    that takes over the open alerts then sees them as the outbox will.
+    """
+    state = {(a.asset, a.cause): (a.window_end, a) for a in open_now}
+    for event in events:
+        key = (event.asset, event.cause)
+        held = state.get(key)
+        if event.state is AlertState.RAISED:
+            state[key] = (event.window_end, event)
+        elif held is not None and held[1].id == event.id:
+            if event.state is AlertState.CLEARED:
+                del state[key]
+            else:  # an update keeps its raise time
+                state[key] = (held[0], event)
+    ordered = sorted(state.items(), key=lambda item: (item[1][0], item[0]))
+    return [alert for _, (_, alert) in ordered]
+
+
 def open_alerts(db: sqlite3.Connection) -> list[Alert]:
     """The raise events of every alert open now, oldest raise first."""
     rows = db.execute("SELECT body FROM open_alerts ORDER BY raised, asset, cause").fetchall()
