@@ -21,7 +21,8 @@ repeats the births with the same bdSeq. A clean stop publishes NDEATH before DIS
 
 Devices: a device whose sources are all down gets a DDEATH and no DDATA until it is
 reachable again, then a DBIRTH with the current values (see
-:mod:`edge_agent.forward.sparkplug_devices`); births skip dead devices.
+:mod:`edge_agent.forward.sparkplug_devices`); births skip dead devices. A reload
+hands the sink a new signal catalogue (:meth:`SparkplugSink.recatalogue`).
 """
 
 from __future__ import annotations
