@@ -59,7 +59,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "edge_agent" / "sim" / "demo_pump.onnx"
 SOURCE = "pump1"
 PUMP = ("motor_current", "bearing_temp", "vibration_rms", "discharge_pressure", "flow")
-REFERENCE = f"{SOURCE}.{PUMP[0]}"  # its timestamps count the ticks
 PER_READ = 62  # float32 per request: 124 of the 125 registers Modbus allows
 MAX_TAGS = 10_000
 RULES = 10
@@ -193,13 +192,17 @@ def run_minimal(
     )  # fmt: skip
     r: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     window = (r["end_at"] - r["wall"], r["end_at"])
+    source = "substr(signal, 1, instr(signal, '.') - 1)"
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT count(*) FROM samples WHERE ts >= ? AND ts < ?", window)
-        stamps = db.execute(
-            "SELECT ts FROM samples WHERE signal = ? AND ts >= ? AND ts < ? ORDER BY ts",
-            (REFERENCE, *window),
+        rows = db.execute(
+            f"SELECT {source}, count(*) FROM samples WHERE ts >= ? AND ts < ? GROUP BY 1", window
         )
-        rate = tick_free_rate(rows.fetchone()[0], [t for (t,) in stamps], r["wall"])
+        stamps = db.execute(
+            f"SELECT {source}, ts FROM samples WHERE signal LIKE ? AND ts >= ? AND ts < ?"
+            " ORDER BY ts",
+            (f"%.{PUMP[0]}", *window),
+        )
+        rate = per_source_rate(rows.fetchall(), stamps.fetchall(), r["wall"])
     return {
         "startup": r["first_tick_at"] - spawned,
         "cpu": r["cpu"],
@@ -381,14 +384,39 @@ def twin_rate(twin: Path, start: float, end: float) -> float:
     from edge_agent.twin.rollups import SIGNAL_MASK
 
     join = "FROM samples s JOIN signals g ON g.id = (s.id & ?) WHERE s.ts >= ? AND s.ts < ? AND"
+    window = (SIGNAL_MASK, start, end)
     with sqlite3.connect(f"file:{twin}?mode=ro", uri=True) as db:
         rows = db.execute(
-            f"SELECT count(*) {join} g.source LIKE 'pump%'", (SIGNAL_MASK, start, end)
+            f"SELECT g.source, count(*) {join} g.source LIKE 'pump%' GROUP BY 1", window
         )
         stamps = db.execute(
-            f"SELECT s.ts {join} g.name = ? ORDER BY s.ts", (SIGNAL_MASK, start, end, REFERENCE)
+            f"SELECT g.source, s.ts {join} g.source LIKE 'pump%' AND g.name = g.source || ?"
+            " ORDER BY s.ts",
+            (*window, f".{PUMP[0]}"),
         )
-        return tick_free_rate(rows.fetchone()[0], [t for (t,) in stamps], end - start)
+        return per_source_rate(rows.fetchall(), stamps.fetchall(), end - start)
+
+
+def per_source_rate(
+    rows: list[tuple[str, int]], stamps: list[tuple[str, float]], wall: float
+) -> float:
+    """Samples/s summed over the sources, each counted against its own reference signal.
+
+    The sources tick on their own schedules: with 50 devices one tick's replies spread
+    over tens of milliseconds, and a window edge that falls inside the spread holds one
+    tick more of some sources than of others. Counting every source's rows against
+    pump1's ticks alone then read 1,942 and 1,824 samples/s for 2,000 polled with 50
+    devices (each device's own count: 2,000; no tick skipped, no gap in any device).
+
+    Args:
+        rows: ``(source, samples in the window)``.
+        stamps: ``(source, ts)`` of each source's ``<source>.motor_current``, in order.
+        wall: the window's length (used only for a source with fewer than 2 stamps).
+    """
+    ticks: dict[str, list[float]] = {}
+    for source, ts in stamps:
+        ticks.setdefault(source, []).append(ts)
+    return sum(tick_free_rate(count, ticks.get(source, []), wall) for source, count in rows)
 
 
 def tick_free_rate(rows: int, stamps: list[float], wall: float) -> float:

@@ -23,6 +23,7 @@ fi
 # Lint and types first, but run the tests whatever they say: one run shows every problem.
 status=0
 .venv/bin/ruff check edge_agent tests bench || status=1
+.venv/bin/ruff format --check edge_agent tests bench || status=1
 .venv/bin/mypy || status=1
 .venv/bin/pytest "$@" || status=$?
 # The release artefacts (the whole run only): sdist and wheel built and checked, the wheel

@@ -23,7 +23,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.loop import DetectorLoop
 from edge_agent.forward.delivery import LinkState, Sink
-from edge_agent.forward.live import attach_live
+from edge_agent.forward.live import attach_live, live_sinks
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.spill import adopt_legacy_open_alerts, requeue_spill
 from edge_agent.metrics import AgentCollector, AgentView
@@ -150,8 +150,8 @@ async def _supervise(
     attach_commands(config.writes, sources, sinks, infos, audit)
     try:
         async with asyncio.TaskGroup() as tasks:
-            running = Running(config, config.file, tasks, worker, store, outbox,
-                              recorder, detect, _make_sink, wakes=wakes)  # fmt: skip
+            running = Running(config, config.file, tasks, worker, store, outbox, recorder,
+                              detect, _make_sink, live_sinks(sinks), wakes=wakes)  # fmt: skip
             view = AgentView(config.agent.id, running.polls, recorder, detect, outbox)
             site = _site_view(config, worker, view, running.links)
             for source in sources:

@@ -7,10 +7,13 @@ detector as a whole. Unchanged parts keep running untouched. Nothing in flight i
 lost on the way: a restarted source's samples already read are in the recorder's
 buffer; a restarted sink's rows stay in the outbox until acknowledged; the new
 detector gets its windows from the twin (on the worker thread, between two
-flushes) and takes over the open alerts with their ids, so an alert open across a
-reload is neither raised twice nor lost. Sections opened once at start (agent,
-twin, outbox, web, metrics, writes), a Sparkplug sink and the writes' wiring need
-a restart: such a reload is refused whole, and the log says what to do.
+flushes) and takes over the open alerts with their ids, those the outbox refused so far
+and the detector loop holds in memory included, so an alert open across a reload is
+neither raised twice nor lost. Sections opened once at start (agent,
+twin, outbox, web, metrics, writes), a Sparkplug sink itself and the writes' wiring
+(sources while a sink takes commands) need a restart: such a reload is refused whole,
+and the log says what to do. A Sparkplug sink is told the new signal catalogue: its
+new, changed and removed devices are born, born again or declared dead.
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ from edge_agent.forward.telemetry import telemetry_forever
 from edge_agent.sources.poll import PollStats, link_info, poll_forever
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
-from edge_agent.types import SignalInfo
-from edge_agent.wiring import catalogue, restore_open_alerts, warm_windows
+from edge_agent.types import Alert, SignalInfo
+from edge_agent.wiring import catalogue, hand_over, warm_windows
 from edge_agent.worker import Worker
 
 if TYPE_CHECKING:
@@ -102,11 +105,13 @@ def plan_reload(old: AgentConfig, new: AgentConfig) -> ReloadPlan:
     sinks = Changes.between(old.sinks, new.sinks)
     configs = {c.name: c for c in [*old.sinks, *new.sinks]}
     # Sparkplug sinks watch every recorded batch, and command-taking sinks share one
-    # executor bound to the sources: both are wired once, at start.
+    # executor bound to the sources: both are wired once, at start. A Sparkplug sink
+    # takes a new catalogue (Running.recatalogue); the executor does not.
     wired = [n for n, c in configs.items() if c.type == "sparkplug" or _takes_commands(c)]
     restart += [f"sinks.{n}" for n in wired if n in sinks.added + sinks.stopping]
-    if wired and (sources.added or sources.stopping):
-        restart.append(f"sources (sinks {', '.join(wired)} write to them)")
+    writing = [n for n, c in configs.items() if _takes_commands(c)]
+    if writing and (sources.added or sources.stopping):
+        restart.append(f"sources (sinks {', '.join(writing)} write to them)")
     return ReloadPlan(sources, sinks, old.detect != new.detect, restart)
 
 
@@ -134,6 +139,8 @@ class Running:
     recorder: Recorder
     detect: DetectorLoop
     make_sink: Callable[[AgentConfig, Any], Any]
+    live: list[Any] = field(default_factory=list)
+    """Sinks that keep the signal catalogue (Sparkplug): told of a new one."""
     polls: list[tuple[Any, PollStats]] = field(default_factory=list)
     links: dict[str, LinkState] = field(default_factory=dict)
     wakes: dict[str, asyncio.Event] = field(default_factory=dict)
@@ -211,12 +218,20 @@ class Running:
         infos = [i for s in starting for i in s.signals()] + [link_info(s) for s in starting]
         await self.worker.run(self.store.register, infos)  # before their first samples
         self.config = new
+        # The same catalogue as at a start (link signals included): the swapped
+        # detector's windows are sized alike, and the live sinks see what runs now.
+        every = catalogue(sources, detector)
         if plan.detector:
-            # The same catalogue as at a start (link signals included), so the windows
-            # are sized alike.
-            every = catalogue(sources, detector)
             async with self.detect.stepping:
-                await self.worker.run(self._swap_detector, detector, every, time.time())
+                held = list(self.detect.unsent)
+                orphans = await self.worker.run(
+                    self._swap_detector, detector, every, held, time.time()
+                )
+                if orphans:  # after the held alerts; held too if the outbox still refuses
+                    await self.detect.put(orphans)
+        if plan.detector or plan.sources.added or plan.sources.stopping:
+            for sink in self.live:  # before the new sources' first samples
+                await sink.recatalogue(every)
         for source in starting:
             self.start_source(source)
         await self.worker.run(setattr, self.outbox, "sinks", [c.name for c in new.sinks])
@@ -224,15 +239,21 @@ class Running:
             if config.name in plan.sinks.starting:
                 self.start_sink(self.make_sink(new, config))
 
-    def _swap_detector(self, detector: Detector, infos: list[SignalInfo], now: float) -> None:
-        """On the worker thread, between two flushes and two steps: no sample slips past."""
+    def _swap_detector(
+        self, detector: Detector, infos: list[SignalInfo], held: list[Alert], now: float
+    ) -> list[Alert]:
+        """On the worker thread, between two flushes and two steps: no sample slips past.
+
+        The new detector takes over the open alerts, ``held`` (refused by the outbox so
+        far) included; returns the clears of those whose rule or asset is gone.
+        """
         self.store.register(detector.signal_infos())
         windows = warm_windows(self.store, detector, infos, now)
-        # Alerts whose rule or asset is gone are cleared, as at a start.
-        restore_open_alerts(detector, self.outbox, self.config.agent.id, now)
+        _, orphans = hand_over(detector, self.outbox, held, now)
         self.recorder.windows = windows
         self.detect.detector, self.detect.windows = detector, windows
         self.detect.interval = self.config.detect.interval
+        return orphans
 
 
 def _check_apart(path: Path) -> Checked:

@@ -1,7 +1,8 @@
 """What a start (:mod:`edge_agent.agent`) and a SIGHUP (:mod:`edge_agent.reload`) both build.
 
 The signal catalogue, a detector's windows warmed from the twin, and the open
-alerts handed to a new detector. One place, so a reloaded detector is set up
+alerts handed to a new detector (with those the detector loop holds in memory while
+the outbox refuses, at a reload). One place, so a reloaded detector is set up
 exactly as one at start. The functions that touch the twin or the outbox are
 synchronous: call them on the worker thread that owns those files.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from edge_agent.detect.detector import Detector
+from edge_agent.forward.alert_state import replay
 from edge_agent.forward.outbox import Outbox
 from edge_agent.sources.poll import Source, link_info
 from edge_agent.twin.store import SignalStore
@@ -53,10 +55,26 @@ def warm_windows(
     return windows
 
 
+def hand_over(
+    detector: Detector, outbox: Outbox, held: Sequence[Alert], now: float
+) -> tuple[list[Alert], list[Alert]]:
+    """Hand the alerts open now to ``detector`` (worker thread).
+
+    Open now: those open in the outbox, with ``held`` applied on top (events the
+    outbox refused so far, held in memory by the detector loop, in order).
+
+    Returns:
+        The alerts open, and the clears of those whose rule or asset is gone (to be
+        stored after ``held``).
+    """
+    alerts = replay(outbox.open_alerts(), held)
+    return alerts, detector.restore(alerts, now)
+
+
 def restore_open_alerts(
     detector: Detector, outbox: Outbox, gateway: str, now: float
 ) -> tuple[list[Alert], list[Alert]]:
-    """Hand the alerts open in the outbox to ``detector`` (worker thread).
+    """Hand the alerts open in the outbox to ``detector`` (worker thread), at a start.
 
     Those whose rule or asset is gone are cleared at once: their clear events go
     into the outbox.
@@ -64,8 +82,7 @@ def restore_open_alerts(
     Returns:
         The alerts that were open, and those of them cleared as orphans.
     """
-    alerts = outbox.open_alerts()
-    orphans = detector.restore(alerts, now)
+    alerts, orphans = hand_over(detector, outbox, (), now)
     if orphans:
         outbox.put_alerts(orphans, gateway)
     return alerts, orphans

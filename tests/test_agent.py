@@ -181,7 +181,7 @@ def test_signal_flushes_and_stops(tmp_path: Path, signum: int) -> None:
             time.sleep(2.0)
             agent.send_signal(signum)
             assert agent.wait(timeout=10) == 0
-            messages = []
+            messages: list[bytes] = []
             while not messages or messages[-1] != b"STOPPING=1":
                 messages.append(sock.recv(64))
             assert messages.count(b"WATCHDOG=1") >= 2

@@ -64,8 +64,14 @@ def test_a_full_disk_stops_neither_polling_nor_detection(tmp_path: Path, small_f
     port = free_port()
     server = _plant(port)
     registers = [{"name": f"r{i}", "address": i * 2, "data_type": "float32"} for i in range(5)]
-    rule = {"name": "late", "type": "threshold", "signal": "pump1.r0", "asset": "pump1",
-            "above": -1000.0, "for": "4s"}  # always true: raises 4 s after it first holds
+    rule = {
+        "name": "late",
+        "type": "threshold",
+        "signal": "pump1.r0",
+        "asset": "pump1",
+        "above": -1000.0,
+        "for": "4s",
+    }  # always true: raises 4 s after it first holds
     config = tmp_path / "agent.yaml"
     config.write_text(yaml.safe_dump({
         "agent": {"id": "gw", "data_dir": str(small_fs)},

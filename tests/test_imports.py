@@ -116,6 +116,16 @@ def test_detection_never_imports_training() -> None:
     assert offenders == set()
 
 
+def test_the_twins_reads_never_import_its_write_path() -> None:
+    # twin/store_reads.py is the store's read side (SignalStore inherits it): the write
+    # path (store.py, the rollup buffer, the SQL layout) stays out of it.
+    graph = import_graph()
+    write_path = {"edge_agent.twin.store", "edge_agent.twin.rollup_buffer",
+                  "edge_agent.twin.sql_layout"}  # fmt: skip
+    assert "edge_agent.twin.store_reads" in graph["edge_agent.twin.store"]
+    assert graph["edge_agent.twin.store_reads"] & write_path == set()
+
+
 def test_a_cycle_is_found_when_there_is_one() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycle_from("a", graph) == ["a", "b", "c", "a"]

@@ -72,8 +72,7 @@ async def test_reload_under_load_loses_nothing(
             _write(path, data)
             _hangup()
             await _until(lambda: "reloaded:" in caplog.text, 20)
-            cleared = lambda: any(str(a.state) == "cleared" for a in seen.alerts)  # noqa: E731
-            await _until(lambda: cleared() or agent.done(), 40)
+            await _until(lambda: _cleared(seen) or agent.done(), 40)
             await _until(lambda: len(_lines(tmp_path / "alerts.jsonl")) >= len(seen.alerts), 10)
         finally:
             agent.cancel()
@@ -86,6 +85,10 @@ async def test_reload_under_load_loses_nothing(
     assert reloaded and reloaded[0].endswith("sink second added, detector restarted")
     _assert_alerts_kept(tmp_path, seen)
     _assert_samples_kept(tmp_path, seen)
+
+
+def _cleared(seen: Seen) -> bool:
+    return any(str(a.state) == "cleared" for a in seen.alerts)
 
 
 def _assert_alerts_kept(folder: Path, seen: Seen) -> None:
@@ -158,3 +161,73 @@ def test_sighup_before_the_agent_runs_does_not_end_it(tmp_path: Path) -> None:
         _, err = child.communicate(timeout=20)
     assert child.returncode == 0
     assert "SIGHUP:" in err  # said what it did, in one line
+
+
+def test_sources_reload_under_a_sparkplug_sink_but_not_under_a_commands_sink(
+    tmp_path: Path,
+) -> None:
+    modbus = {"type": "modbus", "name": "press", "url": "tcp://127.0.0.1:5020",
+              "registers": [{"name": "t", "address": 0}]}  # fmt: skip
+    scada = {"type": "sparkplug", "name": "scada", "servers": ["127.0.0.1:1883"], "tls": "off",
+             "group_id": "plant"}  # fmt: skip
+    old = _base(tmp_path, [modbus])
+    old["detect"]["rules"], old["sinks"] = [], [scada]
+    new = json.loads(json.dumps(old))
+    new["sources"].append(dict(modbus, name="pump"))
+    plan = plan_reload(_parsed(tmp_path, old), _parsed(tmp_path, new))
+    assert plan.sources.added == ["pump"] and not plan.needs_restart
+    # The executor of a command-taking sink is bound to the sources it started with.
+    old["sinks"] = new["sinks"] = [dict(scada, commands="on")]
+    plan = plan_reload(_parsed(tmp_path, old), _parsed(tmp_path, new))
+    assert plan.needs_restart == ["sources (sinks scada write to them)"]
+
+
+def _stored(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in _lines(folder / "alerts.jsonl")]
+
+
+def _always(name: str) -> dict[str, Any]:
+    """A rule that holds from the first sample and raises 3 s later."""
+    return {"name": name, "type": "threshold", "signal": "pump1.motor_current",
+            "asset": "pump1", "above": -1000.0, "for": "3s"}  # fmt: skip
+
+
+async def test_an_alert_held_while_the_outbox_refuses_survives_a_detector_swap(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process holds the outbox's write lock when ``hot`` is raised and when the
+    detector is swapped: the raise waits in memory, and the new detector must take it
+    over (not raise ``hot`` again under a new id). ``later``, added by the reload, holds
+    as long as ``hot``: once it is raised, a detector that missed the held raise has
+    raised ``hot`` again too."""
+    import sqlite3
+
+    from edge_agent.config import load_config
+
+    caplog.set_level(logging.INFO, logger="edge_agent")
+    seen, path, outbox = Seen(), tmp_path / "agent.yaml", tmp_path / "outbox.db"
+    async with Plant(scenario="normal", opcua=False, serial=False) as plant:
+        data = _base(tmp_path, plant.source_configs("200ms"))
+        data["detect"]["rules"] = [_always("hot")]
+        _write(path, data)
+        agent = asyncio.create_task(run_agent(load_config(path), seen))
+        lock = sqlite3.connect(outbox, isolation_level=None, check_same_thread=False)
+        try:
+            await _until(lambda: bool(seen.samples) or agent.done(), 20)
+            await asyncio.to_thread(lock.execute, "BEGIN IMMEDIATE")  # the outbox refuses
+            await _until(lambda: "holding them in memory" in caplog.text, 30)
+            data["detect"]["rules"] = [_always("hot"), _always("later")]
+            _write(path, data)
+            _hangup()
+            await _until(lambda: "reloaded:" in caplog.text, 60)
+            await _until(lambda: any(a.cause == "later" for a in seen.alerts), 60)
+            lock.execute("ROLLBACK")  # the outbox takes writes again
+            await _until(lambda: any(d["cause"] == "later" for d in _stored(tmp_path)), 30)
+        finally:
+            lock.close()
+            agent.cancel()
+            await asyncio.gather(agent, return_exceptions=True)
+    (held,) = [a for a in seen.alerts if a.cause == "hot"]  # raised once, by the old detector
+    delivered = [(d["cause"], d["state"], d["id"]) for d in _stored(tmp_path)]
+    assert delivered == [("hot", "raised", held.id), ("later", "raised", delivered[1][2])]
+    assert "reloaded: detector restarted" in caplog.text

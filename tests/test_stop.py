@@ -75,9 +75,13 @@ def _history(path: Path, config: Path, signal_name: str) -> int:
 def test_sigterm_writes_the_samples_no_flush_has_written_yet(tmp_path: Path) -> None:
     port = free_port()
     server = _plant(port)
-    source = {"type": "modbus", "name": "pump1", "url": f"tcp://127.0.0.1:{port}",
-              "interval": "100ms",
-              "registers": [{"name": "motor_current", "address": 0, "data_type": "float32"}]}
+    source = {
+        "type": "modbus",
+        "name": "pump1",
+        "url": f"tcp://127.0.0.1:{port}",
+        "interval": "100ms",
+        "registers": [{"name": "motor_current", "address": 0, "data_type": "float32"}],
+    }
     config = _write_config(tmp_path, {
         "agent": {"id": "gw", "data_dir": str(tmp_path)},
         "twin": {"flush_interval": "1h"},  # no periodic flush during the test
@@ -251,11 +255,21 @@ def test_alerts_the_outbox_refuses_at_a_stop_are_delivered_after_the_next_start(
     port = free_port()
     server = _plant(port)
     data = tmp_path / "data"
-    source = {"type": "modbus", "name": "pump1", "url": f"tcp://127.0.0.1:{port}",
-              "interval": "200ms",
-              "registers": [{"name": "motor_current", "address": 0, "data_type": "float32"}]}
-    rule = {"name": "running", "type": "threshold", "signal": "pump1.motor_current",
-            "asset": "pump1", "above": -1000.0, "for": "2s"}  # always true, after 2 s
+    source = {
+        "type": "modbus",
+        "name": "pump1",
+        "url": f"tcp://127.0.0.1:{port}",
+        "interval": "200ms",
+        "registers": [{"name": "motor_current", "address": 0, "data_type": "float32"}],
+    }
+    rule = {
+        "name": "running",
+        "type": "threshold",
+        "signal": "pump1.motor_current",
+        "asset": "pump1",
+        "above": -1000.0,
+        "for": "2s",
+    }  # always true, after 2 s
     config = _write_config(tmp_path, {
         "agent": {"id": "gw", "data_dir": str(data)},
         "twin": {"flush_interval": "200ms"},

@@ -61,6 +61,9 @@ class DetectorLoop:
     prognoses: int = 0
     prognosis_refused: bool = False
     _requests_db: sqlite3.Connection | None = None
+    _requests_read: Transition = field(
+        default_factory=lambda: Transition(log, fail_level=logging.WARNING)
+    )
     _next_poll: float = 0.0
     stepping: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held through each step, its alerts' storing included: a reload swaps the detector
@@ -166,8 +169,9 @@ class DetectorLoop:
                 self._requests_db = requests.connect(self.requests)
             pending = requests.pending(self._requests_db)
         except sqlite3.Error as exc:
-            log.warning("alert requests: cannot read %s: %s", self.requests, exc)
+            self._requests_read.fail("alert requests: cannot read %s: %s", self.requests, exc)
             return []
+        self._requests_read.ok("alert requests: readable again")
         done = []
         for request in pending:
             event, result = self.detector.apply(request, now)

@@ -2,10 +2,11 @@
 
 ``edge-agent alerts ack|shelve|unshelve`` runs beside the agent without its
 secrets and without a connection to it: it appends a row to ``alert_requests``
-in the outbox file (the data folder) and returns. The running agent's detector
-loop takes pending rows at most once a second, applies each to the alert's
-tracker (each becomes an alert event upstream, stored with the alert events),
-and only then marks it done with a one-line result. Applying a request twice
+in the outbox file (the data folder) and returns. The agent creates that table when
+it opens the outbox file, so its poll never queries a table that is not there. The
+running agent's detector loop takes pending rows at most once a second, applies each
+to the alert's tracker (each becomes an alert event upstream, stored with the alert
+events), and only then marks it done with a one-line result. Applying a request twice
 changes nothing (an acknowledged alert stays acknowledged; a shelve carries its
 absolute end), so a crash between the two leaves no duplicate event.
 """
@@ -17,16 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.forward.alert_state import REQUESTS_SCHEMA
+
 ACTIONS = ("ack", "shelve", "unshelve")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alert_requests (
-    n INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts REAL NOT NULL, action TEXT NOT NULL, alert TEXT NOT NULL,
-    until REAL NOT NULL DEFAULT 0, by TEXT NOT NULL DEFAULT '',
-    done REAL, result TEXT
-);
-"""
+SCHEMA = REQUESTS_SCHEMA
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +57,14 @@ def submit(db: sqlite3.Connection, action: str, alert: str, until: float, by: st
 
 
 def pending(db: sqlite3.Connection) -> list[Request]:
-    """Requests not yet applied, oldest first (none before the first request)."""
-    try:
-        rows = db.execute(
-            "SELECT n, ts, action, alert, until, by FROM alert_requests"
-            " WHERE done IS NULL ORDER BY n"
-        ).fetchall()
-    except sqlite3.OperationalError:  # no request yet: the table does not exist
-        return []
+    """Requests not yet applied, oldest first.
+
+    The table is created with the outbox file (:meth:`Outbox.open
+    <edge_agent.forward.outbox.Outbox.open>`), so a missing one is an error here.
+    """
+    rows = db.execute(
+        "SELECT n, ts, action, alert, until, by FROM alert_requests WHERE done IS NULL ORDER BY n"
+    ).fetchall()
     return [Request(int(n), float(ts), a, alert, float(u), by) for n, ts, a, alert, u, by in rows]
 
 

@@ -34,6 +34,18 @@ CREATE TABLE IF NOT EXISTS alert_log (
 CREATE INDEX IF NOT EXISTS alert_log_id ON alert_log (id);
 """
 
+REQUESTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert_requests (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL, action TEXT NOT NULL, alert TEXT NOT NULL,
+    until REAL NOT NULL DEFAULT 0, by TEXT NOT NULL DEFAULT '',
+    done REAL, result TEXT
+);
+"""
+"""The operators' request queue (:mod:`edge_agent.detect.requests`), created with the
+outbox file at the agent's start: the detector loop's poll of it then never runs a
+query on a table that does not exist yet."""
+
 
 def record(db: sqlite3.Connection, alerts: Sequence[Alert]) -> None:
     """Apply raise/clear events to the open set and the log; call inside the put transaction.
@@ -67,6 +79,27 @@ def record(db: sqlite3.Connection, alerts: Sequence[Alert]) -> None:
         db.execute(
             "DELETE FROM alert_log WHERE n <= (SELECT max(n) FROM alert_log) - ?", (LOG_ROWS,)
         )
+
+
+def replay(open_now: Sequence[Alert], events: Sequence[Alert]) -> list[Alert]:
+    """The open set after ``events``, as :func:`record` leaves it once they are stored.
+
+    For events not stored yet (held in memory while the outbox refuses): a detector
+    that takes over the open alerts then sees them as the outbox will.
+    """
+    state = {(a.asset, a.cause): (a.window_end, a) for a in open_now}
+    for event in events:
+        key = (event.asset, event.cause)
+        held = state.get(key)
+        if event.state is AlertState.RAISED:
+            state[key] = (event.window_end, event)
+        elif held is not None and held[1].id == event.id:
+            if event.state is AlertState.CLEARED:
+                del state[key]
+            else:  # an update keeps its raise time
+                state[key] = (held[0], event)
+    ordered = sorted(state.items(), key=lambda item: (item[1][0], item[0]))
+    return [alert for _, (_, alert) in ordered]
 
 
 def open_alerts(db: sqlite3.Connection) -> list[Alert]:

@@ -21,11 +21,19 @@ class LiveSink(Protocol):
     def describe(self, infos: Sequence[SignalInfo]) -> None:
         """Every signal the agent produces (before the sink connects)."""
 
+    async def recatalogue(self, infos: Sequence[SignalInfo]) -> None:
+        """Every signal the agent produces after a reload changed them (while running)."""
+
     def on_samples(self, batch: Sequence[Sample]) -> None:
         """A batch of samples, on the event loop; must not block."""
 
     def on_alerts(self, alerts: Sequence[Alert]) -> None:
         """Alerts, on the event loop."""
+
+
+def live_sinks(sinks: Sequence[Any]) -> list[LiveSink]:
+    """The sinks that keep the signal catalogue and watch every sample."""
+    return [sink for sink in sinks if isinstance(sink, LiveSink)]
 
 
 def attach_live(sinks: Sequence[Any], infos: Sequence[SignalInfo], observer: Any) -> Any:
@@ -34,7 +42,7 @@ def attach_live(sinks: Sequence[Any], infos: Sequence[SignalInfo], observer: Any
     Returns ``observer`` itself when no sink is live, else one that calls ``observer``
     (when given) and each live sink.
     """
-    live = [sink for sink in sinks if isinstance(sink, LiveSink)]
+    live = live_sinks(sinks)
     if not live:
         return observer
     for sink in live:

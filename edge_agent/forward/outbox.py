@@ -79,7 +79,7 @@ class Outbox:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={config.sync.upper()}")
-        db.executescript(SCHEMA + alert_state.SCHEMA)
+        db.executescript(SCHEMA + alert_state.SCHEMA + alert_state.REQUESTS_SCHEMA)
         add_seq_column(db)
         outbox = cls(db, config, sinks)
         outbox._load()

@@ -21,12 +21,14 @@ repeats the births with the same bdSeq. A clean stop publishes NDEATH before DIS
 
 Devices: a device whose sources are all down gets a DDEATH and no DDATA until it is
 reachable again, then a DBIRTH with the current values (see
-:mod:`edge_agent.forward.sparkplug_devices`); births skip dead devices.
+:mod:`edge_agent.forward.sparkplug_devices`); births skip dead devices. A reload
+hands the sink a new signal catalogue (:meth:`SparkplugSink.recatalogue`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -41,39 +43,13 @@ from edge_agent.forward.sparkplug_config import SparkplugSinkConfig
 from edge_agent.forward.sparkplug_devices import Devices, feeders
 from edge_agent.forward.sparkplug_namespace import NODE, REBIRTH, Namespace
 from edge_agent.forward.sparkplug_payload import MetricValue
-from edge_agent.forward.sparkplug_session import HostWatch, Session
+from edge_agent.forward.sparkplug_session import BdSeqFile, HostWatch, Session
 from edge_agent.types import Sample, SignalInfo
 
 if TYPE_CHECKING:
     from edge_agent.commands.executor import Executor
 
 log = logging.getLogger(__name__)
-
-
-class BdSeqFile:
-    """bdSeq kept in a small JSON file, so it increments across restarts too."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def next(self) -> int:
-        """The number for the next CONNECT, stored before it is used (0 the first time)."""
-        try:
-            last = int(json.loads(self.path.read_text())["bd_seq"])
-            value = (last + 1) % 256
-        except FileNotFoundError:
-            value = 0
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("%s unreadable (%s): bdSeq starts again at 0", self.path, exc)
-            value = 0
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"bd_seq": value}) + "\n")
-            tmp.replace(self.path)
-        except OSError as exc:
-            raise DeliveryError(f"cannot store bdSeq in {self.path}: {exc}") from exc
-        return value
 
 
 class SparkplugSink:
@@ -101,6 +77,9 @@ class SparkplugSink:
         self._live = False
         self._pending: dict[str, list[MetricValue]] = {}
         self._wake = asyncio.Event()
+        self._naming = asyncio.Lock()
+        """Held while metric names are read across awaits (births, a stored batch) and
+        while a reload changes them."""
         self._tasks: list[asyncio.Task[None]] = []
         self.commands: Executor | None = None
         """Set by the agent when ``commands: on``: metric writes are run and answered."""
@@ -115,6 +94,30 @@ class SparkplugSink:
         self.namespace = Namespace(list(infos), self.config.deadband, self.config.deadbands)
         self.namespace.commands = self.config.commands == "on"
         self.devices = Devices(feeders(self.namespace, infos))
+
+    async def recatalogue(self, infos: Sequence[SignalInfo]) -> None:
+        """A reload changed the signals: new devices born, changed ones born again, gone ones dead.
+
+        A born device whose metric set changed gets a DDEATH then a DBIRTH, one no
+        longer in the catalogue a DDEATH, a new one a DBIRTH (see
+        :mod:`edge_agent.forward.sparkplug_devices`): at once while a session is up,
+        else the next births carry the new catalogue. The names change under the
+        session's lock, so no DATA goes out between them and the births.
+        """
+        async with self._naming:
+            session = self.session if self.live else None
+            async with session.lock if session is not None else contextlib.nullcontext():
+                namespace = self.namespace.with_catalogue(infos)
+                reshaped = self.namespace.reshaped(namespace)
+                self.namespace = namespace
+                self.devices = self.devices.with_feeds(feeders(namespace, infos), reshaped)
+                if session is None:
+                    self._wake.set()  # births may be out already: the live loop retires
+                    return
+                try:
+                    await self._lifecycle(session, self._pending)
+                except DeliveryError as exc:  # this session ends; the next births follow
+                    log.warning("%s: births after the reload not sent: %s", self.name, exc)
 
     # -- live --------------------------------------------------------------
 
@@ -143,8 +146,8 @@ class SparkplugSink:
             await self._wake.wait()
             await asyncio.sleep(self.config.data_interval)  # gather one interval's changes
             self._wake.clear()
-            pending, self._pending = self._pending, {}
-            async with session.lock:
+            async with session.lock:  # taken inside: a reload's births drop what they cover
+                pending, self._pending = self._pending, {}
                 await self._lifecycle(session, pending)
                 for device, metrics in pending.items():
                     if device in self.devices.born:  # a dead device's changes are dropped
@@ -158,8 +161,11 @@ class SparkplugSink:
         DBIRTH are older than the values the birth carries, so they are dropped.
         """
         for device in self.devices.dying():
-            log.warning("%s: device %s unreachable (%s down): DDEATH", self.name, device,
-                        ", ".join(self.devices.down_sources(device)))  # fmt: skip
+            if device in self.devices.retire:
+                log.info("%s: device %s: its metrics changed (reload): DDEATH", self.name, device)
+            else:
+                log.warning("%s: device %s unreachable (%s down): DDEATH", self.name, device,
+                            ", ".join(self.devices.down_sources(device)))  # fmt: skip
             await self._death(session, device)
             pending.pop(device, None)
         now = time.time()
@@ -174,6 +180,7 @@ class SparkplugSink:
         """DDEATH: seq and timestamp, no metrics (tck-id-topics-ddeath-seq-num,
         tck-id-payloads-ddeath-timestamp); QoS 0, not retained (tck-id-topics-ddeath-mqtt)."""
         self.devices.born.discard(device)
+        self.devices.retire.discard(device)
         await session.publish(session.topic("DDEATH", device), [])
 
     async def _device_birth(self, session: Session, device: str, now: float) -> None:
@@ -189,6 +196,8 @@ class SparkplugSink:
         A DDATA after the device's DDEATH would break the host's view of it, so what
         the node also carries (an alert event, a command's answer) moves to NDATA.
         """
+        if self.devices.retire:  # a reload during the births: its births come first
+            await self._lifecycle(session, self._pending)
         if device != NODE and device not in self.devices.born:
             metrics = self.devices.to_node(self.namespace, device, metrics)
             device = NODE
@@ -256,18 +265,21 @@ class SparkplugSink:
         NBIRTH and DBIRTH(s) if applicable" (tck-id-operational-behavior-data-commands-
         rebirth-action-2), and a device that "cannot provide real time information"
         is owed a DDEATH, not a birth. One born earlier in this session that died
-        since, its DDEATH not yet out, gets it right after the births.
+        since (or left the catalogue in a reload), its DDEATH not yet out, gets it right
+        after the births.
         """
-        async with session.lock:
+        async with self._naming, session.lock:
             self._pending.clear()  # the births carry the current values
             now = time.time()
             birth = self.namespace.node_birth(session.bd_seq, now)
             await session.publish(session.topic("NBIRTH"), birth, birth=True, first=True)
             dying = set(self.devices.dying())
             self.devices.born.clear()
-            for device in self.devices.reachable(self.namespace.devices):
+            self.devices.retire.clear()  # a birth sequence announces the new metric sets
+            born = self.devices.reachable(self.namespace.devices)
+            for device in born:
                 await self._device_birth(session, device, now)
-            for device in sorted(dying):
+            for device in sorted(dying - set(born)):
                 await self._death(session, device)
 
     def _command(self, metrics: dict[str, Any], device: str = NODE) -> None:
@@ -325,6 +337,7 @@ class SparkplugSink:
         self._tasks = []
         self._live = False
         self.devices.born.clear()  # the NDEATH ends every device with the node
+        self.devices.retire.clear()
         if session is not None:
             await session.close(death=True)
             if self.host is not None and not self.host.online:
@@ -364,17 +377,18 @@ class SparkplugSink:
         if session is None or session.lost.done():
             raise DeliveryError(f"{self.name}: not connected")
         await self._confirm(session)
-        grouped: dict[str, list[MetricValue]] = {}
-        now = time.time()
-        for record in batch:
-            if record.kind == "telemetry" and self._was_live(record):
-                continue
-            mapped = self.namespace.from_record(record, now)
-            if mapped is not None:
-                grouped.setdefault(mapped[0], []).extend(mapped[1])
-        for device, metrics in grouped.items():
-            async with session.lock:  # never inside a birth sequence; live data interleaves
-                await self._publish_data(session, device, metrics)
+        async with self._naming:  # mapped and published under the same names
+            grouped: dict[str, list[MetricValue]] = {}
+            now = time.time()
+            for record in batch:
+                if record.kind == "telemetry" and self._was_live(record):
+                    continue
+                mapped = self.namespace.from_record(record, now)
+                if mapped is not None:
+                    grouped.setdefault(mapped[0], []).extend(mapped[1])
+            for device, metrics in grouped.items():
+                async with session.lock:  # never inside a birth sequence; live data interleaves
+                    await self._publish_data(session, device, metrics)
         await session.barrier()
 
     def _was_live(self, record: Record) -> bool:

@@ -16,6 +16,13 @@ the sink already gets, with no second hook into the sources.
 - A source never heard from counts as up (a birth names the device; a down source
   says so within one interval), and so does a device with no source (detector-only).
 
+A reload that changes the catalogue (:meth:`Devices.with_feeds`) **retires** each born
+device whose metric set changed, or that is no longer in the catalogue: a DDEATH, then a
+DBIRTH with the new metric set while it is reachable and still there. That is how the
+specification's editors answer "how to add or delete metrics of a device" (eclipse-sparkplug
+issue 540: a DDEATH, then a DBIRTH with the device's current metrics); a new device just
+gets its DBIRTH (issue 492), as a device that comes back does.
+
 A dead device's messages are published on the node instead (:meth:`Devices.to_node`):
 only metrics the NBIRTH also carries survive (``Alert/*``, ``Command/*``), so an alert
 event, durable in the outbox, is published at once as NDATA and acknowledged, never held
@@ -67,10 +74,21 @@ class Devices:
     """Devices with a DBIRTH and no DDEATH since, in this session."""
     withheld: dict[str, int] = field(default_factory=dict)
     """Stored values of a dead device not sent (no DDATA after a DDEATH), per device."""
+    retire: set[str] = field(default_factory=set)
+    """Born devices whose metric set a reload changed, or that it removed: each owes a
+    DDEATH, then (still in the catalogue and reachable) a DBIRTH with its new metrics."""
 
     def __post_init__(self) -> None:
         sources = {s for fed in self.feeds.values() for s in fed}
         self._links = {f"{LINK}.{s}": s for s in sources}
+
+    def with_feeds(self, feeds: dict[str, set[str]], reshaped: set[str]) -> Devices:
+        """The devices of a new catalogue (a reload): who is born, down or withheld carries
+        over; born devices in ``reshaped`` are retired."""
+        sources = {s for fed in feeds.values() for s in fed}
+        new = Devices(feeds, self.down & sources, set(self.born), dict(self.withheld))
+        new.retire = (self.retire | reshaped) & self.born
+        return new
 
     def observe(self, batch: Sequence[Sample]) -> bool:
         """Take the link samples of ``batch``; True when a source went up or down."""
@@ -98,8 +116,8 @@ class Devices:
         return [device for device in devices if self.alive(device)]
 
     def dying(self) -> list[str]:
-        """Born devices that are no longer reachable: each needs a DDEATH."""
-        return sorted(d for d in self.born if not self.alive(d))
+        """Born devices that are no longer reachable, or retired: each needs a DDEATH."""
+        return sorted(d for d in self.born if d in self.retire or not self.alive(d))
 
     def reviving(self, devices: Iterable[str]) -> list[str]:
         """Reachable devices the host does not hold as born: each needs a DBIRTH."""

@@ -112,6 +112,30 @@ class Namespace:
         self.devices = sorted(set(self.device_of.values()))
         self.names = {i.signal: metric_name(i.signal) for i in self.infos}
 
+    def with_catalogue(self, infos: Sequence[SignalInfo]) -> Namespace:
+        """The namespace of a new catalogue (a reload), keeping what this one learnt.
+
+        Current values, what was sent, the alert metrics and the drop counts carry
+        over for the signals and devices that remain.
+        """
+        new = Namespace(list(infos), self.deadband, self.deadbands, dropped=dict(self.dropped))
+        new.commands = self.commands
+        known, devices = new.device_of, {NODE, *new.devices}
+        new.current = {s: v for s, v in self.current.items() if s in known}
+        new.sent = {s: v for s, v in self.sent.items() if s in known}
+        new.alerts = {d: a for d, a in self.alerts.items() if d in devices}
+        new.open_alerts = {d: o for d, o in self.open_alerts.items() if d in devices}
+        return new
+
+    def reshaped(self, new: Namespace) -> set[str]:
+        """Devices of this namespace whose metrics differ in ``new``, or that it lacks."""
+        before: dict[str, set[str]] = {}
+        after: dict[str, set[str]] = {}
+        for names, space in ((before, self), (after, new)):
+            for signal, device in space.device_of.items():
+                names.setdefault(device, set()).add(space.names[signal])
+        return {device for device, metrics in before.items() if after.get(device) != metrics}
+
     # -- births ------------------------------------------------------------
 
     def node_birth(self, bd_seq: int, now: float) -> list[MetricValue]:

@@ -19,6 +19,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_agent.errors import DeliveryError
@@ -34,6 +35,32 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAMESPACE = "spBv1.0"
+
+
+class BdSeqFile:
+    """bdSeq kept in a small JSON file, so it increments across restarts too."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def next(self) -> int:
+        """The number for the next CONNECT, stored before it is used (0 the first time)."""
+        try:
+            last = int(json.loads(self.path.read_text())["bd_seq"])
+            value = (last + 1) % 256
+        except FileNotFoundError:
+            value = 0
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("%s unreadable (%s): bdSeq starts again at 0", self.path, exc)
+            value = 0
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"bd_seq": value}) + "\n")
+            tmp.replace(self.path)
+        except OSError as exc:
+            raise DeliveryError(f"cannot store bdSeq in {self.path}: {exc}") from exc
+        return value
 
 
 @dataclass

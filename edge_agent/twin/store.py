@@ -77,11 +77,10 @@ from edge_agent.twin.rollups import (
     MERGE_SQL,
     REPLACE_SQL,
     SIGNAL_BITS,
-    Rollup,
     RollupRow,
-    combine,
 )
-from edge_agent.twin.signal_status import SignalStatus, WriteHealth, signal_status
+from edge_agent.twin.signal_status import WriteHealth
+from edge_agent.twin.store_reads import StoreReads
 from edge_agent.types import Quality, Sample, SignalInfo
 
 log = logging.getLogger(__name__)
@@ -94,11 +93,12 @@ BAD_CODE = QUALITY_CODE[Quality.BAD]
 _COLUMNS = tuple(itemgetter(i) for i in range(4))  # Sample's signal, ts, value, quality
 
 
-class SignalStore:
+class SignalStore(StoreReads):
     """Latest values, bounded raw rings and minute rollups of every signal.
 
     Use :meth:`open`; one thread at a time (the agent's DB worker), never the
-    event loop.
+    event loop. Its reads (latest, status, history, rollups) are in
+    :class:`~edge_agent.twin.store_reads.StoreReads`.
     """
 
     def __init__(
@@ -349,64 +349,6 @@ class SignalStore:
         with self._conn:
             self._conn.execute("BEGIN")
             return self._prune_slice(0, 1, self.clock())
-
-    def latest(self) -> dict[str, Sample]:
-        """The newest sample held for each signal."""
-        return dict(self._latest)
-
-    def status(self, now: float | None = None) -> list[SignalStatus]:
-        """The latest-value view: every catalogued signal with age and staleness."""
-        now = self.clock() if now is None else now
-        return signal_status(self._infos.values(), self._latest, now, self.config.stale_factor)
-
-    def signals(self) -> list[SignalInfo]:
-        """The catalogue, sorted by name."""
-        return sorted(self._infos.values(), key=lambda info: info.signal)
-
-    def history(self, signal: str, since: float, until: float | None = None) -> list[Sample]:
-        """Raw samples of ``signal`` with ``since <= ts <= until``, oldest first.
-
-        Samples older than ``max_age`` are never returned.
-        """
-        sid = self._ids.get(signal)
-        if sid is None or self._seq[sid] == 0:
-            return []
-        window = (max(since, self.clock() - self.config.max_age), 1e300 if until is None else until)
-        count = int(self._seq[sid])
-        return queries.read_history(self._conn, signal, sid, count, self._slots, window)
-
-    def rollups(self, signal: str, since: float, until: float | None = None) -> list[Rollup]:
-        """Minute rollups of ``signal`` whose minute starts in ``[since, until]``."""
-        sid = self._ids.get(signal)
-        if sid is None:
-            return []
-        now = self.clock()
-        last = math.floor((now if until is None else until) / MINUTE)
-        slots = self._rollups.slots
-        first = max(
-            math.ceil(since / MINUTE),
-            last - slots + 1,
-            math.ceil((now - self.config.rollup_max_age) / MINUTE),
-        )
-        result = queries.read_rollups(self._conn, sid, first, last, slots)
-        current = None if self.readonly else self._rollups.open_rollup(sid)
-        if current is not None and first * MINUTE <= current.ts <= last * MINUTE:
-            result = [r for r in result if r.ts != current.ts] + [current]
-        return result
-
-    def window_rollups(self, start: float, end: float) -> dict[str, Rollup]:
-        """Every signal's minute rollups over ``[start, end)`` combined into one (``ts = start``).
-
-        ``start`` and ``end`` are taken to be whole minutes (telemetry windows of
-        whole minutes). Reads the stored minutes by row id range, then the open
-        minutes and the closed ones not yet written from memory.
-        """
-        first, last = math.floor(start / MINUTE), math.floor(end / MINUTE)
-        rows = queries.read_minutes(self._conn, first, last, self._rollups.slots)
-        if not self.readonly:
-            rows += self._rollups.open_rows(first, last)
-        names = {sid: info.signal for sid, info in self._infos.items()}
-        return {names[sid]: r for sid, r in combine(rows, start).items() if sid in names}
 
     def close(self) -> None:
         """Close the file (committed writes are already durable)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,3 +131,36 @@ def test_a_stale_legacy_file_is_ignored_when_the_outbox_knows_better(tmp_path: P
     legacy.write_text("{not json")
     assert adopt_legacy_open_alerts(legacy, outbox) == 0
     assert not legacy.exists()
+
+
+def test_replay_of_events_not_stored_yet_agrees_with_storing_them(tmp_path: Path) -> None:
+    """What a reload hands the new detector (stored open set + held events) is what the
+    outbox holds once the held events are stored, wherever the outbox stopped taking them."""
+    from dataclasses import replace
+
+    from edge_agent.forward.alert_state import replay
+    from edge_agent.types import alert_id
+
+    one, two = make_alert(1), make_alert(2)
+    again = replace(two, id=alert_id("press1", "rule2", 1_800_000_000.0), window_end=1.8e9)
+    events = [
+        one, two,
+        replace(one, state=AlertState.ACKNOWLEDGED, reason="acknowledged by ana"),
+        replace(two, state=AlertState.CLEARED),
+        again,
+        replace(two, state=AlertState.CLEARED),  # a stale clear: not the open episode
+        replace(one, state=AlertState.CLEARED),
+        make_alert(3),
+    ]  # fmt: skip
+
+    def seen(alerts: list[Any]) -> list[tuple[str, str, str]]:
+        return [(a.id, a.cause, a.reason) for a in alerts]
+
+    for stored in range(len(events) + 1):
+        for held in range(stored, len(events) + 1):
+            outbox = Outbox.open(tmp_path / f"{stored}-{held}.db", OutboxConfig(), ["a"])
+            outbox.put_alerts(events[:stored], "gw1")
+            handed = replay(outbox.open_alerts(), events[stored:held])
+            outbox.put_alerts(events[stored:held], "gw1")
+            assert seen(handed) == seen(outbox.open_alerts()), (stored, held)
+            outbox.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,23 @@ def _outbox(tmp_path: Path) -> Outbox:
     return Outbox.open(tmp_path / "outbox.db", OutboxConfig(), ["spark"])
 
 
-def _seqs(host: Host) -> list[int | None]:
-    return [m.seq for m in host.messages if m.kind != "NDEATH"]
+def _seqs(host: Host) -> list[int]:
+    seqs = [m.seq for m in host.messages if m.kind != "NDEATH"]
+    assert None not in seqs, "every message but NDEATH carries a seq"
+    return [seq for seq in seqs if seq is not None]
 
 
 def _births(n: int) -> Any:
     return lambda h: len(h.of("NBIRTH")) >= n and len(h.of("DBIRTH")) >= 2 * n
+
+
+def _deaths(n: int) -> Callable[[Host], bool]:
+    return lambda h: len(h.of("NDEATH")) == n
+
+
+def _reborn_after(n: int) -> Callable[[Host], bool]:
+    """``n`` sessions ended (NDEATH each) and the births of the next one seen."""
+    return lambda h: _deaths(n)(h) and _births(n + 1)(h)
 
 
 def test_our_encoding_reads_back_with_the_independent_decoder() -> None:
@@ -116,10 +128,8 @@ async def test_bdseq_survives_a_restart(tmp_path: Path, broker: Mosquitto) -> No
     async with host_on(broker.port) as host:
         for expected in (0, 1):
             async with delivering(_outbox(tmp_path), _sink(broker.port, tmp_path), "spark"):
-                await host.until(
-                    lambda h, n=expected: len(h.of("NDEATH")) == n and _births(n + 1)(h)
-                )
-            await host.until(lambda h, n=expected: len(h.of("NDEATH")) == n + 1)
+                await host.until(_reborn_after(expected))
+            await host.until(_deaths(expected + 1))
         assert [m.metric("bdSeq")["value"] for m in host.of("NBIRTH")] == [0, 1]
         assert [m.metric("bdSeq")["value"] for m in host.of("NDEATH")] == [0, 1]
 
