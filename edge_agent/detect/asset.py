@@ -30,9 +30,8 @@ import numpy as np
 from edge_agent.detect.align import (
     WARMING_UP,
     Aligned,
-    Gather,
+    Aligner,
     SeriesSource,
-    align,
     grid_end,
     make_grid,
 )
@@ -43,7 +42,6 @@ from edge_agent.detect.lifecycle import Evidence, Level, Tracker
 from edge_agent.detect.runstate import RunState
 from edge_agent.detect.slot import ModelSlot
 from edge_agent.errors import ModelError
-from edge_agent.twin.windows import Windows
 from edge_agent.types import Alert, AlertKind, Severity
 
 log = logging.getLogger(__name__)
@@ -88,7 +86,7 @@ class AssetDetector:
             rows = max(2, int(config.rebaseline.after / slot.card.step))
             self.auto = AutoBaseline(rows, config.rebaseline.steady)
         self._previous: ModelCard | None = None
-        self._gather = Gather(slot.signals)
+        self._aligner = Aligner(slot.signals)
 
     @property
     def threshold(self) -> float:
@@ -147,14 +145,9 @@ class AssetDetector:
 
     def _align(self, windows: SeriesSource, grid: np.ndarray) -> Aligned:
         signals = self.slot.signals
-        if isinstance(windows, Windows):
-            if self._gather.signals is not signals:  # a swapped model may order them anew
-                self._gather = Gather(signals)
-            values = self._gather.values(windows, grid, self.fill_limit)
-            if values is not None:
-                return Aligned(grid, values, "")
-        # A gap, a BAD sample, a ring out of time order: the reference says which.
-        return align(windows, signals, grid, self.fill_limit)
+        if self._aligner.signals is not signals:  # a swapped model may order them anew
+            self._aligner = Aligner(signals)
+        return self._aligner.align(windows, grid, self.fill_limit)
 
     def _stopped(self, end: float) -> Alert | None:
         """The machine did not run over the whole window: no score, no alarm."""
