@@ -232,7 +232,7 @@ def held_block(
     # How many samples of each row are at or before each grid time: a histogram of
     # the grid interval each sample falls in (NaN: past the last), accumulated.
     bins, origins = _layout(rows, width, size)
-    interval = np.searchsorted(grid, ts.ravel(), side="left")
+    interval = grid.searchsorted(ts.ravel(), side="left")
     interval += bins
     counts = np.bincount(interval, minlength=rows * (width + 1)).reshape(rows, width + 1)
     if np.count_nonzero(counts[:, 0]) < rows:  # a row with nothing at or before the grid
