@@ -7,8 +7,8 @@ the windows, hold them on the model's step, normalise, run the model, judge and
 debounce; and per rule: look at the latest sample (or a few recent ones) and,
 when the rule may act, read its series and judge. The raw loop is the least any
 detector must do: one ``model.errors()`` call on a window that is already aligned
-and normalised. Ten assets (each the
-same model on its own 8 signals) give the cost per asset when a detector has many.
+and normalised. Ten assets (each the same model on its own 8 signals) give the
+cost per asset when a detector has many.
 
 Synthetic 1 Hz data (the card's mean and std), the shipped int8 SKAB pump model
 (8 signals x 20 steps); one step per simulated second, as live.
