@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
-
-import numpy as np
 
 from edge_agent.detect.align import SeriesSource
 from edge_agent.detect.config import BadQualityRuleConfig, FlatlineRuleConfig, ThresholdRuleConfig
@@ -31,13 +28,14 @@ from edge_agent.detect.rules import Rule
 from edge_agent.twin.windows import Windows
 from edge_agent.types import Alert
 
+Limits = tuple[str, float, float, float, bool]
+"""Threshold or bad quality: signal, max_age, raise above, raise below, and whether a BAD
+latest sample is quiet. Checked inline in the loop (a call costs as much as the check)."""
 Quiet = Callable[[Windows, float], bool]
 """True when a rule's level at ``now`` is surely not ABOVE (so a settled rule may skip)."""
-_MIN: Any = np.minimum.reduce  # without the Python wrappers of ndarray.min/max
-_MAX: Any = np.maximum.reduce
 
 
-def plan(rule: Rule) -> Quiet | None:
+def plan(rule: Rule) -> Limits | Quiet | None:
     """How to see that a rule's step would be quiet, or None when only its step can say."""
     c = rule.config
     if rule.run is not None:
@@ -46,27 +44,13 @@ def plan(rule: Rule) -> Quiet | None:
         # BAD latest sample: UNKNOWN, which a settled tracker ignores.
         above = math.inf if c.above is None else c.above
         below = -math.inf if c.below is None else c.below
-        return _within(c.signal, c.max_age, above, below, bad_is_quiet=True)
+        return c.signal, c.max_age, above, below, True
     if isinstance(c, BadQualityRuleConfig):
         # A good latest sample is BELOW; a BAD one may raise.
-        return _within(c.signal, c.max_age, math.inf, -math.inf, bad_is_quiet=False)
+        return c.signal, c.max_age, math.inf, -math.inf, False
     if isinstance(c, FlatlineRuleConfig):
         return _Moving(c.signal, c.for_, c.tolerance)
     return None
-
-
-def _within(signal: str, max_age: float, above: float, below: float, bad_is_quiet: bool) -> Quiet:
-    """The latest sample, as the rule reads it (:func:`rules._latest`'s usual case), is
-    within the limits (or BAD, when that is quiet)."""
-
-    def quiet(windows: Windows, now: float) -> bool:
-        last = windows.latest(signal)
-        if last is None or not now - max_age <= last[0] <= now:
-            return False  # not the usual case: the rule's own step decides
-        value = last[1]
-        return bad_is_quiet if value != value else not (value > above or value < below)
-
-    return quiet
 
 
 class _Moving:
@@ -84,12 +68,14 @@ class _Moving:
 
     def __call__(self, windows: Windows, now: float) -> bool:
         ts, values = windows.series(self.signal, now - self.back)
-        if ts.size > 1 and _MAX(ts) <= now:
-            spread = _MAX(values) - _MIN(values)
-            if not spread <= self.tolerance:  # wider, or NaN (a BAD sample)
-                if ts.size > 8:
-                    self.back /= 2
-                return True
+        # A few floats: Python's min/max cost less than numpy calls. The windows' series
+        # hold no NaN time. A NaN value (BAD) may hide a spread from min/max, never make
+        # one: it only costs a look at the whole span (where it is UNKNOWN, also quiet).
+        times, seen = ts.tolist(), values.tolist()
+        if len(times) > 1 and max(times) <= now and max(seen) - min(seen) > self.tolerance:
+            if len(times) > 8:
+                self.back /= 2
+            return True
         self.back = min(2 * self.back, self.longest)
         return False
 
@@ -113,9 +99,19 @@ class RuleBatch:
         twin = windows if isinstance(windows, Windows) else None
         settled = self._settled
         events = []
-        for i, (rule, quiet) in enumerate(zip(self.rules, self._plans, strict=True)):
-            if settled[i] and quiet is not None and twin is not None and quiet(twin, now):
-                continue
+        for i, (rule, quick) in enumerate(zip(self.rules, self._plans, strict=True)):
+            if settled[i] and quick is not None and twin is not None:
+                if isinstance(quick, tuple):
+                    # The latest sample, when it is the one the rule reads (rules._latest's
+                    # usual case: no older than max_age, not after now), within the limits.
+                    signal, max_age, above, below, bad_is_quiet = quick
+                    last = twin.latest(signal)
+                    if last is not None and now - max_age <= last[0] <= now:
+                        value = last[1]
+                        if bad_is_quiet if value != value else not (value > above or value < below):
+                            continue
+                elif quick(twin, now):
+                    continue
             event = rule.step(windows, now)
             settled[i] = rule.tracker.settled()
             if event is not None:
