@@ -68,7 +68,8 @@ class AnomalyModel:
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """Apply the card's normalisation to raw values ``[..., n_signals]`` (float32)."""
-        out = np.subtract(np.asarray(raw, dtype=np.float32), self._mean, dtype=np.float32)
+        # dtype=float32 casts the raw values first, as np.asarray(raw, np.float32) would.
+        out: np.ndarray = np.subtract(raw, self._mean, dtype=np.float32)
         return np.divide(out, self._std, out=out)
 
     def errors(self, windows: np.ndarray) -> np.ndarray:
