@@ -70,7 +70,8 @@ class AnomalyModel:
         """Apply the card's normalisation to raw values ``[..., n_signals]`` (float32)."""
         # dtype=float32 casts the raw values first, as np.asarray(raw, np.float32) would.
         out: np.ndarray = np.subtract(raw, self._mean, dtype=np.float32)
-        return np.divide(out, self._std, out=out)
+        np.divide(out, self._std, out=out)
+        return out
 
     def errors(self, windows: np.ndarray) -> np.ndarray:
         """Per-signal errors of normalised windows.
