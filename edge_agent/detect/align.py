@@ -9,7 +9,7 @@ never fed to a model as numbers.
 
 :class:`Aligner` computes it for one set of signals from a block of their newest
 samples, one row per signal: for the windows of the twin whose rings are in time order
-the block is one numpy gather (:meth:`Windows.tails`), otherwise each signal's series,
+the block is one numpy gather (:meth:`Windows.gather`), otherwise each signal's series,
 sorted by time. The values of all the signals are held onto the grid in one pass. When a
 cell is unknown, the rows of that same block say which signal and why (:func:`hold` per
 row). :func:`align` is the same call without keeping an :class:`Aligner`.
@@ -120,14 +120,13 @@ class Aligner:
     def _gather(self, windows: Windows, width: int, since: float) -> Block | None:
         """The newest samples of every signal back to ``since``, in one gather; None
         unless every signal has samples and its ring is in time order."""
-        found = windows.rows(self.signals)
-        if found is None:
-            return None
-        rows, held = found
         limit = windows.capacity
         size = min(max(self.size, width + 8), limit)
         while True:
-            ts, values = windows.tails(rows, size)
+            found = windows.gather(self.signals, size)
+            if found is None:
+                return None
+            ts, values, held = found
             # At the capacity every ring is gathered whole: covered.
             if size >= limit or _covered(held, ts[:, 0], size, since):
                 break
