@@ -128,7 +128,7 @@ class Aligner:
                 return None
             ts, values, held = found
             # At the capacity every ring is gathered whole: covered.
-            if size >= limit or _covered(held, ts[:, 0], size, since):
+            if size >= limit or _MAX(ts[:, 0]) < since or _covered(held, ts[:, 0], size, since):
                 break
             size = min(2 * size, limit)
         self.size = max(self.size, size)
@@ -206,7 +206,7 @@ def _covered(held: list[int], oldest: np.ndarray, size: int, since: float) -> bo
     no more than ``size`` or its oldest gathered one is older (time order: so are all
     before it)."""
     if _MAX(oldest) < since:  # NaN (a padded row) is not older: it falls through
-        return True
+        return True  # (the aligner checks this first, inline)
     return all(h <= size or t < since for h, t in zip(held, oldest.tolist(), strict=True))
 
 

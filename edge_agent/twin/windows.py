@@ -145,16 +145,20 @@ class Windows:
         rows_of, counts, ordered_at = self._rows, self._count, self._ordered_at
         capacity = self.capacity
         size = min(size, capacity)
-        rows, held = [], []
+        rows, held, firsts, starts = [], [], [], []
         for signal in signals:
             row = rows_of.get(signal)
             if row is None or counts[row] < ordered_at[row]:
                 return None
+            count = counts[row]
+            first = (count - size) % capacity
             rows.append(row)
-            held.append(min(counts[row], capacity))
+            held.append(count if count < capacity else capacity)
+            firsts.append(first)
+            starts.append(row * capacity + first)
         if not rows:
             return None
-        ts, values = self._take(rows, size, min(held) < size)
+        ts, values = self._take(rows, firsts, size, min(held) < size, starts)
         return ts, values, held
 
     def tails(self, rows: list[int], size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,15 +168,27 @@ class Windows:
             timestamps and values, ``[len(rows), size]`` each; a row holding fewer than
             ``size`` samples is padded in front with NaN timestamps.
         """
-        return self._take(rows, min(size, self.capacity), short=True)
-
-    def _take(self, rows: list[int], size: int, short: bool) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`tails` of ``size <= capacity``; ``short``: a row may hold fewer."""
         capacity = self.capacity
+        size = min(size, capacity)
         firsts = [(self._count[r] - size) % capacity for r in rows]
+        return self._take(rows, firsts, size, short=True)
+
+    def _take(
+        self,
+        rows: list[int],
+        firsts: list[int],
+        size: int,
+        short: bool,
+        starts: list[int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`tails`, each row from its slot ``firsts[i]`` (``starts``: the same as
+        indices of the flat arrays, if known); ``short``: a row may hold fewer than
+        ``size`` samples."""
+        capacity = self.capacity
         if max(firsts) + size <= capacity:  # no row wraps: one contiguous run per row
-            starts = np.array([r * capacity + f for r, f in zip(rows, firsts, strict=True)])
-            slots = starts[:, np.newaxis] + _span(size)
+            if starts is None:
+                starts = [r * capacity + f for r, f in zip(rows, firsts, strict=True)]
+            slots = np.array(starts)[:, np.newaxis] + _span(size)
         else:
             slots = (np.array(firsts)[:, np.newaxis] + _span(size)) % capacity
             slots += np.array(rows)[:, np.newaxis] * capacity
