@@ -38,16 +38,16 @@ MODEL = Path(__file__).resolve().parent.parent / "models" / "skab_pump.onnx"
 T0 = 1_800_000_000.0
 NOTE = (
     "Where the time of a step with 10 rules goes (phases timed inside this loop, p50, load "
-    "about 2): the hot-swap check 0.3 us (three stats, 6-13 us, at most once a second of wall "
-    "time: in this fast loop almost never, live at 1 s steps at every step), grid 2, "
-    "alignment of the 8 signals 31 (one gather of their newest samples out of the twin's "
-    "windows, about 8 us of it, and one vectorised hold; the same block describes a gap or a "
-    "BAD cell), normalisation 3, model.errors() 36 (27 in the raw loop's warm tight loop: "
-    "caches), score and lifecycle 4, the score/alarm/health samples 4.5, the 10 rules 9 (a "
+    "about 2.5-3): the hot-swap check 0.3 us (three stats, 6-13 us, at most once a second of "
+    "wall time: in this fast loop almost never, live at 1 s steps at every step), grid 2, "
+    "alignment of the 8 signals 27 (one gather of their newest samples out of the twin's "
+    "windows, 5.5 in a tight loop, and one vectorised hold, 12; the same block describes a gap "
+    "or a BAD cell), normalisation 3, model.errors() 36 (27 in the raw loop's warm tight loop: "
+    "caches), score and lifecycle 4, the score/alarm/health samples 4.5, the 10 rules 8.5 (a "
     "settled threshold or bad-quality rule whose latest value is within its limits about "
-    "0.3 us; the flatline rule about 4, from a few recent samples that already differ; a rule "
-    "runs its whole step only when it may raise, clear or count). p99 on a shared machine is "
-    "scheduling, not work.\n"
+    "0.3 us; the flatline rule about 3, from a few recent samples that already differ, 9 for "
+    "its whole step; a rule runs its whole step only when it may raise, clear or count). "
+    "p99 on a shared machine is scheduling, not work.\n"
 )
 
 
