@@ -7,11 +7,12 @@ sample (NaN in the windows), leaves a NaN cell, and :func:`align` says which
 signal and why. The caller skips scoring such a window; gaps and BAD samples are
 never fed to a model as numbers.
 
-:class:`Gather` is the fast path of the same computation for the windows of the
-twin: when every signal's ring is in time order it takes the newest samples of
-all the asset's signals in one numpy gather and holds them onto the grid in one
-pass, instead of a copy, a filter and a search per signal. It answers only when
-every cell is known; otherwise :func:`align` (the reference) runs and says why.
+:class:`Aligner` computes it for one set of signals from a block of their newest
+samples, one row per signal: for the windows of the twin whose rings are in time order
+the block is one numpy gather (:meth:`Windows.gather`), otherwise each signal's series,
+sorted by time. The values of all the signals are held onto the grid in one pass. When a
+cell is unknown, the rows of that same block say which signal and why (:func:`hold` per
+row). :func:`align` is the same call without keeping an :class:`Aligner`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,18 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from edge_agent.twin.windows import Windows
 
 WARMING_UP = "warming up: not a full window of history yet"
+# ufunc methods, without the Python wrappers of ndarray.min/max/sum/cumsum (~1 us a call)
+_MIN: Any = np.minimum.reduce
+_MAX: Any = np.maximum.reduce
+_SUM: Any = np.add.reduce
+_ACCUMULATE: Any = np.add.accumulate
 
 
 class SeriesSource(Protocol):
@@ -82,20 +88,96 @@ def align(
     fill_limit: float,
 ) -> Aligned:
     """Values of ``signals`` on ``grid`` with the first problem described, if any."""
-    since = float(grid[0]) - fill_limit
-    columns = []
-    problem = ""
+    return Aligner(list(signals)).align(windows, grid, fill_limit)
+
+
+Block = tuple[np.ndarray, np.ndarray, list[int] | None]
+"""Timestamps and values ``[signal, sample]``, each row in time order, and how many NaN
+slots pad each row in front (None: none)."""
+
+
+class Aligner:
+    """Aligns one set of signals onto grids, one call per step."""
+
+    def __init__(self, signals: list[str]) -> None:
+        self.signals = signals
+        self.size = 0
+        """Samples per signal gathered; grows when a signal samples faster than the grid."""
+
+    def align(self, windows: SeriesSource, grid: np.ndarray, fill_limit: float) -> Aligned:
+        """``values[time, signal]``; when a cell is unknown, ``problem`` says where first."""
+        if not self.signals:
+            return Aligned(grid, np.empty((grid.size, 0)), "")
+        since = float(grid[0]) - fill_limit
+        block = self._gather(windows, grid.size, since) if isinstance(windows, Windows) else None
+        if block is None:
+            block = series_block(windows, self.signals, since)
+        values = held_block(*block, grid, since, fill_limit)
+        if values is not None:
+            return Aligned(grid, values, "")
+        return explain(self.signals, block, grid, since, fill_limit)
+
+    def _gather(self, windows: Windows, width: int, since: float) -> Block | None:
+        """The newest samples of every signal back to ``since``, in one gather; None
+        unless every signal has samples and its ring is in time order."""
+        limit = windows.capacity
+        size = min(max(self.size, width + 8), limit)
+        while True:
+            found = windows.gather(self.signals, size)
+            if found is None:
+                return None
+            ts, values, held = found
+            # At the capacity every ring is gathered whole: covered.
+            if size >= limit or _MAX(ts[:, 0]) < since or _covered(held, ts[:, 0], size, since):
+                break
+            size = min(2 * size, limit)
+        self.size = max(self.size, size)
+        padding = None if min(held) >= size else [max(size - h, 0) for h in held]
+        return ts, values, padding
+
+
+def series_block(windows: SeriesSource, signals: Sequence[str], since: float) -> Block:
+    """Each signal's series since ``since``, sorted by time (stable), as padded rows."""
+    series = []
     for signal in signals:
         ts, values = windows.series(signal, since)
-        column = hold(np.asarray(ts, np.float64), np.asarray(values, np.float64), grid, fill_limit)
+        ts, values = np.asarray(ts, np.float64), np.asarray(values, np.float64)
+        if ts.size > 1 and not bool((ts[1:] >= ts[:-1]).all()):
+            order = np.argsort(ts, kind="stable")
+            ts, values = ts[order], values[order]
+        series.append((ts, values))
+    size = max(ts.size for ts, _ in series)
+    block_ts = np.full((len(series), size), np.nan)
+    block_values = np.full((len(series), size), np.nan)
+    padding = []
+    for row, (ts, values) in enumerate(series):
+        pad = size - ts.size
+        block_ts[row, pad:], block_values[row, pad:] = ts, values
+        padding.append(pad)
+    return block_ts, block_values, padding
+
+
+def explain(
+    signals: Sequence[str], block: Block, grid: np.ndarray, since: float, fill_limit: float
+) -> Aligned:
+    """Each row held onto the grid alone (:func:`hold`, NaN where unknown), and the first
+    signal with an unknown cell described."""
+    ts, values, padding = block
+    columns = []
+    problem = ""
+    for row, signal in enumerate(signals):
+        first = padding[row] if padding else 0
+        row_ts, row_values = ts[row, first:], values[row, first:]
+        keep = row_ts >= since  # a gather reaches further back than a series
+        row_ts, row_values = row_ts[keep], row_values[keep]
+        column = hold(row_ts, row_values, grid, fill_limit)
         if not problem and np.isnan(column).any():
-            problem = _describe(signal, ts, values, grid, column, fill_limit)
+            problem = describe(signal, row_ts, row_values, grid, column, fill_limit)
         columns.append(column)
-    matrix = np.stack(columns, axis=1) if columns else np.empty((grid.size, 0))
-    return Aligned(grid, matrix, problem)
+    return Aligned(grid, np.stack(columns, axis=1), problem)
 
 
-def _describe(
+def describe(
     signal: str,
     ts: np.ndarray,
     values: np.ndarray,
@@ -103,6 +185,7 @@ def _describe(
     column: np.ndarray,
     fill_limit: float,
 ) -> str:
+    """Why ``column`` (``signal`` held onto ``grid`` from ``ts``, ``values``) has a NaN cell."""
     # No counts in the text: the caller logs a problem once, until it changes.
     if len(ts) == 0:
         return f"{signal}: no recent samples"
@@ -118,88 +201,60 @@ def _describe(
     return f"{signal}: no sample within {fill_limit:g}s"
 
 
-class Gather:
-    """Aligns one set of signals from :class:`Windows` rows in one pass (the fast path)."""
-
-    def __init__(self, signals: list[str]) -> None:
-        self.signals = signals
-        self.size = 0
-        """Samples per signal gathered; grows when a signal samples faster than the grid."""
-
-    def values(self, windows: Windows, grid: np.ndarray, fill_limit: float) -> np.ndarray | None:
-        """``values[time, signal]`` as :func:`align` gives it, or None when a cell is unknown,
-        a ring is short or out of time order (then call :func:`align`: it says why)."""
-        found = windows.rows(self.signals)
-        if found is None:
-            return None
-        rows, held = found
-        limit = windows.capacity
-        size = min(max(self.size, grid.size + 8), limit)
-        since = float(grid[0]) - fill_limit
-        while True:
-            ts, values = windows.tails(rows, size)
-            if _covered(held, ts[:, 0], size, since):
-                break
-            if size >= limit:
-                return None
-            size = min(2 * size, limit)
-        self.size = max(self.size, size)
-        padding = [max(size - h, 0) for h in held]
-        return held_block(ts, values, padding, grid, since, fill_limit)
-
-
 def _covered(held: list[int], oldest: np.ndarray, size: int, since: float) -> bool:
     """True when every row's samples newer than ``since`` were all gathered: it holds
     no more than ``size`` or its oldest gathered one is older (time order: so are all
     before it)."""
-    if bool((oldest < since).all()):
-        return True
+    if _MAX(oldest) < since:  # NaN (a padded row) is not older: it falls through
+        return True  # (the aligner checks this first, inline)
     return all(h <= size or t < since for h, t in zip(held, oldest.tolist(), strict=True))
 
 
 def held_block(
     ts: np.ndarray,
     values: np.ndarray,
-    padding: list[int],
+    padding: list[int] | None,
     grid: np.ndarray,
     since: float,
     fill_limit: float,
 ) -> np.ndarray | None:
-    """:func:`hold` of rows of time-ordered samples, all rows at once.
+    """:func:`hold` of rows of time-ordered samples newer than ``since``, all rows at once.
 
-    Row ``r`` starts with ``padding[r]`` NaN timestamps (slots never written).
+    Row ``r`` starts with ``padding[r]`` NaN timestamps (slots never written); samples
+    older than ``since`` may precede the others: they are held by no known cell.
 
     Returns:
-        ``[time, row]``, or None when any cell would be NaN.
+        ``[time, row]``, or None when any cell would be unknown (NaN in :func:`hold`).
     """
     rows, size = ts.shape
     width = grid.size
     # How many samples of each row are at or before each grid time: a histogram of
-    # the grid interval each sample falls in, accumulated along the grid.
-    bins, starts = _layout(rows, width, size)
-    interval = np.searchsorted(grid, ts.ravel(), side="left")
+    # the grid interval each sample falls in (NaN: past the last), accumulated.
+    bins, origins = _layout(rows, width, size)
+    interval = grid.searchsorted(ts.ravel(), side="left")
     interval += bins
     counts = np.bincount(interval, minlength=rows * (width + 1)).reshape(rows, width + 1)
-    before = counts[:, :width].cumsum(axis=1)
-    if not before[:, 0].all():
+    if np.count_nonzero(counts[:, 0]) < rows:  # a row with nothing at or before the grid
         return None
-    index = before - 1
-    index += starts if not any(padding) else starts + np.array(padding)[:, np.newaxis]
+    index: np.ndarray = _ACCUMULATE(counts[:, :width], axis=1)
+    index += origins if padding is None else origins + np.array(padding)[:, np.newaxis]
     at = ts.take(index)
     # ``at`` is a real sample at or before its grid time, later along the grid: the
     # first column is the oldest of each row.
-    if not (bool((at[:, 0] >= since).all()) and float((grid - at).max()) <= fill_limit + 1e-9):
+    if not (_MIN(at[:, 0]) >= since and _MAX(grid - at, axis=None) <= fill_limit + 1e-9):
         return None
     out = values.take(index.T)  # [time, row], C order as the model wants it
-    if np.isnan(out).any():
+    # Any NaN makes the sum NaN (an inf pair too: then explain() finds no gap).
+    if math.isnan(_SUM(out, axis=None)):
         return None
     return out
 
 
 @functools.lru_cache(maxsize=64)
 def _layout(rows: int, width: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per gathered sample its row's first histogram bin; per row its first sample."""
+    """Per gathered sample its row's first histogram bin; per row the index before its
+    first sample (a count of samples plus it is the index of the last one counted)."""
     bins = np.repeat(np.arange(0, rows * (width + 1), width + 1), size)
-    starts = np.arange(0, rows * size, size)[:, np.newaxis]
-    bins.flags.writeable = starts.flags.writeable = False  # shared between calls
-    return bins, starts
+    origins = np.arange(-1, rows * size - 1, size)[:, np.newaxis]
+    bins.flags.writeable = origins.flags.writeable = False  # shared between calls
+    return bins, origins

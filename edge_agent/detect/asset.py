@@ -21,6 +21,7 @@ sustained, steady alarm state becomes the new normal
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,8 @@ import numpy as np
 from edge_agent.detect.align import (
     WARMING_UP,
     Aligned,
-    Gather,
+    Aligner,
     SeriesSource,
-    align,
     grid_end,
     make_grid,
 )
@@ -42,7 +42,6 @@ from edge_agent.detect.lifecycle import Evidence, Level, Tracker
 from edge_agent.detect.runstate import RunState
 from edge_agent.detect.slot import ModelSlot
 from edge_agent.errors import ModelError
-from edge_agent.twin.windows import Windows
 from edge_agent.types import Alert, AlertKind, Severity
 
 log = logging.getLogger(__name__)
@@ -52,6 +51,7 @@ EVIDENCE_POINTS = 60
 RUN_MAX_AGE = 60.0
 """How old the run-state signal's latest value may be to count (older: unknown, running)."""
 STOPPED = "machine stopped"
+_SUM: Any = np.add.reduce  # ndarray.sum without its Python wrapper
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,7 @@ class AssetDetector:
             rows = max(2, int(config.rebaseline.after / slot.card.step))
             self.auto = AutoBaseline(rows, config.rebaseline.steady)
         self._previous: ModelCard | None = None
-        self._gather = Gather(slot.signals)
+        self._aligner = Aligner(slot.signals)
 
     @property
     def threshold(self) -> float:
@@ -122,32 +122,32 @@ class AssetDetector:
         if aligned.problem:
             self._skip(end, aligned.problem)
             return None
+        model = self.slot.model
         try:
-            errors = self.slot.model.errors(self.slot.model.normalise(aligned.values))[0]
+            errors = model.errors(model.normalise(aligned.values))[0]
         except ModelError as exc:
             self._skip(end, str(exc))
             return None
-        if not np.isfinite(errors).all():
+        score = mean(errors)
+        # A finite sum has only finite terms; an infinite one may be an overflow of them.
+        if not math.isfinite(score) and not np.isfinite(errors).all():
             self._skip(end, "the model returned non-finite errors")
             return None
-        self._resume()
-        if self._previous is not None and float(errors.mean()) >= self.threshold:
+        if self.problem:
+            self._resume()
+        if self._previous is not None and score >= self.threshold:
             errors = self._back_to_previous(aligned.values, errors)
-        event = self._judge(end, errors, aligned.grid, aligned.values)
+            score = mean(errors)
+        event = self._judge(end, errors, score, aligned.grid, aligned.values)
         if self.auto is not None and event is None:
             event = self._watch_baseline(end, aligned.values)
         return event
 
     def _align(self, windows: SeriesSource, grid: np.ndarray) -> Aligned:
         signals = self.slot.signals
-        if isinstance(windows, Windows):
-            if self._gather.signals is not signals:  # a swapped model may order them anew
-                self._gather = Gather(signals)
-            values = self._gather.values(windows, grid, self.fill_limit)
-            if values is not None:
-                return Aligned(grid, values, "")
-        # A gap, a BAD sample, a ring out of time order: the reference says which.
-        return align(windows, signals, grid, self.fill_limit)
+        if self._aligner.signals is not signals:  # a swapped model may order them anew
+            self._aligner = Aligner(signals)
+        return self._aligner.align(windows, grid, self.fill_limit)
 
     def _stopped(self, end: float) -> Alert | None:
         """The machine did not run over the whole window: no score, no alarm."""
@@ -202,19 +202,23 @@ class AssetDetector:
         return event
 
     def _judge(
-        self, end: float, errors: np.ndarray, grid: np.ndarray, values: np.ndarray
+        self, end: float, errors: np.ndarray, score: float, grid: np.ndarray, values: np.ndarray
     ) -> Alert | None:
-        score, threshold = float(errors.mean()), self.threshold
+        threshold = self.threshold
         if score >= threshold:
             level = Level.ABOVE
         elif score < threshold * self.config.clear_below:
             level = Level.BELOW
         else:
             level = Level.BAND
-        evidence = self._evidence(score, threshold, errors, grid, values)
-        event = self.tracker.update(end, level, evidence)
-        self.last = Scored(end, score, threshold, self.tracker.is_open)
-        return self._emit(event)
+        tracker = self.tracker
+        event = None
+        # A settled tracker ignores a level that is not ABOVE: no evidence to build.
+        if level is Level.ABOVE or not tracker.settled():
+            evidence = self._evidence(score, threshold, errors, grid, values)
+            event = tracker.update(end, level, evidence)
+        self.last = Scored(end, score, threshold, tracker.open is not None)
+        return self._emit(event) if event is not None else None
 
     def _evidence(
         self,
@@ -279,6 +283,15 @@ class AssetDetector:
         if self.problem:
             log.info("%s: scoring again", self.config.name)
         self.problem = ""
+
+
+def mean(errors: np.ndarray) -> float:
+    """``float(errors.mean())`` of a 1-D float array, bit for bit, without numpy's wrapper.
+
+    numpy sums in the array's type (pairwise), divides by the count as a float64 and
+    rounds the quotient back to the array's type.
+    """
+    return float(errors.dtype.type(float(_SUM(errors)) / errors.shape[0]))
 
 
 def window_values(

@@ -11,7 +11,7 @@ Versions: the card in use lives beside the model as ``<stem>.card.json`` (it
 wins over the card inside the model). Each calibration also writes
 ``<stem>.card.v<N>.json`` and never deletes one; before the first calibration
 the shipped card is saved the same way. ``rollback`` puts the previous version
-back. A running agent picks the new card up at its next step (hot swap).
+back. A running agent picks the new card up within a second (hot swap).
 
 Calibration that cannot hurt (``edge-agent calibrate``): only running rows are
 used (the asset's ``run_state``), never rows the agent recorded in alarm; fewer

@@ -38,6 +38,7 @@ from edge_agent.detect.lifecycle import Tracker
 from edge_agent.detect.prognosis import HealthTrend, Prognosis, PrognosticAsset
 from edge_agent.detect.prognostic import load_prognostic, model_kind
 from edge_agent.detect.requests import Request
+from edge_agent.detect.rule_batch import RuleBatch
 from edge_agent.detect.rules import Rule
 from edge_agent.detect.runstate import RunState
 from edge_agent.detect.slot import ModelSlot
@@ -64,7 +65,6 @@ class Detector:
     ) -> None:
         self.config = config
         self.assets = {a.config.name: a for a in assets}
-        self.rules = rules
         self.prognostic = {p.config.name: p for p in prognostic}
         self.trends = {
             a.config.name: HealthTrend(a.config.name, a.config.prognosis)
@@ -86,6 +86,16 @@ class Detector:
             asset.tracker.chatter = chatter
         for rule in rules:
             rule.tracker.chatter = chatter
+        self.rules = rules  # after the run-states: the batch plans by them
+
+    @property
+    def rules(self) -> list[Rule]:
+        """The rules, in the order their events come."""
+        return self._batch.rules
+
+    @rules.setter
+    def rules(self, rules: list[Rule]) -> None:
+        self._batch = RuleBatch(rules)
 
     @classmethod
     def load(cls, config: DetectConfig, resolve: Callable[[str], Path]) -> Detector:
@@ -129,10 +139,7 @@ class Detector:
                 alerts.append(event)
             if asset.last is not before:
                 scored.append(asset)
-        for rule in self.rules:
-            event = rule.step(windows, now)
-            if event is not None:
-                alerts.append(event)
+        alerts += self._batch.step(windows, now)
         self._record(scored, now)
         for name, prognostic in self.prognostic.items():
             self._prognosis(name, prognostic.step(windows, now), now)
@@ -180,6 +187,7 @@ class Detector:
         so upstream is not left with an alert open for good.
         """
         trackers = self._trackers()
+        self._batch.unsettle()
         orphans: list[Alert] = []
         for alert in alerts:
             tracker = trackers.get((alert.asset, alert.cause))
@@ -198,6 +206,7 @@ class Detector:
             what = "no open alert" if not found else f"{len(found)} open alerts"
             return None, f"refused: {what} with id {request.alert!r}"
         tracker = found[0]
+        self._batch.unsettle()
         by = request.by or "operator"
         if request.action == "ack":
             event = tracker.acknowledge(now, by)
@@ -231,10 +240,13 @@ class Detector:
             out[name] = 100.0 * min(1.0, max(0.0, 1.0 - 0.5 * ratio))
             if asset.tracker.open is not None and asset.config.mode == "live":
                 out[name] = min(out[name], _CAPS[asset.tracker.open.severity])
+        for name in self._batch.assets:
+            out.setdefault(name, 100.0)  # an asset with rules only
         for rule in self.rules:
-            name = rule.tracker.asset
-            cap = _CAPS[rule.tracker.open.severity] if rule.tracker.open else 100.0
-            out[name] = min(out.get(name, 100.0), cap)
+            opened = rule.tracker.open
+            if opened is not None:
+                name = rule.tracker.asset
+                out[name] = min(out[name], _CAPS[opened.severity])
         return out
 
     def samples(self) -> list[Sample]:
@@ -265,9 +277,10 @@ class Detector:
                 self._put(f"{name}.alarm", last.ts, float(last.alarm))
                 if name in self.trends:
                     self.trends[name].observe(last.ts, last.score, last.threshold)
+        known = self._health
         for name, value in self.health().items():
-            if value != self._health.get(name):
-                self._health[name] = value
+            if value != known.get(name):
+                known[name] = value
                 self._put(f"{name}.health", now, value)
 
     def _put(self, key: str, ts: float, value: float) -> None:

@@ -146,6 +146,24 @@ class Tracker:
         """True while an alert is raised and not yet cleared."""
         return self.open is not None
 
+    def settled(self) -> bool:
+        """True when an update with any level but ABOVE would change nothing and return None.
+
+        No alert is open, the cause is not shelved, no streak is running and none of
+        the recent evaluations was ABOVE. (Such an update would only add a non-ABOVE
+        entry to the k-of-n history, which holds none to count.) A caller that knows
+        the level may then skip the update, and the building of its evidence.
+        """
+        raised = self._raise
+        return (
+            self.open is None
+            and not self.shelved_until
+            and raised.since is None
+            and self._clear.since is None
+            and self._escalate.since is None
+            and True not in raised.recent
+        )
+
     def restore(self, alert: Alert) -> None:
         """Take back an alert left open by a previous run, so its clear keeps its id."""
         self.open = alert

@@ -52,6 +52,9 @@ class AnomalyModel:
         self.card = card
         self.backend = backend
         self._runner = runner
+        # The card is fixed for this object (with_card makes a new one): convert it once.
+        self._mean = np.asarray(card.mean, dtype=np.float32)
+        self._std = np.asarray(card.std, dtype=np.float32)
 
     @property
     def n_signals(self) -> int:
@@ -65,9 +68,10 @@ class AnomalyModel:
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """Apply the card's normalisation to raw values ``[..., n_signals]`` (float32)."""
-        mean = np.asarray(self.card.mean, dtype=np.float32)
-        std = np.asarray(self.card.std, dtype=np.float32)
-        return ((np.asarray(raw, dtype=np.float32) - mean) / std).astype(np.float32)
+        # dtype=float32 casts the raw values first, as np.asarray(raw, np.float32) would.
+        out: np.ndarray = np.subtract(raw, self._mean, dtype=np.float32)
+        np.divide(out, self._std, out=out)
+        return out
 
     def errors(self, windows: np.ndarray) -> np.ndarray:
         """Per-signal errors of normalised windows.

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.detect.align import WARMING_UP, SeriesSource, align, grid_end, make_grid
+from edge_agent.detect.align import WARMING_UP, Aligner, SeriesSource, grid_end, make_grid
 from edge_agent.detect.config import AssetConfig, PrognosisConfig
 from edge_agent.detect.prognostic import PrognosticModel
 from edge_agent.detect.slot import match_signals
@@ -184,6 +184,7 @@ class PrognosticAsset:
         self.model = model
         who = f"asset {config.name}"
         self.signals = match_signals(model.card.signals, config.signals, who)
+        self._aligner = Aligner(self.signals)
         self.last: Prognosis | None = None
         self.problem = ""
         self._last_end = float("-inf")
@@ -207,8 +208,8 @@ class PrognosticAsset:
         if end <= self._last_end:
             return None
         self._last_end = end
-        aligned = align(windows, self.signals, make_grid(end, card.step, card.window),
-                        self.fill_limit)  # fmt: skip
+        grid = make_grid(end, card.step, card.window)
+        aligned = self._aligner.align(windows, grid, self.fill_limit)
         if aligned.problem:
             self._skip(end, aligned.problem)
             return None

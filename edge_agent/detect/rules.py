@@ -52,6 +52,8 @@ from edge_agent.types import Alert, AlertKind, Severity
 Verdict = tuple[Level, Callable[[], Evidence] | None]
 """A level and, unless UNKNOWN, how to build its evidence (only an event needs it)."""
 _SEVERITY = {s.value: s for s in Severity}
+_MIN: Any = np.minimum.reduce  # ndarray.min without its Python wrapper
+_MAX: Any = np.maximum.reduce
 
 EVIDENCE_POINTS = 60
 """Values a rule alert carries at most."""
@@ -83,6 +85,8 @@ class Rule:
         if self.run is not None and not self._running(windows, now):
             return self.tracker.stop(now, f"machine stopped ({self.run.describe()})")
         level, evidence = self.evaluate(windows, now)
+        if level is not Level.ABOVE and self.tracker.settled():
+            return None  # the update would change nothing
         if level is Level.ABOVE and evidence is not None and not self.tracker.is_open:
             evidence = _with_values(evidence, self.config.signal, windows, now)
         return self.tracker.update(now, level, evidence)
@@ -230,10 +234,10 @@ def _flatline(c: FlatlineRuleConfig, windows: SeriesSource, now: float) -> Verdi
         return Level.UNKNOWN, None
     start = now - c.for_
     ts, values = windows.series(c.signal, start - c.max_age)
-    ts, values = np.asarray(ts, np.float64), np.asarray(values, np.float64)
     if isinstance(windows, Windows) and windows.rows([c.signal]) is not None:
         seen = _seen_in_order(ts, values, start, now, c.max_age)
     else:
+        ts, values = np.asarray(ts, np.float64), np.asarray(values, np.float64)
         seen = _seen(ts, values, start, now, c.max_age)
     if seen is None:
         return Level.UNKNOWN, None
@@ -270,12 +274,13 @@ def _seen_in_order(
 ) -> tuple[float, float, float] | None:
     """:func:`_seen` of a series in time order: the held sample and those after it are
     one slice."""
-    held, end = (int(i) for i in np.searchsorted(ts, (start, now), side="right"))
-    held -= 1
+    held = int(ts.searchsorted(start, "right")) - 1
+    # Usually nothing is newer than the step: the end is the end.
+    end = len(ts) if ts.size and ts[-1] <= now else int(ts.searchsorted(now, "right"))
     if held < 0 or end <= held + 1 or start - ts[held] > max_age + 1e-9:
         return None
     seen = values[held:end]
-    low, high = float(seen.min()), float(seen.max())
+    low, high = float(_MIN(seen)), float(_MAX(seen))
     if math.isnan(low) or math.isnan(high):  # a BAD sample (NaN) in the span
         return None
     return float(values[held]), low, high

@@ -1,8 +1,12 @@
 """The model of one asset: loaded, matched to the asset's signals, swapped when its files change.
 
-Hot swap: at every detection step the slot compares the ``(mtime, size)`` of the
+Hot swap: at a detection step the slot compares the ``(mtime, size)`` of the
 model file and of its card beside it (``<stem>.card.json``, written by
-``edge-agent calibrate``) with what it loaded. On a change it loads the new
+``edge-agent calibrate``) with what it loaded, at most once every
+:data:`CHECK_EVERY` seconds of the monotonic clock (three ``stat`` calls, 6-13 us,
+cost more than a rule's whole step; a detector stepping every second still
+checks at every step). A changed file is therefore seen at the first step at
+least :data:`CHECK_EVERY` after the previous check. On a change it loads the new
 files *beside* the running model and validates them (the model loader's checks,
 the card's signals against the asset's, one probe window giving finite errors of
 the right shape). Only then does it replace the model, in one assignment between
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FileKey = tuple[tuple[int, int] | None, ...]
+
+CHECK_EVERY = 1.0
+"""Seconds (monotonic) between two looks at the model's files."""
 
 
 def _norm(name: str) -> str:
@@ -129,10 +137,13 @@ class ModelSlot:
         self.model = model
         self.signals = signals
         self._key = key
-        # Plain strings: this is stat-ed every step, and pathlib costs more than the call.
+        # Plain strings: these are stat-ed every second, and pathlib costs more than the call.
         self._files = tuple(map(str, watched(path)))
         self._refused: FileKey | None = None
         self.engine = engine  # as configured; the model's .backend says which one runs
+        self.check_every = CHECK_EVERY
+        self.clock = time.monotonic
+        self._checked = float("-inf")
 
     @classmethod
     def load(
@@ -155,7 +166,15 @@ class ModelSlot:
         self.model = model
 
     def refresh(self) -> bool:
-        """Swap in a changed model if it validates; True when swapped."""
+        """Swap in a changed model if it validates; True when swapped.
+
+        The files are looked at only if :attr:`check_every` seconds have passed on
+        :attr:`clock` since the last look.
+        """
+        now = self.clock()
+        if now - self._checked < self.check_every:
+            return False
+        self._checked = now
         key = file_key(self._files)
         if key == self._key or key == self._refused:
             return False

@@ -136,6 +136,31 @@ class Windows:
             return None
         return rows, [min(counts[r], capacity) for r in rows]
 
+    def gather(
+        self, signals: Sequence[str], size: int
+    ) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
+        """:meth:`rows` then :meth:`tails` in one call (a detector's read at every step):
+        the newest ``size`` samples of each of ``signals`` and how many each holds; None
+        unless every one has samples and holds them in time order (or none is named)."""
+        rows_of, counts, ordered_at = self._rows, self._count, self._ordered_at
+        capacity = self.capacity
+        size = min(size, capacity)
+        rows, held, firsts, starts = [], [], [], []
+        for signal in signals:
+            row = rows_of.get(signal)
+            if row is None or counts[row] < ordered_at[row]:
+                return None
+            count = counts[row]
+            first = (count - size) % capacity
+            rows.append(row)
+            held.append(count if count < capacity else capacity)
+            firsts.append(first)
+            starts.append(row * capacity + first)
+        if not rows:
+            return None
+        ts, values = self._take(rows, firsts, size, min(held) < size, starts)
+        return ts, values, held
+
     def tails(self, rows: list[int], size: int) -> tuple[np.ndarray, np.ndarray]:
         """The newest ``size`` (at most ``capacity``) samples of each row, oldest first.
 
@@ -146,14 +171,29 @@ class Windows:
         capacity = self.capacity
         size = min(size, capacity)
         firsts = [(self._count[r] - size) % capacity for r in rows]
+        return self._take(rows, firsts, size, short=True)
+
+    def _take(
+        self,
+        rows: list[int],
+        firsts: list[int],
+        size: int,
+        short: bool,
+        starts: list[int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`tails`, each row from its slot ``firsts[i]`` (``starts``: the same as
+        indices of the flat arrays, if known); ``short``: a row may hold fewer than
+        ``size`` samples."""
+        capacity = self.capacity
         if max(firsts) + size <= capacity:  # no row wraps: one contiguous run per row
-            starts = np.array([r * capacity + f for r, f in zip(rows, firsts, strict=True)])
-            slots = starts[:, np.newaxis] + _span(size)
+            if starts is None:
+                starts = [r * capacity + f for r, f in zip(rows, firsts, strict=True)]
+            slots = np.array(starts)[:, np.newaxis] + _span(size)
         else:
             slots = (np.array(firsts)[:, np.newaxis] + _span(size)) % capacity
             slots += np.array(rows)[:, np.newaxis] * capacity
         ts, values = self._ts.take(slots), self._values.take(slots)
-        for i, row in enumerate(rows):
+        for i, row in enumerate(rows if short else ()):
             missing = size - self._count[row]
             if missing > 0:  # slots never written: padding, never samples
                 ts[i, :missing] = np.nan

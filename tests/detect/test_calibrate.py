@@ -72,6 +72,7 @@ def test_versions_rollback_and_hot_swap(tmp_path: Path) -> None:
     path = square_model(tmp_path / "tiny.onnx")
     asset = AssetConfig(name="pump", model="tiny.onnx", signals=list(SIGNALS))
     det = Detector.load(DetectConfig(assets=[asset]), lambda p: tmp_path / p)
+    det.assets["pump"].slot.check_every = 0.0  # files looked at every step, not once a second
     shipped = det.assets["pump"].slot.card
     card2, saved = calibrate.save(path, shipped, shipped.replace(threshold=5.0))
     assert (card2.version, saved.name) == (2, "tiny.card.v2.json")

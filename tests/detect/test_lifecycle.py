@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from edge_agent.detect.lifecycle import Evidence, Gate, Level, Tracker
@@ -63,3 +63,40 @@ def test_band_neither_raises_nor_clears() -> None:
         assert t.update(float(i), Level.BAND, EVIDENCE) is None
     cleared = t.update(50.0, Level.BELOW, EVIDENCE)
     assert cleared is not None and cleared.state is AlertState.CLEARED
+
+
+@settings(max_examples=300, deadline=None)
+@example([Level.ABOVE, Level.BELOW, Level.BELOW, Level.ABOVE], 2, 1, 0.0)
+@given(
+    actions=st.lists(st.sampled_from([*Level, *Level, "ack", "shelve", "unshelve", "stop"])),
+    k=st.integers(1, 3),
+    extra=st.integers(0, 2),
+    hold=st.sampled_from([0.0, 2.0]),
+)
+def test_a_settled_tracker_ignores_what_is_not_above(
+    actions: list[Level | str], k: int, extra: int, hold: float
+) -> None:
+    """Skipping the update of a settled tracker when the level is not ABOVE (as the rule
+    batch and the asset do) changes no event and no later decision."""
+    gate = Gate(k, k + extra, hold)
+    always, skipping = tracker(gate, Gate(k, k + extra)), tracker(gate, Gate(k, k + extra))
+    skipped = 0
+    for i, action in enumerate(actions):
+        now = float(i)
+        if isinstance(action, Level):
+            evidence = None if action is Level.UNKNOWN else EVIDENCE
+            expected = always.update(now, action, evidence)
+            if action is not Level.ABOVE and skipping.settled():
+                skipped += 1
+                assert expected is None
+                continue
+            assert skipping.update(now, action, evidence) == expected
+        elif action == "ack":
+            assert skipping.acknowledge(now, "op") == always.acknowledge(now, "op")
+        elif action == "shelve":
+            assert skipping.shelve(now, now + 5, "op") == always.shelve(now, now + 5, "op")
+        elif action == "unshelve":
+            assert skipping.unshelve(now, "op") == always.unshelve(now, "op")
+        else:
+            assert skipping.stop(now, "stopped") == always.stop(now, "stopped")
+    assert skipping.open == always.open

@@ -1,4 +1,8 @@
-"""Model hot swap: a changed model file is validated first, then swapped between two steps."""
+"""Model hot swap: a changed model file is validated first, then swapped between two steps.
+
+The slots look at their files at most once per ``CHECK_EVERY`` (1 s) of their clock; here
+that clock follows the steps, one second apart, as a detector stepping every second sees it.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +39,19 @@ def publish(tmp_path: Path, data: bytes, bump: int) -> None:
 
 def step(det: Detector, windows: Windows, t: float) -> None:
     windows.append(rows(T0 + t, [1.0, 1.0, 1.0]))
+    for asset in det.assets.values():
+        asset.slot.clock = lambda: t  # seconds, as time.monotonic gives them
     det.step(windows, T0 + t)
+
+
+def test_files_are_looked_at_once_per_check_interval(tmp_path: Path) -> None:
+    det, windows = load(tmp_path), Windows(100)
+    step(det, windows, 0)
+    publish(tmp_path, square_model(tmp_path / "v2.onnx", card(threshold=7.0)).read_bytes(), 1)
+    step(det, windows, 0.5)  # half a second after the last look: not looked at yet
+    assert det.assets["pump"].threshold == 1.0
+    step(det, windows, 1.0)
+    assert det.assets["pump"].threshold == 7.0
 
 
 def test_valid_new_model_is_swapped_in(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -90,3 +90,27 @@ def test_rows_need_every_signal_and_tails_wrap_the_ring() -> None:
     young.append([Sample("a.x", T0 + i, float(i), Quality.GOOD) for i in range(3)])
     ts, _ = young.tails([0], 5)  # two slots never written: NaN padding in front
     assert np.isnan(ts[0, :2]).all() and list(ts[0, 2:]) == [T0, T0 + 1, T0 + 2]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_gather_is_rows_then_tails(seed: int) -> None:
+    rng = random.Random(seed)
+    windows = Windows(rng.choice([5, 16]))
+    names = ["a.x", "a.y", "a.z"]
+    agreed = 0
+    for t in range(200):
+        for name in names:
+            if rng.random() < 0.8 or t < 3:  # rows fill at their own pace; some go late
+                ts = T0 + t - (rng.choice([0.5, 9.0]) if rng.random() < 0.03 else 0.0)
+                windows.append([Sample(name, ts, rng.gauss(0.0, 1.0), Quality.GOOD)])
+        signals = rng.sample(names + ["a.never"] * (t % 50 == 0), k=2)
+        size = rng.choice([1, 3, 8, 40])
+        found, rows = windows.gather(signals, size), windows.rows(signals)
+        if rows is None:
+            assert found is None
+            continue
+        assert found is not None and found[2] == rows[1]
+        for got, expected in zip(found[:2], windows.tails(rows[0], size), strict=True):
+            np.testing.assert_array_equal(got, expected)
+        agreed += 1
+    assert agreed > 100 and windows.gather([], 3) is None
