@@ -171,7 +171,8 @@ def parse_config(text: str | bytes, path: Path, *, offline: bool = False) -> Age
     problems: list[str] = []
     unset: list[str] = []
     substituted: dict[YamlPath, tuple[str, str]] = {}
-    data = _substitute_all(data, (), lines, unset if offline else problems, path, substituted)
+    if _may_hold_variables(text):  # the walk copies every value: 20 ms at 10,000 signals
+        data = _substitute_all(data, (), lines, unset if offline else problems, path, substituted)
     if problems:
         raise ConfigError("\n".join(problems))
     if not isinstance(data, dict):
@@ -261,6 +262,13 @@ def _run_state_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:
                 at: YamlPath = ("detect", section, n, "run_state")
                 out.append((at, RunState.parse(item.run_state).signal))
     return out
+
+
+def _may_hold_variables(text: str | bytes) -> bool:
+    """Whether a value of the file can hold ``${``: the text holds it, or an escape may make it."""
+    if isinstance(text, bytes):
+        return b"${" in text or b"\\" in text
+    return "${" in text or "\\" in text
 
 
 def _substitute_all(
