@@ -227,14 +227,11 @@ def _unknown_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:
     A config without sources is an offline one (``replay``): nothing to check against.
     The detector's own ``detect.<asset>.health/score/alarm`` signals are allowed.
     """
-    import difflib
-
-    from edge_agent.registry import build_source
-
     if not config.sources:
         return []
-    known = sorted({i.signal for c in config.sources for i in build_source(c).signals()})
-    known += [f"link.{c.name}" for c in config.sources]
+    # From the configs: building the sources would import their modules (a child's parse).
+    produced = {name for source in config.sources for name in source.signal_names()}
+    known = produced | {f"link.{c.name}" for c in config.sources}
     watched: list[tuple[YamlPath, str]] = [
         (("detect", "rules", n, "signal"), rule.signal)
         for n, rule in enumerate(config.detect.rules)
@@ -246,10 +243,16 @@ def _unknown_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:
     problems = []
     for at, signal in watched:
         if signal not in known and not signal.startswith("detect."):
-            close = difflib.get_close_matches(signal, known, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]}?)" if close else ""
+            hint = _did_you_mean(signal, known)
             problems.append((at, f"{format_path(at)}: no source produces {signal!r}{hint}"))
     return problems
+
+
+def _did_you_mean(signal: str, known: set[str]) -> str:
+    import difflib  # only for a config error
+
+    close = difflib.get_close_matches(signal, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _run_state_signals(config: AgentConfig) -> list[tuple[YamlPath, str]]:

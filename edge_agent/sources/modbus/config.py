@@ -207,3 +207,7 @@ class ModbusSourceConfig(StrictModel):
     def signal_name(self, register: ModbusRegisterConfig) -> str:
         """The signal name of ``register``: ``source.name``, lowercase."""
         return f"{self.name}.{register.name}".lower()
+
+    def signal_names(self) -> list[str]:
+        """Every signal of the source, without building it (the config's own checks)."""
+        return [self.signal_name(register) for register in self.registers]
