@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import json
 import logging
@@ -145,10 +146,16 @@ def _run(args: argparse.Namespace) -> int:
     from edge_agent.config_fork import ForkedConfig
     from edge_agent.secret_files import check_secret_files
 
-    parsing = ForkedConfig.start(args.config)  # parse debris stays in the child
-    from edge_agent.agent import run_agent, run_until_signalled  # imported meanwhile
+    # No collector passes over the modules being imported and the config coming in
+    # (objects that all live on): about 30 ms of the time to READY at 10,000 signals.
+    gc.disable()
+    try:
+        parsing = ForkedConfig.start(args.config)  # parse debris stays in the child
+        from edge_agent.agent import run_agent, run_until_signalled  # imported meanwhile
 
-    config = parsing.result()
+        config = parsing.result()
+    finally:
+        gc.enable()
     check_secret_files(config, args.config)
     # Data files 0640 however the agent is started (the unit sets UMask=0027 too).
     os.umask(os.umask(0o027) | 0o027)
