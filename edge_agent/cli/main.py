@@ -8,7 +8,6 @@ only inside their handlers, so ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import importlib
 import json
@@ -191,6 +190,8 @@ def _read_once(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
 
     config = load_config(args.config)
+    import asyncio  # not at the top: `run` forks its config child before asyncio is imported
+
     failed = asyncio.run(_read_all([_source(c) for c in config.sources], args.timeout))
     return 2 if failed else 0
 
@@ -238,6 +239,8 @@ async def _read_source(source: Any, per_source_s: float, latest: dict[str, Any])
     ``latest`` is filled as samples come, so a timeout still leaves them there.
     Returns the signals that got no reading.
     """
+    import asyncio
+
     wanted = {info.signal for info in source.signals()}
     interval = float(source.config.interval)
     loop = asyncio.get_running_loop()

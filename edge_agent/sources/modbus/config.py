@@ -17,9 +17,7 @@ from edge_agent.sources.modbus.codec import (
     Table,
     register_count,
 )
-from edge_agent.sources.modbus.link import (
-    Endpoint,
-)
+from edge_agent.sources.modbus.endpoint import Endpoint
 
 _TIMEOUT_MOST = 1.0
 _TIMEOUT_LEAST = 0.1
