@@ -82,12 +82,12 @@ class ForkedConfig:
         if self._pid == 0:
             return load_config(self.path)
         with os.fdopen(self._read_end, "rb") as pipe:
-            data = pipe.read()
+            try:  # read as the child writes: its pickling and this unpickling overlap
+                config = pickle.load(pipe)
+            except Exception:  # nothing or a part: the child failed (and exits 1)
+                config = None
         _, status = os.waitpid(self._pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            return load_config(self.path)
-        config = pickle.loads(data)
-        if not isinstance(config, AgentConfig):
+        if os.waitstatus_to_exitcode(status) != 0 or not isinstance(config, AgentConfig):
             return load_config(self.path)
         return config
 
@@ -99,9 +99,9 @@ def _child(path: str | Path, write_end: int) -> None:
     gc.disable()
     code = 1
     try:
-        data = pickle.dumps(for_running(load_config(path)), protocol=pickle.HIGHEST_PROTOCOL)
-        with os.fdopen(write_end, "wb") as pipe:
-            pipe.write(data)
+        config = for_running(load_config(path))
+        with os.fdopen(write_end, "wb") as pipe:  # in frames: the parent unpickles meanwhile
+            pickle.dump(config, pipe, protocol=pickle.HIGHEST_PROTOCOL)
         code = 0
     except BaseException:  # the parent reports it by loading the config itself
         code = 1
