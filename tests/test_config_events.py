@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_agent.config_errors import YamlPath
 from edge_agent.config_events import read_events
 from edge_agent.config_yaml import (
     MAX_DEPTH,
@@ -35,7 +37,7 @@ FILES = [ROOT / "config.example.yaml", ROOT / "edge_agent" / "sim" / "demo.yaml"
          *sorted((ROOT / "examples").glob("*.yaml"))]  # fmt: skip
 
 
-def _events(text: str) -> object:
+def _events(text: str) -> tuple[Any, dict[YamlPath, int]] | None:
     escapes = "\\" in text
     return read_events(_Loader(text), max_depth=MAX_DEPTH, max_values=MAX_VALUES, escapes=escapes)
 
@@ -67,7 +69,9 @@ def test_shipped_configs_are_read_from_the_events_as_the_full_way_reads_them(pat
 def test_a_big_plant_is_read_from_the_events(flow: bool) -> None:
     plant = _plant(3000)
     text = json.dumps(plant, indent=1) if flow else yaml.safe_dump(plant, sort_keys=False)
-    data, lines = _events(text)  # type: ignore[misc]
+    read = _events(text)
+    assert read is not None
+    data, lines = read
     assert data == plant
     assert lines[("sources", 0, "registers", 2999, "address")] == lines[
         ("sources", 0, "registers", 2999)
