@@ -27,6 +27,11 @@ Each goal is printed as met or not met against the numbers of this run.
 model, agent and minimal loop) plus ``--starts`` extra starts of each for the
 median time to READY, prints them and leaves BENCHMARKS.md alone: a quick check of
 the RSS and READY goals (about 2 minutes).
+
+``--only ready`` starts the agent ``--starts`` times in each case of this bench
+that has 5,000 tags or more, and in the 2,000-tag case with a model, the pinned
+case as in the full run (CPU 0 busy), and prints the time to READY of each: no
+timed window, BENCHMARKS.md left alone (about a minute at 7 starts).
 """
 
 from __future__ import annotations
@@ -191,6 +196,24 @@ def run_memory(port: int, seconds: float, counter: Any, starts: int) -> str:
     return "\n\n".join([header, memory_goals(rows, ready), scaling_table(rows)]) + "\n"
 
 
+READY_CASES = [Case(2000, 1.0, assets=1), Case(5000, 0.1), Case(10_000, 0.1),
+               Case(10_000, 1.0, assets=1)]  # fmt: skip
+
+
+def run_ready(port: int, starts: int) -> str:
+    """``--only ready``: the time to READY of the big cases, ``starts`` starts each."""
+    rows = [(case, ready_seconds(case, port, starts)) for case in READY_CASES]
+    with busy_core("0"):
+        rows.append((PINNED, ready_seconds(PINNED, port, starts)))
+    head = "| case | READY median s | min | max | starts |\n|---|---:|---:|---:|---:|"
+    lines = [machine(), "", head]
+    lines += [
+        f"| {case.label} | {statistics.median(t):.2f} | {min(t):.2f} | {max(t):.2f} | {len(t)} |"
+        for case, t in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def run_all(port: int, seconds: float, soak_seconds: float, counter: Any) -> str:
     header = machine()
     named: dict[str, Row] = {}
@@ -217,11 +240,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="timed window per case")
     parser.add_argument("--soak", type=float, default=900.0, help="soak seconds")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
-    parser.add_argument("--only", choices=["memory"], help="only the memory and READY cases")
+    parser.add_argument("--only", choices=["memory", "ready"],
+                        help="only the memory cases, or only the times to READY")  # fmt: skip
     parser.add_argument("--starts", type=int, default=5, help="READY starts per case (--only)")
     args = parser.parse_args()
     with modbus_server() as (port, counter):
-        if args.only:
+        if args.only == "ready":
+            body = run_ready(port, args.starts)
+        elif args.only:
             body = run_memory(port, args.seconds, counter, args.starts)
         else:
             body = run_all(port, args.seconds, args.soak, counter)

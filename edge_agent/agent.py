@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -164,6 +165,7 @@ async def _supervise(
             tasks.create_task(_watchdog_forever(notifier, worker))
             _on_hangup(lambda: tasks.create_task(running.reload()))
             notifier.send("READY=1")
+            gc.enable()  # `run` starts with the collector off (cli/main.py)
             log.info("agent %s running: %d source(s), %d sink(s)",
                      config.agent.id, len(sources), len(sinks))  # fmt: skip
     finally:

@@ -40,6 +40,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from edge_agent.config_errors import YamlPath, format_path
+from edge_agent.config_events import CONSTRUCTOR, CORE, INT64, MERGE, SCALARS, read_events
 from edge_agent.errors import ConfigError
 
 MAX_BYTES = 2 * 1024 * 1024
@@ -51,13 +52,9 @@ MAX_DEPTH = 48
 MAX_VALUES = 200_000
 """Most values (keys' values, list items, scalars) the file may expand to."""
 
-_CORE = "tag:yaml.org,2002:"
-_MERGE = _CORE + "merge"
+_CORE, _MERGE, _SCALARS, _CONSTRUCTOR, _INT64 = CORE, MERGE, SCALARS, CONSTRUCTOR, INT64
 _MAP, _SEQ = _CORE + "map", _CORE + "seq"
-_SCALARS = {_CORE + name for name in ("str", "int", "float", "bool", "null")}
 _AS_TEXT = (_CORE + "timestamp", _CORE + "value")
-_CONSTRUCTOR = yaml.constructor.SafeConstructor()
-_INT64 = 2**63
 # Same set as PyYAML's and libyaml's readers, checked here so the line can be named.
 _NOT_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
 
@@ -194,12 +191,32 @@ def read_config_bytes(path: Path) -> bytes:
 def load_yaml(data: bytes | str, path: Path) -> tuple[Any, dict[YamlPath, int]]:
     """Plain data (dict, list, str, int, float, bool, None) and the line of each YAML path.
 
+    Most files are read straight from the parser's events (:mod:`edge_agent.config_events`);
+    one with anchors, aliases, tags, merge keys or any fault is read by :func:`read_nodes`.
+
     Raises:
         ConfigError: every fault found, one ``file:line: sentence`` each.
     """
     text = _decode(data, path) if isinstance(data, bytes) else data
     try:
         _check_printable(text)
+    except _Problem as problem:
+        raise ConfigError(f"{path}:{problem.line}: {problem.message}") from None
+    direct = read_events(
+        _Loader(text), max_depth=MAX_DEPTH, max_values=MAX_VALUES, escapes="\\" in text
+    )
+    return direct if direct is not None else read_nodes(text, path)
+
+
+def read_nodes(text: str, path: Path) -> tuple[Any, dict[YamlPath, int]]:
+    """:func:`load_yaml` the full way: nodes composed, measured, then walked.
+
+    ``text`` must have passed the check for control characters.
+
+    Raises:
+        ConfigError: every fault found, one ``file:line: sentence`` each.
+    """
+    try:
         node, loader = _compose(text)
         if node is None:
             return {}, {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -272,6 +273,21 @@ async def test_locked_outbox_does_not_stop_the_agent(tmp_path: Path) -> None:
     agent.cancel()
     outcome = (await asyncio.gather(agent, return_exceptions=True))[0]
     assert not done, f"the agent stopped: {outcome!r}"
+
+
+async def test_the_collector_is_back_on_once_the_agent_runs(tmp_path: Path) -> None:
+    # `run` starts with the garbage collector off (cli/main.py); the agent turns it on
+    # at READY, or a running agent would never free a reference cycle.
+    config = load_config(_sections_config(tmp_path))
+    gc.disable()
+    agent = asyncio.create_task(run_agent(config))
+    try:
+        await _until(lambda: gc.isenabled() or agent.done(), 20)
+        assert gc.isenabled() and not agent.done()
+    finally:
+        gc.enable()
+        agent.cancel()
+        await asyncio.gather(agent, return_exceptions=True)
 
 
 async def test_sigterm_during_startup_leaves_no_open_twin(tmp_path: Path) -> None:

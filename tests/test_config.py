@@ -281,3 +281,21 @@ def test_nested_typo_names_path_line_and_suggestion(tmp_path: Path, case: str) -
     """Fine today: these typos are placed right (kept as regressions)."""
     text, expected = NESTED_OK[case]
     assert expected in _first_error(tmp_path, text)
+
+
+def test_a_sources_config_names_the_signals_its_source_declares(tmp_path: Path) -> None:
+    # The config's own check of rule signals reads the names from the configs (a
+    # child's parse builds no source): they must be the sources' catalogue.
+    from edge_agent.registry import build_source
+
+    implied = tmp_path / "serial.yaml"
+    implied.write_text(
+        "sources:\n  - type: serial\n    name: vib2\n    port: /dev/null\n"
+        "    parse: {type: regex, pattern: 'R=(?P<RMS>[0-9.]+) T=(?P<temp>[0-9.]+)'}\n"
+    )
+    example = load_config(Path(__file__).parent.parent / "config.example.yaml", offline=True)
+    sources = [*example.sources, *load_config(implied).sources]
+    assert {source.type for source in sources} == {"modbus", "opcua", "serial"}
+    for source in sources:
+        assert source.signal_names() == [i.signal for i in build_source(source).signals()]
+    assert sources[-1].signal_names() == ["vib2.rms", "vib2.temp"]

@@ -154,3 +154,14 @@ def test_the_run_command_imports_none_of_the_areas_tools() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     # cli.flags: the shared flag types (durations, renamed flags), a few lines of argparse
     assert sorted(out.stdout.split()) == ["edge_agent.cli.flags", "edge_agent.cli.main"]
+
+
+def test_run_forks_its_config_child_before_asyncio_is_imported() -> None:
+    # Everything imported before the fork delays the config child, the critical path
+    # to READY at 10,000 signals: the child needs the config models, not asyncio.
+    code = (
+        "import sys, edge_agent.cli.main, edge_agent.config_fork\n"
+        f"print(' '.join(m for m in ('asyncio', *{HEAVY!r}) if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

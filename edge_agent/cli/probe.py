@@ -26,9 +26,9 @@ from edge_agent.sources.modbus.codec import (
     decode_exact,
     register_count,
 )
+from edge_agent.sources.modbus.endpoint import Endpoint
 from edge_agent.sources.modbus.link import (
     MALFORMED,
-    Endpoint,
     ModbusLink,
     NoAnswer,
     Refused,

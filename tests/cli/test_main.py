@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -83,6 +84,7 @@ def test_run_with_a_locked_twin_is_a_clear_error(
         other.close()
     assert code not in (0, None)
     assert "another process" in capsys.readouterr().err
+    assert gc.isenabled()  # `run` turns the collector off until READY, and on if it fails
 
 
 def test_check_config_refuses_a_rule_on_an_unknown_signal(

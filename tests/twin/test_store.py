@@ -73,6 +73,24 @@ def test_restart_keeps_catalogue_latest_and_history(db: Path) -> None:
     again.close()
 
 
+def test_register_takes_many_signals_at_once_the_last_entry_of_each(db: Path) -> None:
+    store = open_store(db, TwinConfig(max_samples=5), T0 + 100)
+    store.write([Sample("x.auto", T0, 1.0, Quality.GOOD)])  # id 1, from a write
+    first, changed = SignalInfo("a.t", "a", 1.0, unit="K"), SignalInfo("a.t", "a", 1.0, unit="C")
+    many = [SignalInfo(f"a.s{i}", "a", 0.1) for i in range(3000)]
+    store.register([first, *many, changed, SignalInfo("x.auto", "x", 2.0)])
+    ids = dict(store._conn.execute("SELECT name, id FROM signals"))
+    assert ids["x.auto"] == 1 and ids["a.t"] == 2 and ids["a.s0"] == 3
+    assert sorted(ids.values()) == list(range(1, 3003))  # one id each, none skipped
+    store.write([Sample(f"a.s{i}", T0 + 1, float(i), Quality.GOOD) for i in range(3000)])
+    store.close()
+    again = open_store(db, TwinConfig(max_samples=5), T0 + 100)
+    by_name = {info.signal: info for info in again.signals()}
+    assert by_name["a.t"] == changed and by_name["x.auto"].interval == 2.0
+    assert again.history("a.s2999", 0.0)[0].value == 2999.0
+    again.close()
+
+
 def test_changing_max_samples_reslots_the_newest(db: Path) -> None:
     store = open_store(db, TwinConfig(max_samples=10), T0 + 100)
     batches = list(feed(SIGNALS, 25))

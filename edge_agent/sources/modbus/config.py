@@ -17,9 +17,7 @@ from edge_agent.sources.modbus.codec import (
     Table,
     register_count,
 )
-from edge_agent.sources.modbus.link import (
-    Endpoint,
-)
+from edge_agent.sources.modbus.endpoint import Endpoint
 
 _TIMEOUT_MOST = 1.0
 _TIMEOUT_LEAST = 0.1
@@ -207,3 +205,7 @@ class ModbusSourceConfig(StrictModel):
     def signal_name(self, register: ModbusRegisterConfig) -> str:
         """The signal name of ``register``: ``source.name``, lowercase."""
         return f"{self.name}.{register.name}".lower()
+
+    def signal_names(self) -> list[str]:
+        """Every signal of the source, without building it (the config's own checks)."""
+        return [self.signal_name(register) for register in self.registers]

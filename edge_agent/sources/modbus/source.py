@@ -33,10 +33,10 @@ from edge_agent.sources.modbus.codec import (
     decode_registers,
 )
 from edge_agent.sources.modbus.config import ModbusRegisterConfig, ModbusSourceConfig
+from edge_agent.sources.modbus.endpoint import Endpoint
 from edge_agent.sources.modbus.health import UnitHealth
 from edge_agent.sources.modbus.link import (
     MALFORMED,
-    Endpoint,
     ModbusLink,
     NoAnswer,
     Refused,

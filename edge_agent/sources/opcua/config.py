@@ -148,6 +148,10 @@ class OpcuaSourceConfig(StrictModel):
                 )
         return self
 
+    def signal_names(self) -> list[str]:
+        """Every signal of the source, without building it (the config's own checks)."""
+        return [signal_name(self.name, node) for group in self.groups for node in group.nodes]
+
 
 def signal_name(source: str, node: OpcuaNodeConfig) -> str:
     """The signal a node feeds: ``<source>.<name>``, lowercase."""

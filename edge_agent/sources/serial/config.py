@@ -123,6 +123,10 @@ class SerialSourceConfig(StrictModel):
         """The signals; for a regex without a list, one per named group."""
         return list(self.signals or self._implied)
 
+    def signal_names(self) -> list[str]:
+        """Every signal of the source, without building it (the config's own checks)."""
+        return [f"{self.name}.{signal.name}".lower() for signal in self.signal_configs()]
+
     def request_bytes(self) -> bytes:
         """The request as bytes (latin-1, so ``"\\x05"`` is the byte 5)."""
         return _latin1("request", self.request)

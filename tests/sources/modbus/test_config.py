@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from edge_agent.config import parse_config
 from edge_agent.errors import ConfigError
 from edge_agent.sources.modbus.config import ModbusSourceConfig
-from edge_agent.sources.modbus.link import Endpoint
+from edge_agent.sources.modbus.endpoint import Endpoint
 
 YAML = """\
 sources:
