@@ -55,8 +55,9 @@ def check_trust(server_der: bytes, config: OpcuaSecurityConfig, name: str) -> No
     check_dates(cert, what, _RENEW_SERVER)
     _warn_expiring(cert, thumb, name)
     trusted = _load_trusted(folder)
-    if any(_vouches(anchor, cert) for anchor in trusted):
-        check_revoked(cert, trusted, config.crl, what)
+    path = _chain(cert, trusted, _load_trusted(folder / "issuers"))
+    if path is not None:
+        _check_path(path, trusted, config.crl, what)
         return
     if config.trust == "first_use" and not trusted:
         check_revoked(cert, [], config.crl, what)
@@ -154,6 +155,61 @@ def _load_trusted(folder: Path) -> list[x509.Certificate]:
         except ValueError:
             log.warning("skipping %s in the trust list: not a certificate", path)
     return certs
+
+
+_MAX_DEPTH = 6  # intermediate CAs followed at most: real plants have one or two
+
+
+def _chain(
+    cert: x509.Certificate, trusted: list[x509.Certificate], issuers: list[x509.Certificate]
+) -> list[x509.Certificate] | None:
+    """``[cert, intermediate CAs..., trusted anchor]``, or None when no chain reaches the list.
+
+    Intermediate CAs come from ``<trust_dir>/issuers``: they link a certificate to
+    a trusted CA but are not trusted by themselves.
+    """
+    path = [cert]
+    while len(path) <= _MAX_DEPTH:
+        anchor = next((a for a in trusted if _vouches(a, path[-1])), None)
+        if anchor is not None:
+            return path if anchor == path[-1] else [*path, anchor]
+        step = next((c for c in issuers if c not in path and _vouches(c, path[-1])), None)
+        if step is None:
+            return None
+        path.append(step)
+    return None
+
+
+def _check_path(
+    path: list[x509.Certificate], trusted: list[x509.Certificate], crl: str, what: str
+) -> None:
+    """The CAs of a chain: within their dates and path lengths; no link revoked.
+
+    Raises:
+        SourceError: naming the CA (or the certificate) at fault.
+    """
+    for depth, ca in enumerate(path[1:]):
+        link = f"{what}: its CA {ca.subject.rfc4514_string()}"
+        check_dates(ca, link, "renew that CA's certificate (and give it to this gateway)")
+        limit = _path_length(ca)
+        if limit is not None and depth > limit:
+            raise SourceError(
+                f"{link} allows {limit} intermediate CA(s) below it, the chain has {depth}; "
+                "the CA certificates do not fit together, ask the server's administrator"
+            )
+    for cert in path[:-1] or path:  # the anchor itself is trusted, not checked against CRLs
+        who = what if cert is path[0] else f"{what}: its CA {cert.subject.rfc4514_string()}"
+        check_revoked(cert, [*trusted, *path], crl, who)
+
+
+def _path_length(ca: x509.Certificate) -> int | None:
+    """The pathLenConstraint of a CA certificate (None: no limit)."""
+    from cryptography import x509
+
+    try:
+        return ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+    except x509.ExtensionNotFound:
+        return None
 
 
 def _vouches(anchor: x509.Certificate, cert: x509.Certificate) -> bool:

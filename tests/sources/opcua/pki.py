@@ -34,17 +34,33 @@ class Authority:
     key: rsa.RSAPrivateKey
 
     @classmethod
-    def make(cls, name: str) -> Authority:
+    def make(cls, name: str, path_length: int | None = 0) -> Authority:
         """A self-signed CA certificate (CA:TRUE, keyCertSign)."""
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        cert = (
-            _builder(subject, subject, key.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_key_usage(ca=True), critical=True)
-            .sign(key, hashes.SHA256())
+        self_signed = cls(
+            _builder(subject, subject, key.public_key()).sign(key, hashes.SHA256()), key
         )
-        return cls(cert, key)
+        return cls(self_signed.certify(self_signed, path_length=path_length), key)
+
+    def issue_ca(self, name: str) -> Authority:
+        """An intermediate CA, certified by this one."""
+        intermediate = Authority.make(name)
+        return Authority(self.certify(intermediate), intermediate.key)
+
+    def certify(
+        self,
+        other: Authority,
+        days: tuple[float, float] = (-1, 365),
+        path_length: int | None = 0,
+    ) -> x509.Certificate:
+        """A CA certificate for ``other``'s name and key, signed by this CA."""
+        return (
+            _builder(other.cert.subject, self.cert.subject, other.key.public_key(), days)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+            .add_extension(_key_usage(ca=True), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
 
     def issue_server(
         self, cert_path: Path, key_path: Path, uri: str, days: tuple[float, float] = (-1, 365)
@@ -99,9 +115,10 @@ class Authority:
         path.write_bytes(cert.public_bytes(Encoding.DER))
         return path
 
-    def write(self, path: Path) -> Path:
-        """The CA certificate as a PEM file (as administrators hand them out)."""
-        path.write_bytes(self.cert.public_bytes(Encoding.PEM))
+    def write(self, path: Path, cert: x509.Certificate | None = None) -> Path:
+        """The CA certificate (or ``cert``) as a PEM file (as administrators hand them out)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes((cert or self.cert).public_bytes(Encoding.PEM))
         return path
 
 
