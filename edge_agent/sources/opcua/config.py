@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
@@ -152,7 +153,7 @@ class OpcuaSourceConfig(StrictModel):
         return self
 
     def warnings(self) -> list[str]:
-        """What ``check-config`` should say although the config loads: our certificates' dates."""
+        """What ``check-config`` should say although the config loads: certificates, CRLs."""
         from edge_agent.sources.opcua.certs import date_problem
 
         said = []
@@ -169,6 +170,8 @@ class OpcuaSourceConfig(StrictModel):
                     f"{self.name}: {key} {path} {problem}; make a new one "
                     "(`edge-agent opcua gen-cert`) and have the server trust it"
                 )
+        if self.security.crl and not Path(self.security.crl).exists():
+            said.append(f"{self.name}: security.crl {self.security.crl} not found: connects fail")
         return said
 
     def signal_names(self) -> list[str]:

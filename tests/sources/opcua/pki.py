@@ -84,14 +84,14 @@ class Authority:
         key_path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
         return cert
 
-    def revoke(self, serials: list[int], path: Path, pem: bool = False) -> Path:
-        """Write this CA's CRL naming ``serials`` (DER, or PEM)."""
+    def revoke(self, serials: list[int], path: Path, pem: bool = False, due: float = 7) -> Path:
+        """Write this CA's CRL naming ``serials`` (DER, or PEM), next update in ``due`` days."""
         now = dt.datetime.now(dt.UTC)
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.cert.subject)
-            .last_update(now - dt.timedelta(hours=1))
-            .next_update(now + dt.timedelta(days=7))
+            .last_update(now + dt.timedelta(days=min(due, 0) - 1))
+            .next_update(now + dt.timedelta(days=due))
         )
         for serial in serials:
             revoked = (

@@ -66,5 +66,16 @@ async def test_a_missing_crl_is_refused_rather_than_unchecked(
 ) -> None:
     missing = tmp_path / "nowhere.crl"
     cfg = config(shared_server, secure(pki, trust_with_ca(pki, tmp_path), crl=str(missing)))
+    assert cfg.warnings() == [f"sec: security.crl {missing} not found: connects fail"]
     with pytest.raises(SourceError, match=rf"crl {missing} not found; revocation cannot be"):
         await read_once(cfg)
+
+
+async def test_a_stale_crl_still_refuses_and_asks_for_a_fresh_one(
+    shared_server: TestServer, pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    crl = pki.ca.revoke([serial(pki)], tmp_path / "stale.crl", due=-2)
+    cfg = config(shared_server, secure(pki, trust_with_ca(pki, tmp_path), crl=str(crl)))
+    with caplog.at_level(logging.WARNING), pytest.raises(SourceError, match="is revoked"):
+        await read_once(cfg)
+    assert any("was due for renewal" in r.getMessage() for r in caplog.records)
