@@ -8,9 +8,13 @@ here, from the same :func:`default_application_uri` the source uses.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 from pathlib import Path
+
+EXPIRY_WARNING = dt.timedelta(days=30)
+"""A certificate that expires sooner than this is warned about."""
 
 
 def default_application_uri() -> str:
@@ -58,3 +62,28 @@ def make_certificate(
     with os.fdopen(fd, "wb") as out:
         out.write(cert_gen.dump_private_key_as_pem(key))
     cert_path.write_bytes(cert.public_bytes(Encoding.DER))
+
+
+def date_problem(path: str, now: dt.datetime | None = None) -> str:
+    """What is wrong with the validity dates of the certificate in ``path`` (empty: nothing).
+
+    ``expired on ...``, ``is not valid before ...`` or ``expires on ... (in N day(s))``.
+    A missing or unreadable file gives nothing: connecting says that in words.
+    """
+    from cryptography import x509
+
+    try:
+        data = Path(path).read_bytes()
+        pem = b"-----BEGIN" in data
+        cert = x509.load_pem_x509_certificate(data) if pem else x509.load_der_x509_certificate(data)
+    except (OSError, ValueError):
+        return ""
+    now = now or dt.datetime.now(dt.UTC)
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if now > end:
+        return f"expired on {end:%Y-%m-%d %H:%M} UTC"
+    if now < start:
+        return f"is not valid before {start:%Y-%m-%d %H:%M} UTC"
+    if end - now < EXPIRY_WARNING:
+        return f"expires on {end:%Y-%m-%d %H:%M} UTC (in {(end - now).days} day(s))"
+    return ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
@@ -26,6 +27,8 @@ class OpcuaSecurityConfig(StrictModel):
         trust_dir: directory of trusted server certificates (or their CAs).
         trust: ``list``: only certificates in ``trust_dir``; ``first_use``: an
             empty directory takes the first server certificate seen, then acts as a list.
+        crl: a certificate revocation list (DER or PEM), or a directory of them; a
+            server certificate a trusted CA's CRL names is refused. Read at every connect.
     """
 
     policy: Policy = "None"
@@ -35,6 +38,7 @@ class OpcuaSecurityConfig(StrictModel):
     key_password: Secret | None = None
     trust_dir: ConfigPath = ""
     trust: Literal["list", "first_use"] = "list"
+    crl: ConfigPath = ""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -147,6 +151,28 @@ class OpcuaSourceConfig(StrictModel):
                     f"source's interval ({self.interval} s), which is how often it polls"
                 )
         return self
+
+    def warnings(self) -> list[str]:
+        """What ``check-config`` should say although the config loads: certificates, CRLs."""
+        from edge_agent.sources.opcua.certs import date_problem
+
+        said = []
+        for key, path in (
+            (
+                "security.cert_file",
+                self.security.cert_file if self.security.policy != "None" else "",
+            ),
+            ("auth.cert_file", self.auth.cert_file if self.auth.type == "certificate" else ""),
+        ):
+            problem = date_problem(path) if path else ""
+            if problem:
+                said.append(
+                    f"{self.name}: {key} {path} {problem}; make a new one "
+                    "(`edge-agent opcua gen-cert`) and have the server trust it"
+                )
+        if self.security.crl and not Path(self.security.crl).exists():
+            said.append(f"{self.name}: security.crl {self.security.crl} not found: connects fail")
+        return said
 
     def signal_names(self) -> list[str]:
         """Every signal of the source, without building it (the config's own checks)."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_agent.errors import SourceError
 from edge_agent.schema import Secret
-from edge_agent.sources.opcua.trust import check_trust, first_certificate
+from edge_agent.sources.opcua.trust import check_dates, check_trust, first_certificate
 
 if TYPE_CHECKING:
     from asyncua.client.client import Client
@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 from edge_agent.sources.opcua.config import Mode, OpcuaAuthConfig, OpcuaSecurityConfig
 
 log = logging.getLogger(__name__)
+
+RENEW_OWN = (
+    "make a new one (`edge-agent opcua gen-cert`) and have the server trust it, "
+    "or set this gateway's clock if it is wrong"
+)
 
 
 _POLICY_CLASSES = {
@@ -111,7 +116,8 @@ def _identity(
     ValueError.
 
     Raises:
-        SourceError: a missing file, not a certificate, or a key it cannot decrypt.
+        SourceError: a missing file, not a certificate, a certificate out of its
+            validity dates, or a key it cannot decrypt.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization as ser
@@ -122,6 +128,7 @@ def _identity(
         cert = x509.load_pem_x509_certificate(data) if pem else x509.load_der_x509_certificate(data)
     except ValueError as exc:
         raise SourceError(f"{name}: {cert_path} is not a certificate (PEM or DER): {exc}") from exc
+    check_dates(cert, f"{name}: our certificate {cert_path}", RENEW_OWN)
     key = _private_key(key_path, password, name)
     der = key.private_bytes(ser.Encoding.DER, ser.PrivateFormat.PKCS8, ser.NoEncryption())
     return cert.public_bytes(ser.Encoding.DER), der

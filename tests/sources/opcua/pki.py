@@ -34,25 +34,46 @@ class Authority:
     key: rsa.RSAPrivateKey
 
     @classmethod
-    def make(cls, name: str) -> Authority:
+    def make(cls, name: str, path_length: int | None = 0) -> Authority:
         """A self-signed CA certificate (CA:TRUE, keyCertSign)."""
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        cert = (
-            _builder(subject, subject, key.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_key_usage(ca=True), critical=True)
-            .sign(key, hashes.SHA256())
+        self_signed = cls(
+            _builder(subject, subject, key.public_key()).sign(key, hashes.SHA256()), key
         )
-        return cls(cert, key)
+        return cls(self_signed.certify(self_signed, path_length=path_length), key)
 
-    def issue_server(self, cert_path: Path, key_path: Path, uri: str) -> None:
-        """Write a server certificate for ``uri`` signed by this CA, and its key."""
+    def issue_ca(self, name: str) -> Authority:
+        """An intermediate CA, certified by this one."""
+        intermediate = Authority.make(name)
+        return Authority(self.certify(intermediate), intermediate.key)
+
+    def certify(
+        self,
+        other: Authority,
+        days: tuple[float, float] = (-1, 365),
+        path_length: int | None = 0,
+    ) -> x509.Certificate:
+        """A CA certificate for ``other``'s name and key, signed by this CA."""
+        return (
+            _builder(other.cert.subject, self.cert.subject, other.key.public_key(), days)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+            .add_extension(_key_usage(ca=True), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+
+    def issue_server(
+        self, cert_path: Path, key_path: Path, uri: str, days: tuple[float, float] = (-1, 365)
+    ) -> x509.Certificate:
+        """Write a server certificate for ``uri`` signed by this CA, and its key.
+
+        ``days``: notBefore and notAfter, in days from now.
+        """
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test server")])
         san = [x509.UniformResourceIdentifier(uri), x509.DNSName("localhost")]
         cert = (
-            _builder(subject, self.cert.subject, key.public_key())
+            _builder(subject, self.cert.subject, key.public_key(), days)
             .add_extension(x509.SubjectAlternativeName(san), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(ca=False), critical=True)
@@ -61,6 +82,28 @@ class Authority:
         )
         cert_path.write_bytes(cert.public_bytes(Encoding.DER))
         key_path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        return cert
+
+    def revoke(self, serials: list[int], path: Path, pem: bool = False, due: float = 7) -> Path:
+        """Write this CA's CRL naming ``serials`` (DER, or PEM), next update in ``due`` days."""
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(now + dt.timedelta(days=min(due, 0) - 1))
+            .next_update(now + dt.timedelta(days=due))
+        )
+        for serial in serials:
+            revoked = (
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(now - dt.timedelta(minutes=30))
+                .build()
+            )
+            builder = builder.add_revoked_certificate(revoked)
+        crl = builder.sign(self.key, hashes.SHA256())
+        path.write_bytes(crl.public_bytes(Encoding.PEM if pem else Encoding.DER))
+        return path
 
     def write_without_ca_flag(self, path: Path) -> Path:
         """This CA's name and key in a certificate marked CA:FALSE (it must vouch for nothing)."""
@@ -72,14 +115,18 @@ class Authority:
         path.write_bytes(cert.public_bytes(Encoding.DER))
         return path
 
-    def write(self, path: Path) -> Path:
-        """The CA certificate as a PEM file (as administrators hand them out)."""
-        path.write_bytes(self.cert.public_bytes(Encoding.PEM))
+    def write(self, path: Path, cert: x509.Certificate | None = None) -> Path:
+        """The CA certificate (or ``cert``) as a PEM file (as administrators hand them out)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes((cert or self.cert).public_bytes(Encoding.PEM))
         return path
 
 
 def _builder(
-    subject: x509.Name, issuer: x509.Name, public: rsa.RSAPublicKey
+    subject: x509.Name,
+    issuer: x509.Name,
+    public: rsa.RSAPublicKey,
+    days: tuple[float, float] = (-1, 365),
 ) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.UTC)
     return (
@@ -88,9 +135,26 @@ def _builder(
         .issuer_name(issuer)
         .public_key(public)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
+        .not_valid_before(now + dt.timedelta(days=days[0]))
+        .not_valid_after(now + dt.timedelta(days=days[1]))
     )
+
+
+def self_signed_client(cert_path: Path, key_path: Path, days: tuple[float, float]) -> Path:
+    """Write a client certificate for CLIENT_URI valid ``days`` (from, to) from now, and its key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dated client")])
+    san = [x509.UniformResourceIdentifier(CLIENT_URI), x509.DNSName("localhost")]
+    cert = (
+        _builder(name, name, key.public_key(), days)
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(_key_usage(ca=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.write_bytes(cert.public_bytes(Encoding.DER))
+    key_path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return cert_path
 
 
 def _key_usage(ca: bool) -> x509.KeyUsage:
@@ -142,7 +206,7 @@ class Pki:
             ("user", "urn:edge-agent:test-user"),
         ):
             cert, key = root / f"{name}.der", root / f"{name}.key.pem"
-            make_certificate(cert, key, uri, "localhost", days=30)
+            make_certificate(cert, key, uri, "localhost", days=365)
             paths[f"{name}_cert"], paths[f"{name}_key"] = cert, key
         ca = Authority.make("edge-agent test CA")
         server_cert, server_key = root / "server.der", root / "server.key.pem"
