@@ -32,6 +32,7 @@ from asyncua.client.client import Client
 from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subscription
 
 from edge_agent.backoff import Backoff
+from edge_agent.sources.opcua.counters import OpcuaCounts
 from edge_agent.sources.opcua.nodes import (
     OpcuaGroupConfig,
     Resolved,
@@ -135,6 +136,7 @@ class Subscriptions:
         inbox: Inbox,
         resolve: Resolver,
         unfiltered: set[str],
+        counts: OpcuaCounts | None = None,
     ) -> None:
         self.client = client
         self.config = config
@@ -143,6 +145,7 @@ class Subscriptions:
         self.unfiltered = unfiltered  # signals whose deadband the server refused
         self.entries: list[_Entry] = []
         self.rebuilds = 0
+        self.counts = counts if counts is not None else OpcuaCounts()  # the source's, kept
         self._handle = 0
 
     async def add(self, group: OpcuaGroupConfig, nodes: list[Resolved]) -> None:
@@ -263,8 +266,13 @@ class Subscriptions:
         """Rebuild silent or ended subscriptions; retry nodes that could not be monitored."""
         now = time.monotonic()
         for entry in list(self.entries):
-            reason = self._ended(entry) or self._silence(entry, now)
+            ended = self._ended(entry)
+            reason = ended or self._silence(entry, now)
             if reason:
+                if ended:
+                    self.counts.ended += 1
+                else:
+                    self.counts.silent += 1
                 await self._rebuild(entry, reason)
             elif entry.missing and now >= entry.retry_at:
                 await self._retry(entry)
