@@ -30,7 +30,7 @@ from edge_agent.forward.outbox import Outbox
 from edge_agent.metrics import AgentCollector, AgentView
 from edge_agent.registry import build_source
 from edge_agent.sim.plant import Plant
-from edge_agent.sources.poll import PollStats, poll_forever
+from edge_agent.sources.poll import PollStats, Source, poll_forever
 from edge_agent.twin.config import TwinConfig
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
@@ -125,6 +125,25 @@ async def serving(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@asynccontextmanager
+async def serving_sources(
+    sources: list[Source], folder: Path, port: int
+) -> AsyncIterator[list[PollStats]]:
+    """The site view serving ``sources`` (each with the PollStats yielded) on ``port``.
+
+    The test drives the sources itself (``poll_forever`` or ``read()``).
+    """
+    worker = Worker()
+    store = SignalStore.open(folder / "twin.db", TwinConfig())
+    polls = [(source, PollStats()) for source in sources]
+    try:
+        async with serving(AgentView("gw-test", polls), store, worker, port):
+            yield [stats for _, stats in polls]
+    finally:
+        store.close()
+        worker.close()
 
 
 def _agent_config(plant: Plant, folder: Path) -> AgentConfig:

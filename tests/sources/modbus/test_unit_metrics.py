@@ -11,27 +11,21 @@ stopping the server while a request waits for a silent unit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pymodbus.constants import ExcCodes
 
-from edge_agent.metrics import AgentView
 from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.modbus.source import ModbusSource
 from edge_agent.sources.poll import PollStats, poll_forever
-from edge_agent.twin.config import TwinConfig
-from edge_agent.twin.store import SignalStore
-from edge_agent.worker import Worker
 from tests.conftest import free_port
 from tests.sources.modbus.server import Peer, Silence, device, start_tcp
-from tests.test_metrics import Series, scrape, serving, value
+from tests.test_metrics import Series, scrape, serving_sources, value
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,20 +46,6 @@ def source(url: str, **extra: Any) -> ModbusSource:
     ]
     raw = {"type": "modbus", "name": "line", "url": url, "interval": "500ms", "timeout": "200ms"}
     return ModbusSource(ModbusSourceConfig.model_validate({**raw, **extra, "registers": registers}))
-
-
-@contextlib.asynccontextmanager
-async def site(src: ModbusSource, tmp_path: Path, port: int) -> AsyncIterator[PollStats]:
-    """The site view serving ``src``'s counters on ``port`` (the poll loop is the test's)."""
-    worker = Worker()
-    store = SignalStore.open(tmp_path / "twin.db", TwinConfig())
-    stats = PollStats()
-    try:
-        async with serving(AgentView("gw-test", [(src, stats)]), store, worker, port):
-            yield stats
-    finally:
-        store.close()
-        worker.close()
 
 
 async def poll_for(src: ModbusSource, stats: PollStats, seconds: float) -> None:
@@ -99,7 +79,7 @@ async def test_each_unit_counts_its_requests_and_failures(tmp_path: Path, port: 
     started = time.time()
     src = source(f"tcp://127.0.0.1:{port}")
     try:
-        async with site(src, tmp_path, web := free_port()) as stats:
+        async with serving_sources([src], tmp_path, web := free_port()) as (stats,):
             await poll_for(src, stats, 3.0)
             series = await asyncio.to_thread(scrape, web)
             api = await asyncio.to_thread(status, web)
@@ -177,7 +157,7 @@ async def test_a_request_cut_by_a_lost_connection_is_counted(tmp_path: Path, por
     raw = {"type": "modbus", "name": "line", "url": f"tcp://127.0.0.1:{port}", "interval": "5s"}
     src = ModbusSource(ModbusSourceConfig.model_validate({**raw, "timeout": "4s",
                                                           "registers": registers}))  # fmt: skip
-    async with site(src, tmp_path, web := free_port()) as stats:
+    async with serving_sources([src], tmp_path, web := free_port()) as (stats,):
         task = asyncio.create_task(poll_forever(src, lambda _batch: None, stats))
         try:
             await asyncio.wait_for(peer.wire.arrived.wait(), 10)
