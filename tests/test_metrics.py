@@ -212,6 +212,9 @@ async def _check_flow(port: int, detect: DetectorLoop) -> None:
             and value(s, "edge_agent_twin_samples_written_total") > 0
             and value(s, "edge_agent_source_events_total", source="probe", event="good") > 0
             and value(s, "edge_agent_outbox_backlog_rows", sink="up", **ALERT) >= 1
+            # the loop counts a raise once the outbox's put returns: a snapshot taken on
+            # the worker thread in between sees the row before the count
+            and value(s, "edge_agent_alerts_total", state="raised") >= 1
         ),
     )
     assert value(later, "edge_agent_source_reads_total", source="pump1") >= 1

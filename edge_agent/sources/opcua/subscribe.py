@@ -144,7 +144,6 @@ class Subscriptions:
         self.resolve = resolve
         self.unfiltered = unfiltered  # signals whose deadband the server refused
         self.entries: list[_Entry] = []
-        self.rebuilds = 0
         self.counts = counts if counts is not None else OpcuaCounts()  # the source's, kept
         self._handle = 0
 
@@ -305,7 +304,6 @@ class Subscriptions:
 
     async def _rebuild(self, entry: _Entry, reason: str) -> None:
         log.warning("%s: %s; rebuilding it", self.config.name, reason)
-        self.rebuilds += 1
         self.entries.remove(entry)
         await self._hand_over(entry)
         await _delete(entry)

@@ -18,14 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pymodbus.constants import ExcCodes
 
+from edge_agent.agent import run_agent
+from edge_agent.config import load_config
 from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.modbus.source import ModbusSource
 from edge_agent.sources.poll import PollStats, poll_forever
 from tests.conftest import free_port
 from tests.sources.modbus.server import Peer, Silence, device, start_tcp
-from tests.test_metrics import Series, scrape, serving_sources, value
+from tests.test_metrics import Series, listening, scrape, serving_sources, until, value
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -182,3 +185,41 @@ async def _until_lost(port: int) -> Series:
             return series
         assert time.monotonic() < deadline, "the loss was not seen before the timeout"
         await asyncio.sleep(0.05)
+
+
+async def test_the_whole_agent_serves_the_unit_counters(tmp_path: Path, port: int) -> None:
+    """``edge-agent run`` as the service runs it: its own site view, its own poll loops."""
+    devices = [device(ALIVE), device(BUSY)]
+    devices[1].action = busy
+    peer = await start_tcp(devices, port)
+    web = free_port()
+    registers = [{"name": "ok", "address": 0, "device_id": ALIVE},
+                 {"name": "busy", "address": 0, "device_id": BUSY}]  # fmt: skip
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump({
+        "agent": {"id": "gw-test", "data_dir": str(tmp_path / "data")},
+        "sources": [{"type": "modbus", "name": "line", "url": f"tcp://127.0.0.1:{port}",
+                     "interval": "200ms", "registers": registers}],
+        "web": {"listen": f"127.0.0.1:{web}"},
+    }))  # fmt: skip
+    agent = asyncio.create_task(run_agent(load_config(path)))
+    try:
+        await listening(web, within=30)
+        series = await until(web, lambda s: _busy_counted(s) >= 3, within=30)
+        api = await asyncio.to_thread(status, web)
+    finally:
+        agent.cancel()
+        await asyncio.gather(agent, return_exceptions=True)
+        await peer.stop()
+    assert unit_series(series, "edge_agent_modbus_requests_total", BUSY) >= _busy_counted(series)
+    assert unit_series(series, "edge_agent_modbus_requests_total", ALIVE) >= 3
+    assert (
+        unit_series(series, "edge_agent_modbus_failed_requests_total", ALIVE, kind="exception") == 0
+    )
+    units = {u["unit"]: u for u in api["sources"][0]["units"]}
+    assert units[BUSY]["exceptions"]["6"] >= 3 and units[ALIVE]["answers"] >= 3
+
+
+def _busy_counted(series: Series) -> float:
+    labels = {"code": "6", "name": "server_device_busy"}
+    return unit_series(series, "edge_agent_modbus_exceptions_total", BUSY, **labels)
