@@ -99,6 +99,7 @@ def opcua_record(source: Any) -> dict[str, int] | None:
         "data_changes": counts.data_changes,
         "sessions": counts.sessions,
         "reconnects": counts.reconnects,
+        "keepalive_misses": counts.keepalive_misses,
         "subscriptions_silent": counts.silent,
         "subscriptions_ended": counts.ended,
         "subscriptions_recreated": counts.recreated,
@@ -172,6 +173,11 @@ _OPCUA = (
     ("opcua_data_changes", "Data-change notifications received on subscriptions.", "data_changes"),
     ("opcua_sessions", "Sessions opened (the first, then one per reconnect).", "sessions"),
     ("opcua_session_reconnects", "Sessions opened after the first.", "reconnects"),
+    (
+        "opcua_keepalive_misses",
+        "Gaps in a subscription's publish responses over 1.5 keep-alive periods, each once.",
+        "keepalive_misses",
+    ),
     ("opcua_read_splits", "Reads refused as too big and sent again in halves.", "read_splits"),
 )
 

@@ -59,6 +59,7 @@ OPCUA_COUNTS = obj(
     data_changes=INT,
     sessions=INT,
     reconnects=INT,
+    keepalive_misses=INT,
     subscriptions_silent=INT,
     subscriptions_ended=INT,
     subscriptions_recreated=INT,

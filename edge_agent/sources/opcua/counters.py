@@ -18,6 +18,9 @@ class OpcuaCounts:
     Attributes:
         data_changes: data-change notifications received on subscriptions.
         sessions: sessions opened and made ready (the first, then one per reconnect).
+        keepalive_misses: gaps in a subscription's publish responses longer than one
+            and a half keep-alive periods (``publishing_interval x keepalive_count``),
+            each counted once, also when it ended in a rebuild for silence.
         silent: subscriptions found silent (no publish response, not even a
             keep-alive, for ``silence_timeout``) and rebuilt.
         ended: subscriptions the server said it ended (a status change) and rebuilt.
@@ -26,6 +29,7 @@ class OpcuaCounts:
 
     data_changes: int = 0
     sessions: int = 0
+    keepalive_misses: int = 0
     silent: int = 0
     ended: int = 0
     read_splits: int = 0

@@ -52,6 +52,9 @@ ua: Any = _ua
 
 BUFFER = 200_000  # notifications kept between two reads; beyond it the oldest go
 _LIFETIME_KEEPALIVES = 6  # the spec asks for a lifetime of at least 3 keep-alive periods
+# A publish response (data or keep-alive) comes at least once per keep-alive period; one
+# this much later counts as a missed keep-alive (the half period absorbs loop jitter).
+_LATE_KEEPALIVES = 1.5
 # What servers answer for a data-change filter on a node it does not fit (Part 4, 7.22.2).
 FILTER_REFUSED = frozenset(
     {
@@ -124,6 +127,7 @@ class _Entry:
     pump: asyncio.Task[None] | None = None
     created: float = field(default_factory=time.monotonic)
     closed: str = ""  # a status-change reason from the server, when it ended the subscription
+    late: bool = False  # a keep-alive was missed and no publish response came since
 
 
 class Subscriptions:
@@ -268,13 +272,28 @@ class Subscriptions:
             ended = self._ended(entry)
             reason = ended or self._silence(entry, now)
             if reason:
-                if ended:
-                    self.counts.ended += 1
-                else:
-                    self.counts.silent += 1
+                self._count_rebuild(entry, bool(ended))
                 await self._rebuild(entry, reason)
-            elif entry.missing and now >= entry.retry_at:
+                continue
+            self._keepalive(entry, now)
+            if entry.missing and now >= entry.retry_at:
                 await self._retry(entry)
+
+    def _count_rebuild(self, entry: _Entry, ended: bool) -> None:
+        if ended:
+            self.counts.ended += 1
+            return
+        self.counts.silent += 1
+        if not entry.late:  # a silence shorter than a late keep-alive is a miss too
+            self.counts.keepalive_misses += 1
+
+    def _keepalive(self, entry: _Entry, now: float) -> None:
+        """Count one missed keep-alive per gap in the publish responses."""
+        period = publishing_of(entry.group, self.config.interval) * self.config.keepalive_count
+        late = now - (entry.sub.last_publish_at or entry.created) > _LATE_KEEPALIVES * period
+        if late and not entry.late:
+            self.counts.keepalive_misses += 1
+        entry.late = late
 
     def _ended(self, entry: _Entry) -> str:
         return f"server ended the subscription ({entry.closed})" if entry.closed else ""

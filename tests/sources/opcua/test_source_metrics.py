@@ -34,7 +34,7 @@ pytestmark = pytest.mark.timeout(90)
 
 def counters(series: Series, source: str) -> dict[str, float]:
     """The OPC UA families of ``source`` in one scrape."""
-    names = ("data_changes", "sessions", "session_reconnects", "read_splits")
+    names = ("data_changes", "sessions", "session_reconnects", "keepalive_misses", "read_splits")
     found = {n: value(series, f"edge_agent_opcua_{n}_total", source=source) for n in names}
     for reason in ("silent", "ended"):
         found[reason] = value(
@@ -100,9 +100,26 @@ async def test_silent_and_ended_subscriptions_are_counted_apart(
     assert (first["silent"], first["ended"], first["sessions"]) == (0, 0, 1)
     assert first["data_changes"] >= 1
     assert (silent["silent"], silent["ended"]) == (1, 0)
+    assert silent["keepalive_misses"] == first["keepalive_misses"] + 1  # found by the silence
     assert (ended["silent"], ended["ended"]) == (1, 1)
     assert changed["data_changes"] == changes + 1
     assert changed["session_reconnects"] == 0
+
+
+async def test_a_missed_keepalive_is_counted_once_per_gap(
+    shared_server: TestServer, tmp_path: Path
+) -> None:
+    # keep-alive period 2 x 50 ms: late after 150 ms without a publish response, silent
+    # (rebuilt) only after 30 s: the gap is seen as a miss long before it is a silence
+    src = OpcuaSource(sub_config(shared_server.url, keepalive_count=2, silence_timeout="30s"))
+    async with serving_sources([src], tmp_path, web := free_port()), src:
+        await collect(src, lambda s: len(s) >= 1)
+        before = await scraped(web, "sub")
+        await shared_server.arun(_drop_all_subscriptions, shared_server)  # silent, no word
+        await collect(src, lambda s: False, limit=1.5)  # ten periods of the same gap
+        after = await scraped(web, "sub")
+    assert after["keepalive_misses"] == before["keepalive_misses"] + 1
+    assert after["silent"] == after["ended"] == 0
 
 
 async def test_reads_split_for_size_are_counted(shared_server: TestServer, tmp_path: Path) -> None:
