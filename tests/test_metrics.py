@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -37,10 +38,12 @@ from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
 from edge_agent.web.alerts import StoredAlerts
 from edge_agent.web.config import WebConfig
+from edge_agent.web.openapi import document
 from edge_agent.web.server import serve_web_forever
 from edge_agent.web.site import Site
 from edge_agent.worker import Worker
 from tests.forward.factory import make_alert
+from tests.web.test_api import valid
 
 ALERT = {"class": "alert"}
 TELEMETRY = {"class": "telemetry"}
@@ -70,6 +73,12 @@ def scrape(port: int) -> Series:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def status(port: int) -> dict[str, Any]:
+    """GET /api/v1/status, checked against the OpenAPI document's schema."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status", timeout=5) as reply:
+        return valid(document(), "/api/v1/status", json.loads(reply.read()))  # type: ignore[no-any-return]
 
 
 def value(series: Series, name: str, **labels: str) -> float:

@@ -11,9 +11,7 @@ stopping the server while a request waits for a silent unit.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from edge_agent.sources.modbus.source import ModbusSource
 from edge_agent.sources.poll import PollStats, poll_forever
 from tests.conftest import free_port
 from tests.sources.modbus.server import Peer, Silence, device, start_tcp
-from tests.test_metrics import Series, listening, scrape, serving_sources, until, value
+from tests.test_metrics import Series, listening, scrape, serving_sources, status, until, value
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,11 +60,6 @@ async def poll_for(src: ModbusSource, stats: PollStats, seconds: float) -> None:
 
 def on_wire(peer: Peer, unit: int) -> int:
     return sum(1 for u, *_ in peer.wire.requests if u == unit)
-
-
-def status(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status", timeout=5) as reply:
-        return json.loads(reply.read())  # type: ignore[no-any-return]
 
 
 def unit_series(series: Series, metric: str, unit: int, /, **labels: str) -> float:

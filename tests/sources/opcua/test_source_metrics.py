@@ -26,7 +26,7 @@ from tests.sources.opcua.test_subscribe import (
     collect,
     pump,
 )
-from tests.test_metrics import Series, scrape, serving_sources, value
+from tests.test_metrics import Series, scrape, serving_sources, status, value
 
 __all__ = ["pki", "shared_server"]  # fixtures
 pytestmark = pytest.mark.timeout(90)
@@ -97,6 +97,7 @@ async def test_silent_and_ended_subscriptions_are_counted_apart(
         await shared_server.arun(shared_server.write, "Level", 7000.0 + changes)
         await collect(src, lambda s: len(s) >= 1)
         changed = await scraped(web, "sub")
+        api = await asyncio.to_thread(status, web)
     assert (first["silent"], first["ended"], first["sessions"]) == (0, 0, 1)
     assert first["data_changes"] >= 1
     assert (silent["silent"], silent["ended"]) == (1, 0)
@@ -104,6 +105,10 @@ async def test_silent_and_ended_subscriptions_are_counted_apart(
     assert (ended["silent"], ended["ended"]) == (1, 1)
     assert changed["data_changes"] == changes + 1
     assert changed["session_reconnects"] == 0
+    (record,) = api["sources"]
+    assert record["units"] == []
+    assert record["opcua"]["subscriptions_silent"] == record["opcua"]["subscriptions_ended"] == 1
+    assert record["opcua"]["data_changes"] >= changed["data_changes"]
 
 
 async def test_a_missed_keepalive_is_counted_once_per_gap(
