@@ -11,6 +11,7 @@ stopping the server while a request waits for a silent unit.
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -216,3 +217,44 @@ async def test_the_whole_agent_serves_the_unit_counters(tmp_path: Path, port: in
 def _busy_counted(series: Series) -> float:
     labels = {"code": "6", "name": "server_device_busy"}
     return unit_series(series, "edge_agent_modbus_exceptions_total", BUSY, **labels)
+
+
+async def short_replies(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A Modbus TCP peer that answers every read with one register fewer than asked."""
+    try:
+        while True:
+            head = await reader.readexactly(7)  # MBAP: transaction, protocol, length, unit
+            tid, _, length, unit = struct.unpack(">HHHB", head)
+            pdu = await reader.readexactly(length - 1)
+            function, _address, count = struct.unpack(">BHH", pdu[:5])
+            data = bytes(2 * (count - 1))
+            body = struct.pack(">BBB", unit, function, len(data)) + data
+            writer.write(struct.pack(">HHH", tid, 0, len(body)) + body)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def test_a_reply_that_does_not_fit_the_request_is_counted_malformed(
+    tmp_path: Path, port: int
+) -> None:
+    server = await asyncio.start_server(short_replies, "127.0.0.1", port)
+    registers = [{"name": "a", "address": 0, "device_id": ALIVE},
+                 {"name": "b", "address": 1, "device_id": ALIVE}]  # fmt: skip
+    raw = {"type": "modbus", "name": "line", "url": f"tcp://127.0.0.1:{port}", "interval": "200ms"}
+    src = ModbusSource(ModbusSourceConfig.model_validate({**raw, "registers": registers}))
+    try:
+        async with serving_sources([src], tmp_path, web := free_port()) as (stats,):
+            await poll_for(src, stats, 1.0)
+            series = await asyncio.to_thread(scrape, web)
+    finally:
+        server.close()
+        await server.wait_closed()
+    sent = unit_series(series, "edge_agent_modbus_requests_total", ALIVE)
+    assert sent >= 3
+    failed = "edge_agent_modbus_failed_requests_total"
+    assert unit_series(series, failed, ALIVE, kind="malformed") == sent
+    assert unit_series(series, failed, ALIVE, kind="exception") == 0
+    assert unit_series(series, "edge_agent_modbus_response_seconds_count", ALIVE) == sent
