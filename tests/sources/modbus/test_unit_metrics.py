@@ -5,7 +5,9 @@ A pymodbus server holds three units: unit 1 answers (and refuses one address wit
 ``test_isolation.py``), unit 3 answers every request with "server device busy".
 The counters are compared with what the server's wire trace saw: each request
 counted once, each kind of failure on its own unit. A lost connection is made by
-stopping the server while a request waits for a silent unit.
+stopping the server while a request waits for a silent unit, a malformed reply by a
+small peer that answers one register short. The whole agent (``run_agent``) serves
+the same series from its own site view.
 """
 
 from __future__ import annotations
