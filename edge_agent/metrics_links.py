@@ -114,50 +114,53 @@ def _family(kind: str, name: str, doc: str, labels: Sequence[str]) -> Any:
     return family(f"{PREFIX}_{name}", doc, labels=list(labels))
 
 
-def modbus_metrics(sources: Sequence[Any]) -> Iterator[Metric]:
-    """The per-unit families of every Modbus source among ``sources``."""
-    labels = ["source", "unit"]
-    requests = _family(
-        "Counter", "modbus_requests", "Requests sent to a unit (retries too).", labels
-    )
-    failed = _family(
+_MODBUS = (
+    ("Counter", "modbus_requests", "Requests sent to a unit (retries too).", ()),
+    (
         "Counter",
         "modbus_failed_requests",
         "Requests without data, by kind: timeout, exception, malformed, connection_lost.",
-        [*labels, "kind"],
-    )
-    exceptions = _family(
-        "Counter", "modbus_exceptions", "Exception replies by code.", [*labels, "code", "name"]
-    )
-    response = _family("Summary", "modbus_response_seconds", "Time to each reply.", labels)
-    last = _family("Gauge", "modbus_last_response_seconds", "Time the last reply took.", labels)
-    backoff = _family("Gauge", "modbus_unit_backoff", "1 while the unit is backed off.", labels)
-    since = _family(
+        ("kind",),
+    ),
+    ("Counter", "modbus_exceptions", "Exception replies by code.", ("code", "name")),
+    ("Summary", "modbus_response_seconds", "Time to each reply (data or exception).", ()),
+    ("Gauge", "modbus_last_response_seconds", "Time the last reply took.", ()),
+    ("Gauge", "modbus_unit_backoff", "1 while the unit is backed off.", ()),
+    (
         "Gauge",
         "modbus_unit_backoff_since_timestamp_seconds",
         "When the unit's current backoff began (0: not backed off).",
-        labels,
-    )
-    outages = _family("Counter", "modbus_unit_outages", "Times the unit was backed off.", labels)
+        (),
+    ),
+    ("Counter", "modbus_unit_outages", "Times the unit was backed off.", ()),
+)
+
+
+def modbus_metrics(sources: Sequence[Any]) -> Iterator[Metric]:
+    """The per-unit families of every Modbus source among ``sources``."""
+    families = [_family(k, n, d, ["source", "unit", *extra]) for k, n, d, extra in _MODBUS]
     for source in sources:
         health = modbus_units(source)
         if health is None:
             continue
-        name = source.config.name
         for unit, counts in sorted(health.counts.items()):
-            key = [name, str(unit)]
-            requests.add_metric(key, float(counts.requests))
-            for kind, value in _failures(counts):
-                failed.add_metric([*key, kind], float(value))
-            for code, value in sorted(counts.exceptions.items()):
-                exceptions.add_metric([*key, str(code), exception_name(code)], float(value))
-            response.add_metric(key, float(counts.replies), counts.response_sum)
-            last.add_metric(key, counts.last_response)
-            down = health.down_since(unit)
-            backoff.add_metric(key, float(down is not None))
-            since.add_metric(key, wall_clock(down) or 0.0)
-            outages.add_metric(key, float(counts.outages))
-    yield from (requests, failed, exceptions, response, last, backoff, since, outages)
+            key = [source.config.name, str(unit)]
+            _add_unit(families, key, counts, health.down_since(unit))
+    yield from families
+
+
+def _add_unit(families: list[Any], key: list[str], counts: UnitCounts, down: float | None) -> None:
+    requests, failed, exceptions, response, last, backoff, since, outages = families
+    requests.add_metric(key, float(counts.requests))
+    for kind, value in _failures(counts):
+        failed.add_metric([*key, kind], float(value))
+    for code, value in sorted(counts.exceptions.items()):
+        exceptions.add_metric([*key, str(code), exception_name(code)], float(value))
+    response.add_metric(key, float(counts.replies), counts.response_sum)
+    last.add_metric(key, counts.last_response)
+    backoff.add_metric(key, float(down is not None))
+    since.add_metric(key, wall_clock(down) or 0.0)
+    outages.add_metric(key, float(counts.outages))
 
 
 def _failures(counts: UnitCounts) -> tuple[tuple[str, int], ...]:
