@@ -1,7 +1,8 @@
 """Prometheus metrics of a running agent: the text behind the site view's ``/metrics``.
 
 Pull model: nothing is counted here. The stages already keep counters
-(:class:`~edge_agent.sources.poll.PollStats` per source, the recorder's
+(:class:`~edge_agent.sources.poll.PollStats` per source, per Modbus unit and
+per OPC UA source their own (:mod:`edge_agent.metrics_links`), the recorder's
 ``written``/``failing``, the detector loop's ``raised``/``cleared``, the
 outbox's backlog and drop/reject counters); a custom collector reads them when
 Prometheus scrapes, so the hot path pays nothing per sample.
@@ -41,6 +42,7 @@ from edge_agent.detect.loop import DetectorLoop
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.outbox_rows import CLASSES
 from edge_agent.forward.outbox_status import OutboxStatus
+from edge_agent.metrics_links import modbus_metrics, opcua_metrics
 from edge_agent.sources.poll import PollStats, Source
 from edge_agent.twin.recorder import Recorder
 
@@ -187,7 +189,9 @@ class AgentCollector:
         for source_name, counts in sorted(snap.source_counters.items()):
             for event, value in sorted(counts.items()):
                 events.add_metric([source_name, event], float(value))
-        return iter((connected, reads, samples, skipped, outages, events))
+        sources = [source for source, _ in self.view.polls]
+        links = (*modbus_metrics(sources), *opcua_metrics(sources))
+        return iter((connected, reads, samples, skipped, outages, events, *links))
 
     def _twin(self) -> Iterator[Metric]:
         recorder = self.view.recorder

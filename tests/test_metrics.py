@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,17 +31,19 @@ from edge_agent.forward.outbox import Outbox
 from edge_agent.metrics import AgentCollector, AgentView
 from edge_agent.registry import build_source
 from edge_agent.sim.plant import Plant
-from edge_agent.sources.poll import PollStats, poll_forever
+from edge_agent.sources.poll import PollStats, Source, poll_forever
 from edge_agent.twin.config import TwinConfig
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
 from edge_agent.web.alerts import StoredAlerts
 from edge_agent.web.config import WebConfig
+from edge_agent.web.openapi import document
 from edge_agent.web.server import serve_web_forever
 from edge_agent.web.site import Site
 from edge_agent.worker import Worker
 from tests.forward.factory import make_alert
+from tests.web.test_api import valid
 
 ALERT = {"class": "alert"}
 TELEMETRY = {"class": "telemetry"}
@@ -70,6 +73,12 @@ def scrape(port: int) -> Series:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def status(port: int) -> dict[str, Any]:
+    """GET /api/v1/status, checked against the OpenAPI document's schema."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status", timeout=5) as reply:
+        return valid(document(), "/api/v1/status", json.loads(reply.read()))  # type: ignore[no-any-return]
 
 
 def value(series: Series, name: str, **labels: str) -> float:
@@ -125,6 +134,25 @@ async def serving(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@asynccontextmanager
+async def serving_sources(
+    sources: list[Source], folder: Path, port: int
+) -> AsyncIterator[list[PollStats]]:
+    """The site view serving ``sources`` (each with the PollStats yielded) on ``port``.
+
+    The test drives the sources itself (``poll_forever`` or ``read()``).
+    """
+    worker = Worker()
+    store = SignalStore.open(folder / "twin.db", TwinConfig())
+    polls = [(source, PollStats()) for source in sources]
+    try:
+        async with serving(AgentView("gw-test", polls), store, worker, port):
+            yield [stats for _, stats in polls]
+    finally:
+        store.close()
+        worker.close()
 
 
 def _agent_config(plant: Plant, folder: Path) -> AgentConfig:
@@ -193,6 +221,9 @@ async def _check_flow(port: int, detect: DetectorLoop) -> None:
             and value(s, "edge_agent_twin_samples_written_total") > 0
             and value(s, "edge_agent_source_events_total", source="probe", event="good") > 0
             and value(s, "edge_agent_outbox_backlog_rows", sink="up", **ALERT) >= 1
+            # the loop counts a raise once the outbox's put returns: a snapshot taken on
+            # the worker thread in between sees the row before the count
+            and value(s, "edge_agent_alerts_total", state="raised") >= 1
         ),
     )
     assert value(later, "edge_agent_source_reads_total", source="pump1") >= 1

@@ -41,6 +41,30 @@ def ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+MODBUS_UNIT = obj(
+    unit=INT,
+    requests=INT,
+    answers=INT,
+    timeouts=INT,
+    exceptions={"type": "object", "additionalProperties": INT},
+    malformed=INT,
+    connection_lost=INT,
+    last_response_ms=opt(NUM),
+    mean_response_ms=opt(NUM),
+    backoff=BOOL,
+    backoff_since=opt(NUM),
+    outages=INT,
+)
+OPCUA_COUNTS = obj(
+    data_changes=INT,
+    sessions=INT,
+    reconnects=INT,
+    keepalive_misses=INT,
+    subscriptions_silent=INT,
+    subscriptions_ended=INT,
+    subscriptions_recreated=INT,
+    read_splits=INT,
+)
 SOURCE = obj(
     name=STR,
     type=STR,
@@ -54,6 +78,8 @@ SOURCE = obj(
     samples=INT,
     skipped_ticks=INT,
     outages=INT,
+    units=arr(MODBUS_UNIT),
+    opcua=opt(OPCUA_COUNTS),
 )
 SINK = obj(
     name=STR,

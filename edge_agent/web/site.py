@@ -27,6 +27,7 @@ from edge_agent.forward.delivery import LinkState
 from edge_agent.forward.outbox_status import OutboxStatus
 from edge_agent.logs import Transition
 from edge_agent.metrics import AgentCollector, take_snapshot
+from edge_agent.metrics_links import opcua_record, unit_records
 from edge_agent.schema import plain
 from edge_agent.twin.signal_status import SignalStatus
 from edge_agent.twin.store import SignalStore
@@ -126,6 +127,8 @@ class Site:
                     "samples": stats.samples,
                     "skipped_ticks": stats.skipped_ticks,
                     "outages": stats.outages,
+                    "units": unit_records(source),
+                    "opcua": opcua_record(source),
                 }
             )
         return out

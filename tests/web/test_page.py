@@ -10,6 +10,7 @@ exactly the rows with a problem. Screenshots of each view go to
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from typing import Any
@@ -133,6 +134,8 @@ def test_injected_fault_shows_as_open_alert_and_problem(site: SiteAgent, page: A
     console = Console(page)
     page.goto(site.url + "#/")
     page.wait_for_selector("#sources tr[data-source='pump1']", timeout=WAIT_MS)
+    detail = page.text_content("#sources tr[data-source='pump1'] td.detail") or ""
+    assert re.fullmatch(r"unit 1: [1-9]\d* requests, 0 failed, \d+\.\d ms", detail), detail
     site.fault(True)
     try:
         page.wait_for_selector("#open-alerts tr.alert", timeout=WAIT_MS)

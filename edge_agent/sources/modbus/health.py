@@ -21,6 +21,43 @@ from edge_agent.backoff import Backoff
 log = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class UnitCounts:
+    """What one unit did since its source was built (kept across connections and outages).
+
+    Attributes:
+        requests: requests sent to it (each retry is one).
+        answers: replies with data.
+        timeouts: requests it did not answer in time.
+        exceptions: Modbus exception code -> replies with that code (a gateway's
+            "target failed to respond", 10 and 11, included).
+        malformed: replies that do not fit the request.
+        lost: requests cut short by a lost connection.
+        outages: times it stopped answering and was backed off.
+        last_response: seconds the last reply took (data or exception).
+        response_sum: seconds all replies took (with ``replies``: a mean).
+    """
+
+    requests: int = 0
+    answers: int = 0
+    timeouts: int = 0
+    exceptions: dict[int, int] = field(default_factory=dict)
+    malformed: int = 0
+    lost: int = 0
+    outages: int = 0
+    last_response: float = 0.0
+    response_sum: float = 0.0
+
+    @property
+    def replies(self) -> int:
+        """Replies of any kind (data, exception, malformed): the responses timed."""
+        return self.answers + sum(self.exceptions.values()) + self.malformed
+
+    def refused(self, code: int) -> None:
+        """Count one reply with Modbus exception ``code`` (cold path)."""
+        self.exceptions[code] = self.exceptions.get(code, 0) + 1
+
+
 @dataclass
 class _Unit:
     backoff: Backoff
@@ -44,7 +81,12 @@ class UnitHealth:
     units: Iterable[int]
     first: float
     most: float
+    counts: dict[int, UnitCounts] = field(init=False)
     _state: dict[int, _Unit] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.units = tuple(self.units)
+        self.counts = {unit: UnitCounts() for unit in self.units}
 
     def reset(self) -> None:
         """Forget every outage (a new connection gives every unit a new chance)."""
@@ -68,6 +110,7 @@ class UnitHealth:
         state = self._state[unit]
         if state.down_since is None:
             state.down_since = now
+            self.counts[unit].outages += 1
             log.warning("%s: unit %d not answering (%s); backing off", self.source, unit, reason)
         delay = state.backoff.next_delay()
         state.retry_at = now + delay
@@ -85,6 +128,10 @@ class UnitHealth:
                 now - state.down_since,
             )
             self._state[unit] = _Unit(Backoff(self.first, self.most), heard=True)
+
+    def down_since(self, unit: int) -> float | None:
+        """When ``unit``'s outage began (loop seconds), None when it answers."""
+        return self._state[unit].down_since if self._state else None
 
     def all_down(self) -> bool:
         """Whether every unit is in an outage (then the link itself is suspect)."""

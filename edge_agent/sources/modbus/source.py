@@ -188,6 +188,7 @@ class ModbusSource:
             config.request_timeout,
             config.retries,
             config.name,
+            self._health.counts,
         )
         await link.open()
         self._link = link
@@ -202,6 +203,10 @@ class ModbusSource:
         """Read what is due now, within the tick, between writes (see :meth:`_read`)."""
         async with self._turn:
             return await self._read()
+
+    def units(self) -> UnitHealth | None:
+        """Each unit's counters and outage (None before the first connect), for metrics."""
+        return self._health
 
     def writable(self) -> dict[str, tuple[WriteLimits, bool]]:
         """The signals with a ``write:`` block: their limits, and whether they are bools."""

@@ -19,6 +19,7 @@ from asyncua.observer import Observer
 
 from edge_agent.errors import SourceError
 from edge_agent.sources.opcua.certs import default_application_uri
+from edge_agent.sources.opcua.counters import OpcuaCounts
 from edge_agent.sources.opcua.nodes import PATH_ELEMENT_RE, OpcuaNodeConfig, Resolved
 from edge_agent.sources.opcua.security import apply_auth, apply_security
 from edge_agent.sources.poll import Schedule
@@ -220,9 +221,11 @@ class Poller:
         tick: float,
         max_per_read: int,
         name: str = "",
+        counts: OpcuaCounts | None = None,
     ) -> None:
         self.groups = groups
         self.name = name
+        self.counts = counts if counts is not None else OpcuaCounts()
         self.nodes = [r for _, nodes in groups for r in nodes]
         self.schedule = Schedule((interval for interval, _ in groups), tick)
         self.size = max_per_read or len(self.nodes) or 1
@@ -263,6 +266,7 @@ class Poller:
 
     def _shrink(self, refused: int, exc: ua.UaStatusCodeError) -> None:
         self.size = self.learned = max(1, refused // 2)
+        self.counts.read_splits += 1
         self._batches.clear()
         log.warning(
             "%s: server refused a Read of %d nodes (%s); reading at most %d per request",

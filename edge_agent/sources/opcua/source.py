@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from edge_agent.errors import SourceError, WriteError
 from edge_agent.sources.opcua.config import OpcuaSourceConfig, signal_name
+from edge_agent.sources.opcua.counters import OpcuaCounts
 from edge_agent.sources.opcua.nodes import (
     OpcuaGroupConfig,
     OpcuaNodeConfig,
@@ -72,6 +73,12 @@ class OpcuaSource:
         # learned); kept across sessions so a reconnect does not pay the refusals again.
         self._read_size = 0
         self._refused_port = False  # the last connect found nothing listening
+        self._counts = OpcuaCounts()  # since start, across sessions
+
+    def link_counts(self) -> OpcuaCounts:
+        """Sessions, subscription rebuilds, split Reads and data changes since start."""
+        self._counts.data_changes = self._inbox.received if self._inbox is not None else 0
+        return self._counts
 
     def books(self) -> dict[str, int]:
         """Counts since start that show nothing received was lost.
@@ -143,6 +150,7 @@ class OpcuaSource:
         except BaseException:
             await self.__aexit__()
             raise
+        self._counts.sessions += 1
         return self
 
     def _start(self) -> None:
@@ -171,13 +179,15 @@ class OpcuaSource:
                 if g.mode == "poll"
             ]
             tick = self.config.interval
-            self._poller = Poller(polled, tick, min(limits, default=0), self.config.name)
+            size = min(limits, default=0)
+            self._poller = Poller(polled, tick, size, self.config.name, self._counts)
             self._subs = subs = Subscriptions(
                 client,
                 self.config,
                 self._inbox,
                 lambda signals: self._resolve_signals(client, signals),
                 self._unfiltered,
+                self._counts,
             )
             for group in self.config.groups:
                 if group.mode == "subscribe":

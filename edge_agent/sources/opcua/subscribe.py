@@ -32,6 +32,7 @@ from asyncua.client.client import Client
 from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subscription
 
 from edge_agent.backoff import Backoff
+from edge_agent.sources.opcua.counters import OpcuaCounts
 from edge_agent.sources.opcua.nodes import (
     OpcuaGroupConfig,
     Resolved,
@@ -51,6 +52,9 @@ ua: Any = _ua
 
 BUFFER = 200_000  # notifications kept between two reads; beyond it the oldest go
 _LIFETIME_KEEPALIVES = 6  # the spec asks for a lifetime of at least 3 keep-alive periods
+# A publish response (data or keep-alive) comes at least once per keep-alive period; one
+# this much later counts as a missed keep-alive (the half period absorbs loop jitter).
+_LATE_KEEPALIVES = 1.5
 # What servers answer for a data-change filter on a node it does not fit (Part 4, 7.22.2).
 FILTER_REFUSED = frozenset(
     {
@@ -123,6 +127,7 @@ class _Entry:
     pump: asyncio.Task[None] | None = None
     created: float = field(default_factory=time.monotonic)
     closed: str = ""  # a status-change reason from the server, when it ended the subscription
+    late: bool = False  # a keep-alive was missed and no publish response came since
 
 
 class Subscriptions:
@@ -135,6 +140,7 @@ class Subscriptions:
         inbox: Inbox,
         resolve: Resolver,
         unfiltered: set[str],
+        counts: OpcuaCounts | None = None,
     ) -> None:
         self.client = client
         self.config = config
@@ -142,7 +148,7 @@ class Subscriptions:
         self.resolve = resolve
         self.unfiltered = unfiltered  # signals whose deadband the server refused
         self.entries: list[_Entry] = []
-        self.rebuilds = 0
+        self.counts = counts if counts is not None else OpcuaCounts()  # the source's, kept
         self._handle = 0
 
     async def add(self, group: OpcuaGroupConfig, nodes: list[Resolved]) -> None:
@@ -263,11 +269,31 @@ class Subscriptions:
         """Rebuild silent or ended subscriptions; retry nodes that could not be monitored."""
         now = time.monotonic()
         for entry in list(self.entries):
-            reason = self._ended(entry) or self._silence(entry, now)
+            ended = self._ended(entry)
+            reason = ended or self._silence(entry, now)
             if reason:
+                self._count_rebuild(entry, bool(ended))
                 await self._rebuild(entry, reason)
-            elif entry.missing and now >= entry.retry_at:
+                continue
+            self._keepalive(entry, now)
+            if entry.missing and now >= entry.retry_at:
                 await self._retry(entry)
+
+    def _count_rebuild(self, entry: _Entry, ended: bool) -> None:
+        if ended:
+            self.counts.ended += 1
+            return
+        self.counts.silent += 1
+        if not entry.late:  # a silence shorter than a late keep-alive is a miss too
+            self.counts.keepalive_misses += 1
+
+    def _keepalive(self, entry: _Entry, now: float) -> None:
+        """Count one missed keep-alive per gap in the publish responses."""
+        period = publishing_of(entry.group, self.config.interval) * self.config.keepalive_count
+        late = now - (entry.sub.last_publish_at or entry.created) > _LATE_KEEPALIVES * period
+        if late and not entry.late:
+            self.counts.keepalive_misses += 1
+        entry.late = late
 
     def _ended(self, entry: _Entry) -> str:
         return f"server ended the subscription ({entry.closed})" if entry.closed else ""
@@ -297,7 +323,6 @@ class Subscriptions:
 
     async def _rebuild(self, entry: _Entry, reason: str) -> None:
         log.warning("%s: %s; rebuilding it", self.config.name, reason)
-        self.rebuilds += 1
         self.entries.remove(entry)
         await self._hand_over(entry)
         await _delete(entry)

@@ -147,14 +147,14 @@ function overviewView() {
       header(status);
       alerts.replaceChildren(alertTable(open.alerts, 'No open alerts.'));
       sources.replaceChildren(table(['source', 'type', 'link', 'read', 'last good read',
-        'last error', 'samples', 'skipped ticks', 'outages'], status.sources.map((s) => el('tr',
-        { class: s.link === 'down' ? 'problem' : null, 'data-source': s.name },
+        'last error', 'samples', 'skipped ticks', 'outages', 'link detail'], status.sources.map((s) => el('tr',
+        { class: s.link === 'down' || s.units.some((u) => u.backoff) ? 'problem' : null, 'data-source': s.name },
         el('td', { text: s.name }), el('td', { text: s.type }), el('td', {}, badge(s.link)),
         el('td', { class: 'num', text: `${s.read_ms.toFixed(1)} ms` }),
         el('td', { text: s.last_good_read_at ? `${age(status.now - s.last_good_read_at)} ago` : 'never' }),
         el('td', { class: 'err', text: s.last_error ? `${clock(s.last_error_at)}: ${s.last_error}` : '' }),
         el('td', { class: 'num', text: s.samples }), el('td', { class: 'num', text: s.skipped_ticks }),
-        el('td', { class: 'num', text: s.outages })))));
+        el('td', { class: 'num', text: s.outages }), el('td', { class: 'detail', text: linkDetail(s) })))));
       sinks.replaceChildren(table(['sink', 'type', 'connection', 'backlog', 'oldest', 'dropped',
         'rejected', 'last error'], status.sinks.map((s) => el('tr',
         { class: s.connection === 'connected' ? null : 'problem', 'data-sink': s.name },
@@ -164,6 +164,23 @@ function overviewView() {
         el('td', { class: 'err', text: s.last_error ? `${clock(s.last_error_at)}: ${s.last_error}` : '' })))));
     },
   };
+}
+// Per Modbus unit: requests, failures, mean reply time or backoff; per OPC UA source: what went wrong.
+function linkDetail(s) {
+  if (s.opcua) {
+    const o = s.opcua;
+    const parts = [[o.reconnects, 'reconnects'], [o.keepalive_misses, 'keep-alive misses'],
+      [o.subscriptions_recreated, 'subscriptions rebuilt'], [o.read_splits, 'reads split']];
+    return parts.filter(([n]) => n).map(([n, what]) => `${n} ${what}`).join(', ')
+      || `${o.data_changes} data changes`;
+  }
+  return s.units.map((u) => {
+    const refused = Object.values(u.exceptions).reduce((a, b) => a + b, 0);
+    const failed = u.timeouts + refused + u.malformed + u.connection_lost;
+    const head = `unit ${u.unit}: ${u.requests} requests, ${failed} failed`;
+    if (u.backoff) return `${head}, backed off since ${clock(u.backoff_since)}`;
+    return u.mean_response_ms === null ? head : `${head}, ${u.mean_response_ms.toFixed(1)} ms`;
+  }).join('; ');
 }
 function header(status) {
   document.getElementById('agent-id').textContent =

@@ -10,7 +10,7 @@ import pytest
 from pymodbus.exceptions import ModbusIOException
 from pymodbus.pdu.register_message import ReadHoldingRegistersResponse
 
-from edge_agent.sources.modbus.link import _word_responses
+from edge_agent.sources.modbus.replies import word_responses
 
 
 def stock(data: bytes) -> object:
@@ -20,7 +20,7 @@ def stock(data: bytes) -> object:
 
 
 def fast(data: bytes) -> object:
-    holding, _ = _word_responses()
+    holding, _ = word_responses()
     pdu = holding()
     pdu.decode(data)
     return pdu.registers
@@ -50,11 +50,11 @@ def outcome(decode: Callable[[bytes], object], data: bytes) -> object:
 
 
 def test_both_register_tables_are_replaced() -> None:
-    assert [r.function_code for r in _word_responses()] == [3, 4]
+    assert [r.function_code for r in word_responses()] == [3, 4]
 
 
 def test_a_reply_reads_short_in_pymodbus_debug_lines() -> None:
-    holding, _ = _word_responses()
+    holding, _ = word_responses()
     pdu = holding()
     pdu.decode(struct.pack(">B124H", 248, *range(124)))
     assert str(pdu).endswith("124 registers)")

@@ -1,0 +1,67 @@
+"""Register replies decoded with one ``struct`` call each, for the Modbus link's client.
+
+pymodbus decodes a register reply word by word and builds its debug text on
+every reply; the classes here replace its stock fc 3 and fc 4 replies on our
+client only (:meth:`edge_agent.sources.modbus.link.ModbusLink`).
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from collections.abc import Callable
+from typing import Any
+
+
+@functools.cache
+def word_responses() -> tuple[type[Any], ...]:
+    """Register replies (fc 3, fc 4) decoded with one ``struct`` call per reply.
+
+    pymodbus unpacks each register of a reply with its own ``struct.unpack``: 10.7
+    us per reply of 80 registers, 15.1 us of 124, against 1.2-1.4 us like this.
+    """
+    from pymodbus.pdu.register_message import (
+        ReadHoldingRegistersResponse,
+        ReadInputRegistersResponse,
+    )
+
+    class Holding(ReadHoldingRegistersResponse):
+        def decode(self, data: bytes) -> None:
+            decode_words(self, data, super().decode)
+
+        def __str__(self) -> str:
+            return short_str(self)
+
+    class Input(ReadInputRegistersResponse):
+        def decode(self, data: bytes) -> None:
+            decode_words(self, data, super().decode)
+
+        def __str__(self) -> str:
+            return short_str(self)
+
+    return Holding, Input
+
+
+def decode_words(pdu: Any, data: bytes, stock: Callable[[bytes], None]) -> None:
+    """Set ``pdu.registers`` from a register reply's bytes (byte count, then the words).
+
+    A reply pymodbus would refuse (empty, an odd byte count, shorter than it says)
+    goes to its ``stock`` decode, which fails as it always did.
+    """
+    size = data[0] if data else 0
+    if not data or size % 2 or size >= len(data):
+        stock(data)
+        return
+    pdu.registers = list(struct.unpack_from(f">{size // 2}H", data, 1))
+
+
+def short_str(pdu: Any) -> str:
+    """What pymodbus logs of a reply, without the words.
+
+    pymodbus builds ``str(reply)`` for a debug line on every reply, logged or not;
+    with every register written out that cost 7 us per reply of 124 registers.
+    """
+    return (
+        f"{type(pdu).__name__}(dev_id={pdu.dev_id}, transaction_id={pdu.transaction_id}, "
+        f"{len(pdu.registers)} registers)"
+    )
