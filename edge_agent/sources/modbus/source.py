@@ -32,7 +32,13 @@ from edge_agent.sources.modbus.codec import (
     decode_bits,
     decode_registers,
 )
-from edge_agent.sources.modbus.config import ModbusRegisterConfig, ModbusSourceConfig
+from edge_agent.sources.modbus.config import (
+    ModbusRegisterConfig,
+    ModbusSourceConfig,
+    RegisterRow,
+    RegisterShape,
+    RegisterTable,
+)
 from edge_agent.sources.modbus.endpoint import Endpoint
 from edge_agent.sources.modbus.health import UnitHealth
 from edge_agent.sources.modbus.link import (
@@ -65,14 +71,15 @@ _Job = tuple[Request, list[Slot]]
 class _Plan:
     """What the source learned and decided: fields, schedule, fences, refusals."""
 
-    def __init__(self, config: ModbusSourceConfig, names: list[str]) -> None:
+    def __init__(self, config: ModbusSourceConfig, table: RegisterTable, names: list[str]) -> None:
         self.config = config
-        registers = config.registers
-        self.fields = [_field(config, r, name) for r, name in zip(registers, names, strict=True)]
+        rows = list(table.rows())
+        self.fields = [_field(row, name) for row, name in zip(rows, names, strict=True)]
         self.points = [
-            Point(i, _unit(config, r), r.table, r.address, r.width) for i, r in enumerate(registers)
+            Point(i, _unit(config, row.shape), row.shape.table, row.address, row.shape.width)
+            for i, row in enumerate(rows)
         ]
-        self.intervals = [r.interval or config.interval for r in registers]
+        self.intervals = [row.shape.interval or config.interval for row in rows]
         self.schedule = Schedule(self.intervals, config.interval)
         self.limits = Limits(
             config.max_registers, config.max_bits, config.register_gap, config.bit_gap
@@ -115,18 +122,12 @@ class _Plan:
         )
 
 
-def _field(config: ModbusSourceConfig, register: ModbusRegisterConfig, name: str) -> Field:
-    return Field(
-        name,
-        register.data_type,
-        register.byte_order,
-        register.bit,
-        register.scale,
-        register.offset,
-    )
+def _field(row: RegisterRow, name: str) -> Field:
+    shape = row.shape
+    return Field(name, shape.data_type, shape.byte_order, shape.bit, shape.scale, shape.offset)
 
 
-def _unit(config: ModbusSourceConfig, register: ModbusRegisterConfig) -> int:
+def _unit(config: ModbusSourceConfig, register: RegisterShape | ModbusRegisterConfig) -> int:
     return config.device_id if register.device_id is None else register.device_id
 
 
@@ -152,6 +153,11 @@ class ModbusSource:
         # path): the site view shows the words behind a value from it, on request only.
         self._replies: dict[tuple[Table, int, int], Sequence[int]] = {}
 
+    @functools.cached_property
+    def _table(self) -> RegisterTable:
+        """The registers as rows (the agent's config holds a table already: no copy)."""
+        return RegisterTable.of(self.config.registers)
+
     def signals(self) -> list[SignalInfo]:
         """The catalogue of this source's signals, from the config.
 
@@ -162,21 +168,21 @@ class ModbusSource:
             config = self.config
             self._catalogue = [
                 SignalInfo(
-                    signal=config.signal_name(r),
+                    signal=f"{config.name}.{name}".lower(),  # config.signal_name, per row
                     source=config.name,
-                    interval=r.interval or config.interval,
-                    asset=r.asset or config.asset,
-                    unit=r.unit,
-                    description=r.description,
+                    interval=shape.interval or config.interval,
+                    asset=shape.asset or config.asset,
+                    unit=shape.unit,
+                    description=shape.description,
                 )
-                for r in config.registers
+                for name, _, shape in self._table.rows()
             ]
         return list(self._catalogue)
 
     async def __aenter__(self) -> Self:
         config = self.config
         if self._plan is None:
-            self._plan = _Plan(config, [info.signal for info in self.signals()])
+            self._plan = _Plan(config, self._table, [info.signal for info in self.signals()])
             units = sorted({p.unit for p in self._plan.points})
             self._health = UnitHealth(config.name, units, config.backoff, config.backoff_max)
         assert self._health is not None
@@ -207,7 +213,7 @@ class ModbusSource:
         """The signals with a ``write:`` block: their limits, and whether they are bools."""
         return {
             self.config.signal_name(r): (r.write, r.data_type == "bool")
-            for r in self.config.registers
+            for r in self._writable_registers()
             if r.write is not None
         }
 
@@ -222,7 +228,7 @@ class ModbusSource:
         from edge_agent.sources.modbus.write import write_value
 
         register = next(
-            (r for r in self.config.registers if self.config.signal_name(r) == signal), None
+            (r for r in self._writable_registers() if self.config.signal_name(r) == signal), None
         )
         if register is None or register.write is None:
             raise WriteError(f"{signal} is not a writable signal of {self.config.name}")
@@ -234,6 +240,11 @@ class ModbusSource:
             if not health.available(unit, asyncio.get_running_loop().time()):
                 raise WriteError(f"{self.config.name}: unit {unit} is not answering")
             return await write_value(link, self._turn, register, unit, value)
+
+    def _writable_registers(self) -> list[ModbusRegisterConfig]:
+        """The registers with a ``write:`` block, as models (built only for those)."""
+        table = self._table
+        return [table[i] for i, row in enumerate(table.rows()) if row.shape.write is not None]
 
     async def _read(self) -> list[Sample]:
         """Read what is due now, within the tick (see :meth:`_queue` for the order).
@@ -335,19 +346,19 @@ class ModbusSource:
         order or a scale, and the words show which. Coils and inputs bits have none.
         """
         out: dict[str, list[int]] = {}
-        for register in self.config.registers:
-            if register.table in BIT_TABLES:
+        for info, (_, address, shape) in zip(self.signals(), self._table.rows(), strict=True):
+            if shape.table in BIT_TABLES:
                 continue
-            words = self._words(register.table, _unit(self.config, register), register)
+            words = self._words(shape.table, _unit(self.config, shape), address, shape.width)
             if words is not None:
-                out[self.config.signal_name(register)] = words
+                out[info.signal] = words
         return out
 
-    def _words(self, table: Table, unit: int, register: ModbusRegisterConfig) -> list[int] | None:
+    def _words(self, table: Table, unit: int, address: int, width: int) -> list[int] | None:
         for (t, u, start), reply in self._replies.items():
-            at = register.address - start
-            if t == table and u == unit and at >= 0 and at + register.width <= len(reply):
-                return list(reply[at : at + register.width])
+            at = address - start
+            if t == table and u == unit and at >= 0 and at + width <= len(reply):
+                return list(reply[at : at + width])
         return None
 
     async def _bisect(self, request: Request, code: int, now: float) -> list[Sample]:
