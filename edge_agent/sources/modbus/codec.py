@@ -177,15 +177,20 @@ class Slot(NamedTuple):
     offset: float
 
     @classmethod
-    def place(cls, field: Field, index: int) -> Slot:
-        """Place ``field`` at register (or bit) ``index`` of a block."""
+    def place(cls, field: Field, index: int, signal: str | None = None) -> Slot:
+        """Place ``field`` at register (or bit) ``index`` of a block.
+
+        ``signal``, if given, is the slot's signal instead of the field's (one field
+        then serves every signal of its type, order, scale and offset).
+        """
         common = (field.scale, field.offset)
+        name = field.signal if signal is None else signal
         if field.data_type == "bool":
-            return cls(field.signal, _BIT, index, None, field.bit or 0, *common)
+            return cls(name, _BIT, index, None, field.bit or 0, *common)
         if field.data_type == "uint16" and field.order in ("ABCD", "CDAB"):
-            return cls(field.signal, _WORD, index, None, 0, *common)
+            return cls(name, _WORD, index, None, 0, *common)
         kind = _SWAPPED if needs_swapped(field.order) else _PLAIN
-        return cls(field.signal, kind, index * 2, field.unpacker().unpack_from, 0, *common)
+        return cls(name, kind, index * 2, field.unpacker().unpack_from, 0, *common)
 
 
 class _Run(NamedTuple):

@@ -17,7 +17,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from array import array
 from typing import Self
 
 from edge_agent.commands.config import WriteLimits
@@ -35,7 +35,6 @@ from edge_agent.sources.modbus.codec import (
 from edge_agent.sources.modbus.config import (
     ModbusRegisterConfig,
     ModbusSourceConfig,
-    RegisterRow,
     RegisterShape,
     RegisterTable,
 )
@@ -73,8 +72,12 @@ class _Plan:
 
     def __init__(self, config: ModbusSourceConfig, table: RegisterTable, names: list[str]) -> None:
         self.config = config
+        self.names = names
+        self.table = table
+        # One Field per shape, not per signal (80 bytes each): the slots get the names.
+        # Keyed by identity: the table holds each shape once, and hashing one is slow.
+        self._fields = {id(shape): _field(shape) for shape in table.shapes}
         rows = list(table.rows())
-        self.fields = [_field(row, name) for row, name in zip(rows, names, strict=True)]
         self.points = [
             Point(i, _unit(config, row.shape), row.shape.table, row.address, row.shape.width)
             for i, row in enumerate(rows)
@@ -117,14 +120,17 @@ class _Plan:
 
     def slots(self, request: Request) -> list[Slot]:
         """The fields of ``request`` placed in its block (one unpack for a uniform block)."""
+        fields, row, names = self._fields, self.table.row, self.names
         return Slots.of(
-            [Slot.place(self.fields[p.key], p.address - request.start) for p in request.points]
+            [
+                Slot.place(fields[id(row(p.key).shape)], p.address - request.start, names[p.key])
+                for p in request.points
+            ]
         )
 
 
-def _field(row: RegisterRow, name: str) -> Field:
-    shape = row.shape
-    return Field(name, shape.data_type, shape.byte_order, shape.bit, shape.scale, shape.offset)
+def _field(shape: RegisterShape) -> Field:
+    return Field("", shape.data_type, shape.byte_order, shape.bit, shape.scale, shape.offset)
 
 
 def _unit(config: ModbusSourceConfig, register: RegisterShape | ModbusRegisterConfig) -> int:
@@ -149,9 +155,9 @@ class ModbusSource:
         # tick, a write for one request (see edge_agent.sources.modbus.write).
         self._turn = asyncio.Lock()
         self._writing = asyncio.Lock()  # one write at a time: a tick waits for one request
-        # The last reply of each register block, kept by reference (no copy on the hot
-        # path): the site view shows the words behind a value from it, on request only.
-        self._replies: dict[tuple[Table, int, int], Sequence[int]] = {}
+        # The last reply of each register block: the site view shows the words behind a
+        # value from it, on request only.
+        self._replies: dict[tuple[Table, int, int], array[int]] = {}
 
     @functools.cached_property
     def _table(self) -> RegisterTable:
@@ -263,7 +269,7 @@ class ModbusSource:
         loop = asyncio.get_running_loop()
         now = loop.time()
         jobs, refused = self._plan.due(now)
-        samples = _bad([self._plan.fields[k].signal for k in refused], time.time())
+        samples = _bad([self._plan.names[k] for k in refused], time.time())
         usable = self.config.interval * (1 - _TICK_SLACK)
         budget = self._worst if self._worst <= usable else 0.0
         sent = False
@@ -336,8 +342,10 @@ class ModbusSource:
         self._complain(request, 0)
         if request.table in BIT_TABLES:
             return decode_bits(slots, reply, ts), True  # type: ignore[arg-type]
-        self._replies[(request.table, request.unit, request.start)] = reply
-        return decode_registers(slots, reply, ts), True
+        samples = decode_registers(slots, reply, ts)
+        # 2 bytes a word; the reply's list of ints costs about 36 (0.07 KB per float32 tag)
+        self._replies[(request.table, request.unit, request.start)] = array("H", reply)
+        return samples, True
 
     def raw_words(self) -> dict[str, list[int]]:
         """Signal -> the register words behind its latest value (as last read).
@@ -377,7 +385,7 @@ class ModbusSource:
     def _refuse(self, request: Request, code: int, now: float) -> list[Sample]:
         """Leave out the signals of one refused value; say so the first time only."""
         assert self._plan is not None
-        signals = [self._plan.fields[p.key].signal for p in request.points]
+        signals = [self._plan.names[p.key] for p in request.points]
         for point in request.points:
             self._plan.refuse(point.key, now)
         if request.start not in self._refusals.setdefault((request.unit, request.table), set()):

@@ -165,3 +165,11 @@ def test_a_block_decoded_in_one_unpack_equals_slot_by_slot(
         (a.signal, a.quality) == (b.signal, b.quality) for a, b in zip(got, expected, strict=True)
     )
     assert [type(s.value) for s in got] == [type(s.value) for s in expected]
+
+
+def test_a_shared_field_places_slots_for_each_signal() -> None:
+    shared = Field("", "float32", "CDAB", scale=0.5, offset=1.0)
+    for name in ("a.x", "a.y"):
+        own = Field(name, "float32", "CDAB", scale=0.5, offset=1.0)
+        assert Slot.place(shared, 4, name) == Slot.place(own, 4)
+    assert Slot.place(Field("a.z", "uint16"), 1, "a.w").signal == "a.w"
