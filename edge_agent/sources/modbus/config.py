@@ -120,6 +120,7 @@ _SHAPE_FIELDS = (
     "table", "data_type", "byte_order", "bit", "scale", "offset", "unit", "device_id",
     "interval", "asset", "description", "write",
 )  # fmt: skip
+_ROW_FIELDS = operator.attrgetter("name", "address", *_SHAPE_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,15 +199,19 @@ class RegisterTable(Sequence[ModbusRegisterConfig]):
             return registers
         names: list[str] = []
         addresses, shape_ids = array("H"), array("I")
-        numbers: dict[tuple[RegisterShape, frozenset[str]], int] = {}
+        numbers: dict[tuple[Any, ...], int] = {}
+        shapes: list[RegisterShape] = []
         for register in registers:
-            shape = RegisterShape.of(register)
-            number = numbers.setdefault((shape, shape.fields_set), len(numbers))
-            names.append(register.name)
-            addresses.append(register.address)
+            name, address, *values = _ROW_FIELDS(register)
+            key = (*values, frozenset(register.model_fields_set))
+            number = numbers.get(key)
+            if number is None:  # a shape is built once (building one per register: 4 us)
+                number = numbers[key] = len(shapes)
+                shapes.append(RegisterShape(*key))
+            names.append(name)
+            addresses.append(address)
             shape_ids.append(number)
-        shapes = tuple(shape for shape, _ in numbers)  # dicts keep insertion order
-        return cls(tuple(names), addresses, shape_ids, shapes)
+        return cls(tuple(names), addresses, shape_ids, tuple(shapes))
 
     @property
     def shapes(self) -> tuple[RegisterShape, ...]:
