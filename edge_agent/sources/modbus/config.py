@@ -147,12 +147,6 @@ class RegisterShape:
     write: ModbusWriteConfig | None
     fields_set: frozenset[str] = dataclass_field(compare=False)
 
-    @classmethod
-    def of(cls, register: ModbusRegisterConfig) -> RegisterShape:
-        """The shape of ``register``."""
-        values = {name: getattr(register, name) for name in _SHAPE_FIELDS}
-        return cls(**values, fields_set=frozenset(register.model_fields_set))
-
     @property
     def width(self) -> int:
         """Registers (or bits) the value occupies."""
