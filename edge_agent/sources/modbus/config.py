@@ -396,4 +396,6 @@ class ModbusSourceConfig(StrictModel):
 
     def signal_names(self) -> list[str]:
         """Every signal of the source, without building it (the config's own checks)."""
-        return [self.signal_name(register) for register in self.registers]
+        registers = self.registers
+        rows = registers.rows() if isinstance(registers, RegisterTable) else registers
+        return [f"{self.name}.{row.name}".lower() for row in rows]  # signal_name, per row

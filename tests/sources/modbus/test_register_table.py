@@ -137,3 +137,9 @@ def test_row_is_a_named_tuple() -> None:
     row = RegisterTable.of(source_config(REGISTERS).registers).row(3)
     assert isinstance(row, RegisterRow) and row.name == "sp" and row.address == 10
     assert row.shape.scale == 0.1 and row.shape.fields_set >= {"scale", "write"}
+
+
+def test_signal_names_from_a_table_without_building_models() -> None:
+    config = source_config(REGISTERS)
+    assert compacted(config).signal_names() == config.signal_names()
+    assert config.signal_names()[0] == "plc.t1"
