@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -156,7 +157,7 @@ def _union_members(annotation: Any) -> dict[Any, Any]:
 def _child_annotation(annotation: Any, part: str | int) -> Any:
     if isinstance(part, int):
         args = get_args(annotation)
-        return args[0] if get_origin(annotation) is list and args else None
+        return args[0] if get_origin(annotation) in (list, Sequence) and args else None
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         for name, field in annotation.model_fields.items():
             if part in (name, field.alias):

@@ -36,6 +36,7 @@ from pydantic import BaseModel
 
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import ConfigError
+from edge_agent.sources.modbus.config import ModbusSourceConfig
 
 APART_TIMEOUT_S = 120.0
 """A reload's child that takes longer is stopped and the config is loaded in-process."""
@@ -134,12 +135,16 @@ def for_running(config: AgentConfig) -> AgentConfig:
     """``config`` trimmed for the agent's process: what it keeps per signal, cut.
 
     The lines of the signals are dropped (:meth:`AgentConfig.forget_signal_lines`),
-    and models whose set fields are the same share one set, which pickles once
-    (216 bytes per register otherwise). Sharing is safe because every config model
-    is frozen: pydantic changes the set only when a field is assigned, and
-    ``model_copy`` copies it first.
+    a Modbus source's registers become columns (:meth:`ModbusSourceConfig.compact`:
+    about 690 bytes per register as models, 70 as a row), and models whose set
+    fields are the same share one set, which pickles once (216 bytes each otherwise).
+    Sharing is safe because every config model is frozen: pydantic changes the set
+    only when a field is assigned, and ``model_copy`` copies it first.
     """
     config.forget_signal_lines()
+    for source in config.sources:
+        if isinstance(source, ModbusSourceConfig):
+            source.compact()
     _share_fields_sets(config, {})
     return config
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -71,8 +72,8 @@ def plain(value: Any) -> Any:
         return {field.alias or name: plain(getattr(value, name)) for name, field in fields.items()}
     if isinstance(value, dict):
         return {str(key): plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [plain(item) for item in value]  # lists, tuples, a Modbus RegisterTable
     if isinstance(value, (SecretStr, Path)):
         return str(value)
     if isinstance(value, float) and not math.isfinite(value):

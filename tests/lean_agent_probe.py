@@ -5,9 +5,11 @@ built validators already). The agent reads the simulated pump (Modbus on
 loopback) with the demo model and a rule, serves the site view, reloads once on
 SIGHUP (a rule added), and stops. Printed on the last line: a JSON object whose ``built``
 lists the config models whose validator or serializer was built, which should be
-empty (``StrictModel``'s ``defer_build``; ``config_fork.py``), and whether
+empty (``StrictModel``'s ``defer_build``; ``config_fork.py``), whether
 prometheus_client was loaded before and after the first ``/metrics`` scrape
-(it should be loaded only by a scrape: ``metrics.py``).
+(it should be loaded only by a scrape: ``metrics.py``), whether the page's files
+were read (``importlib.resources``) before and after the first page request, and
+whether numpy.ma was ever imported (it should not be: ``np.unique`` imports it).
 """
 
 from __future__ import annotations
@@ -105,6 +107,9 @@ async def exercise(folder: Path, port: int) -> None:
             SEEN["prometheus before a scrape"] = "prometheus_client" in sys.modules
             await asyncio.to_thread(get, base + "/metrics")
             SEEN["prometheus after a scrape"] = "prometheus_client" in sys.modules
+            SEEN["page files read before the page"] = "importlib.resources" in sys.modules
+            await asyncio.to_thread(get, base + "/")
+            SEEN["page files read after the page"] = "importlib.resources" in sys.modules
             data["detect"]["rules"].append({**data["detect"]["rules"][0], "name": "second"})
             path.write_text(yaml.safe_dump(data, sort_keys=False))
             os.kill(os.getpid(), signal.SIGHUP)
@@ -116,7 +121,8 @@ async def exercise(folder: Path, port: int) -> None:
 
 
 SEEN: dict[str, bool] = {}
-"""Whether prometheus_client was loaded before and after the first /metrics scrape."""
+"""Whether prometheus_client was loaded before and after the first /metrics scrape, and
+the page's files (importlib.resources) before and after the first page request."""
 
 
 def built() -> list[str]:
@@ -134,7 +140,7 @@ def built() -> list[str]:
 def main() -> None:
     folder, port = Path(sys.argv[1]), int(sys.argv[2])
     asyncio.run(exercise(folder, port))
-    print(json.dumps({"built": built(), **SEEN}))
+    print(json.dumps({"built": built(), **SEEN, "numpy.ma": "numpy.ma" in sys.modules}))
 
 
 if __name__ == "__main__":

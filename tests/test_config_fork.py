@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from edge_agent.config import AgentConfig, load_config, parse_config
 from edge_agent.config_errors import YamlPath
 from edge_agent.config_fork import for_running, load_config_apart, load_config_forked
 from edge_agent.errors import ConfigError
 from edge_agent.schema import plain
+from edge_agent.sources.modbus.config import ModbusSourceConfig, RegisterTable
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,9 +51,11 @@ def test_the_agent_process_builds_no_validator(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.splitlines()[-1])
     assert seen["built"] == []
-    # prometheus_client (about 4 MB) is loaded by the first /metrics scrape, not before
+    # prometheus_client (about 4 MB) is loaded by the first /metrics scrape, not before;
+    # the page's files and importlib.resources (0.5 MB) by the first page request
     assert seen == {"built": [], "prometheus before a scrape": False,
-                    "prometheus after a scrape": True}  # fmt: skip
+                    "prometheus after a scrape": True, "page files read before the page": False,
+                    "page files read after the page": True, "numpy.ma": False}  # fmt: skip
 
 
 def test_a_reload_parses_apart_as_load_config() -> None:
@@ -88,19 +92,51 @@ def _line(config: AgentConfig, at: YamlPath) -> str:
     return config.where(at).split(":")[1]
 
 
-def test_registers_with_the_same_keys_share_one_fields_set() -> None:
+def test_models_with_the_same_keys_share_one_fields_set() -> None:
     config = for_running(load_config(EXAMPLE))
-    registers = config.sources[0].registers  # type: ignore[union-attr]
+    models = [m for m in _models(config) if m is not config]
     by_keys: dict[frozenset[str], set[str]] = {}
-    for register in registers:
-        fields_set = register.model_fields_set
+    for model in models:
+        fields_set = model.model_fields_set
         assert by_keys.setdefault(frozenset(fields_set), fields_set) is fields_set
-    assert len(by_keys) < len(registers)
+    assert len(by_keys) < len(models)
     # A copy with a change gets its own set; the shared one is left as it was.
-    before = set(registers[0].model_fields_set)
-    changed = registers[0].model_copy(update={"unit": "K"})
-    assert "unit" in changed.model_fields_set
-    assert registers[0].model_fields_set == before
+    sink = config.sinks[0]
+    before = set(sink.model_fields_set)
+    changed = sink.model_copy(update={"name": "other"})
+    assert "name" in changed.model_fields_set
+    assert sink.model_fields_set == before
+
+
+def _models(value: object) -> list[BaseModel]:
+    """Every model reachable from ``value`` through fields, lists and dicts."""
+    if isinstance(value, BaseModel):
+        children = [getattr(value, name) for name in type(value).model_fields]
+        return [value, *(m for child in children for m in _models(child))]
+    if isinstance(value, (list, tuple)):
+        return [m for item in value for m in _models(item)]
+    if isinstance(value, dict):
+        return [m for item in value.values() for m in _models(item)]
+    return []
+
+
+def test_modbus_registers_run_as_a_table_equal_to_the_list() -> None:
+    direct, trimmed = load_config(EXAMPLE), for_running(load_config(EXAMPLE))
+    pairs = [
+        (before, after)
+        for before, after in zip(direct.sources, trimmed.sources, strict=True)
+        if isinstance(before, ModbusSourceConfig) and isinstance(after, ModbusSourceConfig)
+    ]
+    assert pairs
+    for before, after in pairs:
+        table = after.registers
+        assert isinstance(table, RegisterTable) and isinstance(before.registers, list)
+        assert len(table.shapes) < len(table)
+        assert after == before and before == after
+        for was, built in zip(before.registers, table, strict=True):
+            assert built == was and repr(built) == repr(was)
+            assert built.model_fields_set == was.model_fields_set
+        assert after.units() == before.units()
 
 
 def test_plain_is_what_model_dump_gives() -> None:

@@ -131,7 +131,8 @@ def _values(
         ts, vals = np.asarray(ts, np.float64), np.asarray(vals, np.float64)
         keep = ts <= now
         ts, vals = ts[keep], vals[keep]
-        pick = np.unique(np.linspace(0, len(ts) - 1, min(len(ts), EVIDENCE_POINTS)).round())
+        pick = np.linspace(0, len(ts) - 1, min(len(ts), EVIDENCE_POINTS)).round()
+        pick = pick[np.diff(pick, prepend=-1.0) != 0]  # np.unique imports numpy.ma: 1 MB
         idx = pick.astype(int) if len(ts) else np.array([], int)
         return {
             "ts": [round(float(t), 3) for t in ts[idx]],

@@ -22,13 +22,13 @@ most once per half second however many browsers poll it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import hashlib
 import hmac
 import json
 import logging
 import time
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.backoff import Backoff
@@ -37,7 +37,6 @@ from edge_agent.metrics import build_registry
 from edge_agent.schema import is_loopback, parse_duration
 from edge_agent.web.config import WebConfig, parse_listen
 from edge_agent.web.http import BadRequest, HttpServer, Request, Response, accepts_gzip
-from edge_agent.web.openapi import document
 from edge_agent.web.site import Site
 
 if TYPE_CHECKING:
@@ -72,6 +71,8 @@ SIGNALS_TTL = 0.5
 
 def load_static() -> dict[str, tuple[bytes, str, str]]:
     """Every file of ``edge_agent/web/static``: name -> (bytes, content type, ETag)."""
+    from importlib import resources  # with tempfile and its kin: 0.5 MB nobody looking needs
+
     files = {}
     for item in resources.files("edge_agent.web").joinpath("static").iterdir():
         suffix = "." + item.name.rsplit(".", 1)[-1]
@@ -95,11 +96,21 @@ class Routes:
         self.site = site
         self.token = token
         self.loopback_only = loopback_only
-        self.static = load_static()
         self.registry: CollectorRegistry | None = None  # at the first scrape (see metrics.py)
-        self.openapi = json.dumps(document()).encode()
         self._signals: tuple[float, bytes, bytes] = (0.0, b"", b"")
         self._signals_lock = asyncio.Lock()
+
+    @functools.cached_property
+    def static(self) -> dict[str, tuple[bytes, str, str]]:
+        """The page's files, read at the first request for one (a site nobody opens: none)."""
+        return load_static()
+
+    @functools.cached_property
+    def openapi(self) -> bytes:
+        """The API's OpenAPI document, built at the first request for it."""
+        from edge_agent.web.openapi import document
+
+        return json.dumps(document()).encode()
 
     async def __call__(self, request: Request) -> Response:
         """Dispatch one request."""

@@ -29,6 +29,7 @@ from edge_agent.logs import Transition
 from edge_agent.metrics import AgentCollector, take_snapshot
 from edge_agent.metrics_links import opcua_record, unit_records
 from edge_agent.schema import plain
+from edge_agent.sources.modbus.config import RegisterTable
 from edge_agent.twin.signal_status import SignalStatus
 from edge_agent.twin.store import SignalStore
 from edge_agent.web.alerts import AlertView, alert_record, listing
@@ -291,9 +292,9 @@ def modbus_registers(config: AgentConfig) -> dict[str, str]:
     for source in config.sources:
         if source.type != "modbus":
             continue
-        for reg in source.registers:
+        for name, address, reg in RegisterTable.of(source.registers).rows():
             unit = reg.device_id if reg.device_id is not None else source.device_id
-            text = f"unit {unit} {reg.table} {reg.address} {reg.data_type}"
+            text = f"unit {unit} {reg.table} {address} {reg.data_type}"
             if reg.width > 1:
                 text += f" {reg.byte_order} ({reg.width} registers)"
             if reg.bit is not None:
@@ -302,7 +303,7 @@ def modbus_registers(config: AgentConfig) -> dict[str, str]:
                 text += f" x{reg.scale:g}"
             if reg.offset != 0.0:
                 text += f" {reg.offset:+g}"
-            out[source.signal_name(reg)] = text
+            out[f"{source.name}.{name}".lower()] = text  # source.signal_name, per row
     return out
 
 

@@ -108,6 +108,12 @@ def _struct(fmt: str) -> struct.Struct:
     return struct.Struct(fmt)
 
 
+@functools.cache
+def _unpack_from(unpacker: struct.Struct) -> Callable[[bytes, int], tuple[Any, ...]]:
+    """``unpacker.unpack_from``, one bound method shared by every slot (not 72 bytes each)."""
+    return unpacker.unpack_from
+
+
 def decode(registers: Sequence[int], data_type: DataType, order: ByteOrder = "ABCD") -> float:
     """Decode one value from its registers (``bool`` reads bit 0 of the first).
 
@@ -177,15 +183,20 @@ class Slot(NamedTuple):
     offset: float
 
     @classmethod
-    def place(cls, field: Field, index: int) -> Slot:
-        """Place ``field`` at register (or bit) ``index`` of a block."""
+    def place(cls, field: Field, index: int, signal: str | None = None) -> Slot:
+        """Place ``field`` at register (or bit) ``index`` of a block.
+
+        ``signal``, if given, is the slot's signal instead of the field's (one field
+        then serves every signal of its type, order, scale and offset).
+        """
         common = (field.scale, field.offset)
+        name = field.signal if signal is None else signal
         if field.data_type == "bool":
-            return cls(field.signal, _BIT, index, None, field.bit or 0, *common)
+            return cls(name, _BIT, index, None, field.bit or 0, *common)
         if field.data_type == "uint16" and field.order in ("ABCD", "CDAB"):
-            return cls(field.signal, _WORD, index, None, 0, *common)
+            return cls(name, _WORD, index, None, 0, *common)
         kind = _SWAPPED if needs_swapped(field.order) else _PLAIN
-        return cls(field.signal, kind, index * 2, field.unpacker().unpack_from, 0, *common)
+        return cls(name, kind, index * 2, _unpack_from(field.unpacker()), 0, *common)
 
 
 class _Run(NamedTuple):
@@ -227,7 +238,7 @@ def _find_run(slots: Sequence[Slot]) -> _Run | None:
     size = struct.calcsize(fmt)
     if any(s.pos != slots[0].pos + k * size for k, s in enumerate(slots)):
         return None
-    whole = struct.Struct(fmt[0] + fmt[1:] * len(slots))
+    whole = struct.Struct(f"{fmt[0]}{len(slots)}{fmt[1:]}")  # "62f": one code, not 62
     names = tuple(s.signal for s in slots)
     integer = fmt[-1] not in "fd"
     return _Run(whole.unpack_from, slots[0].pos, kinds.pop() == _SWAPPED, names, integer)

@@ -1,12 +1,23 @@
-"""The config of a Modbus source: transport, serial line, units, registers and timing."""
+"""The config of a Modbus source: transport, serial line, units, registers and timing.
+
+The running agent keeps a source's registers as a :class:`RegisterTable` (columns,
+one shared :class:`RegisterShape` per distinct rest-of-the-register), not as a list
+of models: see :meth:`ModbusSourceConfig.compact`.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Self
+import operator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import Annotated, Any, Literal, NamedTuple, Self, overload
 
 from pydantic import Field as PydanticField
-from pydantic import field_validator, model_validator
+from pydantic import GetCoreSchemaHandler, GetPydanticSchema, field_validator, model_validator
+from pydantic_core import CoreSchema, core_schema
 
 from edge_agent.commands.config import WriteLimits
 from edge_agent.schema import Duration, StrictModel
@@ -105,6 +116,174 @@ class ModbusRegisterConfig(StrictModel):
         return 1 if self.table in BIT_TABLES else register_count(self.data_type)
 
 
+_SHAPE_FIELDS = (
+    "table", "data_type", "byte_order", "bit", "scale", "offset", "unit", "device_id",
+    "interval", "asset", "description", "write",
+)  # fmt: skip
+_ROW_FIELDS = operator.attrgetter("name", "address", *_SHAPE_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterShape:
+    """Everything about a register but its name and address (shared by registers alike).
+
+    The attributes are those of :class:`ModbusRegisterConfig`; ``fields_set`` is
+    which of them the YAML wrote (pydantic's ``model_fields_set``), kept so that a
+    register built back from its row is the model it was, and left out of equality
+    as pydantic leaves it out.
+    """
+
+    table: Table
+    data_type: DataType
+    byte_order: ByteOrder
+    bit: int | None
+    scale: float
+    offset: float
+    unit: str
+    device_id: int | None
+    interval: float | None
+    asset: str
+    description: str
+    write: ModbusWriteConfig | None
+    fields_set: frozenset[str] = dataclass_field(compare=False)
+
+    @property
+    def width(self) -> int:
+        """Registers (or bits) the value occupies."""
+        return 1 if self.table in BIT_TABLES else register_count(self.data_type)
+
+
+class RegisterRow(NamedTuple):
+    """One register of a :class:`RegisterTable`, without building its model."""
+
+    name: str
+    address: int
+    shape: RegisterShape
+
+
+class RegisterTable(Sequence[ModbusRegisterConfig]):
+    """A source's registers as columns: name, address and a shape number per register.
+
+    A :class:`ModbusRegisterConfig` costs about 690 bytes per register in the agent's
+    process (a pydantic object and a ``__dict__`` of 14 fields); registers differ mostly
+    in name and address, so a row costs the name and 16 bytes. Indexing or iterating
+    builds the models (``model_construct``, about 5 us each): the running source reads
+    :meth:`rows` instead. Read-only, equal to a list of the same registers, and pickled
+    as its columns.
+    """
+
+    __slots__ = ("_addresses", "_names", "_shape_ids", "_shapes")
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        addresses: array[int],
+        shape_ids: array[int],
+        shapes: tuple[RegisterShape, ...],
+    ) -> None:
+        self._names = names
+        self._addresses = addresses
+        self._shape_ids = shape_ids
+        self._shapes = shapes
+
+    @classmethod
+    def of(cls, registers: Iterable[ModbusRegisterConfig]) -> RegisterTable:
+        """``registers`` as a table (a table is returned as it is)."""
+        if isinstance(registers, RegisterTable):
+            return registers
+        names: list[str] = []
+        addresses, shape_ids = array("H"), array("I")
+        numbers: dict[tuple[Any, ...], int] = {}
+        shapes: list[RegisterShape] = []
+        for register in registers:
+            name, address, *values = _ROW_FIELDS(register)
+            key = (*values, frozenset(register.model_fields_set))
+            number = numbers.get(key)
+            if number is None:  # a shape is built once (building one per register: 4 us)
+                number = numbers[key] = len(shapes)
+                shapes.append(RegisterShape(*key))
+            names.append(name)
+            addresses.append(address)
+            shape_ids.append(number)
+        return cls(tuple(names), addresses, shape_ids, tuple(shapes))
+
+    @property
+    def shapes(self) -> tuple[RegisterShape, ...]:
+        """The distinct shapes, each once."""
+        return self._shapes
+
+    def rows(self) -> Iterator[RegisterRow]:
+        """Every register as (name, address, shape), in order."""
+        shapes = self._shapes
+        for name, address, number in zip(
+            self._names, self._addresses, self._shape_ids, strict=True
+        ):
+            yield RegisterRow(name, address, shapes[number])
+
+    def row(self, index: int) -> RegisterRow:
+        """Register ``index`` as (name, address, shape)."""
+        return RegisterRow(
+            self._names[index], self._addresses[index], self._shapes[self._shape_ids[index]]
+        )
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    @overload
+    def __getitem__(self, index: int) -> ModbusRegisterConfig: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ModbusRegisterConfig]: ...
+
+    def __getitem__(self, index: int | slice) -> ModbusRegisterConfig | list[ModbusRegisterConfig]:
+        if isinstance(index, slice):
+            return [self._model(i) for i in range(len(self))[index]]
+        return self._model(range(len(self))[index])
+
+    def __iter__(self) -> Iterator[ModbusRegisterConfig]:
+        return (self._model(i) for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RegisterTable):
+            if self._names != other._names or self._addresses != other._addresses:
+                return False
+            return all(map(operator.eq, self._each_shape(), other._each_shape()))
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return len(self) == len(other) and all(map(operator.eq, self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # like the list it stands for
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RegisterTable, (self._names, self._addresses, self._shape_ids, self._shapes))
+
+    def __repr__(self) -> str:
+        return f"RegisterTable({len(self)} registers, {len(self._shapes)} shapes)"
+
+    def _each_shape(self) -> Iterator[RegisterShape]:
+        return map(self._shapes.__getitem__, self._shape_ids)
+
+    def _model(self, index: int) -> ModbusRegisterConfig:
+        name, address, shape = self.row(index)
+        values = {field: getattr(shape, field) for field in _SHAPE_FIELDS}
+        return ModbusRegisterConfig.model_construct(
+            set(shape.fields_set), name=name, address=address, **values
+        )
+
+
+def _register_list_schema(_type: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+    """The schema of a list (errors say "list"), dumping any sequence as one."""
+    schema = handler(list[ModbusRegisterConfig])
+    as_list = core_schema.wrap_serializer_function_ser_schema(
+        lambda value, serialize: serialize(list(value)), schema=dict(schema)
+    )
+    return {**schema, "serialization": as_list}
+
+
+# A list when validated, a RegisterTable in the running agent (ModbusSourceConfig.compact).
+RegisterList = Annotated[Sequence[ModbusRegisterConfig], GetPydanticSchema(_register_list_schema)]
+
+
 class SerialConfig(StrictModel):
     """Serial line settings for ``rtu://`` URLs."""
 
@@ -134,7 +313,7 @@ class ModbusSourceConfig(StrictModel):
     backoff: Annotated[Duration, PydanticField(gt=0)] = 1.0
     backoff_max: Duration = 60.0
     refused_retry: Annotated[Duration, PydanticField(gt=0)] = 600.0
-    registers: list[ModbusRegisterConfig] = PydanticField(min_length=1)
+    registers: RegisterList = PydanticField(min_length=1)
 
     @field_validator("url")
     @classmethod
@@ -161,9 +340,18 @@ class ModbusSourceConfig(StrictModel):
 
     def units(self) -> list[int]:
         """The device ids (unit ids) the registers are read from, sorted."""
-        return sorted(
-            {self.device_id if r.device_id is None else r.device_id for r in self.registers}
-        )
+        registers = self.registers
+        alike = registers.shapes if isinstance(registers, RegisterTable) else registers
+        return sorted({self.device_id if r.device_id is None else r.device_id for r in alike})
+
+    def compact(self) -> None:
+        """Keep the registers as a :class:`RegisterTable` (for the agent's process).
+
+        Done once, on the config the child hands to the agent (``config_fork``):
+        the model is frozen, so replacing the container of a field by an equal,
+        read-only one changes nothing anyone can see but the memory it takes.
+        """
+        object.__setattr__(self, "registers", RegisterTable.of(self.registers))
 
     @property
     def request_timeout(self) -> float:
@@ -208,4 +396,6 @@ class ModbusSourceConfig(StrictModel):
 
     def signal_names(self) -> list[str]:
         """Every signal of the source, without building it (the config's own checks)."""
-        return [self.signal_name(register) for register in self.registers]
+        registers = self.registers
+        rows = registers.rows() if isinstance(registers, RegisterTable) else registers
+        return [f"{self.name}.{row.name}".lower() for row in rows]  # signal_name, per row

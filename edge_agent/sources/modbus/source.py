@@ -17,7 +17,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from array import array
 from typing import Self
 
 from edge_agent.commands.config import WriteLimits
@@ -32,7 +32,12 @@ from edge_agent.sources.modbus.codec import (
     decode_bits,
     decode_registers,
 )
-from edge_agent.sources.modbus.config import ModbusRegisterConfig, ModbusSourceConfig
+from edge_agent.sources.modbus.config import (
+    ModbusRegisterConfig,
+    ModbusSourceConfig,
+    RegisterShape,
+    RegisterTable,
+)
 from edge_agent.sources.modbus.endpoint import Endpoint
 from edge_agent.sources.modbus.health import UnitHealth
 from edge_agent.sources.modbus.link import (
@@ -65,14 +70,19 @@ _Job = tuple[Request, list[Slot]]
 class _Plan:
     """What the source learned and decided: fields, schedule, fences, refusals."""
 
-    def __init__(self, config: ModbusSourceConfig, names: list[str]) -> None:
+    def __init__(self, config: ModbusSourceConfig, table: RegisterTable, names: list[str]) -> None:
         self.config = config
-        registers = config.registers
-        self.fields = [_field(config, r, name) for r, name in zip(registers, names, strict=True)]
+        self.names = names
+        self.table = table
+        # One Field per shape, not per signal (80 bytes each): the slots get the names.
+        # Keyed by identity: the table holds each shape once, and hashing one is slow.
+        self._fields = {id(shape): _field(shape) for shape in table.shapes}
+        rows = list(table.rows())
         self.points = [
-            Point(i, _unit(config, r), r.table, r.address, r.width) for i, r in enumerate(registers)
+            Point(i, _unit(config, row.shape), row.shape.table, row.address, row.shape.width)
+            for i, row in enumerate(rows)
         ]
-        self.intervals = [r.interval or config.interval for r in registers]
+        self.intervals = [row.shape.interval or config.interval for row in rows]
         self.schedule = Schedule(self.intervals, config.interval)
         self.limits = Limits(
             config.max_registers, config.max_bits, config.register_gap, config.bit_gap
@@ -110,23 +120,20 @@ class _Plan:
 
     def slots(self, request: Request) -> list[Slot]:
         """The fields of ``request`` placed in its block (one unpack for a uniform block)."""
+        fields, row, names = self._fields, self.table.row, self.names
         return Slots.of(
-            [Slot.place(self.fields[p.key], p.address - request.start) for p in request.points]
+            [
+                Slot.place(fields[id(row(p.key).shape)], p.address - request.start, names[p.key])
+                for p in request.points
+            ]
         )
 
 
-def _field(config: ModbusSourceConfig, register: ModbusRegisterConfig, name: str) -> Field:
-    return Field(
-        name,
-        register.data_type,
-        register.byte_order,
-        register.bit,
-        register.scale,
-        register.offset,
-    )
+def _field(shape: RegisterShape) -> Field:
+    return Field("", shape.data_type, shape.byte_order, shape.bit, shape.scale, shape.offset)
 
 
-def _unit(config: ModbusSourceConfig, register: ModbusRegisterConfig) -> int:
+def _unit(config: ModbusSourceConfig, register: RegisterShape | ModbusRegisterConfig) -> int:
     return config.device_id if register.device_id is None else register.device_id
 
 
@@ -148,9 +155,14 @@ class ModbusSource:
         # tick, a write for one request (see edge_agent.sources.modbus.write).
         self._turn = asyncio.Lock()
         self._writing = asyncio.Lock()  # one write at a time: a tick waits for one request
-        # The last reply of each register block, kept by reference (no copy on the hot
-        # path): the site view shows the words behind a value from it, on request only.
-        self._replies: dict[tuple[Table, int, int], Sequence[int]] = {}
+        # The last reply of each register block: the site view shows the words behind a
+        # value from it, on request only.
+        self._replies: dict[tuple[Table, int, int], array[int]] = {}
+
+    @functools.cached_property
+    def _table(self) -> RegisterTable:
+        """The registers as rows (the agent's config holds a table already: no copy)."""
+        return RegisterTable.of(self.config.registers)
 
     def signals(self) -> list[SignalInfo]:
         """The catalogue of this source's signals, from the config.
@@ -162,21 +174,21 @@ class ModbusSource:
             config = self.config
             self._catalogue = [
                 SignalInfo(
-                    signal=config.signal_name(r),
+                    signal=f"{config.name}.{name}".lower(),  # config.signal_name, per row
                     source=config.name,
-                    interval=r.interval or config.interval,
-                    asset=r.asset or config.asset,
-                    unit=r.unit,
-                    description=r.description,
+                    interval=shape.interval or config.interval,
+                    asset=shape.asset or config.asset,
+                    unit=shape.unit,
+                    description=shape.description,
                 )
-                for r in config.registers
+                for name, _, shape in self._table.rows()
             ]
         return list(self._catalogue)
 
     async def __aenter__(self) -> Self:
         config = self.config
         if self._plan is None:
-            self._plan = _Plan(config, [info.signal for info in self.signals()])
+            self._plan = _Plan(config, self._table, [info.signal for info in self.signals()])
             units = sorted({p.unit for p in self._plan.points})
             self._health = UnitHealth(config.name, units, config.backoff, config.backoff_max)
         assert self._health is not None
@@ -212,7 +224,7 @@ class ModbusSource:
         """The signals with a ``write:`` block: their limits, and whether they are bools."""
         return {
             self.config.signal_name(r): (r.write, r.data_type == "bool")
-            for r in self.config.registers
+            for r in self._writable_registers()
             if r.write is not None
         }
 
@@ -227,7 +239,7 @@ class ModbusSource:
         from edge_agent.sources.modbus.write import write_value
 
         register = next(
-            (r for r in self.config.registers if self.config.signal_name(r) == signal), None
+            (r for r in self._writable_registers() if self.config.signal_name(r) == signal), None
         )
         if register is None or register.write is None:
             raise WriteError(f"{signal} is not a writable signal of {self.config.name}")
@@ -239,6 +251,11 @@ class ModbusSource:
             if not health.available(unit, asyncio.get_running_loop().time()):
                 raise WriteError(f"{self.config.name}: unit {unit} is not answering")
             return await write_value(link, self._turn, register, unit, value)
+
+    def _writable_registers(self) -> list[ModbusRegisterConfig]:
+        """The registers with a ``write:`` block, as models (built only for those)."""
+        table = self._table
+        return [table[i] for i, row in enumerate(table.rows()) if row.shape.write is not None]
 
     async def _read(self) -> list[Sample]:
         """Read what is due now, within the tick (see :meth:`_queue` for the order).
@@ -257,7 +274,7 @@ class ModbusSource:
         loop = asyncio.get_running_loop()
         now = loop.time()
         jobs, refused = self._plan.due(now)
-        samples = _bad([self._plan.fields[k].signal for k in refused], time.time())
+        samples = _bad([self._plan.names[k] for k in refused], time.time())
         usable = self.config.interval * (1 - _TICK_SLACK)
         budget = self._worst if self._worst <= usable else 0.0
         sent = False
@@ -330,8 +347,10 @@ class ModbusSource:
         self._complain(request, 0)
         if request.table in BIT_TABLES:
             return decode_bits(slots, reply, ts), True  # type: ignore[arg-type]
-        self._replies[(request.table, request.unit, request.start)] = reply
-        return decode_registers(slots, reply, ts), True
+        samples = decode_registers(slots, reply, ts)
+        # 2 bytes a word; the reply's list of ints costs about 36 (0.07 KB per float32 tag)
+        self._replies[(request.table, request.unit, request.start)] = array("H", reply)
+        return samples, True
 
     def raw_words(self) -> dict[str, list[int]]:
         """Signal -> the register words behind its latest value (as last read).
@@ -340,19 +359,19 @@ class ModbusSource:
         order or a scale, and the words show which. Coils and inputs bits have none.
         """
         out: dict[str, list[int]] = {}
-        for register in self.config.registers:
-            if register.table in BIT_TABLES:
+        for info, (_, address, shape) in zip(self.signals(), self._table.rows(), strict=True):
+            if shape.table in BIT_TABLES:
                 continue
-            words = self._words(register.table, _unit(self.config, register), register)
+            words = self._words(shape.table, _unit(self.config, shape), address, shape.width)
             if words is not None:
-                out[self.config.signal_name(register)] = words
+                out[info.signal] = words
         return out
 
-    def _words(self, table: Table, unit: int, register: ModbusRegisterConfig) -> list[int] | None:
+    def _words(self, table: Table, unit: int, address: int, width: int) -> list[int] | None:
         for (t, u, start), reply in self._replies.items():
-            at = register.address - start
-            if t == table and u == unit and at >= 0 and at + register.width <= len(reply):
-                return list(reply[at : at + register.width])
+            at = address - start
+            if t == table and u == unit and at >= 0 and at + width <= len(reply):
+                return list(reply[at : at + width])
         return None
 
     async def _bisect(self, request: Request, code: int, now: float) -> list[Sample]:
@@ -371,7 +390,7 @@ class ModbusSource:
     def _refuse(self, request: Request, code: int, now: float) -> list[Sample]:
         """Leave out the signals of one refused value; say so the first time only."""
         assert self._plan is not None
-        signals = [self._plan.fields[p.key].signal for p in request.points]
+        signals = [self._plan.names[p.key] for p in request.points]
         for point in request.points:
             self._plan.refuse(point.key, now)
         if request.start not in self._refusals.setdefault((request.unit, request.table), set()):
