@@ -25,9 +25,7 @@ from edge_agent.errors import SourceError, WriteError
 from edge_agent.logs import RateLimitedLog
 from edge_agent.sources.modbus.codec import (
     BIT_TABLES,
-    Field,
     Slot,
-    Slots,
     Table,
     decode_bits,
     decode_registers,
@@ -35,7 +33,6 @@ from edge_agent.sources.modbus.codec import (
 from edge_agent.sources.modbus.config import (
     ModbusRegisterConfig,
     ModbusSourceConfig,
-    RegisterShape,
     RegisterTable,
 )
 from edge_agent.sources.modbus.endpoint import Endpoint
@@ -48,8 +45,8 @@ from edge_agent.sources.modbus.link import (
     SerialLine,
     pause,
 )
-from edge_agent.sources.modbus.plan import Fences, Limits, Point, Request, halves, plan
-from edge_agent.sources.poll import Schedule
+from edge_agent.sources.modbus.plan import Request, halves
+from edge_agent.sources.modbus.schedule import Job, SourcePlan, unit_of
 from edge_agent.types import ReadBack, Sample, SignalInfo
 
 log = logging.getLogger(__name__)
@@ -64,89 +61,17 @@ _BISECTED = frozenset({2, 3})
 # that tick is skipped
 _TICK_SLACK = 0.05
 
-_Job = tuple[Request, list[Slot]]
-
-
-class _Plan:
-    """What the source learned and decided: fields, schedule, fences, refusals."""
-
-    def __init__(self, config: ModbusSourceConfig, table: RegisterTable, names: list[str]) -> None:
-        self.config = config
-        self.names = names
-        self.table = table
-        # One Field per shape, not per signal (80 bytes each): the slots get the names.
-        # Keyed by identity: the table holds each shape once, and hashing one is slow.
-        self._fields = {id(shape): _field(shape) for shape in table.shapes}
-        rows = list(table.rows())
-        self.points = [
-            Point(i, _unit(config, row.shape), row.shape.table, row.address, row.shape.width)
-            for i, row in enumerate(rows)
-        ]
-        self.intervals = [row.shape.interval or config.interval for row in rows]
-        self.schedule = Schedule(self.intervals, config.interval)
-        self.limits = Limits(
-            config.max_registers, config.max_bits, config.register_gap, config.bit_gap
-        )
-        self.fences = Fences()
-        self.refused: dict[int, float] = {}  # point key -> monotonic time to try again
-        self._cache: dict[tuple[float, ...], tuple[list[_Job], list[int]]] = {}
-
-    def due(self, now: float) -> tuple[list[_Job], list[int]]:
-        """The requests to make now, and the keys of due signals left out as refused."""
-        if any(at <= now for at in self.refused.values()):
-            self.refused = {k: at for k, at in self.refused.items() if at > now}
-            self._cache.clear()
-        intervals = self.schedule.due(now)
-        cached = self._cache.get(intervals)
-        if cached is None:
-            wanted = set(intervals)
-            due = [p for p in self.points if self.intervals[p.key] in wanted]
-            requests = plan((p for p in due if p.key not in self.refused), self.limits, self.fences)
-            jobs = [(r, self.slots(r)) for r in requests]
-            cached = self._cache[intervals] = (jobs, [p.key for p in due if p.key in self.refused])
-        return cached
-
-    def refuse(self, key: int, now: float) -> None:
-        """Leave signal ``key`` out until ``refused_retry`` has passed."""
-        self.refused[key] = now + self.config.refused_retry
-        self._cache.clear()
-
-    def fence(self, left: Request, right: Request) -> None:
-        """Both halves of a refused block answered: fence off what lies between them."""
-        start, end = left.start + left.count, right.start
-        if start <= end:
-            self.fences.add(left.unit, left.table, start, end)
-            self._cache.clear()
-
-    def slots(self, request: Request) -> list[Slot]:
-        """The fields of ``request`` placed in its block (one unpack for a uniform block)."""
-        fields, row, names = self._fields, self.table.row, self.names
-        return Slots.of(
-            [
-                Slot.place(fields[id(row(p.key).shape)], p.address - request.start, names[p.key])
-                for p in request.points
-            ]
-        )
-
-
-def _field(shape: RegisterShape) -> Field:
-    return Field("", shape.data_type, shape.byte_order, shape.bit, shape.scale, shape.offset)
-
-
-def _unit(config: ModbusSourceConfig, register: RegisterShape | ModbusRegisterConfig) -> int:
-    return config.device_id if register.device_id is None else register.device_id
-
 
 class ModbusSource:
     """Polls one Modbus connection (see the module docstring)."""
 
     def __init__(self, config: ModbusSourceConfig) -> None:
         self.config = config
-        self._plan: _Plan | None = None
+        self._plan: SourcePlan | None = None
         self._catalogue: list[SignalInfo] | None = None
         self._health: UnitHealth | None = None
         self._link: ModbusLink | None = None
-        self._deferred: list[_Job] = []
+        self._deferred: list[Job] = []
         self._complaints: dict[tuple[int, Table, int], int] = {}
         # A noisy RTU line flaps between garbage and good replies at every poll.
         self._lines = RateLimitedLog(log, config.name)
@@ -188,7 +113,7 @@ class ModbusSource:
     async def __aenter__(self) -> Self:
         config = self.config
         if self._plan is None:
-            self._plan = _Plan(config, self._table, [info.signal for info in self.signals()])
+            self._plan = SourcePlan(config, self._table, [info.signal for info in self.signals()])
             units = sorted({p.unit for p in self._plan.points})
             self._health = UnitHealth(config.name, units, config.backoff, config.backoff_max)
         assert self._health is not None
@@ -243,7 +168,7 @@ class ModbusSource:
         )
         if register is None or register.write is None:
             raise WriteError(f"{signal} is not a writable signal of {self.config.name}")
-        unit = _unit(self.config, register)
+        unit = unit_of(self.config, register)
         async with self._writing:
             link, health = self._link, self._health
             if link is None or health is None:
@@ -297,7 +222,7 @@ class ModbusSource:
         """What one try costs when its unit does not answer (once: the config walks every tag)."""
         return self.config.request_timeout * (self.config.retries + 1)
 
-    def _queue(self, jobs: list[_Job]) -> list[_Job]:
+    def _queue(self, jobs: list[Job]) -> list[Job]:
         """This tick's tries in order: units that answered their last try first, then the rest.
 
         A try at a unit in an outage (or not heard from yet) may cost a full
@@ -362,7 +287,7 @@ class ModbusSource:
         for info, (_, address, shape) in zip(self.signals(), self._table.rows(), strict=True):
             if shape.table in BIT_TABLES:
                 continue
-            words = self._words(shape.table, _unit(self.config, shape), address, shape.width)
+            words = self._words(shape.table, unit_of(self.config, shape), address, shape.width)
             if words is not None:
                 out[info.signal] = words
         return out
