@@ -9,6 +9,7 @@ import pytest
 from edge_agent.config import load_config, parse_config
 from edge_agent.config_errors import format_path
 from edge_agent.errors import ConfigError
+from edge_agent.forward.config import MqttSinkConfig
 from edge_agent.schema import format_duration, parse_duration, parse_size
 
 CASES = Path(__file__).parent / "cases" / "config"
@@ -139,6 +140,7 @@ def test_a_section_with_every_key_commented_out_is_empty(tmp_path: Path) -> None
 def test_tls_files_resolve_against_the_config_folder(tmp_path: Path) -> None:
     text = "sinks:\n  - {type: mqtt, name: up, host: h, ca_file: pki/ca.pem, key_file: /k.pem}\n"
     sink = parse_config(text, tmp_path / "c.yaml").sinks[0]
+    assert isinstance(sink, MqttSinkConfig)
     assert sink.ca_file == str(tmp_path.resolve() / "pki" / "ca.pem")
     assert sink.key_file == "/k.pem"
 

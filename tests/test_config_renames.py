@@ -12,6 +12,8 @@ import pytest
 from edge_agent.config import parse_config
 from edge_agent.config_errors import RENAMED
 from edge_agent.errors import EX_CONFIG, ConfigError
+from edge_agent.forward.config import MqttSinkConfig
+from edge_agent.forward.sparkplug_config import SparkplugSinkConfig
 
 ROOT = Path(__file__).parent.parent
 CASES = Path(__file__).parent / "cases" / "config"
@@ -121,6 +123,7 @@ detect:
 def test_switches_take_unquoted_on_and_off() -> None:
     config = parse_config(SWITCHES, Path("c.yaml"))
     mqtt, sparkplug = config.sinks
+    assert isinstance(mqtt, MqttSinkConfig) and isinstance(sparkplug, SparkplugSinkConfig)
     assert (mqtt.tls, mqtt.telemetry, mqtt.commands) == ("off", "on", "on")
     assert (sparkplug.telemetry, sparkplug.commands) == ("off", "on")
     assert config.writes.mode == "on" and config.detect.source_down == "off"

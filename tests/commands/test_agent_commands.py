@@ -49,7 +49,7 @@ async def test_the_agent_answers_a_command_and_audits_it(
                         topic = str(message.topic)
                         if topic == "edge-agent/gw1/status":
                             await host.publish("edge-agent/gw1/cmd", json.dumps(body), qos=1)
-                        payload = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                        payload = json.loads(bytes(message.payload))
                         if topic.endswith("/cmd/reply"):
                             replies.append(payload)
                         elif topic.endswith("/audit"):

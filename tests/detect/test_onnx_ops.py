@@ -32,7 +32,8 @@ def graph_bytes(
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
-    return model.SerializeToString()
+    encoded: bytes = model.SerializeToString()
+    return encoded
 
 
 def same(data: bytes, feeds: dict[str, np.ndarray], *, rtol: float = 0.0) -> None:

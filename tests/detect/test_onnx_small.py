@@ -56,7 +56,8 @@ def window_shape(sess: Any) -> list[int]:
 def random_windows(rng: np.random.Generator, batch: int, shape: list[int]) -> np.ndarray:
     scale = 10.0 ** rng.uniform(-4, 4)
     offset = rng.normal() * scale * rng.choice([0.0, 1.0, 100.0])
-    return (rng.normal(size=(batch, *shape)) * scale + offset).astype(np.float32)
+    windows: np.ndarray = (rng.normal(size=(batch, *shape)) * scale + offset).astype(np.float32)
+    return windows
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=IDS)

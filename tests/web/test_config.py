@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from edge_agent.errors import ConfigError
 from edge_agent.web.config import WebConfig, load_token
@@ -28,7 +28,7 @@ def test_missing_or_empty_token_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_no_token_on_loopback() -> None:
     assert load_token(WebConfig(listen="127.0.0.1:8470")) is None
-    assert load_token(WebConfig(listen="[::1]:8470", token="abc")) == "abc"
+    assert load_token(WebConfig(listen="[::1]:8470", token=SecretStr("abc"))) == "abc"
 
 
 @pytest.mark.parametrize(

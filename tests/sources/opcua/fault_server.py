@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from asyncua import Server
 from asyncua import ua as _ua
+from asyncua.server.server import Server
 
 ua: Any = _ua
 NS = "urn:edge-agent:faults"
