@@ -41,7 +41,7 @@ _CLAIMS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Sample:
+class MetricSample:
     """One series' value at a scrape.
 
     Attributes:
@@ -74,7 +74,7 @@ class Family:
     kind: Kind
     doc: str
     labels: tuple[str, ...] = ()
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[MetricSample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -89,14 +89,15 @@ class Family:
         """Add a counter's or a gauge's sample."""
         if self.kind == "summary":
             raise ValueError(f"{self.name} is a summary: use add_summary")
-        self.samples.append(Sample(_SUFFIX[self.kind], self._checked(values), value))
+        self.samples.append(MetricSample(_SUFFIX[self.kind], self._checked(values), value))
 
     def add_summary(self, values: Sequence[str], count: float, total: float) -> None:
         """Add a summary's ``_count`` and ``_sum`` (no quantiles)."""
         if self.kind != "summary":
             raise ValueError(f"{self.name} is a {self.kind}, not a summary")
         checked = self._checked(values)
-        self.samples += [Sample("_count", checked, count), Sample("_sum", checked, total)]
+        self.samples.append(MetricSample("_count", checked, count))
+        self.samples.append(MetricSample("_sum", checked, total))
 
     def exposed(self) -> str:
         """The name on the HELP and TYPE lines (a counter's with ``_total``)."""
