@@ -707,7 +707,7 @@ def import_seconds() -> str:
         found.append(float(out.stdout))
     return (
         f"Imports alone: minimal loop (sqlite3, pymodbus) {found[0]:.2f} s; agent (CLI, config, "
-        f"agent wiring: pydantic, numpy, prometheus_client, pymodbus...) {found[1]:.2f} s of its "
+        f"agent wiring: pydantic, numpy, pymodbus...) {found[1]:.2f} s of its "
         "time to READY."
     )
 

@@ -21,9 +21,10 @@ were read; the oldest-row age is computed at scrape time).
 backlog on the dev machine (microseconds when the outbox is drained), at most
 once per ``refresh`` on the worker thread, never per scrape.
 
-prometheus_client is imported at the first scrape, not at start: it costs about
-4 MB of RSS (with the http, email and wsgiref modules it pulls in), which a
-gateway nobody scrapes should not pay.
+The text is written by :mod:`edge_agent.exposition` (the families here are its
+:class:`~edge_agent.exposition.Family`), the process's own series by
+:mod:`edge_agent.process_metrics`: prometheus_client is not used by the daemon
+(its import cost 2 MB of RSS; see :mod:`edge_agent.exposition`).
 
 Metrics reveal plant topology (source, asset and sink names); who may read them
 is the web server's rule (loopback, or a bearer token).
@@ -34,21 +35,20 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from itertools import chain
+from typing import Any
 
 from edge_agent import __version__
 from edge_agent.detect.asset import Scored
 from edge_agent.detect.loop import DetectorLoop
+from edge_agent.exposition import Family, counter, gauge, render
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.outbox_rows import CLASSES
 from edge_agent.forward.outbox_status import OutboxStatus
 from edge_agent.metrics_links import modbus_metrics, opcua_metrics
+from edge_agent.process_metrics import process_families
 from edge_agent.sources.poll import PollStats, Source
 from edge_agent.twin.recorder import Recorder
-
-if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 Run = Callable[..., Awaitable[Any]]
 """``worker.run``: runs a blocking call on the agent's worker thread."""
@@ -119,20 +119,16 @@ async def take_snapshot(view: AgentView, run: Run) -> Snapshot:
     return Snapshot(time.time(), status, sinks, health, scores, counters)
 
 
-def _counter(name: str, doc: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
-    from prometheus_client.core import CounterMetricFamily
-
-    return CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
+def _counter(name: str, doc: str, labels: Sequence[str] = ()) -> Family:
+    return counter(f"{PREFIX}_{name}", doc, labels)
 
 
-def _gauge(name: str, doc: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
-    from prometheus_client.core import GaugeMetricFamily
-
-    return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
+def _gauge(name: str, doc: str, labels: Sequence[str] = ()) -> Family:
+    return gauge(f"{PREFIX}_{name}", doc, labels)
 
 
 class AgentCollector:
-    """A prometheus_client collector over an :class:`AgentView` (see the module docstring).
+    """The agent's metric families over an :class:`AgentView` (see the module docstring).
 
     Args:
         view: the live stages.
@@ -143,8 +139,8 @@ class AgentCollector:
         self.snapshot = Snapshot()
         self.refresh_failures = 0
 
-    def collect(self) -> Iterator[Metric]:
-        """Called by prometheus_client once per scrape (on the event loop: the web server)."""
+    def collect(self) -> Iterator[Family]:
+        """The agent's families, once per scrape (on the event loop: the web server)."""
         snap = self.snapshot
         yield from self._meta(snap)
         yield from self._sources(snap)
@@ -152,21 +148,21 @@ class AgentCollector:
         yield from self._detector(snap)
         yield from self._outbox(snap)
 
-    def _meta(self, snap: Snapshot) -> Iterator[Metric]:
+    def _meta(self, snap: Snapshot) -> Iterator[Family]:
         info = _gauge("info", "Constant 1: this gateway's id and version.", ["gateway", "version"])
-        info.add_metric([self.view.gateway, __version__], 1.0)
+        info.add([self.view.gateway, __version__], 1.0)
         taken = _gauge(
             "metrics_snapshot_timestamp_seconds",
             "When the outbox, detector and source-counter values were read (0: not yet).",
         )
-        taken.add_metric([], snap.taken)
+        taken.add([], snap.taken)
         failures = _counter(
             "metrics_refresh_failures", "Snapshot reads that failed (the previous one stays)."
         )
-        failures.add_metric([], float(self.refresh_failures))
+        failures.add([], float(self.refresh_failures))
         return iter((info, taken, failures))
 
-    def _sources(self, snap: Snapshot) -> Iterator[Metric]:
+    def _sources(self, snap: Snapshot) -> Iterator[Family]:
         label = ["source"]
         connected = _gauge("source_connected", "1 while the source is connected.", label)
         reads = _counter("source_reads", "Poll ticks that read the source.", label)
@@ -175,11 +171,11 @@ class AgentCollector:
         outages = _counter("source_outages", "Connections lost (or never made).", label)
         for source, stats in self.view.polls:
             name = [source.config.name]
-            connected.add_metric(name, float(stats.connected))
-            reads.add_metric(name, float(stats.reads))
-            samples.add_metric(name, float(stats.samples))
-            skipped.add_metric(name, float(stats.skipped_ticks))
-            outages.add_metric(name, float(stats.outages))
+            connected.add(name, float(stats.connected))
+            reads.add(name, float(stats.reads))
+            samples.add(name, float(stats.samples))
+            skipped.add(name, float(stats.skipped_ticks))
+            outages.add(name, float(stats.outages))
         events = _counter(
             "source_events",
             "A source's own counters (serial: frames, good, ignored, partial, failure"
@@ -188,61 +184,61 @@ class AgentCollector:
         )
         for source_name, counts in sorted(snap.source_counters.items()):
             for event, value in sorted(counts.items()):
-                events.add_metric([source_name, event], float(value))
+                events.add([source_name, event], float(value))
         sources = [source for source, _ in self.view.polls]
         links = (*modbus_metrics(sources), *opcua_metrics(sources))
         return iter((connected, reads, samples, skipped, outages, events, *links))
 
-    def _twin(self) -> Iterator[Metric]:
+    def _twin(self) -> Iterator[Family]:
         recorder = self.view.recorder
         if recorder is None:
             return iter(())
         written = _counter("twin_samples_written", "Samples written to the twin.")
-        written.add_metric([], float(recorder.written))
+        written.add([], float(recorder.written))
         failing = _gauge("twin_write_failing", "1 while writes to the twin fail.")
-        failing.add_metric([], float(recorder.failing))
+        failing.add([], float(recorder.failing))
         pending = _gauge("twin_pending_samples", "Samples waiting for the next twin flush.")
-        pending.add_metric([], float(len(recorder.pending) + len(recorder.retry)))
+        pending.add([], float(len(recorder.pending) + len(recorder.retry)))
         dropped = _counter("twin_samples_dropped", "Samples the twin could not store (disk full).")
-        dropped.add_metric([], float(recorder.store.health.dropped))
+        dropped.add([], float(recorder.store.health.dropped))
         errors = _counter("twin_write_errors", "Twin flushes that failed (I/O); each retried.")
-        errors.add_metric([], float(recorder.write_errors))
+        errors.add([], float(recorder.write_errors))
         return iter((written, failing, pending, dropped, errors))
 
-    def _detector(self, snap: Snapshot) -> Iterator[Metric]:
+    def _detector(self, snap: Snapshot) -> Iterator[Family]:
         loop = self.view.detect
         if loop is None:
             return iter(())
         alerts = _counter("alerts", "Alert events the detector made.", ["state"])
-        alerts.add_metric(["raised"], float(loop.raised))
-        alerts.add_metric(["cleared"], float(loop.cleared))
+        alerts.add(["raised"], float(loop.raised))
+        alerts.add(["cleared"], float(loop.cleared))
         unsent = _gauge("alerts_unsent", "Alerts held in memory while the outbox refuses them.")
-        unsent.add_metric([], float(len(loop.unsent)))
+        unsent.add([], float(len(loop.unsent)))
         return iter((alerts, unsent, *_assets(snap)))
 
-    def _outbox(self, snap: Snapshot) -> Iterator[Metric]:
+    def _outbox(self, snap: Snapshot) -> Iterator[Family]:
         if snap.outbox is None:
             return iter(())
         return iter(_outbox_metrics(snap.outbox, snap.sinks, time.time()))
 
 
-def _assets(snap: Snapshot) -> list[Metric]:
+def _assets(snap: Snapshot) -> list[Family]:
     label = ["asset"]
     health = _gauge("asset_health", "Asset health, 0 (alarm) to 100.", label)
     for asset, value in sorted(snap.health.items()):
-        health.add_metric([asset], value)
+        health.add([asset], value)
     score = _gauge("asset_score", "The model's latest anomaly score.", label)
     threshold = _gauge("asset_score_threshold", "The score above which it alarms.", label)
     scored_at = _gauge("asset_score_timestamp_seconds", "End of the last scored window.", label)
     for asset, last in sorted(snap.scores.items()):
         if last is not None:  # no series before the first window: not a fake 0
-            score.add_metric([asset], last.score)
-            threshold.add_metric([asset], last.threshold)
-            scored_at.add_metric([asset], last.ts)
+            score.add([asset], last.score)
+            threshold.add([asset], last.threshold)
+            scored_at.add([asset], last.ts)
     return [health, score, threshold, scored_at]
 
 
-def _outbox_metrics(status: OutboxStatus, sinks: Sequence[str], now: float) -> list[Metric]:
+def _outbox_metrics(status: OutboxStatus, sinks: Sequence[str], now: float) -> list[Family]:
     labels = ["sink", "class"]
     rows = _gauge("outbox_backlog_rows", "Rows waiting for a sink.", labels)
     size = _gauge("outbox_backlog_bytes", "Bytes waiting for a sink (with row overhead).", labels)
@@ -252,25 +248,19 @@ def _outbox_metrics(status: OutboxStatus, sinks: Sequence[str], now: float) -> l
         for kind in CLASSES.values():
             backlog = found.get((sink, kind))
             oldest = backlog.oldest if backlog is not None else None
-            rows.add_metric([sink, kind], float(backlog.rows if backlog else 0))
-            size.add_metric([sink, kind], float(backlog.bytes if backlog else 0))
-            age.add_metric([sink, kind], max(0.0, now - oldest) if oldest is not None else 0.0)
+            rows.add([sink, kind], float(backlog.rows if backlog else 0))
+            size.add([sink, kind], float(backlog.bytes if backlog else 0))
+            age.add([sink, kind], max(0.0, now - oldest) if oldest is not None else 0.0)
     dropped = _counter("outbox_dropped", "Rows dropped to keep the bound.", labels)
     rejected = _counter("outbox_rejected", "Rows the sink refused (deleted).", ["sink"])
     for sink in sorted(set(sinks) | set(status.counters)):
         counts = status.counters.get(sink, {})
         for kind in CLASSES.values():
-            dropped.add_metric([sink, kind], float(counts.get(f"dropped_{kind}", 0)))
-        rejected.add_metric([sink], float(counts.get("rejected", 0)))
+            dropped.add([sink, kind], float(counts.get(f"dropped_{kind}", 0)))
+        rejected.add([sink], float(counts.get("rejected", 0)))
     return [rows, size, age, dropped, rejected]
 
 
-def build_registry(collector: AgentCollector) -> CollectorRegistry:
-    """A private registry (not prometheus_client's global one): the agent and the process."""
-    from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-
-    registry = CollectorRegistry()
-    registry.register(collector)
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    return registry
+def exposition(collector: AgentCollector) -> bytes:
+    """The text of one ``/metrics`` scrape: the agent's families, then the process's."""
+    return render(chain(collector.collect(), process_families()))

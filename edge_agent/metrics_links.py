@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from edge_agent.exposition import Family, Kind
 from edge_agent.sources.modbus.health import UnitCounts, UnitHealth
 from edge_agent.sources.opcua.counters import OpcuaCounts
-
-if TYPE_CHECKING:
-    from prometheus_client.core import Metric
 
 PREFIX = "edge_agent"
 
@@ -107,36 +105,33 @@ def opcua_record(source: Any) -> dict[str, int] | None:
     }
 
 
-def _family(kind: str, name: str, doc: str, labels: Sequence[str]) -> Any:
-    from prometheus_client import core
-
-    family = getattr(core, f"{kind}MetricFamily")
-    return family(f"{PREFIX}_{name}", doc, labels=list(labels))
+def _family(kind: Kind, name: str, doc: str, labels: Sequence[str]) -> Family:
+    return Family(f"{PREFIX}_{name}", kind, doc, tuple(labels))
 
 
-_MODBUS = (
-    ("Counter", "modbus_requests", "Requests sent to a unit (retries too).", ()),
+_MODBUS: tuple[tuple[Kind, str, str, tuple[str, ...]], ...] = (
+    ("counter", "modbus_requests", "Requests sent to a unit (retries too).", ()),
     (
-        "Counter",
+        "counter",
         "modbus_failed_requests",
         "Requests without data, by kind: timeout, exception, malformed, connection_lost.",
         ("kind",),
     ),
-    ("Counter", "modbus_exceptions", "Exception replies by code.", ("code", "name")),
-    ("Summary", "modbus_response_seconds", "Time to each reply (data or exception).", ()),
-    ("Gauge", "modbus_last_response_seconds", "Time the last reply took.", ()),
-    ("Gauge", "modbus_unit_backoff", "1 while the unit is backed off.", ()),
+    ("counter", "modbus_exceptions", "Exception replies by code.", ("code", "name")),
+    ("summary", "modbus_response_seconds", "Time to each reply (data or exception).", ()),
+    ("gauge", "modbus_last_response_seconds", "Time the last reply took.", ()),
+    ("gauge", "modbus_unit_backoff", "1 while the unit is backed off.", ()),
     (
-        "Gauge",
+        "gauge",
         "modbus_unit_backoff_since_timestamp_seconds",
         "When the unit's current backoff began (0: not backed off).",
         (),
     ),
-    ("Counter", "modbus_unit_outages", "Times the unit was backed off.", ()),
+    ("counter", "modbus_unit_outages", "Times the unit was backed off.", ()),
 )
 
 
-def modbus_metrics(sources: Sequence[Any]) -> Iterator[Metric]:
+def modbus_metrics(sources: Sequence[Any]) -> Iterator[Family]:
     """The per-unit families of every Modbus source among ``sources``."""
     families = [_family(k, n, d, ["source", "unit", *extra]) for k, n, d, extra in _MODBUS]
     for source in sources:
@@ -149,18 +144,20 @@ def modbus_metrics(sources: Sequence[Any]) -> Iterator[Metric]:
     yield from families
 
 
-def _add_unit(families: list[Any], key: list[str], counts: UnitCounts, down: float | None) -> None:
+def _add_unit(
+    families: list[Family], key: list[str], counts: UnitCounts, down: float | None
+) -> None:
     requests, failed, exceptions, response, last, backoff, since, outages = families
-    requests.add_metric(key, float(counts.requests))
+    requests.add(key, float(counts.requests))
     for kind, value in _failures(counts):
-        failed.add_metric([*key, kind], float(value))
+        failed.add([*key, kind], float(value))
     for code, value in sorted(counts.exceptions.items()):
-        exceptions.add_metric([*key, str(code), exception_name(code)], float(value))
-    response.add_metric(key, float(counts.replies), counts.response_sum)
-    last.add_metric(key, counts.last_response)
-    backoff.add_metric(key, float(down is not None))
-    since.add_metric(key, wall_clock(down) or 0.0)
-    outages.add_metric(key, float(counts.outages))
+        exceptions.add([*key, str(code), exception_name(code)], float(value))
+    response.add_summary(key, float(counts.replies), counts.response_sum)
+    last.add(key, counts.last_response)
+    backoff.add(key, float(down is not None))
+    since.add(key, wall_clock(down) or 0.0)
+    outages.add(key, float(counts.outages))
 
 
 def _failures(counts: UnitCounts) -> tuple[tuple[str, int], ...]:
@@ -185,22 +182,22 @@ _OPCUA = (
 )
 
 
-def opcua_metrics(sources: Sequence[Any]) -> Iterator[Metric]:
+def opcua_metrics(sources: Sequence[Any]) -> Iterator[Family]:
     """The per-source families of every OPC UA source among ``sources``."""
     found = [(s.config.name, c) for s in sources if (c := opcua_counts(s)) is not None]
     for name, doc, attr in _OPCUA:
-        family = _family("Counter", name, doc, ["source"])
+        family = _family("counter", name, doc, ["source"])
         for source, counts in found:
-            family.add_metric([source], float(getattr(counts, attr)))
+            family.add([source], float(getattr(counts, attr)))
         yield family
     recreated = _family(
-        "Counter",
+        "counter",
         "opcua_subscriptions_recreated",
         "Subscriptions rebuilt on a live session, by reason: silent (no publish response,"
         " not even a keep-alive, for silence_timeout) or ended (by the server).",
         ["source", "reason"],
     )
     for source, counts in found:
-        recreated.add_metric([source, "silent"], float(counts.silent))
-        recreated.add_metric([source, "ended"], float(counts.ended))
+        recreated.add([source, "silent"], float(counts.silent))
+        recreated.add([source, "ended"], float(counts.ended))
     yield recreated

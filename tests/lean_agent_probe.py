@@ -5,11 +5,12 @@ built validators already). The agent reads the simulated pump (Modbus on
 loopback) with the demo model and a rule, serves the site view, reloads once on
 SIGHUP (a rule added), and stops. Printed on the last line: a JSON object whose ``built``
 lists the config models whose validator or serializer was built, which should be
-empty (``StrictModel``'s ``defer_build``; ``config_fork.py``), whether
-prometheus_client was loaded before and after the first ``/metrics`` scrape
-(it should be loaded only by a scrape: ``metrics.py``), whether the page's files
-were read (``importlib.resources``) before and after the first page request, and
-whether numpy.ma was ever imported (it should not be: ``np.unique`` imports it).
+empty (``StrictModel``'s ``defer_build``; ``config_fork.py``), the modules the first
+``/metrics`` scrape imported (none: the agent writes the text itself,
+``exposition.py``) and whether prometheus_client was ever imported (it should not
+be), whether the page's files were read (``importlib.resources``) before and after
+the first page request, and whether numpy.ma was ever imported (it should not be:
+``np.unique`` imports it).
 """
 
 from __future__ import annotations
@@ -104,9 +105,9 @@ async def exercise(folder: Path, port: int) -> None:
             await answered(base + "/api/v1/status", agent)
             for page in ("/api/v1/status", "/api/v1/config", "/api/v1/assets"):
                 await asyncio.to_thread(get, base + page)
-            SEEN["prometheus before a scrape"] = "prometheus_client" in sys.modules
+            before = set(sys.modules)
             await asyncio.to_thread(get, base + "/metrics")
-            SEEN["prometheus after a scrape"] = "prometheus_client" in sys.modules
+            SEEN["loaded by a scrape"] = sorted(set(sys.modules) - before)
             SEEN["page files read before the page"] = "importlib.resources" in sys.modules
             await asyncio.to_thread(get, base + "/")
             SEEN["page files read after the page"] = "importlib.resources" in sys.modules
@@ -120,9 +121,9 @@ async def exercise(folder: Path, port: int) -> None:
             await asyncio.gather(agent, return_exceptions=True)
 
 
-SEEN: dict[str, bool] = {}
-"""Whether prometheus_client was loaded before and after the first /metrics scrape, and
-the page's files (importlib.resources) before and after the first page request."""
+SEEN: dict[str, Any] = {}
+"""The modules the first /metrics scrape imported, and whether the page's files
+(importlib.resources) were read before and after the first page request."""
 
 
 def built() -> list[str]:
@@ -140,7 +141,8 @@ def built() -> list[str]:
 def main() -> None:
     folder, port = Path(sys.argv[1]), int(sys.argv[2])
     asyncio.run(exercise(folder, port))
-    print(json.dumps({"built": built(), **SEEN, "numpy.ma": "numpy.ma" in sys.modules}))
+    modules = {name: name in sys.modules for name in ("numpy.ma", "prometheus_client")}
+    print(json.dumps({"built": built(), **SEEN, **modules}))
 
 
 if __name__ == "__main__":

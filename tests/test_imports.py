@@ -16,7 +16,7 @@ import edge_agent
 
 PACKAGE = Path(edge_agent.__file__).parent
 STAGES = ("sources", "twin", "detect", "forward", "commands", "web", "sim", "train")
-HEAVY = ("numpy", "onnxruntime", "pymodbus", "asyncua", "aiomqtt", "httpx", "prometheus_client")
+HEAVY = ("numpy", "onnxruntime", "pymodbus", "asyncua", "aiomqtt", "httpx")
 
 
 def _module(path: Path) -> str:

@@ -66,7 +66,7 @@ ALWAYS = {
 def scrape(port: int) -> Series:
     """GET /metrics and parse it with prometheus_client's own parser."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        assert reply.headers["Content-Type"].startswith("text/plain")
+        assert reply.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         text = reply.read().decode()
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value

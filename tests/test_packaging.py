@@ -78,6 +78,15 @@ def test_every_core_dependency_is_imported() -> None:
     assert not unused, f"declared in pyproject.toml but never imported: {sorted(unused)}"
 
 
+def test_prometheus_client_is_for_the_tests_only() -> None:
+    # The daemon writes /metrics itself (edge_agent/exposition.py: the import cost 2 MB of
+    # RSS); the tests read it with prometheus_client's parser.
+    core, extras = _declared()
+    assert "prometheus-client" not in core
+    assert "prometheus-client" in extras["dev"]
+    assert "prometheus_client" not in _imports(PACKAGE)
+
+
 def test_the_version_has_one_home() -> None:
     project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
     assert "version" not in project["project"]

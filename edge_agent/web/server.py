@@ -29,18 +29,16 @@ import hmac
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edge_agent.backoff import Backoff
+from edge_agent.exposition import CONTENT_TYPE
 from edge_agent.logs import Transition
-from edge_agent.metrics import build_registry
+from edge_agent.metrics import exposition
 from edge_agent.schema import is_loopback, parse_duration
 from edge_agent.web.config import WebConfig, parse_listen
 from edge_agent.web.http import BadRequest, HttpServer, Request, Response, accepts_gzip
 from edge_agent.web.site import Site
-
-if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +94,6 @@ class Routes:
         self.site = site
         self.token = token
         self.loopback_only = loopback_only
-        self.registry: CollectorRegistry | None = None  # at the first scrape (see metrics.py)
         self._signals: tuple[float, bytes, bytes] = (0.0, b"", b"")
         self._signals_lock = asyncio.Lock()
 
@@ -132,12 +129,8 @@ class Routes:
         return await self._api(path.removeprefix("/api/v1/"), request)
 
     async def _metrics(self) -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        if self.registry is None:
-            self.registry = build_registry(self.site.collector)
         await self.site.snapshot_fresh()
-        return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+        return Response(200, exposition(self.site.collector), CONTENT_TYPE)
 
     def _authorised(self, request: Request) -> bool:
         if self.token is None:
