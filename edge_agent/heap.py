@@ -1,31 +1,32 @@
 """The C heap's policy for the agent's process: one glibc arena, trimmed now and then.
 
 glibc gives each thread that allocates its own arena (up to 8 per core). The
-agent has two busy threads: the event loop, which builds each flush's batch
-(a list that grows to 160 KB at 20,000 samples a second), and the worker
-thread, which takes it apart into columns of the same size and frees the
-batch. In two arenas each holds its own free space, the loop's arena also
-receives the batches freed by the worker, and the two heaps fragment apart: in
-the accelerated soak (2,000 tags @ 100 ms) the RSS crept for 8 minutes and more
-(BENCHMARKS.md, *agent_soak*). With one arena the same run levelled off after
-3 minutes, about 2 MB lower, at the same CPU: the two threads take turns under
-the GIL, so they rarely contend for the arena's lock.
+agent has two busy threads: the event loop and the worker thread, which frees
+what the loop built (each flush's batch) and builds and frees the flush's
+columns (160-640 KB at 20,000 samples a second). In the accelerated soak (2,000
+tags @ 100 ms, BENCHMARKS.md *The soak's heap levelled off*) the loop's arena
+kept growing by holes: RSS 66 -> 70 MB in 8 minutes. With one arena, a trim once
+a minute and the recorder's batch allocated once at its size
+(:mod:`edge_agent.twin.recorder`) the heap stayed at 15.4 MB from minute 1.5 to
+minute 8 and the RSS at 66 MB. One arena, a trim, or both still let it grow, and
+so did the recorder's change with one arena but no trim. The CPU per
+sample did not change measurably: the two threads take turns under the GIL, so
+they rarely wait for the arena's lock.
 
 :func:`trim` hands whole free pages inside the heap back to the kernel
-(``malloc_trim(0)`` madvises them away); the worker calls it after a job at most
-once a minute (:class:`Trimmer`). Everything here is a no-op on a C library
+(``malloc_trim(0)`` madvises them away and shrinks the heap's top); the worker
+calls it after a job at most once a minute (:class:`Trimmer`). One call took
+0.65-0.86 ms with the soak's heap. It holds the arena's lock for that time, but
+not the GIL. Everything here is a no-op on a C library
 other than glibc (musl, macOS), where neither call exists.
 """
 
 from __future__ import annotations
 
 import ctypes
-import logging
 import time
 from collections.abc import Callable
 from functools import cache
-
-log = logging.getLogger(__name__)
 
 M_ARENA_MAX = -8
 """mallopt's parameter number for the arena limit (glibc's malloc.h)."""
