@@ -10,8 +10,9 @@ WAL.
 The verdict is taken over the last third of the run, after the start-up growth:
 the least-squares slope of the RSS and the plateau (median RSS of the last third)
 against the RSS one minute in. glibc keeps freed memory in its heaps and hands
-it out again, so the RSS of a fresh process climbs for several minutes before it
-levels off (BENCHMARKS.md, *Where the time and memory go*): a slope over the
+it out again, so the RSS of a fresh process climbs in its first minutes before it
+levels off (BENCHMARKS.md, *Where the time and memory go*; the agent now keeps one
+arena and trims it once a minute, :mod:`edge_agent.heap`): a slope over the
 first minutes says nothing about a day. ``twin.db`` must not grow once the rings
 are full; the WAL grows to its high-water mark and is truncated back to
 ``journal_size_limit`` (8 MB) after a checkpoint, so it is bounded, not flat.

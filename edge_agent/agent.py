@@ -19,6 +19,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+from edge_agent import heap
 from edge_agent.commands.attach import attach_commands, outbox_audit
 from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector
@@ -55,7 +56,8 @@ STOP_GRACE = 5.0
 async def run_agent(config: AgentConfig, observer: Observer | None = None) -> None:
     """Run until cancelled. Raises ModelError/ConfigError at startup, before READY."""
     notifier = Notifier.from_env()
-    worker = Worker()
+    heap.one_arena()  # before the worker thread's first allocation (edge_agent.heap)
+    worker = Worker(after_job=heap.Trimmer())
     try:
         await _run(config, worker, notifier, observer)
     finally:

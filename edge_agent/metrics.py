@@ -198,7 +198,7 @@ class AgentCollector:
         failing = _gauge("twin_write_failing", "1 while writes to the twin fail.")
         failing.add([], float(recorder.failing))
         pending = _gauge("twin_pending_samples", "Samples waiting for the next twin flush.")
-        pending.add([], float(len(recorder.pending) + len(recorder.retry)))
+        pending.add([], float(recorder.waiting + len(recorder.retry)))
         dropped = _counter("twin_samples_dropped", "Samples the twin could not store (disk full).")
         dropped.add([], float(recorder.store.health.dropped))
         errors = _counter("twin_write_errors", "Twin flushes that failed (I/O); each retried.")

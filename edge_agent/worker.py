@@ -11,6 +11,10 @@ loop: no ``concurrent.futures`` future and no chaining between the two kinds.
 At 1 s ticks the agent hands the thread two jobs a second (the flush and the
 detector step), each from a cold start; through ``run_in_executor`` one cost
 110-230 us of CPU, like this 30-115 us (BENCHMARKS.md, *Where the time goes*).
+
+After a job the thread may call ``after_job`` (the agent passes
+:class:`edge_agent.heap.Trimmer`: the C heap is trimmed there, between two
+jobs, at most once a minute).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ _Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]
 class Worker:
     """One thread for every blocking call: SQLite connections stay on one thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, after_job: Callable[[], None] | None = None) -> None:
+        self._after_job = after_job
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -75,6 +80,8 @@ class Worker:
                 _reply(loop, _fail, future, exc)
             else:
                 _reply(loop, _settle, future, result)
+            if self._after_job is not None:
+                self._after_job()
 
 
 def _reply(

@@ -9,6 +9,12 @@ single C calls over the whole batch that the event loop cannot interrupt: at
 100,000 tags/s a 1 s batch blocked the loop for tens of milliseconds and 100 ms
 ticks were skipped (4-11 in 30 s); batches of 20,000 kept every tick at the same
 CPU per sample and 25 MB less peak RSS (BENCHMARKS.md).
+
+The poll loops' lists are kept as they come and joined on the worker thread
+into one list of the batch's size. Extending one list in the event loop grew it
+by ~10 reallocations per flush to 160 KB (2,000 tags @ 100 ms), interleaved with
+the loop's other allocations; each flush left holes of a different size in the
+C heap, and the soak's RSS crept for many minutes (:mod:`edge_agent.heap`).
 """
 
 from __future__ import annotations
@@ -43,7 +49,10 @@ class Recorder:
     worker: Worker
     flush_interval: float
     observer: Observer | None = None
-    pending: list[Sample] = field(default_factory=list)
+    pending: list[list[Sample]] = field(default_factory=list)
+    """The lists passed to :meth:`accept` since the last flush, as they came."""
+    waiting: int = 0
+    """Samples in ``pending``."""
     retry: list[Sample] = field(default_factory=list)
     written: int = 0
     health: Transition = field(default_factory=lambda: Transition(log))
@@ -51,9 +60,13 @@ class Recorder:
     due: asyncio.Event = field(default_factory=asyncio.Event)
 
     def accept(self, samples: list[Sample]) -> None:
-        """Called by the poll loops: buffer only, never block."""
-        self.pending.extend(samples)
-        if len(self.pending) >= FLUSH_BATCH:
+        """Called by the poll loops: buffer only, never block.
+
+        The list is kept, not copied: the caller hands it over and must not change it.
+        """
+        self.pending.append(samples)
+        self.waiting += len(samples)
+        if self.waiting >= FLUSH_BATCH:
             self.due.set()
         if self.observer is not None:
             tell(self.observer.on_samples, samples)
@@ -73,11 +86,12 @@ class Recorder:
 
     async def flush(self) -> None:
         """Write the buffered samples to the windows and the twin."""
-        batch, self.pending = self.pending, []
-        if batch or self.retry:
-            await to_the_end(self.worker.run(self._write, batch))
+        chunks, self.pending, self.waiting = self.pending, [], 0
+        if chunks or self.retry:
+            await to_the_end(self.worker.run(self._write, chunks))
 
-    def _write(self, batch: list[Sample]) -> None:
+    def _write(self, chunks: list[list[Sample]]) -> None:
+        batch = joined(chunks)
         # Windows first: detection goes on even while the twin refuses writes.
         self.windows.append(batch)
         todo, self.retry = (self.retry + batch if self.retry else batch), []
@@ -108,3 +122,15 @@ class Recorder:
     def failing(self) -> bool:
         """True while writes to the twin fail (status and metrics read it)."""
         return self.health.failing
+
+
+def joined(chunks: list[list[Sample]]) -> list[Sample]:
+    """The chunks in one list, allocated once at its final size (no growth by reallocation)."""
+    if len(chunks) == 1:
+        return chunks[0]
+    batch: list[Sample | None] = [None] * sum(map(len, chunks))
+    start = 0
+    for chunk in chunks:
+        batch[start : start + len(chunk)] = chunk
+        start += len(chunk)
+    return batch  # type: ignore[return-value]  # every slot filled above

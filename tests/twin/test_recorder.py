@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 
 from edge_agent.twin.config import TwinConfig
-from edge_agent.twin.recorder import FLUSH_BATCH, Recorder
+from edge_agent.twin.recorder import FLUSH_BATCH, Recorder, joined
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
 from edge_agent.types import Quality, Sample
@@ -35,4 +35,41 @@ async def test_a_full_batch_is_flushed_before_the_interval(db: Path) -> None:
             await task
         worker.close()
     assert store.latest()["plc.temp"].value == 2.0
+    store.close()
+
+
+def test_joined_keeps_every_sample_in_arrival_order() -> None:
+    chunks = [
+        [Sample(f"p.s{i}", T0 + k, float(k), Quality.GOOD) for i in range(k)] for k in range(6)
+    ]
+    assert joined(chunks) == [s for chunk in chunks for s in chunk]
+    assert joined([chunks[3]]) is chunks[3]  # one list: taken as it is
+    assert joined([]) == []
+
+
+async def test_the_poll_loops_lists_reach_the_twin_in_order_across_a_restart(db: Path) -> None:
+    def tick(k: int) -> list[Sample]:
+        return [Sample(f"p.s{i}", T0 + k / 10, float(k * 100 + i), Quality.GOOD) for i in range(7)]
+
+    for start in (0, 25):  # a stop flushes what waits; the second run goes on in the same file
+        store = SignalStore.open(db, TwinConfig())
+        worker = Worker()
+        recorder = Recorder(store, Windows(64), worker, flush_interval=0.05)
+        task = asyncio.create_task(recorder.record_forever())
+        for k in range(start, start + 25):
+            recorder.accept(tick(k))
+            if k % 4 == 0:
+                await asyncio.sleep(0.06)  # a flush now and then, several lists in each
+        assert recorder.waiting == sum(map(len, recorder.pending))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        worker.close()
+        assert recorder.written == 25 * 7 and recorder.waiting == 0
+        assert recorder.windows.series("p.s3", T0)[1].tolist() == [
+            k * 100 + 3 for k in range(start, start + 25)
+        ]
+        store.close()
+    store = SignalStore.open(db, TwinConfig())
+    assert [s.value for s in store.history("p.s3", T0)] == [k * 100 + 3 for k in range(50)]
     store.close()
