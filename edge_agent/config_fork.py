@@ -100,7 +100,7 @@ def _child(path: str | Path, write_end: int) -> None:
     gc.disable()
     code = 1
     try:
-        config = for_running(load_config(path))
+        config = load_for_running(path)
         with os.fdopen(write_end, "wb") as pipe:  # in frames: the parent unpickles meanwhile
             pickle.dump(config, pipe, protocol=pickle.HIGHEST_PROTOCOL)
         code = 0
@@ -129,6 +129,22 @@ def load_config_apart(path: str | Path) -> AgentConfig:
     if not isinstance(result, AgentConfig):
         return load_config(path)
     return result
+
+
+def load_for_running(path: str | Path) -> AgentConfig:
+    """:func:`~edge_agent.config.load_config`, then :func:`for_running`.
+
+    Read without the lines that :func:`for_running` drops; a config with a fault
+    is read again with every line, so its error is the one ``load_config`` gives.
+
+    Raises:
+        ConfigError: as ``load_config`` does.
+    """
+    try:
+        config = load_config(path, signal_lines=False)
+    except ConfigError:
+        config = load_config(path)  # raises the same, naming the item's line
+    return for_running(config)
 
 
 def for_running(config: AgentConfig) -> AgentConfig:
@@ -174,7 +190,7 @@ def main(argv: list[str]) -> int:
     result: AgentConfig | ConfigError
     gc.disable()  # a one-parse process, as the forked child (see _child)
     try:
-        result = for_running(load_config(argv[0]))
+        result = load_for_running(argv[0])
     except ConfigError as exc:
         result = exc
     sys.stdout.buffer.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
