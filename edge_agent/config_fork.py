@@ -29,6 +29,7 @@ import os
 import pickle
 import subprocess
 import sys
+import types
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -101,6 +102,7 @@ def _child(path: str | Path, write_end: int) -> None:
     # the pickling allocate objects by the hundred thousand, each burst a scan of every
     # live object by the cyclic collector: half the child's time at 10,000 signals.
     gc.disable()
+    _no_pydantic_plugins()
     code = 1
     try:
         with os.fdopen(write_end, "wb") as pipe:  # in frames: the parent unpickles meanwhile
@@ -111,6 +113,26 @@ def _child(path: str | Path, write_end: int) -> None:
         code = 1
     finally:
         os._exit(code)
+
+
+def _no_pydantic_plugins() -> None:
+    """No search for pydantic plugins in a config child (it exits after one parse).
+
+    Building its first validator, pydantic imports ``importlib.metadata`` (with
+    ``email``, ``zipfile``, ``csv``...) and reads every installed package's entry
+    points for plugins: 25-30 ms of the child's 0.2 s (BENCHMARKS.md). The agent uses
+    no pydantic plugin. Pydantic's switch (``PYDANTIC_DISABLE_PLUGINS``) skips the
+    search but not the import, so the child puts a loader that finds none in place of
+    pydantic's. Should pydantic ask that module for more, the child fails and the
+    agent parses the config itself (:meth:`ForkedConfig.result`).
+    """
+    if _PLUGIN_LOADER not in sys.modules:  # not loaded yet: nothing was built
+        loader = types.ModuleType(_PLUGIN_LOADER)
+        loader.get_plugins = tuple  # type: ignore[attr-defined]  # () : no plugin
+        sys.modules[_PLUGIN_LOADER] = loader
+
+
+_PLUGIN_LOADER = "pydantic.plugin._loader"
 
 
 def load_config_apart(path: str | Path) -> AgentConfig:
@@ -237,6 +259,7 @@ def main(argv: list[str]) -> int:
     """``python -m edge_agent.config_fork PATH``: the pickled config (or ConfigError) on stdout."""
     result: AgentConfig | ConfigError
     gc.disable()  # a one-parse process, as the forked child (see _child)
+    _no_pydantic_plugins()
     try:
         result = load_for_running(argv[0])
     except ConfigError as exc:

@@ -198,3 +198,15 @@ def test_plain_redacts_secrets_as_model_dump_does(tmp_path: Path) -> None:
     dumped = plain(config)
     assert "hunter2" not in json.dumps(dumped)
     assert dumped == config.model_dump(mode="json", by_alias=True)
+
+
+def test_a_config_child_parses_without_searching_pydantic_plugins() -> None:
+    # The search imports importlib.metadata and reads every package's entry points.
+    code = (
+        "import sys, pickle; from edge_agent import config_fork as f; f._no_pydantic_plugins();"
+        f"c = f.load_for_running({str(EXAMPLE)!r}); "
+        "print('importlib.metadata' in sys.modules, type(c.sources[0]).__name__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "ModbusSourceConfig"]
+    assert load_config_apart(EXAMPLE).model_dump() == load_config(EXAMPLE).model_dump()
