@@ -16,6 +16,10 @@ the YAML reader); a reload (SIGHUP) runs
 because the running agent has threads, and a fork could inherit a lock that one
 of them held.
 
+The forked child sends two pickles: first the runtime modules the config names
+(:func:`runtime_modules`), which the agent imports while the child trims and
+pickles the config, then the config.
+
 A child that fails for any other reason than a config error (a pickling problem,
 an import failure) sends nothing: the parent then loads the config itself, so
 errors are reported exactly as by :func:`edge_agent.config.load_config`.
