@@ -142,7 +142,9 @@ def _in_source_list(at: YamlPath) -> bool:
     return len(at) > 3 and at[0] == "sources" and isinstance(at[3], int)
 
 
-def load_config(path: str | Path, *, offline: bool = False) -> AgentConfig:
+def load_config(
+    path: str | Path, *, offline: bool = False, signal_lines: bool = True
+) -> AgentConfig:
     """Read, substitute and validate a config file.
 
     Args:
@@ -151,6 +153,9 @@ def load_config(path: str | Path, *, offline: bool = False) -> AgentConfig:
             replay): an unset ``${VAR}`` stays as written instead of being an error,
             so they run in a shell without the service's environment file. The
             secrets such variables hold are only used by connections.
+        signal_lines: False: skip the lines the running agent drops
+            (:meth:`AgentConfig.forget_signal_lines`). An error may then name a
+            list's line instead of an item's: load again with lines to report it.
 
     Raises:
         ConfigError: with every problem found, each naming file, YAML path and line.
@@ -160,14 +165,16 @@ def load_config(path: str | Path, *, offline: bool = False) -> AgentConfig:
     from edge_agent.config_yaml import read_config_bytes
 
     path = Path(path)
-    return parse_config(read_config_bytes(path), path, offline=offline)
+    return parse_config(read_config_bytes(path), path, offline=offline, signal_lines=signal_lines)
 
 
-def parse_config(text: str | bytes, path: Path, *, offline: bool = False) -> AgentConfig:
+def parse_config(
+    text: str | bytes, path: Path, *, offline: bool = False, signal_lines: bool = True
+) -> AgentConfig:
     """Validate config ``text`` (or the file's bytes) that was read from ``path``."""
     from edge_agent.config_yaml import load_yaml
 
-    data, lines = load_yaml(text, path)
+    data, lines = load_yaml(text, path, signal_lines=signal_lines)
     problems: list[str] = []
     unset: list[str] = []
     substituted: dict[YamlPath, tuple[str, str]] = {}

@@ -16,6 +16,10 @@ the YAML reader); a reload (SIGHUP) runs
 because the running agent has threads, and a fork could inherit a lock that one
 of them held.
 
+The forked child sends two pickles: first the runtime modules the config names
+(:func:`runtime_modules`), which the agent imports while the child trims and
+pickles the config, then the config.
+
 A child that fails for any other reason than a config error (a pickling problem,
 an import failure) sends nothing: the parent then loads the config itself, so
 errors are reported exactly as by :func:`edge_agent.config.load_config`.
@@ -24,18 +28,21 @@ errors are reported exactly as by :func:`edge_agent.config.load_config`.
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import pickle
 import subprocess
 import sys
-from collections.abc import Iterable
+import types
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import BaseModel
 
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import ConfigError
+from edge_agent.registry import SINKS, SOURCES
 from edge_agent.sources.modbus.config import ModbusSourceConfig
 
 APART_TIMEOUT_S = 120.0
@@ -84,6 +91,7 @@ class ForkedConfig:
             return load_config(self.path)
         with os.fdopen(self._read_end, "rb") as pipe:
             try:  # read as the child writes: its pickling and this unpickling overlap
+                _import_all(pickle.load(pipe))  # while the child trims and pickles
                 config = pickle.load(pipe)
             except Exception:  # nothing or a part: the child failed (and exits 1)
                 config = None
@@ -98,16 +106,37 @@ def _child(path: str | Path, write_end: int) -> None:
     # the pickling allocate objects by the hundred thousand, each burst a scan of every
     # live object by the cyclic collector: half the child's time at 10,000 signals.
     gc.disable()
+    _no_pydantic_plugins()
     code = 1
     try:
-        config = for_running(load_config(path))
         with os.fdopen(write_end, "wb") as pipe:  # in frames: the parent unpickles meanwhile
+            config = load_for_running(path, lambda names: _send(names, pipe))
             pickle.dump(config, pipe, protocol=pickle.HIGHEST_PROTOCOL)
         code = 0
     except BaseException:  # the parent reports it by loading the config itself
         code = 1
     finally:
         os._exit(code)
+
+
+def _no_pydantic_plugins() -> None:
+    """No search for pydantic plugins in a config child (it exits after one parse).
+
+    Building its first validator, pydantic imports ``importlib.metadata`` (with
+    ``email``, ``zipfile``, ``csv``...) and reads every installed package's entry
+    points for plugins: 25-30 ms of the child's 0.2 s (BENCHMARKS.md). The agent uses
+    no pydantic plugin. Pydantic's switch (``PYDANTIC_DISABLE_PLUGINS``) skips the
+    search but not the import, so the child puts a loader that finds none in place of
+    pydantic's. Should pydantic ask that module for more, the child fails and the
+    agent parses the config itself (:meth:`ForkedConfig.result`).
+    """
+    if _PLUGIN_LOADER not in sys.modules:  # not loaded yet: nothing was built
+        loader = types.ModuleType(_PLUGIN_LOADER)
+        loader.get_plugins = tuple  # type: ignore[attr-defined]  # () : no plugin
+        sys.modules[_PLUGIN_LOADER] = loader
+
+
+_PLUGIN_LOADER = "pydantic.plugin._loader"
 
 
 def load_config_apart(path: str | Path) -> AgentConfig:
@@ -129,6 +158,67 @@ def load_config_apart(path: str | Path) -> AgentConfig:
     if not isinstance(result, AgentConfig):
         return load_config(path)
     return result
+
+
+def _send(value: Any, pipe: IO[bytes]) -> None:
+    pickle.dump(value, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+    pipe.flush()
+
+
+def _import_all(names: Any) -> None:
+    """Import the runtime modules the child named (only those a config may need)."""
+    for name in names if isinstance(names, list) else ():
+        if name in RUNTIME_MODULES:
+            importlib.import_module(name)
+
+
+def load_for_running(
+    path: str | Path, modules: Callable[[list[str]], None] | None = None
+) -> AgentConfig:
+    """:func:`~edge_agent.config.load_config`, then :func:`for_running`.
+
+    Read without the lines that :func:`for_running` drops; a config with a fault
+    is read again with every line, so its error is the one ``load_config`` gives.
+
+    Args:
+        path: the config file.
+        modules: called with :func:`runtime_modules` as soon as the config is valid.
+
+    Raises:
+        ConfigError: as ``load_config`` does.
+    """
+    try:
+        config = load_config(path, signal_lines=False)
+    except ConfigError:
+        config = load_config(path)  # raises the same, naming the item's line
+    if modules is not None:
+        modules(runtime_modules(config))
+    return for_running(config)
+
+
+def runtime_modules(config: AgentConfig) -> list[str]:
+    """The modules the agent imports to build ``config``'s stages: its source and sink
+    types' and the numpy engine's (used by an ONNX model with ``engine: auto``).
+
+    The agent imports them while the child trims and pickles the config (Modbus
+    11 ms, the numpy engine 12.5 ms: BENCHMARKS.md).
+    """
+    names = [_module(SOURCES[c.type][1]) for c in config.sources]
+    names += [_module(SINKS[c.type][1]) for c in config.sinks]
+    assets = config.detect.assets
+    if any(a.engine == "auto" and a.model.endswith(".onnx") for a in assets):
+        names.append(NUMPY_ENGINE)
+    return list(dict.fromkeys(names))
+
+
+def _module(dotted: str) -> str:
+    return dotted.partition(":")[0]
+
+
+NUMPY_ENGINE = "edge_agent.detect.onnx_small"
+RUNTIME_MODULES = frozenset(
+    [_module(t[1]) for t in (*SOURCES.values(), *SINKS.values())] + [NUMPY_ENGINE]
+)
 
 
 def for_running(config: AgentConfig) -> AgentConfig:
@@ -173,8 +263,9 @@ def main(argv: list[str]) -> int:
     """``python -m edge_agent.config_fork PATH``: the pickled config (or ConfigError) on stdout."""
     result: AgentConfig | ConfigError
     gc.disable()  # a one-parse process, as the forked child (see _child)
+    _no_pydantic_plugins()
     try:
-        result = for_running(load_config(argv[0]))
+        result = load_for_running(argv[0])
     except ConfigError as exc:
         result = exc
     sys.stdout.buffer.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))

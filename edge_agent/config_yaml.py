@@ -188,11 +188,15 @@ def read_config_bytes(path: Path) -> bytes:
     return data
 
 
-def load_yaml(data: bytes | str, path: Path) -> tuple[Any, dict[YamlPath, int]]:
+def load_yaml(
+    data: bytes | str, path: Path, *, signal_lines: bool = True
+) -> tuple[Any, dict[YamlPath, int]]:
     """Plain data (dict, list, str, int, float, bool, None) and the line of each YAML path.
 
     Most files are read straight from the parser's events (:mod:`edge_agent.config_events`);
     one with anchors, aliases, tags, merge keys or any fault is read by :func:`read_nodes`.
+    Without ``signal_lines``, the lines of the items of the sources' lists may be
+    missing (see :func:`~edge_agent.config_events.read_events`).
 
     Raises:
         ConfigError: every fault found, one ``file:line: sentence`` each.
@@ -202,8 +206,14 @@ def load_yaml(data: bytes | str, path: Path) -> tuple[Any, dict[YamlPath, int]]:
         _check_printable(text)
     except _Problem as problem:
         raise ConfigError(f"{path}:{problem.line}: {problem.message}") from None
+    loader = _Loader(text)
+    escapes = "\\" in text
     direct = read_events(
-        _Loader(text), max_depth=MAX_DEPTH, max_values=MAX_VALUES, escapes="\\" in text
+        loader,
+        max_depth=MAX_DEPTH,
+        max_values=MAX_VALUES,
+        escapes=escapes,
+        signal_lines=signal_lines,
     )
     return direct if direct is not None else read_nodes(text, path)
 

@@ -10,15 +10,17 @@ card's signals matched to the asset's, one probe window scored. A fault is a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.detect.asset import AssetDetector
 from edge_agent.detect.detector import Detector, load_asset
-from edge_agent.detect.prognosis import PrognosticAsset
 from edge_agent.detect.rules import Rule
 from edge_agent.errors import ModelError
 from edge_agent.registry import build_source
+
+if TYPE_CHECKING:
+    from edge_agent.detect.prognosis import PrognosticAsset
 
 
 def load_detector(config: AgentConfig) -> Detector:
@@ -30,7 +32,7 @@ def load_detector(config: AgentConfig) -> Detector:
     """
     loaded = [_load_asset(config, n) for n in range(len(config.detect.assets))]
     assets = [a for a in loaded if isinstance(a, AssetDetector)]
-    prognostic = [a for a in loaded if isinstance(a, PrognosticAsset)]
+    prognostic = [a for a in loaded if not isinstance(a, AssetDetector)]
     return Detector(config.detect, assets, [Rule(r) for r in config.detect.rules], prognostic)
 
 

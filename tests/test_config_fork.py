@@ -13,7 +13,13 @@ from pydantic import BaseModel
 
 from edge_agent.config import AgentConfig, load_config, parse_config
 from edge_agent.config_errors import YamlPath
-from edge_agent.config_fork import for_running, load_config_apart, load_config_forked
+from edge_agent.config_fork import (
+    for_running,
+    load_config_apart,
+    load_config_forked,
+    load_for_running,
+    runtime_modules,
+)
 from edge_agent.errors import ConfigError
 from edge_agent.schema import plain
 from edge_agent.sources.modbus.config import ModbusSourceConfig, RegisterTable
@@ -89,6 +95,45 @@ def test_running_config_keeps_lines_but_the_signals(tmp_path: Path) -> None:
     assert trimmed.model_dump() == full.model_dump()
 
 
+def test_read_without_the_signals_lines_as_trimmed_after() -> None:
+    trimmed, direct = for_running(load_config(EXAMPLE)), load_for_running(EXAMPLE)
+    assert direct._lines == trimmed._lines and direct.model_dump() == trimmed.model_dump()
+    lean = load_config(EXAMPLE, signal_lines=False)
+    assert ("sources", 0, "registers") in lean._lines
+    items = [at for at in lean._lines if len(at) > 3 and at[0] == "sources"]
+    assert items and all(not isinstance(at[3], int) for at in items)  # serial framing...
+
+
+def test_a_fault_in_a_signal_names_its_own_line(tmp_path: Path) -> None:
+    # Read without the items' lines, a fault would name the list's: read again with them.
+    bad = tmp_path / "agent.yaml"
+    bad.write_text(
+        EXAMPLE.read_text().replace(
+            "address: 3002, data_type: float32", "address: 3002, data_type: float33"
+        )
+    )
+    with pytest.raises(ConfigError) as direct:
+        load_config(bad)
+    assert f"{bad}:115:" in str(direct.value)
+    for load in (load_for_running, load_config_forked, load_config_apart):
+        with pytest.raises(ConfigError) as other:
+            load(bad)
+        assert str(other.value) == str(direct.value)
+
+
+def test_runtime_modules_are_those_the_config_names(tmp_path: Path) -> None:
+    config = load_config(EXAMPLE)
+    assert runtime_modules(config) == [
+        "edge_agent.sources.modbus.source", "edge_agent.sources.opcua.source",
+        "edge_agent.sources.serial.source", "edge_agent.forward.mqtt", "edge_agent.forward.http",
+        "edge_agent.forward.jsonl", "edge_agent.detect.onnx_small",
+    ]  # fmt: skip
+    forced = tmp_path / "agent.yaml"  # onnxruntime forced: the numpy engine is not imported
+    model = "      model: models/skab_pump.onnx"
+    forced.write_text(EXAMPLE.read_text().replace(model, f"      engine: onnxruntime\n{model}"))
+    assert "edge_agent.detect.onnx_small" not in runtime_modules(load_config(forced))
+
+
 def _line(config: AgentConfig, at: YamlPath) -> str:
     return config.where(at).split(":")[1]
 
@@ -154,3 +199,15 @@ def test_plain_redacts_secrets_as_model_dump_does(tmp_path: Path) -> None:
     dumped = plain(config)
     assert "hunter2" not in json.dumps(dumped)
     assert dumped == config.model_dump(mode="json", by_alias=True)
+
+
+def test_a_config_child_parses_without_searching_pydantic_plugins() -> None:
+    # The search imports importlib.metadata and reads every package's entry points.
+    code = (
+        "import sys, pickle; from edge_agent import config_fork as f; f._no_pydantic_plugins();"
+        f"c = f.load_for_running({str(EXAMPLE)!r}); "
+        "print('importlib.metadata' in sys.modules, type(c.sources[0]).__name__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "ModbusSourceConfig"]
+    assert load_config_apart(EXAMPLE).model_dump() == load_config(EXAMPLE).model_dump()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.commands.config import WritesConfig
-from edge_agent.commands.executor import Audit, Executor
-from edge_agent.commands.message import encode_audit
-from edge_agent.commands.policy import Reply
 from edge_agent.types import SignalInfo
+
+if TYPE_CHECKING:  # the executor is imported by a config that takes commands (about 4 ms)
+    from edge_agent.commands.executor import Audit, Executor
+    from edge_agent.commands.policy import Reply
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ def outbox_audit(
     assets = {info.signal: info.asset for info in infos}
 
     async def audit(reply: Reply) -> None:
+        from edge_agent.commands.message import encode_audit  # at the first reply, not at start
+
         event = (assets.get(reply.signal, ""), reply.ts, encode_audit(reply, gateway))
         await run(outbox.put_commands, [event], gateway)
         wake()
@@ -38,6 +41,8 @@ def attach_commands(
     takers = [s for s in sinks if getattr(s.config, "commands", "off") == "on"]
     if not takers:
         return None
+    from edge_agent.commands.executor import Executor
+
     executor = Executor(config, sources, {info.signal for info in infos}, audit)
     for sink in takers:
         sink.commands = executor

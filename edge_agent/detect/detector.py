@@ -30,13 +30,12 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent.detect.align import SeriesSource
 from edge_agent.detect.asset import AssetDetector, Scored
 from edge_agent.detect.config import AssetConfig, DetectConfig
 from edge_agent.detect.lifecycle import Tracker
-from edge_agent.detect.prognosis import HealthTrend, Prognosis, PrognosticAsset
-from edge_agent.detect.prognostic import load_prognostic, model_kind
 from edge_agent.detect.requests import Request
 from edge_agent.detect.rule_batch import RuleBatch
 from edge_agent.detect.rules import Rule
@@ -44,6 +43,9 @@ from edge_agent.detect.runstate import RunState
 from edge_agent.detect.slot import ModelSlot
 from edge_agent.errors import ModelError
 from edge_agent.types import Alert, AlertState, Quality, Sample, Severity, SignalInfo
+
+if TYPE_CHECKING:  # imported by a config with a model or a prognosis (about 6 ms at start)
+    from edge_agent.detect.prognosis import HealthTrend, Prognosis, PrognosticAsset
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +68,7 @@ class Detector:
         self.config = config
         self.assets = {a.config.name: a for a in assets}
         self.prognostic = {p.config.name: p for p in prognostic}
-        self.trends = {
-            a.config.name: HealthTrend(a.config.name, a.config.prognosis)
-            for a in assets
-            if a.config.prognosis is not None
-        }
+        self.trends = _trends(assets)
         self.latest: dict[str, Prognosis] = {}
         self._outgoing: list[Prognosis] = []
         self._due: dict[str, float] = {}
@@ -107,10 +105,10 @@ class Detector:
         assets, prognostic = [], []
         for asset in config.assets:
             loaded = load_asset(asset, resolve(asset.model))
-            if isinstance(loaded, PrognosticAsset):
-                prognostic.append(loaded)
-            else:
+            if isinstance(loaded, AssetDetector):
                 assets.append(loaded)
+            else:
+                prognostic.append(loaded)
         return cls(config, assets, [Rule(r) for r in config.rules], prognostic)
 
     def signals(self) -> set[str]:
@@ -295,6 +293,9 @@ def load_asset(asset: AssetConfig, path: Path) -> AssetDetector | PrognosticAsse
         ModelError: the model does not load, does not fit the asset, or is not of the
             kind the asset's ``prognosis.type`` asks for.
     """
+    from edge_agent.detect.prognosis import PrognosticAsset
+    from edge_agent.detect.prognostic import load_prognostic, model_kind
+
     wanted = asset.prognosis.type if asset.prognosis else "auto"
     kind = model_kind(path)
     if wanted != "auto" and (kind == "prognostic") != (wanted == "model"):
@@ -313,3 +314,13 @@ def _cleared(raised: Alert, now: float, reason: str) -> Alert:
     return dataclasses.replace(
         raised, state=AlertState.CLEARED, window_start=now, window_end=now, reason=reason
     )
+
+
+def _trends(assets: Iterable[AssetDetector]) -> dict[str, HealthTrend]:
+    """The health trend of each anomaly asset that has a ``prognosis``."""
+    trended = {a.config.name: a.config.prognosis for a in assets if a.config.prognosis is not None}
+    if not trended:
+        return {}
+    from edge_agent.detect.prognosis import HealthTrend
+
+    return {name: HealthTrend(name, prognosis) for name, prognosis in trended.items()}

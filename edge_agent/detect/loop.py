@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent.detect import requests
 from edge_agent.detect.detector import Detector
-from edge_agent.detect.prognosis import Prognosis
 from edge_agent.forward.encode import encode_prognosis
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.spill import write_spill
@@ -33,6 +33,9 @@ from edge_agent.observer import Observer, tell
 from edge_agent.twin.recorder import Recorder
 from edge_agent.twin.windows import Windows
 from edge_agent.types import Alert, AlertState, Sample
+
+if TYPE_CHECKING:
+    from edge_agent.detect.prognosis import Prognosis
 from edge_agent.worker import Worker, to_the_end
 
 log = logging.getLogger(__name__)

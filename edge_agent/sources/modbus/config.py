@@ -212,6 +212,16 @@ class RegisterTable(Sequence[ModbusRegisterConfig]):
         """The distinct shapes, each once."""
         return self._shapes
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The registers' names, in order."""
+        return self._names
+
+    @property
+    def shape_numbers(self) -> Sequence[int]:
+        """Each register's shape, as its index in :attr:`shapes`."""
+        return self._shape_ids
+
     def rows(self) -> Iterator[RegisterRow]:
         """Every register as (name, address, shape), in order."""
         shapes = self._shapes

@@ -47,7 +47,7 @@ from edge_agent.sources.modbus.link import (
 )
 from edge_agent.sources.modbus.plan import Request, halves
 from edge_agent.sources.modbus.schedule import Job, SourcePlan, unit_of
-from edge_agent.types import ReadBack, Sample, SignalInfo
+from edge_agent.types import ReadBack, Sample, SignalInfo, signal_infos
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +96,15 @@ class ModbusSource:
         and names (not a copy of each per signal).
         """
         if self._catalogue is None:
-            config = self.config
-            self._catalogue = [
-                SignalInfo(
-                    signal=f"{config.name}.{name}".lower(),  # config.signal_name, per row
-                    source=config.name,
-                    interval=shape.interval or config.interval,
-                    asset=shape.asset or config.asset,
-                    unit=shape.unit,
-                    description=shape.description,
-                )
-                for name, _, shape in self._table.rows()
-            ]
+            config, table = self.config, self._table
+            extras = [
+                (shape.interval or config.interval, shape.asset or config.asset,
+                 shape.unit, shape.description)
+                for shape in table.shapes
+            ]  # fmt: skip
+            # config.signal_name, per row
+            names = [f"{config.name}.{name}".lower() for name in table.names]
+            self._catalogue = signal_infos(names, config.name, extras, table.shape_numbers)
         return list(self._catalogue)
 
     async def __aenter__(self) -> Self:

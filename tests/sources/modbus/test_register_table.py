@@ -15,6 +15,7 @@ from edge_agent.sources.modbus.config import (
     RegisterTable,
 )
 from edge_agent.sources.modbus.source import ModbusSource
+from edge_agent.types import SignalInfo
 from tests.sources.modbus.server import device, tcp_peer
 
 REGISTERS: list[dict[str, Any]] = [
@@ -143,3 +144,18 @@ def test_signal_names_from_a_table_without_building_models() -> None:
     config = source_config(REGISTERS)
     assert compacted(config).signal_names() == config.signal_names()
     assert config.signal_names()[0] == "plc.t1"
+
+
+def test_catalogue_equals_signal_infos_built_one_by_one() -> None:
+    config = source_config(REGISTERS).model_copy(update={"asset": "pump", "interval": 0.5})
+    expected = [
+        SignalInfo(signal=f"plc.{r.name}".lower(), source="Plc", interval=r.interval or 0.5,
+                   asset=r.asset or "pump", unit=r.unit, description=r.description)
+        for r in config.registers
+    ]  # fmt: skip
+    for side in (config, compacted(config)):
+        infos = ModbusSource(side).signals()
+        assert infos == expected and [hash(i) for i in infos] == [hash(i) for i in expected]
+        assert [(i.interval, i.asset) for i in infos][-2:] == [(0.5, "p"), (2.0, "pump")]
+        with pytest.raises(AttributeError):
+            infos[0].unit = "V"  # type: ignore[misc]  # still frozen
