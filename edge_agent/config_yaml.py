@@ -39,8 +39,9 @@ from yaml.events import (
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-from edge_agent.config_errors import YamlPath, format_path
-from edge_agent.config_events import CONSTRUCTOR, CORE, INT64, MERGE, SCALARS, read_events
+from edge_agent.config_errors import YamlPath
+from edge_agent.config_events import CORE, read_events
+from edge_agent.config_nodes import Builder, line_of
 from edge_agent.errors import ConfigError
 
 MAX_BYTES = 2 * 1024 * 1024
@@ -52,8 +53,7 @@ MAX_DEPTH = 48
 MAX_VALUES = 200_000
 """Most values (keys' values, list items, scalars) the file may expand to."""
 
-_CORE, _MERGE, _SCALARS, _CONSTRUCTOR, _INT64 = CORE, MERGE, SCALARS, CONSTRUCTOR, INT64
-_MAP, _SEQ = _CORE + "map", _CORE + "seq"
+_CORE = CORE
 _AS_TEXT = (_CORE + "timestamp", _CORE + "value")
 # Same set as PyYAML's and libyaml's readers, checked here so the line can be named.
 _NOT_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
@@ -234,7 +234,7 @@ def read_nodes(text: str, path: Path) -> tuple[Any, dict[YamlPath, int]]:
             _Measure().size(node, 0)
     except _Problem as problem:
         raise ConfigError(f"{path}:{problem.line}: {problem.message}") from None
-    builder = _Builder()
+    builder = Builder()
     result = builder.value(node, ())
     if builder.problems:
         raise ConfigError("\n".join(f"{path}:{line}: {text}" for line, text in builder.problems))
@@ -272,10 +272,6 @@ def _compose(text: str) -> tuple[Node | None, _Loader]:
         raise _Problem(1, f"invalid YAML: {exc}") from None
 
 
-def _line(node: Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
 def _children(node: Node) -> list[Node]:
     if isinstance(node, MappingNode):
         return [child for pair in node.value for child in pair]
@@ -294,9 +290,11 @@ class _Measure:
         """``(values, height)`` below ``node`` reached at ``depth``; a _Problem past a bound."""
         known = self._memo.get(id(node), ())
         if known is None:
-            raise _Problem(_line(node), "an alias refers to the mapping or list that holds it")
+            raise _Problem(line_of(node), "an alias refers to the mapping or list that holds it")
         if depth > MAX_DEPTH or (known and depth + known[1] > MAX_DEPTH + 1):
-            raise _Problem(_line(node), f"nested deeper than {MAX_DEPTH} levels (aliases expanded)")
+            raise _Problem(
+                line_of(node), f"nested deeper than {MAX_DEPTH} levels (aliases expanded)"
+            )
         if known:
             return known
         self._memo[id(node)] = None
@@ -306,127 +304,8 @@ class _Measure:
             size, height = size + child_size, max(height, child_height + 1)
             if size > MAX_VALUES:
                 raise _Problem(
-                    _line(node),
+                    line_of(node),
                     f"this expands to more than {MAX_VALUES:,} values (each alias is a copy)",
                 )
         self._memo[id(node)] = (size, height)
         return size, height
-
-
-class _Builder:
-    """Nodes -> plain values; faults are gathered so that one run names them all."""
-
-    def __init__(self) -> None:
-        self.lines: dict[YamlPath, int] = {}
-        self.problems: dict[tuple[int, str], None] = {}  # ordered, without repeats
-
-    def problem(self, node: Node, at: YamlPath, message: str) -> None:
-        """Record a fault at ``node``'s line."""
-        text = f"{format_path(at)}: {message}" if at else message
-        self.problems[(_line(node), text)] = None
-
-    def value(self, node: Node, at: YamlPath) -> Any:
-        """The plain value of ``node``, found at YAML path ``at``."""
-        self.lines[at] = _line(node)
-        if isinstance(node, MappingNode):
-            self._collection_tag(node, _MAP, at)
-            pairs = self._pairs(node, at)
-            return {key: self.value(child, (*at, key)) for key, child in pairs.items()}
-        if isinstance(node, SequenceNode):
-            self._collection_tag(node, _SEQ, at)
-            return [self.value(item, (*at, i)) for i, item in enumerate(node.value)]
-        return self._scalar(node, at)
-
-    def _collection_tag(self, node: Node, expected: str, at: YamlPath) -> None:
-        if node.tag != expected:
-            self.problem(node, at, _tag_refused(node.tag))
-
-    def _pairs(self, node: MappingNode, at: YamlPath) -> dict[str, Node]:
-        """Key -> value node: written keys first, then merged ones (``<<``) not written."""
-        own: dict[str, tuple[int, Node]] = {}
-        merged: dict[str, Node] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
-                for name, child in self._merged(value_node, at).items():
-                    merged.setdefault(name, child)
-                continue
-            key = self._key(key_node, at)
-            if key is None:
-                continue
-            if key in own:
-                self.problem(
-                    key_node,
-                    (*at, key),
-                    f"the key {key!r} is given twice, at lines {own[key][0]} and "
-                    f"{_line(key_node)}: remove one (YAML would silently keep the second)",
-                )
-                continue
-            own[key] = (_line(key_node), value_node)
-        written = {key: child for key, (_, child) in own.items()}
-        return written | {key: child for key, child in merged.items() if key not in own}
-
-    def _merged(self, node: Node, at: YamlPath) -> dict[str, Node]:
-        sources = node.value if isinstance(node, SequenceNode) else [node]
-        result: dict[str, Node] = {}
-        for source in sources:
-            if not isinstance(source, MappingNode):
-                self.problem(source, at, "'<<' merges a mapping (*alias) or a list of them")
-                continue
-            for key, child in self._pairs(source, at).items():
-                result.setdefault(key, child)
-        return result
-
-    def _key(self, node: Node, at: YamlPath) -> str | None:
-        if not isinstance(node, ScalarNode):
-            self.problem(node, at, "a key must be a name, not a list or a mapping")
-            return None
-        if node.tag not in _SCALARS:
-            self.problem(node, at, _tag_refused(node.tag))
-            return None
-        if _has_surrogate(node.value) or "\0" in node.value:
-            self.problem(node, at, "a key holds an escaped NUL or surrogate (\\0, \\uD800)")
-            return None
-        return str(node.value)
-
-    def _scalar(self, node: Node, at: YamlPath) -> Any:
-        if node.tag == _MERGE:  # '<<' written as a value is text
-            return node.value
-        if node.tag not in _SCALARS:
-            self.problem(node, at, _tag_refused(node.tag))
-            return None
-        try:
-            value = _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)
-        except (ValueError, KeyError):
-            self.problem(node, at, f"{_short(node.value)} is not a valid {_tag_name(node.tag)}")
-            return None
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _INT64:
-            self.problem(node, at, f"{_short(node.value)} is out of range (64-bit integers)")
-            return None
-        if isinstance(value, str) and (_has_surrogate(value) or "\0" in value):
-            # No value needs them, and a NUL in a path raises ValueError in every os call.
-            self.problem(node, at, "the text holds an escaped NUL or surrogate (\\0, \\uD800)")
-            return None
-        return value
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _tag_name(tag: str) -> str:
-    return "!!" + tag.removeprefix(_CORE) if tag.startswith(_CORE) else tag
-
-
-def _tag_refused(tag: str) -> str:
-    return (
-        f"the tag {_tag_name(tag)} is not supported: write the value without a tag "
-        "(only !!str, !!int, !!float, !!bool and !!null are read)"
-    )
-
-
-def _short(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:37] + "...")
