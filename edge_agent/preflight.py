@@ -16,6 +16,7 @@ from edge_agent.config import AgentConfig, load_config
 from edge_agent.detect.asset import AssetDetector
 from edge_agent.detect.detector import Detector, load_asset
 from edge_agent.detect.rules import Rule
+from edge_agent.detect.slot import Loaded
 from edge_agent.errors import ModelError
 from edge_agent.registry import build_source
 
@@ -30,16 +31,17 @@ def load_detector(config: AgentConfig) -> Detector:
         ModelError: a model file missing or corrupt, or not matching its asset;
             the message starts with ``file:line: detect.assets[N].model:``.
     """
-    loaded = [_load_asset(config, n) for n in range(len(config.detect.assets))]
+    models: Loaded = {}  # assets that name one file share its model
+    loaded = [_load_asset(config, n, models) for n in range(len(config.detect.assets))]
     assets = [a for a in loaded if isinstance(a, AssetDetector)]
     prognostic = [a for a in loaded if not isinstance(a, AssetDetector)]
     return Detector(config.detect, assets, [Rule(r) for r in config.detect.rules], prognostic)
 
 
-def _load_asset(config: AgentConfig, index: int) -> AssetDetector | PrognosticAsset:
+def _load_asset(config: AgentConfig, index: int, models: Loaded) -> AssetDetector | PrognosticAsset:
     asset = config.detect.assets[index]
     try:
-        return load_asset(asset, config.config_path(asset.model))
+        return load_asset(asset, config.config_path(asset.model), models)
     except ModelError as exc:
         raise ModelError(f"{config.where(('detect', 'assets', index, 'model'))}: {exc}") from exc
 

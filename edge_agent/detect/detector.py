@@ -40,7 +40,7 @@ from edge_agent.detect.requests import Request
 from edge_agent.detect.rule_batch import RuleBatch
 from edge_agent.detect.rules import Rule
 from edge_agent.detect.runstate import RunState
-from edge_agent.detect.slot import ModelSlot
+from edge_agent.detect.slot import Loaded, ModelSlot
 from edge_agent.errors import ModelError
 from edge_agent.types import Alert, AlertState, Quality, Sample, Severity, SignalInfo
 
@@ -103,8 +103,9 @@ class Detector:
             ModelError: a model file missing or corrupt, or not matching its asset.
         """
         assets, prognostic = [], []
+        models: Loaded = {}
         for asset in config.assets:
-            loaded = load_asset(asset, resolve(asset.model))
+            loaded = load_asset(asset, resolve(asset.model), models)
             if isinstance(loaded, AssetDetector):
                 assets.append(loaded)
             else:
@@ -286,8 +287,13 @@ class Detector:
         self._fresh[key] = Sample(f"{SOURCE}.{key}", ts, value, Quality.GOOD)
 
 
-def load_asset(asset: AssetConfig, path: Path) -> AssetDetector | PrognosticAsset:
+def load_asset(
+    asset: AssetConfig, path: Path, loaded: Loaded | None = None
+) -> AssetDetector | PrognosticAsset:
     """Load an asset's model: an anomaly asset, or a prognostic one (by the card's kind).
+
+    ``loaded``: the anomaly models loaded so far at this start, shared by the assets
+    that name the same file (:meth:`ModelSlot.load`).
 
     Raises:
         ModelError: the model does not load, does not fit the asset, or is not of the
@@ -306,7 +312,8 @@ def load_asset(asset: AssetConfig, path: Path) -> AssetDetector | PrognosticAsse
         )
     if kind == "prognostic":
         return PrognosticAsset(asset, load_prognostic(path, asset.threads, asset.engine))
-    slot = ModelSlot.load(path, asset.threads, asset.signals, f"asset {asset.name}", asset.engine)
+    who = f"asset {asset.name}"
+    slot = ModelSlot.load(path, asset.threads, asset.signals, who, asset.engine, loaded)
     return AssetDetector(asset, slot)
 
 

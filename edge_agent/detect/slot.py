@@ -42,6 +42,9 @@ FileKey = tuple[tuple[int, int] | None, ...]
 CHECK_EVERY = 1.0
 """Seconds (monotonic) between two looks at the model's files."""
 
+Loaded = dict[tuple[str, int, str, FileKey], "AnomalyModel"]
+"""Models loaded at one start, by file, threads, engine and the files' (mtime, size)."""
+
 
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
@@ -147,11 +150,32 @@ class ModelSlot:
 
     @classmethod
     def load(
-        cls, path: Path, threads: int, asset_signals: Sequence[str], who: str, engine: str = "auto"
+        cls,
+        path: Path,
+        threads: int,
+        asset_signals: Sequence[str],
+        who: str,
+        engine: str = "auto",
+        loaded: Loaded | None = None,
     ) -> ModelSlot:
-        """Load the first model; any problem is a ModelError (startup fails)."""
+        """Load the first model; any problem is a ModelError (startup fails).
+
+        Args:
+            loaded: the models this start has loaded so far (:data:`Loaded`); assets
+                that name one file share its model, loaded and probed once (50 assets
+                on one model: about 1 ms each, BENCHMARKS.md). Sharing is safe: a model
+                keeps nothing between calls, the detector calls it from one thread,
+                and a slot replaces its model, never changes it.
+        """
         key = file_key(watched(path))
-        model, signals = load_checked(path, threads, asset_signals, who, engine)
+        memo = (str(path), threads, engine, key)
+        model = loaded.get(memo) if loaded is not None else None
+        if model is None:
+            model, signals = load_checked(path, threads, asset_signals, who, engine)
+        else:  # the same checks as load_checked's for this asset: the probe gave the same
+            signals = match_signals(model.card.signals, asset_signals, who)
+        if loaded is not None:
+            loaded[memo] = model
         return cls(path, threads, asset_signals, who, model, signals, key, engine)
 
     @property

@@ -126,3 +126,40 @@ def test_a_swapped_model_keeps_the_configured_engine(tmp_path: Path) -> None:
     assert det.assets["pump"].slot.card.version == 2
     assert det.assets["pump"].slot.model.backend == "onnxruntime"
     assert load(tmp_path).assets["pump"].slot.model.backend == "numpy"  # the default: auto
+
+
+def two_on_one_file(tmp_path: Path) -> Detector:
+    """Assets ``pump`` and ``press`` whose ``model:`` names the same file."""
+    square_model(tmp_path / "tiny.onnx")
+    press = [s.replace("pump.", "press.") for s in SIGNALS]
+    assets = [
+        AssetConfig.model_validate(
+            {"name": name, "model": "tiny.onnx", "signals": signals, "settle": "0s"}
+        )
+        for name, signals in (("pump", list(SIGNALS)), ("press", press))
+    ]
+    return Detector.load(DetectConfig(assets=assets), lambda p: tmp_path / p)
+
+
+def test_assets_naming_one_file_share_its_model_and_keep_their_own_signals(
+    tmp_path: Path,
+) -> None:
+    det = two_on_one_file(tmp_path)
+    pump, press = det.assets["pump"].slot, det.assets["press"].slot
+    assert pump.model is press.model  # loaded and probed once
+    assert pump.signals == list(SIGNALS)
+    assert press.signals == ["press.current", "press.temp", "press.vib"]
+
+
+def test_a_shared_model_is_swapped_per_asset(tmp_path: Path) -> None:
+    det = two_on_one_file(tmp_path)
+    shared = det.assets["press"].slot.model
+    det.assets["pump"].slot.use_card(card(threshold=7.0))  # a calibration of one asset
+    assert det.assets["pump"].threshold == 7.0
+    assert det.assets["press"].slot.model is shared and det.assets["press"].threshold == 1.0
+    publish(tmp_path, square_model(tmp_path / "v2.onnx", card(threshold=5.0)).read_bytes(), 1)
+    for asset in det.assets.values():
+        asset.slot.clock = lambda: 10.0
+    assert det.assets["press"].slot.refresh()
+    assert det.assets["press"].threshold == 5.0
+    assert det.assets["pump"].threshold == 7.0  # its own model, untouched by the other's swap
