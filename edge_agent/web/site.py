@@ -29,7 +29,7 @@ from edge_agent.logs import Transition
 from edge_agent.metrics import AgentCollector, take_snapshot
 from edge_agent.metrics_links import opcua_record, unit_records
 from edge_agent.schema import plain
-from edge_agent.sources.modbus.config import RegisterTable
+from edge_agent.sources.modbus.registers import RegisterTable
 from edge_agent.twin.signal_status import SignalStatus
 from edge_agent.twin.store import SignalStore
 from edge_agent.web.alerts import AlertView, alert_record, listing
