@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -103,19 +104,29 @@ class Aligner:
         self.signals = signals
         self.size = 0
         """Samples per signal gathered; grows when a signal samples faster than the grid."""
+        self._follow: _Follow | None = None
 
     def align(self, windows: SeriesSource, grid: np.ndarray, fill_limit: float) -> Aligned:
         """``values[time, signal]``; when a cell is unknown, ``problem`` says where first."""
         if not self.signals:
             return Aligned(grid, np.empty((grid.size, 0)), "")
+        twin = windows if isinstance(windows, Windows) else None
+        follow, self._follow = self._follow, None
+        if follow is not None and twin is follow.windows and fill_limit == follow.fill:
+            values = follow.advance(grid)
+            if values is not None:
+                self._follow = follow
+                return Aligned(grid, values, "")
         since = float(grid[0]) - fill_limit
-        block = self._gather(windows, grid.size, since) if isinstance(windows, Windows) else None
+        block = self._gather(twin, grid.size, since) if twin is not None else None
         if block is None:
             block = series_block(windows, self.signals, since)
-        values = held_block(*block, grid, since, fill_limit)
-        if values is not None:
-            return Aligned(grid, values, "")
-        return explain(self.signals, block, grid, since, fill_limit)
+        held = held_block(*block, grid, since, fill_limit)
+        if held is None:
+            return explain(self.signals, block, grid, since, fill_limit)
+        if twin is not None:
+            self._follow = _Follow.start(twin, self.signals, grid, fill_limit, *held)
+        return Aligned(grid, held[0], "")
 
     def _gather(self, windows: Windows, width: int, since: float) -> Block | None:
         """The newest samples of every signal back to ``since``, in one gather; None
@@ -134,6 +145,83 @@ class Aligner:
         self.size = max(self.size, size)
         padding = None if min(held) >= size else [max(size - h, 0) for h in held]
         return ts, values, padding
+
+
+class _Follow:
+    """The last aligned window of a twin's rings, moved on by one grid step at a time.
+
+    When the grid moved by exactly one step, the new window is the old one without its
+    first row, plus one row held at the new grid time, provided what the old rows were
+    held from is unchanged: every sample that arrived since is newer than the old grid's
+    end (the rings are in time order), and the samples the kept rows hold are still in the
+    rings. That is the window :func:`held_block` gives on a fresh gather, cell for cell;
+    whenever it cannot be shown (a late sample, a skipped step, a gap, a BAD value, an
+    unordered ring), the caller aligns afresh.
+    """
+
+    def __init__(
+        self,
+        windows: Windows,
+        rows: list[int],
+        fill: float,
+        grid: list[float],
+        values: np.ndarray,
+        held: deque[list[float]],
+        counts: list[int],
+    ) -> None:
+        self.windows = windows
+        self.rows = rows
+        self.fill = fill
+        self.grid = grid
+        self.values = values
+        self.held = held
+        """Per grid time, oldest first: the time of the sample each row holds there."""
+        self.counts = counts
+
+    @classmethod
+    def start(
+        cls,
+        windows: Windows,
+        signals: list[str],
+        grid: np.ndarray,
+        fill: float,
+        values: np.ndarray,
+        at: np.ndarray,
+    ) -> _Follow | None:
+        """From a window just aligned afresh (``at``: the times held, ``[row, time]``)."""
+        found = windows.rows(signals)
+        if found is None:
+            return None
+        rows = found[0]
+        now = windows.last_at(rows, float(grid[-1]))
+        if now is None:
+            return None
+        held = deque(at.T.tolist(), maxlen=grid.size)
+        return cls(windows, rows, fill, grid.tolist(), values, held, now[2])
+
+    def advance(self, grid: np.ndarray) -> np.ndarray | None:
+        """The window on ``grid``; None unless it moved by one step and can be followed."""
+        times = grid.tolist()
+        if len(times) < 2 or times[:-1] != self.grid[1:]:
+            return None
+        end, first = times[-1], self.held[1]
+        # The checks of held_block on the kept first row (its own age was checked when
+        # it was new) and on the new row.
+        if not min(first) >= times[0] - self.fill:
+            return None
+        found = self.windows.last_at(self.rows, end, self.counts, self.grid[-1], first)
+        if found is None:
+            return None
+        ts, row, counts = found
+        total = sum(row)
+        if not end - min(ts) <= self.fill + 1e-9 or total != total:
+            return None
+        values = np.empty_like(self.values)
+        values[:-1] = self.values[1:]
+        values[-1] = row
+        self.grid, self.values, self.counts = times, values, counts
+        self.held.append(ts)
+        return values
 
 
 def series_block(windows: SeriesSource, signals: Sequence[str], since: float) -> Block:
@@ -217,14 +305,15 @@ def held_block(
     grid: np.ndarray,
     since: float,
     fill_limit: float,
-) -> np.ndarray | None:
+) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`hold` of rows of time-ordered samples newer than ``since``, all rows at once.
 
     Row ``r`` starts with ``padding[r]`` NaN timestamps (slots never written); samples
     older than ``since`` may precede the others: they are held by no known cell.
 
     Returns:
-        ``[time, row]``, or None when any cell would be unknown (NaN in :func:`hold`).
+        ``[time, row]`` and the times of the samples held (``[row, time]``), or None when
+        any cell would be unknown (NaN in :func:`hold`).
     """
     rows, size = ts.shape
     width = grid.size
@@ -247,7 +336,7 @@ def held_block(
     # Any NaN makes the sum NaN (an inf pair too: then explain() finds no gap).
     if math.isnan(_SUM(out, axis=None)):
         return None
-    return out
+    return out, at
 
 
 @functools.lru_cache(maxsize=64)

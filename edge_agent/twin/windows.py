@@ -53,6 +53,7 @@ class Windows:
         # Uninitialised: memory is touched (resident) only as the rings fill, as before.
         self._ts = np.empty((rows, capacity), dtype=np.float64)
         self._values = np.empty((rows, capacity), dtype=np.float64)
+        self._flat = _flat(self._ts), _flat(self._values)
         self._count: list[int] = []
         """Samples ever appended, per row."""
         self._ordered_at: list[int] = []
@@ -95,6 +96,7 @@ class Windows:
             grown = max(4, 2 * row)
             self._ts = _grow(self._ts, grown)
             self._values = _grow(self._values, grown)
+            self._flat = _flat(self._ts), _flat(self._values)
         self._rows[signal] = row
         self._count.append(0)
         self._ordered_at.append(0)
@@ -123,6 +125,58 @@ class Windows:
         """``(ts, value)`` of the last sample of ``signal`` to arrive (NaN value: BAD)."""
         row = self._rows.get(signal)
         return None if row is None else self._last[row]
+
+    def last_at(
+        self,
+        rows: Sequence[int],
+        t: float,
+        seen: Sequence[int] | None = None,
+        after: float = -math.inf,
+        keep: Sequence[float] | None = None,
+    ) -> tuple[list[float], list[float], list[int]] | None:
+        """Per row (of :meth:`rows`): the time and value of its last sample at or before
+        ``t``, and how many samples were ever appended to it.
+
+        A detector that aligned these rows before calls this at its next grid time instead
+        of gathering them again: with ``seen`` (the counts it was given then), None also
+        unless every sample appended since is newer than ``after``; with ``keep``, None
+        unless each row still holds a sample at or before ``keep[i]`` (the oldest it uses).
+
+        Returns:
+            times, values (NaN: BAD) and counts; None unless every ring is in time order
+            and holds a sample at or before ``t``.
+        """
+        counts, ordered_at, capacity = self._count, self._ordered_at, self.capacity
+        ts, values = self._flat
+        out_ts, out_values, out_counts = [], [], []
+        for i, row in enumerate(rows):
+            count = counts[row]
+            if count < ordered_at[row]:
+                return None
+            base = row * capacity
+            low = count - capacity if count > capacity else 0
+            # Time order: the first new sample is the oldest of them, and a row's samples are
+            # a suffix of what it was given, so its oldest says what was dropped.
+            if (
+                seen is not None
+                and count != seen[i]
+                and (seen[i] < low or not ts[base + seen[i] % capacity] > after)
+            ):
+                return None
+            if keep is not None and low and not ts[base + count % capacity] <= keep[i]:
+                return None
+            j = count - 1
+            while j >= low:
+                found = ts[base + j % capacity]
+                if found <= t:
+                    break
+                j -= 1
+            else:
+                return None
+            out_ts.append(found)
+            out_values.append(values[base + j % capacity])
+            out_counts.append(count)
+        return out_ts, out_values, out_counts
 
     def rows(self, signals: Sequence[str]) -> tuple[list[int], list[int]] | None:
         """The rows of ``signals`` for :meth:`tails` and how many samples each holds;
@@ -242,6 +296,11 @@ class Windows:
             np.concatenate((ts[start:], ts[:head])),
             np.concatenate((values[start:], values[:head])),
         )
+
+
+def _flat(rows: np.ndarray) -> memoryview[float]:
+    """A flat view of a ring array whose items read as Python floats (25 ns, not 50)."""
+    return rows.reshape(-1).data.cast("B").cast("d")
 
 
 @functools.lru_cache(maxsize=16)
