@@ -105,6 +105,8 @@ class Aligner:
         self.size = 0
         """Samples per signal gathered; grows when a signal samples faster than the grid."""
         self._follow: _Follow | None = None
+        self._end = math.nan
+        """The end of the last grid aligned."""
 
     def align(self, windows: SeriesSource, grid: np.ndarray, fill_limit: float) -> Aligned:
         """``values[time, signal]``; when a cell is unknown, ``problem`` says where first."""
@@ -112,8 +114,10 @@ class Aligner:
             return Aligned(grid, np.empty((grid.size, 0)), "")
         twin = windows if isinstance(windows, Windows) else None
         follow, self._follow = self._follow, None
-        if follow is not None and twin is follow.windows and fill_limit == follow.fill:
-            values = follow.advance(grid)
+        if follow is not None:
+            self._end = follow.grid[-1]
+            same = twin is follow.windows and fill_limit == follow.fill
+            values = follow.advance(grid) if same else None
             if values is not None:
                 self._follow = follow
                 return Aligned(grid, values, "")
@@ -122,9 +126,11 @@ class Aligner:
         if block is None:
             block = series_block(windows, self.signals, since)
         held = held_block(*block, grid, since, fill_limit)
+        end, self._end = self._end, float(grid[-1])
         if held is None:
             return explain(self.signals, block, grid, since, fill_limit)
-        if twin is not None:
+        # Worth following (about 10 us to start) only when the grid moves by one step.
+        if twin is not None and grid.size > 1 and float(grid[-2]) == end:
             self._follow = _Follow.start(twin, self.signals, grid, fill_limit, *held)
         return Aligned(grid, held[0], "")
 

@@ -126,6 +126,29 @@ class Windows:
         row = self._rows.get(signal)
         return None if row is None else self._last[row]
 
+    def recent(
+        self, signal: str, since: float, most: int = 16
+    ) -> tuple[list[float], list[float]] | None:
+        """:meth:`series` as lists, read back from the newest sample: for a few samples,
+        cheaper than the arrays. None when the newest ``most`` all qualify and the ring
+        holds older ones, or it is out of time order: then :meth:`series` is the way."""
+        row = self._rows.get(signal)
+        if row is None:
+            return [], []
+        count, capacity = self._count[row], self.capacity
+        if count < self._ordered_at[row]:
+            return None
+        ts, values = self._flat
+        base, oldest = row * capacity, max(count - capacity, 0)
+        low = max(oldest, count - most)
+        j = count - 1
+        while j >= low and ts[base + j % capacity] >= since:
+            j -= 1
+        if j < low and low > oldest:
+            return None  # the newest ``most`` all qualify: there may be more
+        slots = [base + k % capacity for k in range(j + 1, count)]
+        return [ts[k] for k in slots], [values[k] for k in slots]
+
     def last_at(
         self,
         rows: Sequence[int],
