@@ -34,6 +34,8 @@ _MIN: Any = np.minimum.reduce
 _MAX: Any = np.maximum.reduce
 _SUM: Any = np.add.reduce
 _ACCUMULATE: Any = np.add.accumulate
+BUFFERED = 3
+"""A followed window is a view of a buffer this many windows long (see :class:`_Follow`)."""
 
 
 class SeriesSource(Protocol):
@@ -179,7 +181,14 @@ class _Follow:
         self.rows = rows
         self.fill = fill
         self.grid = grid
-        self.values = values
+        width = len(grid)
+        # Each window is a view of rows of this buffer, which are never written again
+        # (a window handed out may be kept, e.g. by the evidence of an alert); when it is
+        # full, the next window starts a new one.
+        self.buffer = np.empty((BUFFERED * width, values.shape[1]))
+        self.buffer[:width] = values
+        self.last = width - 1
+        """The buffer's row of the window's newest time."""
         self.held = held
         """Per grid time, oldest first: the time of the sample each row holds there."""
         self.counts = counts
@@ -222,12 +231,21 @@ class _Follow:
         total = sum(row)
         if not end - min(ts) <= self.fill + 1e-9 or total != total:
             return None
-        values = np.empty_like(self.values)
-        values[:-1] = self.values[1:]
-        values[-1] = row
-        self.grid, self.values, self.counts = times, values, counts
+        self.grid, self.counts = times, counts
         self.held.append(ts)
-        return values
+        return self._put(row)
+
+    def _put(self, row: list[float]) -> np.ndarray:
+        """The window with ``row`` as its newest time, one step on from the last."""
+        buffer, last, width = self.buffer, self.last + 1, len(self.grid)
+        if last == buffer.shape[0]:
+            buffer = np.empty_like(buffer)
+            last = width - 1
+            buffer[:last] = self.buffer[-last:]
+            self.buffer = buffer
+        buffer[last] = row
+        self.last = last
+        return buffer[last - width + 1 : last + 1]
 
 
 def series_block(windows: SeriesSource, signals: Sequence[str], since: float) -> Block:

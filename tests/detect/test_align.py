@@ -117,6 +117,7 @@ def test_a_window_moved_on_step_by_step_gives_the_definition(seed: int) -> None:
     fill, width = rng.choice([1.0, 3.0]), 20
     kinds = dict.fromkeys(SIGNALS, "ok")
     moved = afresh = 0
+    handed = []
     t = 0
     for _ in range(700):
         if rng.random() < 0.03:
@@ -130,8 +131,11 @@ def test_a_window_moved_on_step_by_step_gives_the_definition(seed: int) -> None:
         expected = definition(windows, grid, fill)
         assert got.problem == expected.problem, t
         np.testing.assert_array_equal(got.values, expected.values)
+        handed.append((got.values, got.values.copy()))
         moved += following and aligner._follow is not None
         afresh += not following and not expected.problem
         t += 1 if rng.random() < 0.97 else 2  # now and then a step is skipped
     # Both paths really run, many times each.
     assert moved > 100 and afresh > 10, (moved, afresh)
+    for kept, copy in handed:  # a window handed out is never written again
+        np.testing.assert_array_equal(kept, copy)
