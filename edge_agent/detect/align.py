@@ -13,6 +13,10 @@ the block is one numpy gather (:meth:`Windows.gather`), otherwise each signal's 
 sorted by time. The values of all the signals are held onto the grid in one pass. When a
 cell is unknown, the rows of that same block say which signal and why (:func:`hold` per
 row). :func:`align` is the same call without keeping an :class:`Aligner`.
+
+From one step to the next the grid usually moves by one step: the aligner then keeps the
+rows of its last window and reads one new row out of the rings (:class:`_Follow`), as
+long as it can show that this is the window a fresh gather would give, cell for cell.
 """
 
 from __future__ import annotations

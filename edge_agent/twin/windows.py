@@ -2,7 +2,8 @@
 
 Every signal's ring is one row of two ``[signals, capacity]`` arrays (timestamps,
 values), so a detector can gather the newest samples of all its signals in one
-numpy call (:meth:`Windows.tails`). Appending is O(1) per sample and allocates
+numpy call (:meth:`Windows.tails`), or read a few of the newest as Python floats
+(:meth:`Windows.last_at`, :meth:`Windows.recent`). Appending is O(1) per sample and allocates
 only when a new signal appears. BAD samples are kept as NaN so a detector sees
 the gap. At start the rings are warmed from the twin's SQLite history so a
 restart does not leave the models blind for a whole window.
