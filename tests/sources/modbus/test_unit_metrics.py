@@ -54,9 +54,16 @@ def source(url: str, **extra: Any) -> ModbusSource:
 
 
 async def poll_for(src: ModbusSource, stats: PollStats, seconds: float) -> None:
-    """Run the agent's poll loop on ``src`` for ``seconds``, then stop it."""
+    """Run the agent's poll loop on ``src`` for ``seconds``, then stop it between two ticks.
+
+    Ticks fall on the wall clock's grid of the interval: stopping at 80 % of a tick
+    leaves no request in flight (a silent unit's try ends its timeout after the
+    tick), so what the wire saw and what the counters say can be compared exactly.
+    """
     task = asyncio.create_task(poll_forever(src, lambda _batch: None, stats))
     await asyncio.sleep(seconds)
+    interval = float(src.config.interval)
+    await asyncio.sleep((0.8 * interval - time.time() % interval) % interval)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await asyncio.sleep(0.3)  # the last request sent reaches the server's trace
