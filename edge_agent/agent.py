@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import time
@@ -19,7 +18,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from edge_agent import heap
+from edge_agent import gc_pause, heap
 from edge_agent.commands.attach import attach_commands, outbox_audit
 from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector
@@ -167,7 +166,7 @@ async def _supervise(
             tasks.create_task(_watchdog_forever(notifier, worker))
             _on_hangup(lambda: tasks.create_task(running.reload()))
             notifier.send("READY=1")
-            gc.enable()  # `run` starts with the collector off (cli/main.py)
+            gc_pause.resume()  # `run` paused it for the start (gc_pause.py says why)
             log.info("agent %s running: %d source(s), %d sink(s)",
                      config.agent.id, len(sources), len(sinks))  # fmt: skip
     finally:

@@ -22,7 +22,8 @@ from edge_agent.config_fork import (
 )
 from edge_agent.errors import ConfigError
 from edge_agent.schema import plain
-from edge_agent.sources.modbus.config import ModbusSourceConfig, RegisterTable
+from edge_agent.sources.modbus.config import ModbusSourceConfig
+from edge_agent.sources.modbus.registers import RegisterTable
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -67,11 +67,15 @@ class _Moving:
         self.back = min(2.0, self.longest)
 
     def __call__(self, windows: Windows, now: float) -> bool:
-        ts, values = windows.series(self.signal, now - self.back)
+        since = now - self.back
+        found = windows.recent(self.signal, since)
+        if found is None:
+            ts, values = windows.series(self.signal, since)
+            found = ts.tolist(), values.tolist()
         # A few floats: Python's min/max cost less than numpy calls. The windows' series
         # hold no NaN time. A NaN value (BAD) may hide a spread from min/max, never make
         # one: it only costs a look at the whole span (where it is UNKNOWN, also quiet).
-        times, seen = ts.tolist(), values.tolist()
+        times, seen = found
         if len(times) > 1 and max(times) <= now and max(seen) - min(seen) > self.tolerance:
             if len(times) > 8:
                 self.back /= 2
@@ -87,7 +91,7 @@ class RuleBatch:
         self.rules = rules
         self.assets = list(dict.fromkeys(rule.tracker.asset for rule in rules))
         """The assets the rules' alerts belong to, in rule order."""
-        self._plans = [plan(rule) for rule in rules]
+        self._each = [(i, rule, plan(rule)) for i, rule in enumerate(rules)]
         self._settled = [False] * len(rules)
 
     def unsettle(self) -> None:
@@ -98,19 +102,20 @@ class RuleBatch:
         """Every rule's event at ``now``, in rule order."""
         twin = windows if isinstance(windows, Windows) else None
         settled = self._settled
+        latest = twin.latest if twin is not None else None
         events = []
-        for i, (rule, quick) in enumerate(zip(self.rules, self._plans, strict=True)):
-            if settled[i] and quick is not None and twin is not None:
+        for i, rule, quick in self._each:
+            if settled[i] and latest is not None:
                 if isinstance(quick, tuple):
                     # The latest sample, when it is the one the rule reads (rules._latest's
                     # usual case: no older than max_age, not after now), within the limits.
                     signal, max_age, above, below, bad_is_quiet = quick
-                    last = twin.latest(signal)
+                    last = latest(signal)
                     if last is not None and now - max_age <= last[0] <= now:
                         value = last[1]
                         if bad_is_quiet if value != value else not (value > above or value < below):
                             continue
-                elif quick(twin, now):
+                elif quick is not None and twin is not None and quick(twin, now):
                     continue
             event = rule.step(windows, now)
             settled[i] = rule.tracker.settled()

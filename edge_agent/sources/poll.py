@@ -192,7 +192,7 @@ async def _poll_ticks(
     loop = asyncio.get_running_loop()
     interval = float(source.config.interval)
     link = link_signal(source.config.name)
-    next_tick = loop.time()
+    next_tick: float | None = None
     while True:
         started = loop.time()
         samples = await source.read()
@@ -206,14 +206,32 @@ async def _poll_ticks(
         stats.last_read_at = time.time()
         samples.append(Sample(link, time.time(), 1.0, Quality.GOOD))
         emit(samples)
-        next_tick += interval
         now = loop.time()
+        if next_tick is None:
+            next_tick = on_the_grid(interval, now, time.time())
+        else:
+            next_tick += interval
         if now > next_tick:
             missed = math.ceil((now - next_tick) / interval)
             stats.skipped_ticks += missed
             next_tick += missed * interval
             log.debug("%s: read overran, %d tick(s) skipped", source.config.name, missed)
         await asyncio.sleep(next_tick - now)
+
+
+def on_the_grid(interval: float, now: float, wall: float) -> float:
+    """The loop time of the next whole multiple of ``interval`` on the wall clock.
+
+    ``now`` is the loop's time and ``wall`` the wall clock's at the same instant.
+
+    The first read is made at once; later ticks fall on the clock's grid (a 1 s
+    source on every whole second), so every source of the agent, and of other
+    agents with a synchronised clock, samples at the same instants: values from
+    different devices line up for the detector, and the loop wakes once per
+    tick for all sources rather than once per source (50 devices at 1 s: about
+    10 % less CPU, BENCHMARKS.md).
+    """
+    return now + interval - wall % interval
 
 
 def _cancel_was_swallowed() -> bool:

@@ -2,7 +2,8 @@
 
 Every signal's ring is one row of two ``[signals, capacity]`` arrays (timestamps,
 values), so a detector can gather the newest samples of all its signals in one
-numpy call (:meth:`Windows.tails`). Appending is O(1) per sample and allocates
+numpy call (:meth:`Windows.tails`), or read a few of the newest as Python floats
+(:meth:`Windows.last_at`, :meth:`Windows.recent`). Appending is O(1) per sample and allocates
 only when a new signal appears. BAD samples are kept as NaN so a detector sees
 the gap. At start the rings are warmed from the twin's SQLite history so a
 restart does not leave the models blind for a whole window.
@@ -53,6 +54,7 @@ class Windows:
         # Uninitialised: memory is touched (resident) only as the rings fill, as before.
         self._ts = np.empty((rows, capacity), dtype=np.float64)
         self._values = np.empty((rows, capacity), dtype=np.float64)
+        self._flat = _flat(self._ts), _flat(self._values)
         self._count: list[int] = []
         """Samples ever appended, per row."""
         self._ordered_at: list[int] = []
@@ -95,6 +97,7 @@ class Windows:
             grown = max(4, 2 * row)
             self._ts = _grow(self._ts, grown)
             self._values = _grow(self._values, grown)
+            self._flat = _flat(self._ts), _flat(self._values)
         self._rows[signal] = row
         self._count.append(0)
         self._ordered_at.append(0)
@@ -123,6 +126,81 @@ class Windows:
         """``(ts, value)`` of the last sample of ``signal`` to arrive (NaN value: BAD)."""
         row = self._rows.get(signal)
         return None if row is None else self._last[row]
+
+    def recent(
+        self, signal: str, since: float, most: int = 16
+    ) -> tuple[list[float], list[float]] | None:
+        """:meth:`series` as lists, read back from the newest sample: for a few samples,
+        cheaper than the arrays. None when the newest ``most`` all qualify and the ring
+        holds older ones, or it is out of time order: then :meth:`series` is the way."""
+        row = self._rows.get(signal)
+        if row is None:
+            return [], []
+        count, capacity = self._count[row], self.capacity
+        if count < self._ordered_at[row]:
+            return None
+        ts, values = self._flat
+        base, oldest = row * capacity, max(count - capacity, 0)
+        low = max(oldest, count - most)
+        j = count - 1
+        while j >= low and ts[base + j % capacity] >= since:
+            j -= 1
+        if j < low and low > oldest:
+            return None  # the newest ``most`` all qualify: there may be more
+        slots = [base + k % capacity for k in range(j + 1, count)]
+        return [ts[k] for k in slots], [values[k] for k in slots]
+
+    def last_at(
+        self,
+        rows: Sequence[int],
+        t: float,
+        seen: Sequence[int] | None = None,
+        after: float = -math.inf,
+        keep: Sequence[float] | None = None,
+    ) -> tuple[list[float], list[float], list[int]] | None:
+        """Per row (of :meth:`rows`): the time and value of its last sample at or before
+        ``t``, and how many samples were ever appended to it.
+
+        A detector that aligned these rows before calls this at its next grid time instead
+        of gathering them again: with ``seen`` (the counts it was given then), None also
+        unless every sample appended since is newer than ``after``; with ``keep``, None
+        unless each row still holds a sample at or before ``keep[i]`` (the oldest it uses).
+
+        Returns:
+            times, values (NaN: BAD) and counts; None unless every ring is in time order
+            and holds a sample at or before ``t``.
+        """
+        counts, ordered_at, capacity = self._count, self._ordered_at, self.capacity
+        ts, values = self._flat
+        out_ts, out_values, out_counts = [], [], []
+        for i, row in enumerate(rows):
+            count = counts[row]
+            if count < ordered_at[row]:
+                return None
+            base = row * capacity
+            low = count - capacity if count > capacity else 0
+            # Time order: the first new sample is the oldest of them, and a row's samples are
+            # a suffix of what it was given, so its oldest says what was dropped.
+            if (
+                seen is not None
+                and count != seen[i]
+                and (seen[i] < low or not ts[base + seen[i] % capacity] > after)
+            ):
+                return None
+            if keep is not None and low and not ts[base + count % capacity] <= keep[i]:
+                return None
+            j = count - 1
+            while j >= low:
+                found = ts[base + j % capacity]
+                if found <= t:
+                    break
+                j -= 1
+            else:
+                return None
+            out_ts.append(found)
+            out_values.append(values[base + j % capacity])
+            out_counts.append(count)
+        return out_ts, out_values, out_counts
 
     def rows(self, signals: Sequence[str]) -> tuple[list[int], list[int]] | None:
         """The rows of ``signals`` for :meth:`tails` and how many samples each holds;
@@ -242,6 +320,11 @@ class Windows:
             np.concatenate((ts[start:], ts[:head])),
             np.concatenate((values[start:], values[:head])),
         )
+
+
+def _flat(rows: np.ndarray) -> memoryview[float]:
+    """A flat view of a ring array whose items read as Python floats (25 ns, not 50)."""
+    return rows.reshape(-1).data.cast("B").cast("d")
 
 
 @functools.lru_cache(maxsize=16)

@@ -18,9 +18,9 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_agent import __version__
 from edge_agent.forward.delivery import LinkState
@@ -29,19 +29,56 @@ from edge_agent.logs import Transition
 from edge_agent.metrics import AgentCollector, take_snapshot
 from edge_agent.metrics_links import opcua_record, unit_records
 from edge_agent.schema import plain
-from edge_agent.sources.modbus.config import RegisterTable
+from edge_agent.sources.modbus.config import ModbusSourceConfig
+from edge_agent.sources.modbus.registers import RegisterTable
 from edge_agent.twin.signal_status import SignalStatus
 from edge_agent.twin.store import SignalStore
 from edge_agent.web.alerts import AlertView, alert_record, listing
 
-if TYPE_CHECKING:  # the page shows the config; the site never loads one
-    from edge_agent.config import AgentConfig
+if TYPE_CHECKING:  # named in SiteConfig only
+    from edge_agent.detect.config import DetectConfig
 
 log = logging.getLogger(__name__)
 Run = Callable[..., Awaitable[Any]]
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 # A URL's query string often carries a webhook key; the logs drop it, the page hides it.
 _QUERY = re.compile(r"(?<=://)([^\s?#]*)\?[^\s#]*")
+
+
+class _Identity(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+class _Part(Protocol):
+    """A source's or a sink's config, as the site lists it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+
+class SiteConfig(Protocol):
+    """What the site reads of the agent's config (``AgentConfig`` is one).
+
+    The site is a stage: it is handed the config and never loads one, so it names the
+    parts it reads rather than the config module above it. ``plain`` walks the whole
+    model for the hash and the redacted copy.
+    """
+
+    @property
+    def agent(self) -> _Identity: ...
+
+    @property
+    def sources(self) -> Sequence[_Part]: ...
+
+    @property
+    def sinks(self) -> Sequence[_Part]: ...
+
+    @property
+    def detect(self) -> DetectConfig: ...
 
 
 @dataclass
@@ -58,7 +95,7 @@ class Site:
         refresh: seconds a metrics snapshot (outbox backlog) is reused.
     """
 
-    config: AgentConfig
+    config: SiteConfig
     collector: AgentCollector
     store: SignalStore
     run: Run
@@ -69,7 +106,7 @@ class Site:
     _refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
     _status_read: Transition = field(default_factory=lambda: Transition(log))
     _registers: dict[str, str] | None = None
-    _hash: tuple[AgentConfig, str] | None = None
+    _hash: tuple[SiteConfig, str] | None = None
 
     async def snapshot_fresh(self) -> None:
         """Re-read the outbox/detector snapshot if older than ``refresh`` (only when asked)."""
@@ -234,7 +271,7 @@ def _scores(loop: Any) -> dict[str, dict[str, Any]]:
 
 
 def asset_records(
-    config: AgentConfig,
+    config: SiteConfig,
     health: Mapping[str, float],
     scores: Mapping[str, dict[str, Any]],
     open_alerts: list[dict[str, Any]],
@@ -286,11 +323,11 @@ def signal_record(
     }
 
 
-def modbus_registers(config: AgentConfig) -> dict[str, str]:
+def modbus_registers(config: SiteConfig) -> dict[str, str]:
     """Signal -> where a Modbus value comes from (``unit 1 holding 100 float32 ABCD``)."""
     out = {}
     for source in config.sources:
-        if source.type != "modbus":
+        if not isinstance(source, ModbusSourceConfig):
             continue
         for name, address, reg in RegisterTable.of(source.registers).rows():
             unit = reg.device_id if reg.device_id is not None else source.device_id
@@ -307,13 +344,13 @@ def modbus_registers(config: AgentConfig) -> dict[str, str]:
     return out
 
 
-def config_hash(config: AgentConfig) -> str:
+def config_hash(config: SiteConfig) -> str:
     """A short hash of the effective config (secrets enter as their redacted form)."""
     text = json.dumps(plain(config), separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def redacted(config: AgentConfig) -> dict[str, Any]:
+def redacted(config: SiteConfig) -> dict[str, Any]:
     """The config as JSON: secrets, and user:password and query strings in URLs, redacted."""
     return _scrub(plain(config))  # type: ignore[no-any-return]
 

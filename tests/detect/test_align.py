@@ -99,3 +99,43 @@ def test_a_gather_reaches_back_past_a_burst_of_fast_samples() -> None:
     assert not got.problem and aligner.size >= 20 * 10
     np.testing.assert_array_equal(got.values, definition(windows, grid, 3.0).values)
     assert not math.isnan(float(got.values.sum()))
+
+
+def _delayed(rng: random.Random, t: int, kinds: dict[str, str]) -> list[Sample]:
+    """``_batch``, and a "delayed" signal whose samples come in time order but 4.5 s old:
+    older than the last grid time, so an aligned window cannot simply move on."""
+    out = _batch(rng, t, {s: "ok" if k == "delayed" else k for s, k in kinds.items()})
+    late = {s for s, k in kinds.items() if k == "delayed"}
+    return [s._replace(ts=s.ts - 4.5) if s.signal in late else s for s in out]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_window_moved_on_step_by_step_gives_the_definition(seed: int) -> None:
+    rng = random.Random(seed)
+    windows = Windows(rng.choice([24, 30, 64]))  # 24: fast signals drop held samples
+    aligner = Aligner(list(SIGNALS))
+    fill, width = rng.choice([1.0, 3.0]), 20
+    kinds = dict.fromkeys(SIGNALS, "ok")
+    moved = afresh = 0
+    handed = []
+    t = 0
+    for _ in range(700):
+        if rng.random() < 0.03:
+            kinds[rng.choice(SIGNALS)] = rng.choice([*KINDS, "delayed"])
+        if rng.random() < 0.03:
+            kinds = dict.fromkeys(SIGNALS, "ok")
+        windows.append(_delayed(rng, t, kinds))
+        grid = make_grid(grid_end(T0 + t - 2.0, 1.0), 1.0, width)
+        following = aligner._follow is not None
+        got = aligner.align(windows, grid, fill)
+        expected = definition(windows, grid, fill)
+        assert got.problem == expected.problem, t
+        np.testing.assert_array_equal(got.values, expected.values)
+        handed.append((got.values, got.values.copy()))
+        moved += following and aligner._follow is not None
+        afresh += not following and not expected.problem
+        t += 1 if rng.random() < 0.97 else 2  # now and then a step is skipped
+    # Both paths really run, many times each.
+    assert moved > 100 and afresh > 10, (moved, afresh)
+    for kept, copy in handed:  # a window handed out is never written again
+        np.testing.assert_array_equal(kept, copy)

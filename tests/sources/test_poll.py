@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Self
 
 import pytest
 
 from edge_agent.errors import SourceError
-from edge_agent.sources.poll import PollStats, poll_forever
+from edge_agent.sources.poll import PollStats, on_the_grid, poll_forever
 from edge_agent.types import Quality, Sample, SignalInfo
 
 
@@ -25,9 +26,15 @@ class ScriptedSource:
     """A source whose link fails on the connects and reads listed in ``fail``."""
 
     def __init__(
-        self, interval: float, fail_connects: int = 0, fail_read: int = -1, read_delay: float = 0.0
+        self,
+        interval: float,
+        fail_connects: int = 0,
+        fail_read: int = -1,
+        read_delay: float = 0.0,
+        name: str = "dev",
     ) -> None:
-        self.config = _Config("dev", interval)
+        self.config = _Config(name, interval)
+        self.read_at: list[float] = []
         self.fail_connects = fail_connects
         self.fail_read = fail_read
         self.read_delay = read_delay
@@ -50,6 +57,7 @@ class ScriptedSource:
         self.reads += 1
         if self.reads == self.fail_read:
             raise SourceError("link lost")
+        self.read_at.append(time.time())
         await asyncio.sleep(self.read_delay)
         return [Sample("dev.x", 0.0, float(self.reads), Quality.GOOD)]
 
@@ -201,3 +209,28 @@ async def test_modbus_peer_that_resets_every_request(caplog: pytest.LogCaptureFi
     await server.wait_closed()
     messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert sum("connection lost" in m for m in messages) == 1, messages
+
+
+def test_the_grid_is_the_next_whole_multiple_of_the_interval_on_the_wall_clock() -> None:
+    assert on_the_grid(0.5, now=100.0, wall=1000.2) == pytest.approx(100.3)
+    assert on_the_grid(1.0, now=7.0, wall=59.75) == pytest.approx(7.25)
+    assert on_the_grid(60.0, now=0.0, wall=3600.0) == pytest.approx(60.0)  # on it: the next one
+
+
+async def test_sources_started_apart_read_on_the_same_ticks() -> None:
+    """The first read at once, then every tick on the clock's grid, for every source."""
+    interval = 0.4
+    first, second = ScriptedSource(interval, name="a"), ScriptedSource(interval, name="b")
+    tasks = [asyncio.create_task(poll_forever(first, lambda _: None, PollStats(), cap=0.05))]
+    await asyncio.sleep(interval / 2)  # the second starts half a tick later
+    tasks.append(asyncio.create_task(poll_forever(second, lambda _: None, PollStats(), cap=0.05)))
+    await asyncio.sleep(5 * interval)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    later = first.read_at[1:] + second.read_at[1:]
+    assert len(first.read_at) >= 4 and len(second.read_at) >= 4
+    # a phase near 0 or near the interval both mean "on the grid" (a late or an early wake)
+    phases = [min(t % interval, interval - t % interval) for t in later]
+    assert max(phases) < interval / 4, phases
+    assert second.read_at[0] - first.read_at[0] >= interval / 4  # they did start apart

@@ -45,6 +45,7 @@ def test_series_equals_a_plain_filter_whatever_the_order(capacity: int, disorder
     rng = random.Random(capacity * 100 + int(disorder * 100))
     windows = Windows(capacity)
     samples = _stream(rng, 300, disorder)
+    read = 0
     for i, sample in enumerate(samples):
         windows.append([sample])
         kept = samples[max(0, i + 1 - capacity) : i + 1]
@@ -53,9 +54,20 @@ def test_series_equals_a_plain_filter_whatever_the_order(capacity: int, disorder
             ref_ts, ref_values = _reference(kept, since)
             np.testing.assert_array_equal(ts, ref_ts)
             np.testing.assert_array_equal(values, ref_values)
+            for most in (1, 3, 16):
+                recent = windows.recent("a.x", since, most)
+                if recent is None:  # only when the arrays are the way
+                    assert len(ref_ts) >= most or windows.rows(["a.x"]) is None
+                    continue
+                read += 1
+                np.testing.assert_array_equal(recent[0], ref_ts)
+                np.testing.assert_array_equal(recent[1], ref_values)
         last = windows.latest("a.x")
         assert last is not None
         np.testing.assert_array_equal(last, (sample.ts, sample.value or math.nan))
+    # The lists are read back often (a long ring with 10 % disorder is rarely in order).
+    assert read > (50 if capacity * disorder > 1 else 1000)
+    assert windows.recent("a.never", 0.0) == ([], [])
 
 
 def test_a_late_sample_makes_the_ring_unordered_until_it_has_left() -> None:

@@ -9,13 +9,9 @@ for each set of due intervals.
 from __future__ import annotations
 
 from edge_agent.sources.modbus.codec import Field, Slot, Slots
-from edge_agent.sources.modbus.config import (
-    ModbusRegisterConfig,
-    ModbusSourceConfig,
-    RegisterShape,
-    RegisterTable,
-)
+from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.modbus.plan import Fences, Limits, Point, Request, plan
+from edge_agent.sources.modbus.registers import ModbusRegisterConfig, RegisterShape, RegisterTable
 from edge_agent.sources.poll import Schedule
 
 Job = tuple[Request, list[Slot]]

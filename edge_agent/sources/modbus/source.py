@@ -30,11 +30,7 @@ from edge_agent.sources.modbus.codec import (
     decode_bits,
     decode_registers,
 )
-from edge_agent.sources.modbus.config import (
-    ModbusRegisterConfig,
-    ModbusSourceConfig,
-    RegisterTable,
-)
+from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.modbus.endpoint import Endpoint
 from edge_agent.sources.modbus.health import UnitHealth
 from edge_agent.sources.modbus.link import (
@@ -46,6 +42,7 @@ from edge_agent.sources.modbus.link import (
     pause,
 )
 from edge_agent.sources.modbus.plan import Request, halves
+from edge_agent.sources.modbus.registers import ModbusRegisterConfig, RegisterTable
 from edge_agent.sources.modbus.schedule import Job, SourcePlan, unit_of
 from edge_agent.types import ReadBack, Sample, SignalInfo, signal_infos
 

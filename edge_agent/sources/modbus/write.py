@@ -20,8 +20,8 @@ import struct
 
 from edge_agent.errors import WriteError
 from edge_agent.sources.modbus.codec import Field, decode_exact, needs_swapped, register_count
-from edge_agent.sources.modbus.config import ModbusRegisterConfig
 from edge_agent.sources.modbus.link import ModbusLink, NoAnswer, Refused, Reply
+from edge_agent.sources.modbus.registers import ModbusRegisterConfig
 from edge_agent.types import ReadBack
 
 Words = list[int] | list[bool]

@@ -8,12 +8,8 @@ from typing import Any
 import pytest
 
 from edge_agent.schema import plain
-from edge_agent.sources.modbus.config import (
-    ModbusRegisterConfig,
-    ModbusSourceConfig,
-    RegisterRow,
-    RegisterTable,
-)
+from edge_agent.sources.modbus.config import ModbusSourceConfig
+from edge_agent.sources.modbus.registers import ModbusRegisterConfig, RegisterRow, RegisterTable
 from edge_agent.sources.modbus.source import ModbusSource
 from edge_agent.types import SignalInfo
 from tests.sources.modbus.server import device, tcp_peer

@@ -6,7 +6,8 @@ A pymodbus server holds three units: unit 1 answers (and refuses one address wit
 The counters are compared with what the server's wire trace saw: each request
 counted once, each kind of failure on its own unit. A lost connection is made by
 stopping the server while a request waits for a silent unit, a malformed reply by a
-small peer that answers one register short. The whole agent (``run_agent``) serves
+small peer that answers one register short. A live and a dead unit on an RTU line
+(a socat pty pair) are counted as over TCP. The whole agent (``run_agent``) serves
 the same series from its own site view.
 """
 
@@ -28,7 +29,7 @@ from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.modbus.source import ModbusSource
 from edge_agent.sources.poll import PollStats, poll_forever
 from tests.conftest import free_port
-from tests.sources.modbus.server import Peer, Silence, device, start_tcp
+from tests.sources.modbus.server import Peer, Silence, device, pty_pair, start_rtu, start_tcp
 from tests.test_metrics import Series, listening, scrape, serving_sources, status, until, value
 
 pytestmark = pytest.mark.timeout(60)
@@ -53,9 +54,16 @@ def source(url: str, **extra: Any) -> ModbusSource:
 
 
 async def poll_for(src: ModbusSource, stats: PollStats, seconds: float) -> None:
-    """Run the agent's poll loop on ``src`` for ``seconds``, then stop it."""
+    """Run the agent's poll loop on ``src`` for ``seconds``, then stop it between two ticks.
+
+    Ticks fall on the wall clock's grid of the interval: stopping at 80 % of a tick
+    leaves no request in flight (a silent unit's try ends its timeout after the
+    tick), so what the wire saw and what the counters say can be compared exactly.
+    """
     task = asyncio.create_task(poll_forever(src, lambda _batch: None, stats))
     await asyncio.sleep(seconds)
+    interval = float(src.config.interval)
+    await asyncio.sleep((0.8 * interval - time.time() % interval) % interval)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await asyncio.sleep(0.3)  # the last request sent reaches the server's trace
@@ -134,6 +142,43 @@ def _check_busy(series: Series, peer: Peer) -> None:
     assert unit_series(series, failed, BUSY, kind="timeout") == 0
     assert unit_series(series, "edge_agent_modbus_unit_backoff", BUSY) == 0
     assert unit_series(series, "edge_agent_modbus_unit_outages_total", BUSY) == 0
+
+
+async def test_units_on_an_rtu_line_count_their_requests_and_failures(
+    tmp_path: Path,
+) -> None:
+    """The same counters on a shared serial line (RTU over a socat pty pair).
+
+    On a line, a silent unit is only a timeout: nothing closes, so nothing may be
+    counted as a lost connection, and the unit that answers is counted as on TCP.
+    """
+    silence = Silence()
+    registers = [
+        {"name": "ok", "address": 0, "device_id": ALIVE},
+        {"name": "nowhere", "address": 400, "device_id": ALIVE},  # outside its valid range
+        {"name": "dead", "address": 0, "device_id": DEAD},
+    ]
+    with pty_pair(tmp_path) as (server_tty, client_tty):
+        peer = await start_rtu([device(ALIVE), device(DEAD, silence=silence)], server_tty, silence)
+        started = time.time()
+        src = ModbusSource(ModbusSourceConfig.model_validate({
+            "type": "modbus", "name": "line", "url": f"rtu://{client_tty}", "interval": "500ms",
+            "timeout": "200ms", "serial": {"baud": 9600, "stop_bits": 2},  # a pty refuses parity
+            "registers": registers,
+        }))  # fmt: skip
+        try:
+            async with serving_sources([src], tmp_path, web := free_port()) as (stats,):
+                await poll_for(src, stats, 3.0)
+                series = await asyncio.to_thread(scrape, web)
+        finally:
+            await peer.stop()
+    _check_alive(series, peer)
+    _check_dead(series, peer, started)
+    failed = "edge_agent_modbus_failed_requests_total"
+    for unit in (ALIVE, DEAD):
+        assert unit_series(series, failed, unit, kind="connection_lost") == 0
+        assert unit_series(series, failed, unit, kind="malformed") == 0
+    assert value(series, "edge_agent_source_outages_total", source="line") == 0
 
 
 def _check_api(api: dict[str, Any], series: Series) -> None:

@@ -33,6 +33,18 @@ ua: Any = _ua  # asyncua's generated types do not type-check under --strict
 NS = "urn:edge-agent:test"
 USER, PASSWORD = "operator", "s3cret"
 T0 = dt.datetime(2026, 11, 22, 12, 0, 0, tzinfo=dt.UTC)
+# The pump's variables as the plant starts: name, value, type, status.
+PUMP: tuple[tuple[str, Any, Any, int], ...] = (
+    ("Temperature", 21.5, ua.VariantType.Double, ua.StatusCodes.Good),
+    ("Pressure", 1.25, ua.VariantType.Double, ua.StatusCodes.Good),
+    ("Running", True, ua.VariantType.Boolean, ua.StatusCodes.Good),
+    ("Count", 7, ua.VariantType.Int32, ua.StatusCodes.Good),
+    ("Label", "ok", ua.VariantType.String, ua.StatusCodes.Good),
+    ("Broken", 0.0, ua.VariantType.Double, ua.StatusCodes.BadSensorFailure),
+    ("Shaky", 3.0, ua.VariantType.Double, ua.StatusCodes.UncertainLastUsableValue),
+    ("Level", 50.0, ua.VariantType.Double, ua.StatusCodes.Good),
+    ("Serial", 7, ua.VariantType.Int32, ua.StatusCodes.Good),  # constant: no test writes it
+)
 
 
 class _Users(UserManager):
@@ -182,17 +194,7 @@ class TestServer:
             ua.NodeId("Plant", idx), ua.QualifiedName("Plant", idx)
         )
         pump = await plant.add_object(ua.NodeId("Pump1", idx), ua.QualifiedName("Pump1", idx))
-        for name, value, vtype in (
-            ("Temperature", 21.5, ua.VariantType.Double),
-            ("Pressure", 1.25, ua.VariantType.Double),
-            ("Running", True, ua.VariantType.Boolean),
-            ("Count", 7, ua.VariantType.Int32),
-            ("Label", "ok", ua.VariantType.String),
-            ("Broken", 0.0, ua.VariantType.Double),
-            ("Shaky", 3.0, ua.VariantType.Double),
-            ("Level", 50.0, ua.VariantType.Double),
-            ("Serial", 7, ua.VariantType.Int32),  # constant: no test writes it
-        ):
+        for name, value, vtype, _status in PUMP:
             suffix = f"#{self.generation}" if self.generation else ""
             node_id = ua.NodeId(f"Pump1.{name}{suffix}", idx)
             var = await pump.add_variable(
@@ -200,14 +202,17 @@ class TestServer:
             )
             await var.set_writable()
             self.nodes[name] = var
-        await self.write("Temperature", 21.5)
-        await self.write("Broken", 0.0, ua.StatusCodes.BadSensorFailure)
-        await self.write("Shaky", 3.0, ua.StatusCodes.UncertainLastUsableValue)
+        await self.reset()
         for i in range(self.many):
             var = await plant.add_variable(
                 ua.NodeId(f"Tag{i}", idx), ua.QualifiedName(f"Tag{i}", idx), float(i)
             )
             self.nodes[f"Tag{i}"] = var
+
+    async def reset(self) -> None:
+        """Write the pump's first values and statuses back, now stamped (server loop)."""
+        for name, value, _vtype, status in PUMP:
+            await self.write(name, value, status)
 
     async def write(
         self,
@@ -254,11 +259,18 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="session")
 def shared_server(pki: Pki) -> Iterator[TestServer]:
-    """One secured server (all policies, all identities) for the whole session."""
+    """One secured server (all policies, all identities) for the whole session.
+
+    Set up once per test module (see above), which hands each module the pump as it
+    starts: a module's tests see the values the plant starts with, whichever module
+    wrote what before it (the ~1.5 s ``Server.init()`` is still paid once).
+    """
     if not _shared:
         server = TestServer(free_port(), pki)
         server.start()
         _shared.append(server)
+    else:
+        _shared[0].run(_shared[0].reset)
     _users[0] += 1
     yield _shared[0]
     _users[0] -= 1
