@@ -271,9 +271,12 @@ def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
 
         def cancel_again() -> None:
             # A library that swallowed the cancel must not keep the agent up until SIGKILL.
+            # A TaskGroup already aborting does not pass a second cancel on to its tasks
+            # (3.11), so every task still running gets one of its own.
             if not task.done():
                 log.warning("still stopping after %.0f s: cancelling again", STOP_GRACE)
-                task.cancel()
+                for running in asyncio.all_tasks(loop):
+                    running.cancel()
 
         for signum in signals:
             loop.add_signal_handler(signum, stop)

@@ -308,3 +308,52 @@ def test_alerts_the_outbox_refuses_at_a_stop_are_delivered_after_the_next_start(
     raised = [d["id"] for d in delivered if d.get("state") == "raised"]
     assert raised == [kept[0].id], delivered
     assert "Traceback" not in first.text() + second.text()
+
+
+_STUBBORN = """
+import asyncio, contextlib, sys
+from edge_agent import agent
+
+agent.STOP_GRACE = 0.5
+
+
+async def stubborn() -> None:
+    # eats the first cancel, as pymodbus' connect can on 3.11, then keeps running
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(60)
+    print("swallowed", flush=True)
+    await asyncio.sleep(60)
+
+
+async def main() -> None:
+    async with asyncio.TaskGroup() as group:
+        group.create_task(stubborn())
+        print("running", flush=True)
+        await asyncio.sleep(60)
+
+
+agent.run_until_signalled(main())
+print("stopped", flush=True)
+"""
+
+
+def test_a_task_that_swallowed_the_stop_is_cancelled_again(tmp_path: Path) -> None:
+    """A TaskGroup already aborting passes no second cancel on: the agent sends its own.
+
+    Found by a bench run: a poll loop that lost the stop's cancel kept the agent up
+    until SIGKILL.
+    """
+    child = subprocess.Popen(
+        [sys.executable, "-c", _STUBBORN], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert child.stdout is not None
+    try:
+        assert child.stdout.readline().strip() == "running"
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=20)
+    finally:
+        child.kill()
+    assert out.split() == ["swallowed", "stopped"], err
+    assert "cancelling again" in err
+    assert child.returncode == 0

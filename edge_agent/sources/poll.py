@@ -105,6 +105,8 @@ async def poll_forever(
             log.exception("%s: unexpected error in poll loop", source.config.name)
             link.lost(exc)
         stats.connected = False
+        if _cancel_was_swallowed():  # e.g. by the connect: the loop would back off forever
+            raise asyncio.CancelledError
         await _wait_down(source, emit, backoff.next_delay())
 
 

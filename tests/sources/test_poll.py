@@ -145,6 +145,38 @@ async def test_a_cancel_swallowed_by_a_library_still_stops_the_loop() -> None:
     assert done, "the poll loop ran on after its cancel was swallowed"
 
 
+class SwallowingConnect(ScriptedSource):
+    """A connect that eats a cancel arriving with its failure, then fails (no server)."""
+
+    swallowing: asyncio.Event  # set by the test, on its loop
+
+    async def __aenter__(self) -> Self:
+        self.connects += 1
+        if self.connects == 2:  # only once, so a failing test still ends
+            self.swallowing.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.05)
+        raise SourceError("connection refused")
+
+
+async def test_a_cancel_swallowed_by_a_failing_connect_still_stops_the_loop() -> None:
+    """On 3.11 pymodbus' connect can eat the cancel; the loop then backed off forever.
+
+    Found by a bench run: the agent did not stop on SIGTERM, its down-marking task
+    filled a recorder that had stopped (10,000 signals, 8 MB/s), until SIGKILL.
+    """
+    source = SwallowingConnect(0.01)
+    task = asyncio.create_task(poll_forever(source, lambda _: None, PollStats(), cap=0.02))
+    source.swallowing = asyncio.Event()
+    await source.swallowing.wait()
+    task.cancel()  # lands in the second connect, which swallows it
+    done, _ = await asyncio.wait([task], timeout=2.0)
+    task.cancel()  # a second cancel is not swallowed: the test ends either way
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert done, "the poll loop backed off and reconnected after its cancel was swallowed"
+
+
 @dataclass(frozen=True)
 class _ScriptedConfig:
     name: str
