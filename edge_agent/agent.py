@@ -56,6 +56,7 @@ async def run_agent(config: AgentConfig, observer: Observer | None = None) -> No
     """Run until cancelled. Raises ModelError/ConfigError at startup, before READY."""
     notifier = Notifier.from_env()
     heap.one_arena()  # before the worker thread's first allocation (edge_agent.heap)
+    heap.fixed_thresholds()  # big blocks stay out of the heap (edge_agent.heap)
     worker = Worker(after_job=heap.Trimmer())
     try:
         await _run(config, worker, notifier, observer)

@@ -1,4 +1,4 @@
-"""The C heap's policy for the agent's process: one glibc arena, trimmed now and then.
+"""The C heap's policy for the agent's process: one glibc arena, fixed thresholds, a trim.
 
 glibc gives each thread that allocates its own arena (up to 8 per core). The
 agent has two busy threads: the event loop and the worker thread, which frees
@@ -12,6 +12,10 @@ minute 8 and the RSS at 66 MB. One arena, a trim, or both still let it grow, and
 so did the recorder's change with one arena but no trim. The CPU per
 sample did not change measurably: the two threads take turns under the GIL, so
 they rarely wait for the arena's lock.
+
+:func:`fixed_thresholds` stops glibc from moving its mmap threshold up to the
+largest block freed so far, which lets a late flush's larger blocks into the heap
+for good (BENCHMARKS.md, *The soak, third look*).
 
 :func:`trim` hands whole free pages inside the heap back to the kernel
 (``malloc_trim(0)`` madvises them away and shrinks the heap's top); the worker
@@ -30,6 +34,15 @@ from functools import cache
 
 M_ARENA_MAX = -8
 """mallopt's parameter number for the arena limit (glibc's malloc.h)."""
+M_MMAP_THRESHOLD = -3
+"""mallopt's parameter number for the size from which a block gets its own mapping."""
+M_TRIM_THRESHOLD = -1
+"""mallopt's parameter number for the free space at the heap's top that free() gives back."""
+MMAP_THRESHOLD = 512 * 1024
+"""Blocks of this size and more are mapped alone and unmapped when freed (see
+:func:`fixed_thresholds`): above the 160 KB columns of a 20,000-sample flush."""
+TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
+"""What glibc itself would pair with :data:`MMAP_THRESHOLD` (twice it)."""
 TRIM_EVERY = 60.0
 """Seconds between two trims by the worker thread."""
 
@@ -59,6 +72,31 @@ def one_arena() -> bool:
     if libc is None:
         return False
     return bool(libc.mallopt(M_ARENA_MAX, 1))
+
+
+def fixed_thresholds() -> bool:
+    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD`; True if set (glibc only).
+
+    Left alone, glibc raises its mmap threshold to the size of each larger mapped
+    block freed (up to 32 MB), and from then on serves blocks of that size from the
+    heap. A flush that came late and carried more samples than any before made a
+    block of a new largest size; once it came from the heap, the heap had no hole
+    for it and could grow at its top (the soak's brk heap took steps of 0.7-0.8 MB,
+    about the ring write's 640-770 KB parameter list, now gone). A soak of 25
+    minutes mapped no block of 512 KB or more after READY, so this guards the
+    rare large block; it did not flatten the soak alone (BENCHMARKS.md, *The soak,
+    third look*). With the
+    threshold fixed, a block of 256 KB or more is always a mapping of its own, so
+    the heap's largest block is bounded; the flush's own blocks stay below it
+    (20,000 samples: 160 KB columns; :func:`edge_agent.twin.queries.write_ring`
+    fills a chunk's list, not one of the batch's size). Setting the threshold also
+    stops glibc from moving the trim threshold, which is therefore set too.
+    """
+    libc = _glibc()
+    if libc is None:
+        return False
+    mmap = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    return mmap and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def trim() -> bool:

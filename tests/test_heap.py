@@ -44,17 +44,53 @@ print(open(path).read().count("<heap nr="))
 """
 
 
-def _arenas(mode: str) -> int:
+# The number of blocks malloc has mapped alone, after a 1 MB block follows a freed 4 MB one.
+_MAPPED = """
+import ctypes, sys
+from edge_agent import heap
+if sys.argv[1] == "fixed":
+    assert heap.fixed_thresholds()
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split())]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+big = bytearray(4 << 20)  # mapped alone; freed, glibc's own policy raises its threshold to it
+del big
+before = libc.mallinfo2().hblks
+block = bytearray(1 << 20)
+print(libc.mallinfo2().hblks - before)
+"""
+
+
+def _run(script: str, mode: str) -> int:
     out = subprocess.run(
-        [sys.executable, "-c", _ARENAS, mode], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, mode], capture_output=True, text=True, check=True
     )
     return int(out.stdout)
+
+
+def _arenas(mode: str) -> int:
+    return _run(_ARENAS, mode)
 
 
 @glibc
 def test_with_one_arena_every_thread_allocates_in_the_main_heap() -> None:
     assert _arenas("default") > 1  # the control: threads get arenas of their own
     assert _arenas("one") == 1
+
+
+@glibc
+def test_with_fixed_thresholds_a_big_block_is_mapped_even_after_a_bigger_one_was_freed() -> None:
+    assert _run(_MAPPED, "default") == 0  # the control: glibc moved its threshold above 1 MB
+    assert _run(_MAPPED, "fixed") == 1
+
+
+def test_the_policy_is_a_no_op_off_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heap, "_glibc", lambda: None)
+    assert not heap.one_arena()
+    assert not heap.fixed_thresholds()
+    assert not heap.trim()
 
 
 @glibc

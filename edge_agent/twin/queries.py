@@ -101,18 +101,23 @@ def compact_slots(
 def write_ring(conn: sqlite3.Connection, ring: RingColumns) -> None:
     """Write ring rows in arrival order (a later row for the same slot wins).
 
-    Multi-row INSERTs of :data:`RING_CHUNK` rows from one flat parameter list:
-    0.22 us of CPU per row against 0.72 for ``executemany`` (100,000 rows, SQLite
-    3.40, BENCHMARKS.md "Where the time goes"), and the worker thread hands the
-    GIL to the event loop once per chunk rather than once per row.
+    Multi-row INSERTs of :data:`RING_CHUNK` rows: 0.22 us of CPU per row against
+    0.72 for ``executemany`` (100,000 rows, SQLite 3.40, BENCHMARKS.md "Where the
+    time goes"), and the worker thread hands the GIL to the event loop once per
+    chunk rather than once per row. One parameter list of a chunk's size is filled
+    again for each chunk: a list for the whole batch (640 KB at 20,000 samples, its
+    size following the batch's) made the soak's C heap grow in rare steps of that
+    size (BENCHMARKS.md, *The soak, third look*).
     """
     ids, stamps, values, codes = ring
     count = len(ids)
-    flat: list[float | None] = [None] * (4 * count)
-    flat[0::4], flat[1::4], flat[2::4], flat[3::4] = ids, stamps, values, codes
-    full, width = count - count % RING_CHUNK, 4 * RING_CHUNK
-    for start in range(0, 4 * full, width):
-        conn.execute(_RING_MANY, flat[start : start + width])
+    full = count - count % RING_CHUNK
+    flat: list[float | None] = [None] * (4 * RING_CHUNK)
+    for start in range(0, full, RING_CHUNK):
+        end = start + RING_CHUNK
+        flat[0::4], flat[1::4] = ids[start:end], stamps[start:end]
+        flat[2::4], flat[3::4] = values[start:end], codes[start:end]
+        conn.execute(_RING_MANY, flat)  # bound and run here: the list is free again after
     if full < count:
         conn.executemany(RING_SQL, zip(*(column[full:] for column in ring), strict=True))
 

@@ -73,6 +73,16 @@ def test_restart_keeps_catalogue_latest_and_history(db: Path) -> None:
     again.close()
 
 
+def test_every_chunk_of_a_batch_writes_its_own_rows(db: Path) -> None:
+    # 5 full multi-row chunks and a remainder, each chunk filling the same parameter list.
+    store = open_store(db, TwinConfig(max_samples=3), T0 + 100)
+    batch = [Sample(f"a.s{i}", T0 + i / 1e4, float(i), Quality.GOOD) for i in range(2_777)]
+    store.write(batch)
+    rows = store._conn.execute("SELECT ts, value FROM samples ORDER BY value").fetchall()
+    assert rows == [(s.ts, s.value) for s in batch]
+    store.close()
+
+
 def test_register_takes_many_signals_at_once_the_last_entry_of_each(db: Path) -> None:
     store = open_store(db, TwinConfig(max_samples=5), T0 + 100)
     store.write([Sample("x.auto", T0, 1.0, Quality.GOOD)])  # id 1, from a write
