@@ -85,9 +85,8 @@ def fixed_thresholds() -> bool:
     about the ring write's 640-770 KB parameter list, now gone). A soak of 25
     minutes mapped no block of 512 KB or more after READY, so this guards the
     rare large block; it did not flatten the soak alone (BENCHMARKS.md, *The soak,
-    third look*). With the
-    threshold fixed, a block of 256 KB or more is always a mapping of its own, so
-    the heap's largest block is bounded; the flush's own blocks stay below it
+    third look*). With the threshold fixed, a block of 512 KB or more is always a
+    mapping of its own, so the heap's largest block is bounded; the flush's own blocks stay below it
     (20,000 samples: 160 KB columns; :func:`edge_agent.twin.queries.write_ring`
     fills a chunk's list, not one of the batch's size). Setting the threshold also
     stops glibc from moving the trim threshold, which is therefore set too.
