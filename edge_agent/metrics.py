@@ -199,8 +199,10 @@ class AgentCollector:
         failing.add([], float(recorder.failing))
         pending = _gauge("twin_pending_samples", "Samples waiting for the next twin flush.")
         pending.add([], float(recorder.waiting + len(recorder.retry)))
-        dropped = _counter("twin_samples_dropped", "Samples the twin could not store (disk full).")
-        dropped.add([], float(recorder.store.health.dropped))
+        dropped = _counter(
+            "twin_samples_dropped", "Samples the twin could not store (disk full, no flush)."
+        )
+        dropped.add([], float(recorder.store.health.dropped + recorder.dropped))
         errors = _counter("twin_write_errors", "Twin flushes that failed (I/O); each retried.")
         errors.add([], float(recorder.write_errors))
         return iter((written, failing, pending, dropped, errors))

@@ -38,6 +38,14 @@ log = logging.getLogger(__name__)
 MAX_RETRY_SAMPLES = 200_000
 FLUSH_BATCH = 20_000
 """Samples waiting that bring the next flush forward (see the module docstring)."""
+MAX_WAITING_SAMPLES = 200_000
+"""Samples waiting for a flush beyond which the oldest are dropped and counted.
+
+A flush that never comes (a worker stuck on a hung disk, a recorder already stopped
+while a source still emits) must not grow the agent without bound: a source that
+lost the stop's cancel once grew one by 8 MB/s at 10,000 signals (CHANGELOG, Fixed).
+At 100,000 samples/s this is two seconds of data, ten flush batches.
+"""
 
 
 @dataclass
@@ -55,9 +63,12 @@ class Recorder:
     """Samples in ``pending``."""
     retry: list[Sample] = field(default_factory=list)
     written: int = 0
+    dropped: int = 0
+    """Samples dropped unwritten because no flush took them (:data:`MAX_WAITING_SAMPLES`)."""
     health: Transition = field(default_factory=lambda: Transition(log))
     write_errors: int = 0  # failed flushes (EIO, read-only, locked): each one retried
     due: asyncio.Event = field(default_factory=asyncio.Event)
+    _dropping: bool = False
 
     def accept(self, samples: list[Sample]) -> None:
         """Called by the poll loops: buffer only, never block.
@@ -68,8 +79,22 @@ class Recorder:
         self.waiting += len(samples)
         if self.waiting >= FLUSH_BATCH:
             self.due.set()
+            if self.waiting > MAX_WAITING_SAMPLES:
+                self._drop_oldest()
         if self.observer is not None:
             tell(self.observer.on_samples, samples)
+
+    def _drop_oldest(self) -> None:
+        """Keep at most :data:`MAX_WAITING_SAMPLES` waiting: the oldest lists go, counted."""
+        if not self._dropping:
+            log.error(
+                "twin: no flush for %d samples: the oldest are dropped until one", self.waiting
+            )
+            self._dropping = True
+        while self.waiting > MAX_WAITING_SAMPLES and len(self.pending) > 1:
+            gone = len(self.pending.pop(0))
+            self.waiting -= gone
+            self.dropped += gone
 
     async def record_forever(self) -> None:
         """Flush every ``flush_interval`` or at a full batch; on cancellation flush what is left."""
@@ -87,6 +112,9 @@ class Recorder:
     async def flush(self) -> None:
         """Write the buffered samples to the windows and the twin."""
         chunks, self.pending, self.waiting = self.pending, [], 0
+        if self._dropping:
+            self._dropping = False
+            log.warning("twin: flushing again, %d samples dropped unwritten so far", self.dropped)
         if chunks or self.retry:
             await to_the_end(self.worker.run(self._write, chunks))
 

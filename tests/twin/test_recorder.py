@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from pathlib import Path
 
+import pytest
+
 from edge_agent.twin.config import TwinConfig
-from edge_agent.twin.recorder import FLUSH_BATCH, Recorder, joined
+from edge_agent.twin.recorder import FLUSH_BATCH, MAX_WAITING_SAMPLES, Recorder, joined
 from edge_agent.twin.store import SignalStore
 from edge_agent.twin.windows import Windows
 from edge_agent.types import Quality, Sample
@@ -72,4 +75,29 @@ async def test_the_poll_loops_lists_reach_the_twin_in_order_across_a_restart(db:
         store.close()
     store = SignalStore.open(db, TwinConfig())
     assert [s.value for s in store.history("p.s3", T0)] == [k * 100 + 3 for k in range(50)]
+    store.close()
+
+
+async def test_samples_no_flush_takes_are_bounded_dropped_oldest_and_counted(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A recorder that is not flushing (stopped, or its worker stuck) must not grow forever."""
+    store = SignalStore.open(db, TwinConfig())
+    worker = Worker()
+    recorder = Recorder(store, Windows(16, signals=()), worker, flush_interval=3600.0)
+    tick = 10_000
+    for k in range(3 * MAX_WAITING_SAMPLES // tick):  # nobody runs record_forever
+        recorder.accept([Sample("plc.temp", T0 + k, float(k), Quality.GOOD)] * tick)
+    assert MAX_WAITING_SAMPLES - tick < recorder.waiting <= MAX_WAITING_SAMPLES
+    assert recorder.dropped + recorder.waiting == 3 * MAX_WAITING_SAMPLES
+    assert recorder.pending[-1][0].value == float(
+        3 * MAX_WAITING_SAMPLES // tick - 1
+    )  # newest kept
+    assert caplog.text.count("the oldest are dropped") == 1  # once, not per tick
+    kept = recorder.waiting
+    await recorder.flush()
+    worker.close()
+    assert recorder.written == kept  # what was kept reaches the twin
+    assert caplog.text.count("flushing again") == 1
+    assert next(r.levelno for r in caplog.records if "dropped" in r.message) == logging.ERROR
     store.close()
