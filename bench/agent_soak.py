@@ -49,13 +49,29 @@ WAL_BOUND_MB = 8.0 + 2.0
 
 @dataclass(frozen=True)
 class Point:
-    """One reading: seconds since READY, RSS MB, twin.db MB, WAL MB, CPU s of the agent."""
+    """One reading: seconds since READY, RSS MB, twin.db MB, WAL MB, CPU s of the agent.
+
+    ``anon`` and ``file`` split the RSS (RssAnon, RssFile + RssShmem): a file-backed
+    climb is library code and the twin's shared WAL index paged in, not a leak.
+    """
 
     t: float
     rss: float
     db: float
     wal: float
     cpu: float
+    anon: float = 0.0
+    file: float = 0.0
+
+
+def rss_split(pid: int) -> tuple[float, float]:
+    """(anonymous, file-backed incl. shared memory) resident MB of ``pid``."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("RssAnon", "RssFile", "RssShmem"):
+            fields[name] = int(value.split()[0]) / 1024
+    return fields.get("RssAnon", 0.0), fields.get("RssFile", 0.0) + fields.get("RssShmem", 0.0)
 
 
 def size_mb(path: Path) -> float:
@@ -74,7 +90,8 @@ def soak(port: int, seconds: float, env: dict[str, str] | None = None) -> list[P
             while (now := time.monotonic() - start) < seconds:
                 wal = twin.with_name("twin.db-wal")
                 rss, cpu = vm_rss(proc.pid), cpu_seconds(proc.pid)
-                points.append(Point(now, rss, size_mb(twin), size_mb(wal), cpu))
+                anon, file = rss_split(proc.pid)
+                points.append(Point(now, rss, size_mb(twin), size_mb(wal), cpu, anon, file))
                 time.sleep(STEP - (time.monotonic() - start) % STEP)
         finally:
             stop_agent(proc, folder)
@@ -118,12 +135,15 @@ def curve(points: list[Point], rows: int = 12) -> str:
     if picked[-1] is not points[-1]:
         picked.append(points[-1])
     lines = [
-        "| t min | RSS MB | twin.db MB | WAL MB | CPU % since last row |",
-        "|---:|---:|---:|---:|---:|",
+        "| t min | RSS MB | anon MB | file MB | twin.db MB | WAL MB | CPU % since last row |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for before, p in zip([None, *picked], picked, strict=False):
         cpu = "-" if before is None else f"{100 * (p.cpu - before.cpu) / (p.t - before.t):.1f}"
-        lines.append(f"| {p.t / 60:.1f} | {p.rss:.1f} | {p.db:.2f} | {p.wal:.2f} | {cpu} |")
+        lines.append(
+            f"| {p.t / 60:.1f} | {p.rss:.1f} | {p.anon:.1f} | {p.file:.1f} | {p.db:.2f} "
+            f"| {p.wal:.2f} | {cpu} |"
+        )
     return "\n".join(lines)
 
 
