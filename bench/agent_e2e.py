@@ -134,12 +134,13 @@ async def minimal_worker(
     ]
     for client in clients:
         await client.connect()
+    names = [[f"pump{k + 1}.{n}" for n in tag_names(per)] for k in range(devices)]
     plans = [
-        (client, [(i * 2, [f"pump{k + 1}.{n}" for n in tag_names(per)][i : i + PER_READ])
-                  for i in range(0, per, PER_READ)])
+        (client, [(i * 2, names[k][i : i + PER_READ]) for i in range(0, per, PER_READ)])
         for k, client in enumerate(clients)
-    ]  # fmt: skip
+    ]
     first_tick: list[float] = []
+    connected_at = time.time()  # imports done, DB open, connected: the agent's READY's analog
 
     async def device(client: Any, blocks: list[tuple[int, list[str]]]) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = []
@@ -167,7 +168,12 @@ async def minimal_worker(
     finally:
         for client in clients:
             client.close()
-    return {**result, "first_tick_at": first_tick[0], "end_at": time.time()}
+    return {
+        **result,
+        "connected_at": connected_at,
+        "first_tick_at": first_tick[0],
+        "end_at": time.time(),
+    }
 
 
 def worker(
@@ -209,6 +215,7 @@ def run_minimal(
         rate = per_source_rate(rows.fetchall(), stamps.fetchall(), r["wall"])
     return {
         "startup": r["first_tick_at"] - spawned,
+        "connected": r["connected_at"] - spawned,
         "cpu": r["cpu"],
         "rate": rate,
         "wall": r["wall"],

@@ -97,7 +97,8 @@ def us_per_sample(r: dict[str, Any]) -> float:
 def scaling_table(rows: list[Row]) -> str:
     head = (
         "| case | samples/s agent / minimal | CPU us per sample agent / minimal | ratio "
-        "| RSS MB steady (peak) agent | minimal | skipped ticks agent / minimal | READY s |\n"
+        "| RSS MB steady (peak) agent | minimal | skipped ticks agent / minimal "
+        "| READY s agent / minimal loop connected |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|"
     )
     lines = [head]
@@ -107,7 +108,8 @@ def scaling_table(rows: list[Row]) -> str:
             f"| {us_per_sample(a):.2f} / {us_per_sample(m):.2f} "
             f"| {us_per_sample(a) / us_per_sample(m):.2f}x "
             f"| {a['rss_now_mb']:.1f} ({a['rss_mb']:.1f}) | {m['rss_now_mb']:.1f} "
-            f"| {a['skipped']:.0f} / {m['skipped']:.0f} | {a['startup']:.2f} |"
+            f"| {a['skipped']:.0f} / {m['skipped']:.0f} "
+            f"| {a['startup']:.2f} / {m['connected']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -120,8 +122,8 @@ def goals(rows: dict[str, Row], points: list[Point]) -> str:
     _, pinned, pinned_min = rows["pinned"]
     mem2k, mem10k = rows["mem2k"][1]["rss_now_mb"], rows["mem10k"][1]["rss_now_mb"]
     per_signal = (mem10k - mem2k) * 1024 / 8000
-    ready = max(r[1]["startup"] for r in rows.values())
-    ready_2k = rows["mem2k"][1]["startup"]
+    slowest = max(rows.values(), key=lambda row: row[1]["startup"])
+    ready, ready_2k = slowest[1]["startup"], rows["mem2k"][1]["startup"]
     checks = [
         ("CPU per sample <= 1.2x minimal at 100 ms (2,000 tags)", f"{ratio('2k@0.1'):.2f}x",
          ratio("2k@0.1") <= 1.2),
@@ -136,8 +138,12 @@ def goals(rows: dict[str, Row], points: list[Point]) -> str:
          per_signal <= 2.0),
         ("10,000 signals with one model <= 80 MB", f"{mem10k:.1f} MB", mem10k <= 80),
         *verdict(points),
-        ("READY < 0.5 s at 2,000 tags with one model", f"{ready_2k:.2f} s", ready_2k < 0.5),
-        ("READY < 0.5 s, every case of this run", f"max {ready:.2f} s", ready < 0.5),
+        ("READY < 0.5 s at 2,000 tags with one model",
+         f"{ready_2k:.2f} s (minimal loop connected {rows['mem2k'][2]['connected']:.2f} s)",
+         ready_2k < 0.5),
+        ("READY < 0.5 s, every case of this run",
+         f"max {ready:.2f} s, {slowest[0].label} (minimal loop connected "
+         f"{slowest[2]['connected']:.2f} s)", ready < 0.5),
     ]  # fmt: skip
     lines = ["| goal | this run | met |", "|---|---:|---|"]
     lines += [f"| {goal} | {got} | {'yes' if ok else '**no**'} |" for goal, got, ok in checks]
@@ -200,17 +206,41 @@ READY_CASES = [Case(2000, 1.0, assets=1), Case(5000, 0.1), Case(10_000, 0.1),
                Case(10_000, 1.0, assets=1)]  # fmt: skip
 
 
-def run_ready(port: int, starts: int) -> str:
-    """``--only ready``: the time to READY of the big cases, ``starts`` starts each."""
-    rows = [(case, ready_seconds(case, port, starts)) for case in READY_CASES]
+def first_ticks(case: Case, port: int, counter: Any, starts: int) -> list[float]:
+    """Seconds from spawn to the minimal loop connected (imports, DB, connect), per start."""
+    times = []
+    for _ in range(starts):
+        with tempfile.TemporaryDirectory(prefix="first-") as name:
+            times.append(run_minimal(case, port, 1.0, counter, Path(name))["connected"])
+    return times
+
+
+def run_ready(port: int, counter: Any, starts: int) -> str:
+    """``--only ready``: the time to READY of the big cases, ``starts`` starts each.
+
+    Beside each, the minimal loop's time from spawn to connected (its imports, its
+    database opened, its connection made; the agent's READY comes before its first
+    connect): the same machine's floor, which tells a slower machine from a slower
+    agent.
+    """
+
+    def both(case: Case) -> tuple[Case, list[float], list[float]]:
+        return case, ready_seconds(case, port, starts), first_ticks(case, port, counter, starts)
+
+    rows = [both(case) for case in READY_CASES]
     with busy_core("0"):
-        rows.append((PINNED, ready_seconds(PINNED, port, starts)))
-    head = "| case | READY median s | min | max | starts |\n|---|---:|---:|---:|---:|"
+        rows.append(both(PINNED))
+    head = (
+        "| case | READY median s | min | max | minimal loop connected, median s "
+        "| READY / minimal | starts |\n|---|---:|---:|---:|---:|---:|---:|"
+    )
     lines = [machine(), "", head]
-    lines += [
-        f"| {case.label} | {statistics.median(t):.2f} | {min(t):.2f} | {max(t):.2f} | {len(t)} |"
-        for case, t in rows
-    ]
+    for case, t, floor in rows:
+        ready, first = statistics.median(t), statistics.median(floor)
+        lines.append(
+            f"| {case.label} | {ready:.2f} | {min(t):.2f} | {max(t):.2f} | {first:.2f} "
+            f"| {ready / first:.2f}x | {len(t)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -246,7 +276,7 @@ def main() -> None:
     args = parser.parse_args()
     with modbus_server() as (port, counter):
         if args.only == "ready":
-            body = run_ready(port, args.starts)
+            body = run_ready(port, counter, args.starts)
         elif args.only:
             body = run_memory(port, args.seconds, counter, args.starts)
         else:
