@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,10 +155,17 @@ def machine() -> str:
     load = os.getloadavg()
     return (
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, Linux {platform.release()}. Run: "
+        f"{platform.python_version()}, Linux {platform.release()}. Started: "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average before "
-        f"{load[0]:.2f} (the machine is shared: CPU figures are noisy)."
+        f"{load[0]:.2f} (the machine is shared: CPU figures are noisy). This machine's "
+        f"speed: `sum(range(10_000))` in {reference_loop_us():.0f} us (best of 5), for "
+        "comparing absolute times (READY) between runs on machines that differ."
     )
+
+
+def reference_loop_us() -> float:
+    """Microseconds of one ``sum(range(10_000))``, the best of 5 repeats of 200."""
+    return 1e6 * min(timeit.repeat("sum(range(10_000))", number=200, repeat=5)) / 200
 
 
 def ready_seconds(case: Case, port: int, starts: int) -> list[float]:
