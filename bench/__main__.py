@@ -19,6 +19,7 @@ BENCHMARKS = (
     "inference",
     "model_engine",
     "detect_step",
+    "blas_threads",
     "forward_drain",
     "sparkplug_backfill",
     "command_latency",

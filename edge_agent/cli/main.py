@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_agent import __version__, gc_pause
+from edge_agent import __version__, blas, gc_pause
 from edge_agent.cli.flags import duration
 from edge_agent.errors import (
     EX_CONFIG,
@@ -144,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
     from edge_agent.config_fork import ForkedConfig
     from edge_agent.secret_files import check_secret_files
 
+    blas.one_thread()  # before numpy is imported (blas.py says why)
     gc_pause.pause_until_ready()  # the agent resumes it at READY (gc_pause.py says why)
     try:
         parsing = ForkedConfig.start(args.config)  # parse debris stays in the child
@@ -253,6 +254,7 @@ async def _read_source(source: Any, per_source_s: float, latest: dict[str, Any])
 
 
 def _demo(args: argparse.Namespace) -> int:
+    blas.one_thread()  # before the plant and the agent import numpy (blas.py says why)
     from edge_agent.cli.demo import run_demo
 
     return run_demo(args.duration, args.keep, args.speed)
