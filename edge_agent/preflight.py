@@ -10,40 +10,29 @@ card's signals matched to the asset's, one probe window scored. A fault is a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edge_agent.config import AgentConfig, load_config
-from edge_agent.detect.asset import AssetDetector
-from edge_agent.detect.detector import Detector, load_asset
-from edge_agent.detect.rules import Rule
-from edge_agent.detect.slot import Loaded
-from edge_agent.errors import ModelError
+from edge_agent.detect.detector import Detector
 from edge_agent.registry import build_source
-
-if TYPE_CHECKING:
-    from edge_agent.detect.prognosis import PrognosticAsset
 
 
 def load_detector(config: AgentConfig) -> Detector:
     """The detector of ``config``, every model loaded and checked (the agent's start).
 
+    :meth:`Detector.load` is the one loader (``replay`` uses it too); this adds the
+    config's file and line to its errors.
+
     Raises:
         ModelError: a model file missing or corrupt, or not matching its asset;
             the message starts with ``file:line: detect.assets[N].model:``.
     """
-    models: Loaded = {}  # assets that name one file share its model
-    loaded = [_load_asset(config, n, models) for n in range(len(config.detect.assets))]
-    assets = [a for a in loaded if isinstance(a, AssetDetector)]
-    prognostic = [a for a in loaded if not isinstance(a, AssetDetector)]
-    return Detector(config.detect, assets, [Rule(r) for r in config.detect.rules], prognostic)
+    return Detector.load(config.detect, config.config_path, lambda n: _model_key(config, n))
 
 
-def _load_asset(config: AgentConfig, index: int, models: Loaded) -> AssetDetector | PrognosticAsset:
-    asset = config.detect.assets[index]
-    try:
-        return load_asset(asset, config.config_path(asset.model), models)
-    except ModelError as exc:
-        raise ModelError(f"{config.where(('detect', 'assets', index, 'model'))}: {exc}") from exc
+def _model_key(config: AgentConfig, index: int) -> str:
+    """``file:line: detect.assets[N].model``: where asset N names its model."""
+    return config.where(("detect", "assets", index, "model"))
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,20 @@ def test_check_config_missing_model_exits_78_with_its_line(
     assert f"{config}:4: detect.assets[0].model: model file not found: " in err
 
 
+def test_check_config_names_the_asset_whose_model_fails_among_several(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(MODEL, tmp_path / "pump.onnx")
+    config = _model_config(tmp_path, "pump.onnx")
+    for name, model in (("twin", "pump.onnx"), ("gone", "gone.onnx")):  # gone.onnx: line 10
+        config.write_text(
+            config.read_text()
+            + f"    - name: {name}\n      model: {model}\n      signals: {SIGNALS}\n"
+        )
+    assert main(["check-config", "-c", str(config)]) == EX_CONFIG
+    assert f"{config}:10: detect.assets[2].model: model file not found: " in capsys.readouterr().err
+
+
 def test_check_config_corrupt_model_exits_78(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

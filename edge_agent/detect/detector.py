@@ -96,16 +96,35 @@ class Detector:
         self._batch = RuleBatch(rules)
 
     @classmethod
-    def load(cls, config: DetectConfig, resolve: Callable[[str], Path]) -> Detector:
-        """Load and check every model.
+    def load(
+        cls,
+        config: DetectConfig,
+        resolve: Callable[[str], Path],
+        locate: Callable[[int], str] | None = None,
+    ) -> Detector:
+        """Load and check every model: the one loader of ``run``, ``check-config`` and ``replay``.
+
+        Args:
+            config: the assets and rules.
+            resolve: the path of an asset's ``model:`` value.
+            locate: ``file:line: detect.assets[N].model`` of the asset at index N,
+                put before the message of a ModelError (``run``, ``check-config``,
+                a reload: :func:`edge_agent.preflight.load_detector`). None leaves
+                the message as the model's loader wrote it (``replay``: its config
+                holds the replayed asset only, so N is not the asset's index in the file).
 
         Raises:
             ModelError: a model file missing or corrupt, or not matching its asset.
         """
         assets, prognostic = [], []
-        models: Loaded = {}
-        for asset in config.assets:
-            loaded = load_asset(asset, resolve(asset.model), models)
+        models: Loaded = {}  # assets that name one file share its model
+        for index, asset in enumerate(config.assets):
+            try:
+                loaded = load_asset(asset, resolve(asset.model), models)
+            except ModelError as exc:
+                if locate is None:
+                    raise
+                raise ModelError(f"{locate(index)}: {exc}") from exc
             if isinstance(loaded, AssetDetector):
                 assets.append(loaded)
             else:
