@@ -10,11 +10,13 @@ must not be ``off``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from edge_agent.cancel import cancel_was_swallowed
 from edge_agent.errors import DeliveryError
 
 T = TypeVar("T")
@@ -88,4 +90,6 @@ class BrokerWalk:
             except DeliveryError as exc:
                 failures.append(str(exc))
                 self.advance()
+                if cancel_was_swallowed():  # by aiomqtt's connect: stop, not the next broker
+                    raise asyncio.CancelledError from exc
         raise DeliveryError("; ".join(failures))
