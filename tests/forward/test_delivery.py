@@ -32,7 +32,9 @@ class RacingSink:
     """
 
     def __init__(self, where: str) -> None:
-        self.config = SinkSettings.model_validate({"name": "up", "backoff": "10ms", "backoff_max": "20ms"})
+        self.config = SinkSettings.model_validate(
+            {"name": "up", "backoff": "10ms", "backoff_max": "20ms"}
+        )
         self.where = where
         self.stop: Callable[[], object] = lambda: None
         self.raced = False
@@ -69,9 +71,7 @@ async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 @pytest.mark.parametrize("where", ["failing connect", "connect", "send"])
-async def test_a_stop_swallowed_by_the_sink_still_ends_delivery(
-    tmp_path: Path, where: str
-) -> None:
+async def test_a_stop_swallowed_by_the_sink_still_ends_delivery(tmp_path: Path, where: str) -> None:
     outbox = Outbox.open(tmp_path / "outbox.db", OutboxConfig(), ["up"])
     outbox.put_alerts([make_alert(1)], "gw")
     sink = RacingSink(where)
