@@ -10,13 +10,11 @@ must not be ``off``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from edge_agent.cancel import cancel_was_swallowed
 from edge_agent.errors import DeliveryError
 
 T = TypeVar("T")
@@ -83,6 +81,11 @@ class BrokerWalk:
         Raises:
             DeliveryError: every broker failed; the message names each failure.
         """
+        # Here, not at the top: the config models import this module and load no asyncio.
+        import asyncio
+
+        from edge_agent.cancel import cancel_was_swallowed
+
         failures: list[str] = []
         for _ in self.brokers:
             try:
