@@ -3,7 +3,8 @@
 - SIGTERM flushes what the recorder still holds (a flush interval far longer than the
   run, so only the stop's own flush can put the samples in the twin).
 - The watchdog is fed only while the database thread answers: a worker stuck on a hung
-  disk stops the pings (systemd then restarts the agent), and they resume once it frees.
+  disk stops the pings (systemd then restarts the agent), and they resume once it frees;
+  a stop that comes with the worker's answer ends the pings (no ``wait_for`` to lose it).
 - Alerts the outbox refused at a stop (``unsent-alerts.json``) are queued first at the
   next start, ahead of what that start itself raises or clears.
 - A damaged ``unsent-alerts.json`` is set aside like a damaged twin: the agent runs, one
