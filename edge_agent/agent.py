@@ -225,7 +225,9 @@ async def _watchdog_forever(notifier: Notifier, worker: Worker) -> None:
     stuck = False
     while True:
         try:
-            await asyncio.wait_for(worker.run(_alive), interval)
+            # Not wait_for: on 3.11 it can eat the stop that comes with the answer.
+            async with asyncio.timeout(interval):
+                await worker.run(_alive)
         except TimeoutError:
             if not stuck:
                 log.error("database thread stuck for %.0f s: not feeding the watchdog", interval)

@@ -3,7 +3,8 @@
 - SIGTERM flushes what the recorder still holds (a flush interval far longer than the
   run, so only the stop's own flush can put the samples in the twin).
 - The watchdog is fed only while the database thread answers: a worker stuck on a hung
-  disk stops the pings (systemd then restarts the agent), and they resume once it frees.
+  disk stops the pings (systemd then restarts the agent), and they resume once it frees;
+  a stop that comes with the worker's answer ends the pings (no ``wait_for`` to lose it).
 - Alerts the outbox refused at a stop (``unsent-alerts.json``) are queued first at the
   next start, ahead of what that start itself raises or clears.
 - A damaged ``unsent-alerts.json`` is set aside like a damaged twin: the agent runs, one
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,52 @@ async def test_watchdog_pings_only_while_the_database_thread_answers(
         worker.close()
         sock.close()
     assert caplog.text.count("database thread stuck") == 1  # one line per transition
+
+
+class _RacingWorker:
+    """Stands in for the worker: its first job ends in the loop iteration of the stop."""
+
+    def __init__(self) -> None:
+        self.jobs = 0
+        self.stop: Callable[[], object] = lambda: None
+
+    def run(self, fn: Callable[[], None]) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self.jobs += 1
+
+        def answer() -> None:
+            fn()
+            done.set_result(None)
+            if self.jobs == 1:  # once: a second cancel still ends a failing test
+                self.stop()
+
+        loop.call_soon(answer)
+        return done
+
+
+class _Pings:
+    """Stands in for the notifier: counts the watchdog pings."""
+
+    watchdog_interval = 0.05
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, state: str) -> None:
+        self.sent.append(state)
+
+
+async def test_watchdog_stops_on_a_cancel_that_comes_with_the_worker_answer() -> None:
+    """With wait_for around the job (3.11) the stop was lost and the pings went on."""
+    worker, pings = _RacingWorker(), _Pings()
+    task = asyncio.create_task(_watchdog_forever(pings, worker))  # type: ignore[arg-type]
+    worker.stop = task.cancel
+    done, _ = await asyncio.wait([task], timeout=2.0)
+    task.cancel()  # a second cancel is not swallowed: the test ends either way
+    await asyncio.gather(task, return_exceptions=True)
+    assert done, f"the watchdog ran on after its stop ({len(pings.sent)} pings)"
+    assert pings.sent == []
 
 
 async def _until(predicate: Any, within: float = 10.0) -> None:

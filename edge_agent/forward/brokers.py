@@ -81,6 +81,11 @@ class BrokerWalk:
         Raises:
             DeliveryError: every broker failed; the message names each failure.
         """
+        # Here, not at the top: the config models import this module and load no asyncio.
+        import asyncio
+
+        from edge_agent.cancel import cancel_was_swallowed
+
         failures: list[str] = []
         for _ in self.brokers:
             try:
@@ -88,4 +93,6 @@ class BrokerWalk:
             except DeliveryError as exc:
                 failures.append(str(exc))
                 self.advance()
+                if cancel_was_swallowed():  # by aiomqtt's connect: stop, not the next broker
+                    raise asyncio.CancelledError from exc
         raise DeliveryError("; ".join(failures))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
 from edge_agent.backoff import Backoff
+from edge_agent.cancel import cancel_was_swallowed
 from edge_agent.errors import DeliveryError, RejectedError
 from edge_agent.forward.config import SinkSettings
 from edge_agent.forward.outbox import Outbox
@@ -125,6 +126,8 @@ async def deliver_forever(
             if link.down_since is None:
                 log.exception("%s: unexpected error in delivery", name)
             link.down(exc)
+        if cancel_was_swallowed():  # e.g. by a failing connect: it would back off forever
+            raise asyncio.CancelledError
         await asyncio.sleep(backoff.next_delay())
 
 
@@ -141,6 +144,9 @@ async def _drain(
     flight: deque[tuple[list[Record], asyncio.Future[None]]] = deque()
     try:
         while True:
+            # A connect or send that completed may have eaten the stop (aiomqtt's wait_for).
+            if cancel_was_swallowed():
+                raise asyncio.CancelledError
             wake.clear()
             if len(flight) < depth:
                 batch: list[Record] = await run(outbox.take, name, sink.config.batch_size)

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from edge_agent.cancel import cancel_was_swallowed
 from edge_agent.errors import DeliveryError
 from edge_agent.forward.brokers import Broker, BrokerWalk
 from edge_agent.forward.outbox_rows import Record
@@ -153,6 +154,8 @@ class SparkplugSink:
                     if device in self.devices.born:  # a dead device's changes are dropped
                         metrics.sort(key=lambda m: m.ts)
                         await self._publish_data(session, device, metrics)
+            if cancel_was_swallowed():  # by a publish: the wait for changes would not end
+                raise asyncio.CancelledError
 
     async def _lifecycle(self, session: Session, pending: dict[str, list[MetricValue]]) -> None:
         """DDEATH for born devices now unreachable, DBIRTH for reachable ones not born.
@@ -215,10 +218,7 @@ class SparkplugSink:
             DeliveryError: no broker reachable, or the Primary Host offline on each.
         """
         self.session = await self.walk.first_that_connects(self._connect)
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            # Python 3.11's wait_for (inside aiomqtt) can swallow a cancel that races a
-            # completing connect (CPython gh-86296): honour it, or the stop would hang.
+        if cancel_was_swallowed():  # by aiomqtt's connect (see edge_agent.cancel)
             await self.__aexit__(None, None, None)
             raise asyncio.CancelledError
         now = time.time()

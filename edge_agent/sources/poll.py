@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from edge_agent.backoff import Backoff
+from edge_agent.cancel import cancel_was_swallowed
 from edge_agent.errors import SourceError
 from edge_agent.logs import RateLimitedLog
 from edge_agent.types import Quality, Sample, SignalInfo
@@ -105,7 +106,7 @@ async def poll_forever(
             log.exception("%s: unexpected error in poll loop", source.config.name)
             link.lost(exc)
         stats.connected = False
-        if _cancel_was_swallowed():  # e.g. by the connect: the loop would back off forever
+        if cancel_was_swallowed():  # e.g. by the connect: the loop would back off forever
             raise asyncio.CancelledError
         await _wait_down(source, emit, backoff.next_delay())
 
@@ -198,7 +199,7 @@ async def _poll_ticks(
     while True:
         started = loop.time()
         samples = await source.read()
-        if _cancel_was_swallowed():
+        if cancel_was_swallowed():  # pymodbus waits for every reply with wait_for
             raise asyncio.CancelledError
         if not stats.connected:
             first_read()
@@ -234,17 +235,6 @@ def on_the_grid(interval: float, now: float, wall: float) -> float:
     10 % less CPU, BENCHMARKS.md).
     """
     return now + interval - wall % interval
-
-
-def _cancel_was_swallowed() -> bool:
-    """True when a cancel reached us but a library's ``wait_for`` ate it.
-
-    On Python 3.11 ``asyncio.wait_for`` (pymodbus waits for every reply with it)
-    loses a cancellation that arrives together with the reply (CPython issue
-    86296, fixed in 3.12): the poll loop would run on after SIGTERM.
-    """
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 class Schedule:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from edge_agent.forward.brokers import Broker, parse_broker
+from edge_agent.errors import DeliveryError
+from edge_agent.forward.brokers import Broker, BrokerWalk, parse_broker
 from edge_agent.forward.config import MqttSinkConfig, OutboxConfig
 from edge_agent.forward.mqtt import MqttSink
 from edge_agent.forward.outbox import Outbox
@@ -21,6 +23,7 @@ from tests.forward.conftest import Mosquitto
 from tests.forward.factory import make_alert
 from tests.forward.harness import delivering, drained, subscriber
 from tests.forward.sparkplug_host import sparkplug_host
+from tests.test_cancel import answer_with_the_stop
 
 
 @pytest.mark.parametrize(
@@ -50,6 +53,24 @@ def test_mqtt_sink_takes_host_or_servers_not_both() -> None:
     for bad in ({}, {"host": "b1", "servers": ["b2"]}):
         with pytest.raises(ValueError, match="either host"):
             MqttSinkConfig.model_validate({**base, **bad})
+
+
+async def test_a_stop_swallowed_by_a_refused_connect_ends_the_walk() -> None:
+    """aiomqtt's wait_for for the CONNACK can eat the stop (3.11): the next broker is not tried."""
+    tried: list[Broker] = []
+
+    async def connect(broker: Broker) -> None:
+        tried.append(broker)
+        try:
+            await answer_with_the_stop(walking.cancel, ConnectionRefusedError("refused"))
+        except OSError as exc:
+            raise DeliveryError(f"cannot connect to {broker}: {exc}") from exc
+
+    walk = BrokerWalk([Broker("b1", 1883), Broker("b2", 1883)])
+    walking = asyncio.create_task(walk.first_that_connects(connect))
+    await asyncio.wait([walking], timeout=10)
+    assert walking.cancelled(), "the walk went on to the next broker after the stop"
+    assert tried == [Broker("b1", 1883)]
 
 
 @pytest.fixture

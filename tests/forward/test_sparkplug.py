@@ -7,6 +7,7 @@ decoder. Statements are quoted by their TCK id where the specification gives one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from tests.forward.factory import make_alert
 from tests.forward.harness import delivering, drained
 from tests.forward.sparkplug_host import BOOLEAN, DOUBLE, INT64, Host, Proxy, decode_payload
 from tests.forward.sparkplug_host import sparkplug_host as host_on
+from tests.test_cancel import answer_with_the_stop
 
 INFOS = [
     SignalInfo("plc.temp", "plc", 1.0, asset="press1", unit="degC"),
@@ -318,3 +320,39 @@ async def test_backfill_after_outage_in_order_live_not_behind(
 def test_config_refuses(tmp_path: Path, bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         _config(1883, tmp_path, **bad)
+
+
+class _RacingSession:
+    """Stands in for the session under the live loop: its first publish comes with the stop."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.topics: list[str] = []
+        self.stop: Callable[[], object] = lambda: None
+
+    def topic(self, kind: str, device: str = "") -> str:
+        return f"{kind}/{device}"
+
+    async def publish(self, topic: str, metrics: list[MetricValue], birth: bool = False,
+                      first: bool = False) -> None:  # fmt: skip
+        self.topics.append(topic)
+        if len(self.topics) == 1:  # once: a second cancel still ends a failing test
+            await answer_with_the_stop(self.stop)
+
+
+async def test_a_stop_swallowed_by_a_live_publish_ends_the_live_loop(tmp_path: Path) -> None:
+    """aiomqtt's publish waits with wait_for (3.11): the loop then waited for changes forever,
+    and the sink's exit, which awaits it, with it."""
+    sink = _sink(1883, tmp_path)
+    sink.devices.born.add("press1")
+    sink._pending = {"press1": [MetricValue("temp", DOUBLE, 1.0, time.time())]}
+    sink._wake.set()
+    session = _RacingSession()
+    task = asyncio.create_task(sink._live_forever(session))  # type: ignore[arg-type]
+    session.stop = task.cancel
+    done, _ = await asyncio.wait([task], timeout=2.0)
+    task.cancel()  # a second cancel is not swallowed: the test ends either way
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert session.topics
+    assert done, "the live loop ran on after a publish swallowed the stop"

@@ -320,8 +320,10 @@ class OpcuaSource:
         parts = urlsplit(self.config.url)
         host, port = parts.hostname or "localhost", parts.port or 4840
         try:
-            connect = asyncio.open_connection(host, port)
-            _reader, writer = await asyncio.wait_for(connect, self.config.timeout)
+            # Not wait_for: on 3.11 it can eat the stop that comes with the refusal,
+            # and the wait would run on to its end.
+            async with asyncio.timeout(self.config.timeout):
+                _reader, writer = await asyncio.open_connection(host, port)
         except (OSError, TimeoutError):
             return False
         writer.close()

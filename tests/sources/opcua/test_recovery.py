@@ -124,3 +124,22 @@ async def test_dropped_network_is_detected_and_recovered(own_server: TestServer)
     finally:
         await proxy.close()
     assert ("r.level", 8.0) in [(s.signal, s.value) for s in after]
+
+
+async def test_the_reconnect_pause_keeps_a_stop_that_comes_with_a_refusal() -> None:
+    """The pause probes a refusing port every ``backoff``; with wait_for around the probe
+    (3.11) a stop landing as the refusal came back was lost, and the pause waited out
+    its whole backoff (up to ``backoff_max``) before the poll loop saw it."""
+    source = OpcuaSource(config(f"opc.tcp://127.0.0.1:{free_port()}"))  # nothing listens
+    stopped = 0
+    for turns in range(20):  # the stop lands on each turn of the loop through a probe
+        probe = asyncio.create_task(source._listening())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        if probe.done():
+            break
+        probe.cancel()
+        await asyncio.wait([probe], timeout=5)
+        assert probe.cancelled(), f"a stop {turns} loop turns into the probe was lost"
+        stopped += 1
+    assert stopped >= 2  # the sweep reached into the probe, not only its start
