@@ -20,6 +20,7 @@ class Notifier:
     def __init__(self, address: str | None, watchdog_usec: int | None) -> None:
         self.address = address
         self.watchdog_usec = watchdog_usec
+        self._failing: set[str] = set()  # states whose last send failed (logged once)
 
     @classmethod
     def from_env(cls) -> Notifier:
@@ -38,14 +39,28 @@ class Notifier:
         return self.watchdog_usec / 2_000_000
 
     def send(self, state: str) -> None:
-        """Send one state line such as ``READY=1``; errors are logged, never raised."""
+        """Send one state line such as ``READY=1``; errors are logged, never raised.
+
+        Never blocks: the event loop calls it, and a receiver that stopped reading
+        (its queue full) would otherwise stop the whole agent. A send that would
+        block fails like any other. A failure is logged once per state until a
+        send of that state works again (the watchdog pings every few seconds).
+        """
         if self.address is None:
             return
         # A leading "@" names a socket in the abstract namespace.
         address = "\0" + self.address[1:] if self.address.startswith("@") else self.address
+        kind = state.split("=")[0]
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
                 sock.connect(address)
-                sock.sendall(state.encode())
+                sock.send(state.encode())
         except OSError as exc:
-            log.warning("systemd notify %s failed: %s", state.split("=")[0], exc)
+            if kind not in self._failing:
+                self._failing.add(kind)
+                log.warning("systemd notify %s failed: %s", kind, exc)
+            return
+        if kind in self._failing:
+            self._failing.discard(kind)
+            log.info("systemd notify %s works again", kind)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,32 @@ def test_watchdog_for_another_pid_is_ignored(monkeypatch: pytest.MonkeyPatch) ->
 def test_dead_socket_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     Notifier(str(tmp_path / "missing.sock"), None).send("READY=1")
     assert "systemd notify READY failed" in caplog.text
+
+
+def test_a_receiver_that_stopped_reading_never_blocks_the_sender(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """systemd's end full (nobody reads): every send returns, the failure is logged once."""
+    caplog.set_level(logging.INFO, "edge_agent.notify")
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)
+        notifier = Notifier(path, None)
+        done = threading.Event()
+
+        def ping() -> None:
+            for _ in range(2000):  # a unix datagram queue holds a few hundred at most
+                notifier.send("WATCHDOG=1")
+            done.set()
+
+        threading.Thread(target=ping, daemon=True).start()
+        assert done.wait(20), "send blocked on a full receiver"
+        assert caplog.text.count("systemd notify WATCHDOG failed") == 1
+        while True:  # systemd reads again: the next ping goes through and says so
+            try:
+                server.recv(100, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+        notifier.send("WATCHDOG=1")
+        assert server.recv(100) == b"WATCHDOG=1"
+        assert "systemd notify WATCHDOG works again" in caplog.text
