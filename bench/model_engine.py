@@ -170,8 +170,9 @@ engines taking turns in 5 chunks; load average {load:.2f} at the start (2 cores 
 other work: the ratios are the figure to read).
 "bare" is the engine's own call (`SmallGraph.run` / `InferenceSession.run`), "wrapped" the
 call the detector makes (`AnomalyModel.errors` with its shape and NaN checks, or
-`PrognosticModel.predict`). Outputs are equal bit for bit at batch 1
-(tests/detect/test_onnx_small.py).
+`PrognosticModel.predict`). At batch 1 the numpy engine's outputs equal onnx's reference
+evaluator bit for bit, and onnxruntime's where its kernels are exact
+(tests/detect/test_onnx_small.py; its u8 x s8 sums saturate on x86-64 CPUs without VNNI).
 
 {chr(10).join(lines)}
 

@@ -174,6 +174,8 @@ def _check_config(args: argparse.Namespace) -> int:
     for source in checked.config.sources:  # a source config may say what loads but will hurt
         for warning in getattr(source, "warnings", list)():
             print(f"{args.config}: warning: {warning}", file=sys.stderr)
+    for warning in checked.warnings():  # models whose engine may compute them wrongly here
+        print(f"{args.config}: warning: model {warning}", file=sys.stderr)
     print(f"{args.config}: {checked.summary()}")
     return 0
 

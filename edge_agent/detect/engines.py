@@ -8,12 +8,15 @@ run in the numpy engine never loads them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from edge_agent.detect.card import CARD_KEY
 from edge_agent.errors import ModelError
+
+log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "onnxruntime")
 
@@ -32,7 +35,9 @@ def open_onnx(path: Path, threads: int, engine: str = "auto") -> tuple[Any, str 
 
     The session is a numpy :class:`~edge_agent.detect.onnx_small.SmallGraph` (engine
     ``numpy``) when ``engine`` is ``auto`` and the graph is one it runs exactly,
-    else an onnxruntime ``InferenceSession`` (which also judges a damaged file).
+    else an onnxruntime ``InferenceSession`` (which also judges a damaged file). An
+    onnxruntime model with u8 x s8 integer ops on a CPU where onnxruntime's sums of
+    them may saturate is loaded with one WARNING (:mod:`~edge_agent.detect.u8s8_risk`).
 
     Raises:
         ModelError: onnxruntime cannot load the file, or ``engine`` is unknown.
@@ -52,7 +57,22 @@ def open_onnx(path: Path, threads: int, engine: str = "auto") -> tuple[Any, str 
             (arg.name, arg.type, arg.shape)  # noqa: B018 - read once to decode
     except UnicodeDecodeError as exc:
         raise ModelError(f"{path.name}: not a valid ONNX model ({exc})") from exc
+    warning = onnxruntime_warning(path)
+    if warning:
+        log.warning("model %s", warning)
     return session, meta.get(CARD_KEY), "onnxruntime"
+
+
+def onnxruntime_warning(path: Path, cpu: tuple[frozenset[str], str] | None = None) -> str | None:
+    """Why onnxruntime's results for ``path`` may be wrong on this CPU (or ``cpu``), if so.
+
+    ``cpu`` is (flags, machine), as :func:`~edge_agent.detect.u8s8_risk.this_cpu`
+    gives them; tests pass a CPU of their choice.
+    """
+    from edge_agent.detect.u8s8_risk import saturation_warning, this_cpu
+
+    flags, machine = cpu if cpu is not None else this_cpu()
+    return saturation_warning(path, flags, machine)
 
 
 def embedded_card(path: Path) -> str | None:

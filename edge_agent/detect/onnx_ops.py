@@ -1,4 +1,4 @@
-"""The operators of the numpy engine, each exactly as the ONNX spec (and onnxruntime) computes it.
+"""The operators of the numpy engine, each exactly as the ONNX spec defines it.
 
 A builder checks one node at load (opset, attributes, input types) and returns a
 step: a function of the node's input arrays that returns its outputs, and the
@@ -14,13 +14,15 @@ Where exactness is decided:
   An input range that is not finite (inf or NaN in it, or max - min overflowing) is
   refused: onnxruntime's answer then depends on its SIMD lanes and fused kernels.
 * ``MatMulInteger``: the zero-point-shifted operands multiplied in float64, where
-  every partial sum is an integer below 2**53 and so exact in any order.
+  every partial sum is an integer below 2**53 and so exact in any order. (onnxruntime
+  is not exact here on x86-64 without VNNI: its u8 x s8 kernel saturates pair sums
+  to int16, see :mod:`~edge_agent.detect.u8s8_risk`.)
 * ``ReduceMean``/``ReduceSum`` add along the reduced axis in order and divide by
   the count in the input's type: what onnxruntime does for one window. For a batch
   it sums a middle axis through its GEMM kernel, in another order (the last bits
   differ); ``MatMul`` in float32 goes through numpy's BLAS, which may differ from
-  onnxruntime's MLAS in the last bits likewise (the shipped models agree bit for
-  bit at batch 1: tests/detect/test_onnx_small.py).
+  onnxruntime's MLAS in the last bits likewise (within 1e-6 on an AMD EPYC with FMA;
+  onnx's reference evaluator agrees bit for bit: tests/detect/test_onnx_small.py).
 """
 
 from __future__ import annotations

@@ -167,3 +167,27 @@ async def test_read_once_names_a_timeout(
         source = SerialSource(SerialSourceConfig.model_validate({**raw, "port": str(pair.port)}))
         assert await _read_all([source], 1.0) == 1
     assert "s: failed: timed out" in capsys.readouterr().err
+
+
+def test_check_config_warns_of_an_onnxruntime_model_that_may_saturate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped int8 model forced into onnxruntime: a warning line where this CPU's
+    u8 x s8 sums may saturate (x86-64 without VNNI), none with ``engine: auto``."""
+    from edge_agent.detect.u8s8_risk import may_saturate, this_cpu
+    from edge_agent.preflight import check_config
+
+    model = Path(__file__).resolve().parents[2] / "models" / "skab_pump.onnx"
+    signals = ["accelerometer1rms", "accelerometer2rms", "current", "pressure"]
+    signals += ["temperature", "thermocouple", "voltage", "volume_flow_raterms"]
+    asset = {"name": "pump", "model": str(model), "signals": [f"skab.{s}" for s in signals]}
+    config = tmp_path / "agent.yaml"
+    for engine, warned in (("auto", False), ("onnxruntime", may_saturate(*this_cpu()))):
+        config.write_text(yaml.safe_dump({"detect": {"assets": [{**asset, "engine": engine}]}}))
+        assert main(["check-config", "-c", str(config)]) == 0
+        lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith(str(config))]
+        expected = [f"{config}: warning: model skab_pump.onnx: onnxruntime multiplies u8 x s8"]
+        assert [x[: len(expected[0])] for x in lines] == (expected if warned else [])
+    checked = check_config(config)  # engine: onnxruntime, on CPUs of the test's choice
+    assert len(checked.warnings((frozenset({"avx2"}), "x86_64"))) == 1
+    assert checked.warnings((frozenset({"avx2", "avx512_vnni"}), "x86_64")) == []

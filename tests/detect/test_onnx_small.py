@@ -1,9 +1,16 @@
-"""The numpy engine against onnxruntime: shipped models, single operators, damaged files.
+"""The numpy engine against two referees: shipped models, single operators, damaged files.
 
-Every comparison runs the same bytes through :func:`load_small` and through an
-onnxruntime session. Batch-1 windows (what the detector scores) must be equal bit
-for bit; larger batches may differ in the last bits, because onnxruntime sums a
-middle axis in an order of its SIMD kernel (scores within 2e-6 relative).
+Every comparison runs the same graph through :func:`load_small`, through onnx's
+reference evaluator and through an onnxruntime session (see
+:mod:`tests.detect.referees`: where onnxruntime's u8 x s8 kernel saturates, that
+is, x86-64 without VNNI, onnxruntime gets the graph with its s8 weights stored as
+u8, equal by the ONNX definition, which it computes exactly). Batch-1 windows
+(what the detector scores) equal the reference evaluator's bit for bit, and
+onnxruntime's bit for bit except in graphs with a float ``MatMul``: numpy's BLAS
+and onnxruntime's MLAS may sum it in another order or with FMA, so those agree
+within 1e-6 of the window's largest output (bit for bit on some CPUs, 4e-7 on an
+AMD EPYC with AVX2). Larger batches may differ in the last bits, because
+onnxruntime sums a middle axis in an order of its SIMD kernel (within 2e-6).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from onnx import TensorProto, helper
 from edge_agent.detect.model import load_model
 from edge_agent.detect.onnx_small import NotForNumpy, OpError, SmallGraph, load_small
 from edge_agent.errors import ModelError
+from tests.detect.referees import for_onnxruntime, reference
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = [
@@ -41,7 +49,12 @@ def session(data: bytes) -> Any:
 
 
 def both(data: bytes) -> tuple[SmallGraph, Any]:
-    return load_small(data), session(data)
+    """The numpy engine and an onnxruntime session that computes the same graph exactly."""
+    return load_small(data), session(for_onnxruntime(data))
+
+
+def has_float_matmul(data: bytes) -> bool:
+    return any(node.op_type == "MatMul" for node in onnx.load_from_string(data).graph.node)
 
 
 def outputs(graph: SmallGraph, sess: Any, feeds: dict[str, np.ndarray]) -> tuple[list[Any], Any]:
@@ -61,15 +74,32 @@ def random_windows(rng: np.random.Generator, batch: int, shape: list[int]) -> np
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=IDS)
-def test_shipped_model_is_bit_exact_at_batch_one(path: Path) -> None:
-    graph, sess = both(path.read_bytes())
+def test_shipped_model_equals_the_onnx_reference_at_batch_one(path: Path) -> None:
+    data = path.read_bytes()
+    graph, referee = load_small(data), reference(data)
+    rng = np.random.default_rng(16)
+    shape = window_shape(graph)
+    for _ in range(400):
+        x = random_windows(rng, 1, shape)
+        names = [graph.get_outputs()[0].name]
+        mine, theirs = graph.run(names, {"window": x}), referee.run(names, {"window": x})
+        assert mine[0].dtype == theirs[0].dtype
+        assert np.array_equal(mine[0], theirs[0]), x
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=IDS)
+def test_shipped_model_matches_onnxruntime_at_batch_one(path: Path) -> None:
+    data = path.read_bytes()
+    graph, sess = both(data)
     rng = np.random.default_rng(16)
     shape = window_shape(sess)
+    tolerance = 1e-6 if has_float_matmul(data) else 0.0  # the module docstring says why
     for _ in range(400):
         x = random_windows(rng, 1, shape)
         mine, theirs = outputs(graph, sess, {"window": x})
         assert mine[0].dtype == theirs[0].dtype
-        assert np.array_equal(mine[0], theirs[0]), x
+        scale = float(np.abs(theirs[0]).max())
+        assert np.all(np.abs(mine[0] - theirs[0]) <= tolerance * scale), x
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=IDS)
@@ -205,8 +235,11 @@ def test_truncated_files_fail_or_load_exactly_as_with_onnxruntime(tmp_path: Path
 
 
 def test_damaged_files_fail_or_load_exactly_as_with_onnxruntime(tmp_path: Path) -> None:
-    # Random byte changes: the numpy engine must refuse (and leave the verdict to
-    # onnxruntime) every file onnxruntime refuses, and agree on every file it runs.
+    """Random byte changes: the numpy engine refuses (and leaves the verdict to
+    onnxruntime) every file onnxruntime refuses, and agrees on every file it runs:
+    with onnxruntime computing the same graph exactly (:func:`both` says how), bit
+    for bit, or within 1e-6 of the largest error where a float MatMul is summed.
+    """
     rng = np.random.default_rng(12)
     path = tmp_path / "m.onnx"
     both_loaded = 0
@@ -223,9 +256,15 @@ def test_damaged_files_fail_or_load_exactly_as_with_onnxruntime(tmp_path: Path) 
         mine, theirs = outcome(path, "auto"), outcome(path, "onnxruntime")
         if isinstance(theirs, str) or isinstance(mine, str):
             assert mine == theirs
-        else:
-            both_loaded += 1
-            assert np.array_equal(mine, theirs, equal_nan=True)
+            continue
+        both_loaded += 1
+        path.write_bytes(for_onnxruntime(bytes(data)))
+        exact = outcome(path, "onnxruntime")
+        assert not isinstance(exact, str), exact
+        tolerance = 1e-6 if has_float_matmul(bytes(data)) else 0.0
+        finite = np.abs(exact[np.isfinite(exact)])
+        scale = float(finite.max()) if finite.size else 0.0
+        np.testing.assert_allclose(mine, exact, rtol=0, atol=tolerance * scale, equal_nan=True)
     assert both_loaded > 10  # changes inside weights or names still load
 
 
