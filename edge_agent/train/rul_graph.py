@@ -144,17 +144,22 @@ def export(
 
 
 class OnnxRul:
-    """An exported RUL model run by onnxruntime on one thread."""
+    """An exported RUL model in the engine the agent would run it in, on one thread.
 
-    def __init__(self, path: Path) -> None:
-        import onnxruntime as ort
+    ``engine`` is the asset's key: ``auto`` (the agent's default) runs the graph in
+    the numpy engine when it takes it, exact by the ONNX definition, else in
+    onnxruntime; ``onnxruntime`` forces that. onnxruntime's u8 x s8 kernels may
+    saturate on x86-64 without VNNI (:mod:`edge_agent.detect.u8s8_risk`): an int8
+    figure measured through them there is not what the agent computes.
+    """
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.card: dict[str, Any] = json.loads(meta[CARD_KEY])
+    def __init__(self, path: Path, engine: str = "auto") -> None:
+        from edge_agent.detect.engines import open_onnx
+
+        self.session, card, self.engine = open_onnx(path, 1, engine)
+        if card is None:
+            raise ValueError(f"{path.name}: no model card in the file")
+        self.card: dict[str, Any] = json.loads(card)
 
     def predict(self, raw_windows: np.ndarray) -> np.ndarray:
         """RUL ``[b]`` of raw windows ``[b, W, n]``."""

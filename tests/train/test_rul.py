@@ -98,7 +98,9 @@ def test_onnx_fp32_equals_numpy_and_int8_stays_close(tmp_path: Path) -> None:
     x, _ = windows(engines, RECIPE.signals, RECIPE.window, RECIPE.cap)
     expected = model.predict(x)
     np.testing.assert_allclose(OnnxRul(fp32).predict(x), expected, atol=0.05)
-    assert np.max(np.abs(OnnxRul(int8).predict(x) - expected)) < 0.05 * RECIPE.cap
+    int8_model = OnnxRul(int8)
+    assert int8_model.engine == "numpy"  # what the agent runs it in: exact on every CPU
+    assert np.max(np.abs(int8_model.predict(x) - expected)) < 0.05 * RECIPE.cap
     card = OnnxRul(int8).card
     assert card["kind"] == "prognostic" and card["window"] == RECIPE.window
     assert card["signals"] == list(RECIPE.signals)
