@@ -9,45 +9,28 @@ the integrator, which must be obeyed.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from edge_agent.blas import VARIABLE
+from tests.test_storage_guard import Agent, _config
 
 
 def _threads_after_ready(tmp_path: Path, blas: str | None) -> int:
     folder = tmp_path / (blas or "unset")
     folder.mkdir()
-    config = folder / "agent.yaml"
-    config.write_text(yaml.safe_dump({
-        "agent": {"id": "gw", "data_dir": str(folder / "data")},
-        "sources": [],
-        "sinks": [{"type": "jsonl", "name": "local", "path": "alerts.jsonl"}],
-    }))  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != VARIABLE}
     if blas is not None:
         env[VARIABLE] = blas
-    log = folder / "stderr.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent", "run", "-c", str(config)], stderr=err, env=env
-        )
+    agent = Agent(_config(folder, folder / "data"), folder / "stderr.log", env)
     try:
-        deadline = time.monotonic() + 30
-        while "running" not in log.read_text():
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        agent.wait_for("running", within=30)
         time.sleep(0.5)  # threads started at READY (web server, worker) are up
-        return len(os.listdir(f"/proc/{proc.pid}/task"))
+        return len(os.listdir(f"/proc/{agent.proc.pid}/task"))
     finally:
-        proc.terminate()
-        proc.wait(30)
+        agent.stop()
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="counts threads in /proc")

@@ -94,11 +94,13 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
 class Agent:
     """`edge-agent run` in a subprocess, stderr to a file."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
         self._err = log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent", "run", "-c", str(config)], stderr=self._err
+            [sys.executable, "-m", "edge_agent", "run", "-c", str(config)],
+            stderr=self._err,
+            env=env,
         )
 
     def text(self) -> str:
