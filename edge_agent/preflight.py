@@ -10,7 +10,6 @@ card's signals matched to the asset's, one probe window scored. A fault is a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from edge_agent.config import AgentConfig, load_config
@@ -56,19 +55,6 @@ class Checked:
         if engines:
             text += " (" + ", ".join(f"{k} {v}" for k, v in sorted(engines.items())) + ")"
         return text
-
-    def warnings(self, cpu: tuple[frozenset[str], str] | None = None) -> list[str]:
-        """What loads but may hurt: onnxruntime models whose integer sums may saturate.
-
-        ``cpu`` is (flags, machine) for tests; by default this machine's.
-        """
-        from edge_agent.detect.engines import onnxruntime_warning
-
-        models: list[Any] = [a.slot.model for a in self.detector.assets.values()]
-        models += [p.model for p in self.detector.prognostic.values()]
-        paths = {m.path for m in models if m.backend == "onnxruntime"}
-        found = (onnxruntime_warning(Path(p), cpu) for p in sorted(paths))
-        return [w for w in found if w]
 
     def engines(self) -> dict[str, int]:
         """How many models each engine runs (``numpy``, ``onnxruntime``, ``litert``)."""
