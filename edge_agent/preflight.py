@@ -20,17 +20,17 @@ from edge_agent.registry import build_source
 def load_detector(config: AgentConfig) -> Detector:
     """The detector of ``config``, every model loaded and checked (the agent's start).
 
-    :meth:`Detector.load` is the one loader (``replay`` uses it too); this adds the
+    :meth:`Detector.load` is the one loader (the detection tools use it too); this adds the
     config's file and line to its errors.
 
     Raises:
         ModelError: a model file missing or corrupt, or not matching its asset;
             the message starts with ``file:line: detect.assets[N].model:``.
     """
-    return Detector.load(config.detect, config.config_path, lambda n: _model_key(config, n))
+    return Detector.load(config.detect, config.config_path, lambda n: model_key(config, n))
 
 
-def _model_key(config: AgentConfig, index: int) -> str:
+def model_key(config: AgentConfig, index: int) -> str:
     """``file:line: detect.assets[N].model``: where asset N names its model."""
     return config.where(("detect", "assets", index, "model"))
 
