@@ -301,7 +301,8 @@ def replay_command(args: argparse.Namespace) -> int:
     from edge_agent.detect import replay
 
     config = load_config_for(args)
-    detector, name = _one_asset(config, args.asset), args.asset
+    name = args.asset
+    detector = _one_asset(config, name)
     prognostic = name in detector.prognostic
     signals = (
         detector.prognostic[name].signals if prognostic else detector.assets[name].slot.signals
