@@ -10,7 +10,6 @@ card's signals matched to the asset's, one probe window scored. A fault is a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from edge_agent.config import AgentConfig, load_config
@@ -21,17 +20,17 @@ from edge_agent.registry import build_source
 def load_detector(config: AgentConfig) -> Detector:
     """The detector of ``config``, every model loaded and checked (the agent's start).
 
-    :meth:`Detector.load` is the one loader (``replay`` uses it too); this adds the
+    :meth:`Detector.load` is the one loader (the detection tools use it too); this adds the
     config's file and line to its errors.
 
     Raises:
         ModelError: a model file missing or corrupt, or not matching its asset;
             the message starts with ``file:line: detect.assets[N].model:``.
     """
-    return Detector.load(config.detect, config.config_path, lambda n: _model_key(config, n))
+    return Detector.load(config.detect, config.config_path, lambda n: model_key(config, n))
 
 
-def _model_key(config: AgentConfig, index: int) -> str:
+def model_key(config: AgentConfig, index: int) -> str:
     """``file:line: detect.assets[N].model``: where asset N names its model."""
     return config.where(("detect", "assets", index, "model"))
 
@@ -56,19 +55,6 @@ class Checked:
         if engines:
             text += " (" + ", ".join(f"{k} {v}" for k, v in sorted(engines.items())) + ")"
         return text
-
-    def warnings(self, cpu: tuple[frozenset[str], str] | None = None) -> list[str]:
-        """What loads but may hurt: onnxruntime models whose integer sums may saturate.
-
-        ``cpu`` is (flags, machine) for tests; by default this machine's.
-        """
-        from edge_agent.detect.engines import onnxruntime_warning
-
-        models: list[Any] = [a.slot.model for a in self.detector.assets.values()]
-        models += [p.model for p in self.detector.prognostic.values()]
-        paths = {m.path for m in models if m.backend == "onnxruntime"}
-        found = (onnxruntime_warning(Path(p), cpu) for p in sorted(paths))
-        return [w for w in found if w]
 
     def engines(self) -> dict[str, int]:
         """How many models each engine runs (``numpy``, ``onnxruntime``, ``litert``)."""

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from edge_agent.detect.detector import Detector
     from edge_agent.detect.model import AnomalyModel
     from edge_agent.detect.replay import Row, Table
+    from edge_agent.detect.slot import ModelSlot
     from edge_agent.types import Alert
 
 EX_DATAERR = 65
@@ -91,10 +92,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=replay_command)
 
 
-def _asset(config: AgentConfig, name: str) -> AssetConfig:
-    for asset in config.detect.assets:
+def _asset(config: AgentConfig, name: str) -> tuple[int, AssetConfig]:
+    """The asset named ``name`` and its index in ``detect.assets``."""
+    for index, asset in enumerate(config.detect.assets):
         if asset.name == name:
-            return asset
+            return index, asset
     known = ", ".join(a.name for a in config.detect.assets) or "none"
     raise ConfigError(f"no asset {name!r} in detect.assets (known: {known})")
 
@@ -108,16 +110,11 @@ def _duration(text: str, flag: str) -> float:
 
 def calibrate_command(args: argparse.Namespace) -> int:
     """Fit the asset's card to the twin's history and save it as a new version."""
-    from edge_agent.config import load_config
     from edge_agent.detect import calibrate
-    from edge_agent.detect.slot import load_checked
 
-    config = load_config(args.config, offline=True)  # twin and model files: no secrets needed
-    asset = _asset(config, args.asset)
-    path = config.config_path(asset.model)
-    model, signals = load_checked(
-        path, asset.threads, asset.signals, f"asset {asset.name}", asset.engine
-    )
+    config = load_config_for(args)
+    asset, slot = _anomaly_asset(config, args.asset, "calibrate")
+    model, signals, path = slot.model, slot.signals, slot.path
     if args.rollback:
         card = calibrate.rollback(path, model.card)
         print(
@@ -182,17 +179,12 @@ def rebaseline_command(args: argparse.Namespace) -> int:
     """Write a card whose mean is that of recent running history (alarms included)."""
     import numpy as np
 
-    from edge_agent.config import load_config
     from edge_agent.detect import calibrate
     from edge_agent.detect.baseline import rebaselined_card
-    from edge_agent.detect.slot import load_checked
 
-    config = load_config(args.config, offline=True)  # twin and model files: no secrets needed
-    asset = _asset(config, args.asset)
-    path = config.config_path(asset.model)
-    model, signals = load_checked(
-        path, asset.threads, asset.signals, f"asset {asset.name}", asset.engine
-    )
+    config = load_config_for(args)
+    asset, slot = _anomaly_asset(config, args.asset, "rebaseline")
+    model, signals, path = slot.model, slot.signals, slot.path
     try:
         segments = _calibration_history(config, asset, signals, model.card.step, args, False)
     except AgentError as exc:
@@ -309,7 +301,8 @@ def replay_command(args: argparse.Namespace) -> int:
     from edge_agent.detect import replay
 
     config = load_config_for(args)
-    detector, name = _replay_detector(config, args.asset)
+    name = args.asset
+    detector = _one_asset(config, name)
     prognostic = name in detector.prognostic
     signals = (
         detector.prognostic[name].signals if prognostic else detector.assets[name].slot.signals
@@ -356,15 +349,43 @@ def load_config_for(args: argparse.Namespace) -> AgentConfig:
     return load_config(args.config, offline=True)
 
 
-def _replay_detector(config: AgentConfig, asset_name: str) -> tuple[Detector, str]:
-    """A detector of one asset and its rules, as configured, minus live-only waits."""
-    from edge_agent.detect.detector import Detector
+def _one_asset(config: AgentConfig, name: str) -> Detector:
+    """A detector of one asset and its rules, loaded and checked as ``run`` loads them.
 
-    # A CSV has no samples in flight: no settle time; and its model does not change.
-    asset = _asset(config, asset_name).model_copy(update={"reload": "off", "settle": 0.0})
+    :meth:`Detector.load` told the asset's place in the file, as ``check-config``'s
+    loader is: a ModelError (a model missing, corrupt, not fitting the asset, or not of
+    the kind its ``prognosis.type`` asks for; exit 78) starts with
+    ``file:line: detect.assets[N].model:``.
+    """
+    from edge_agent.detect.detector import Detector
+    from edge_agent.preflight import model_key
+
+    index, asset = _asset(config, name)
+    # A tool has no samples in flight: no settle time; and its model does not change.
+    asset = asset.model_copy(update={"reload": "off", "settle": 0.0})
     rules = [r for r in config.detect.rules if r.asset_name == asset.name]
     only = config.detect.model_copy(update={"assets": [asset], "rules": rules})
-    return Detector.load(only, config.config_path), asset.name
+    return Detector.load(only, config.config_path, lambda _: model_key(config, index))
+
+
+def _anomaly_asset(config: AgentConfig, name: str, command: str) -> tuple[AssetConfig, ModelSlot]:
+    """The anomaly asset ``command`` fits a card for, and its loaded model (:func:`_one_asset`).
+
+    Raises:
+        ModelError: as :func:`_one_asset`'s, or the asset's model is prognostic.
+    """
+    from edge_agent.preflight import model_key
+
+    detector = _one_asset(config, name)
+    if name in detector.prognostic:
+        index, _ = _asset(config, name)
+        model = detector.prognostic[name].model.path.name
+        raise ModelError(
+            f"{model_key(config, index)}: asset {name}: {command} fits an anomaly model's card,"
+            f" {model} is prognostic"
+        )
+    runner = detector.assets[name]
+    return runner.config, runner.slot
 
 
 def _calibrate_in_memory(runner: AssetDetector, table: Table, rows: int) -> None:

@@ -171,11 +171,11 @@ def _check_config(args: argparse.Namespace) -> int:
     args.config = args.config or args.path
     checked = check_config(args.config)
     check_secret_files(checked.config, args.config)
+    # A model that loads but may hurt here (detect/u8s8_risk.py) was already warned of by
+    # its load's WARNING, the one the agent logs at start: not printed a second time.
     for source in checked.config.sources:  # a source config may say what loads but will hurt
         for warning in getattr(source, "warnings", list)():
             print(f"{args.config}: warning: {warning}", file=sys.stderr)
-    for warning in checked.warnings():  # models whose engine may compute them wrongly here
-        print(f"{args.config}: warning: model {warning}", file=sys.stderr)
     print(f"{args.config}: {checked.summary()}")
     return 0
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from edge_agent.errors import AgentError
@@ -57,8 +59,9 @@ class Recorder:
     worker: Worker
     flush_interval: float
     observer: Observer | None = None
-    pending: list[list[Sample]] = field(default_factory=list)
-    """The lists passed to :meth:`accept` since the last flush, as they came."""
+    pending: deque[list[Sample]] = field(default_factory=deque)
+    """The lists passed to :meth:`accept` since the last flush, as they came (a deque:
+    :meth:`_drop_oldest` takes from the front, one list per call or a whole backlog)."""
     waiting: int = 0
     """Samples in ``pending``."""
     retry: list[Sample] = field(default_factory=list)
@@ -92,7 +95,7 @@ class Recorder:
             )
             self._dropping = True
         while self.waiting > MAX_WAITING_SAMPLES and len(self.pending) > 1:
-            gone = len(self.pending.pop(0))
+            gone = len(self.pending.popleft())
             self.waiting -= gone
             self.dropped += gone
 
@@ -111,14 +114,14 @@ class Recorder:
 
     async def flush(self) -> None:
         """Write the buffered samples to the windows and the twin."""
-        chunks, self.pending, self.waiting = self.pending, [], 0
+        chunks, self.pending, self.waiting = self.pending, deque(), 0
         if self._dropping:
             self._dropping = False
             log.warning("twin: flushing again, %d samples dropped unwritten so far", self.dropped)
         if chunks or self.retry:
             await to_the_end(self.worker.run(self._write, chunks))
 
-    def _write(self, chunks: list[list[Sample]]) -> None:
+    def _write(self, chunks: Sequence[list[Sample]]) -> None:
         batch = joined(chunks)
         # Windows first: detection goes on even while the twin refuses writes.
         self.windows.append(batch)
@@ -152,7 +155,7 @@ class Recorder:
         return self.health.failing
 
 
-def joined(chunks: list[list[Sample]]) -> list[Sample]:
+def joined(chunks: Sequence[list[Sample]]) -> list[Sample]:
     """The chunks in one list, allocated once at its final size (no growth by reallocation)."""
     if len(chunks) == 1:
         return chunks[0]

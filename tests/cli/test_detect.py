@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from edge_agent.cli.detect import EX_DATAERR, EX_IOERR, calibrate_command, rebaseline_command
+from edge_agent.cli.main import main
 from edge_agent.detect.calibrate import versions
 from edge_agent.detect.card import ModelCard
+from edge_agent.errors import EX_CONFIG
 from edge_agent.twin.config import TwinConfig
 from edge_agent.twin.store import SignalStore
 from edge_agent.types import Quality, Sample, SignalInfo
@@ -174,3 +176,61 @@ def test_rebaseline_on_a_short_history_needs_force(
     assert "at least 3600" in capsys.readouterr().err
     ns.force = True
     assert rebaseline_command(ns) == 0
+
+
+SHIPPED_RUL = Path(__file__).resolve().parents[2] / "models" / "cmapss_fd001_rul.onnx"
+RUL_SIGNALS = ", ".join(f"engine.s{n}" for n in (2, 3, 4, 7, 8, 9, 11, 12, 13, 14, 15, 17, 20, 21))
+TOOLS = {
+    "calibrate": [],
+    "rebaseline": [],
+    "replay": ["--data", "history.csv", "--out", "scores.csv"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(TOOLS))
+@pytest.mark.parametrize(
+    ("model", "extra", "message"),
+    [
+        ("gone.onnx", "", "model file not found: "),
+        ("tiny.onnx", "      prognosis: {type: model}\n", "needs a prognostic model"),
+    ],
+    ids=["missing", "wrong-kind"],
+)
+def test_a_bad_model_names_the_config_line_and_exits_78(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    model: str,
+    extra: str,
+    message: str,
+) -> None:
+    """The detection tools load their asset as ``run`` and ``check-config`` do: the
+    asset's ``model:`` line (the second asset's, line 8) before the loader's message."""
+    square_model(tmp_path / "tiny.onnx")
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        "detect:\n  assets:\n"
+        f"    - name: other\n      model: tiny.onnx\n      signals: [{', '.join(SIGNALS)}]\n"
+        f"    - name: pump\n      signals: [{', '.join(SIGNALS)}]\n"
+        f"      model: {model}\n" + extra
+    )
+    argv = [command, "-c", str(config), "--asset", "pump", *TOOLS[command]]
+    assert main(argv) == EX_CONFIG
+    err = capsys.readouterr().err
+    assert f"\n{config}:8: detect.assets[1].model: " in err and message in err, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["calibrate", "rebaseline"])
+def test_a_prognostic_model_is_refused_by_the_card_fitting_tools(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        f"detect:\n  assets:\n    - name: engine\n      model: {SHIPPED_RUL}\n"
+        f"      signals: [{RUL_SIGNALS}]\n"
+    )
+    assert main([command, "-c", str(config), "--asset", "engine"]) == EX_CONFIG
+    err = capsys.readouterr().err
+    expected = f"{config}:4: detect.assets[0].model: asset engine: {command} fits an anomaly"
+    assert expected in err and "cmapss_fd001_rul.onnx is prognostic" in err, err

@@ -21,6 +21,7 @@ from edge_agent.detect.model import load_model
 from edge_agent.detect.u8s8_risk import cpu_flags, may_saturate, this_cpu, u8s8_nodes
 from tests.detect.test_model import make_card
 from tests.detect.test_onnx_small import session
+from tests.detect.tiny import SIGNALS
 
 F, U8, S8 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT8
 EPYC = (frozenset({"fpu", "sse4_2", "avx", "avx2", "fma"}), "x86_64")  # this session's CI
@@ -146,6 +147,28 @@ def test_loading_in_onnxruntime_logs_one_warning_on_this_cpu(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     expected = onnxruntime_warning(path)
     assert warnings == ([f"model {expected}"] if may_saturate(*this_cpu()) else [])
+
+
+def test_the_agents_start_logs_one_warning_on_a_cpu_without_vnni(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run``'s loader (the detector of the config, as ``check-config`` loads it): the
+    model's WARNING once, on a CPU of the test's choice."""
+    from edge_agent import preflight
+    from edge_agent.config import load_config
+    from edge_agent.detect import u8s8_risk
+
+    monkeypatch.setattr(u8s8_risk, "this_cpu", lambda: EPYC)
+    path = quantised_model(tmp_path / "pump.onnx")
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        "detect:\n  assets:\n    - name: pump\n      model: pump.onnx\n"
+        f"      engine: onnxruntime\n      signals: [{', '.join(SIGNALS)}]\n"
+    )
+    with caplog.at_level(logging.WARNING):
+        preflight.load_detector(load_config(config))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"model {onnxruntime_warning(path, EPYC)}"]
 
 
 def test_onnxruntime_u8_by_s8_is_exact_exactly_where_no_warning_is_given(tmp_path: Path) -> None:

@@ -97,13 +97,9 @@ async def delivering(outbox: Outbox, sink: Sink, name: str) -> AsyncIterator[asy
     try:
         yield wake
     finally:
+        # One cancel ends it: deliver_forever notices a cancel that aiomqtt's wait_for
+        # swallowed (edge_agent/cancel.py), as the agent's stop relies on.
         task.cancel()
-        while not task.done():
-            await asyncio.wait({task}, timeout=2.0)
-            if not task.done():
-                # Python 3.11's wait_for (inside aiomqtt) can swallow a cancel that races a
-                # completing call (CPython gh-86296); the agent's stop cancels again too.
-                task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         executor.shutdown()

@@ -101,3 +101,18 @@ async def test_samples_no_flush_takes_are_bounded_dropped_oldest_and_counted(
     assert caplog.text.count("flushing again") == 1
     assert next(r.levelno for r in caplog.records if "dropped" in r.message) == logging.ERROR
     store.close()
+
+
+def test_a_backlog_of_small_lists_is_dropped_at_once_oldest_first(db: Path) -> None:
+    """One large list behind many small ones: as many of the oldest go as make room."""
+    store = SignalStore.open(db, TwinConfig())
+    recorder = Recorder(store, Windows(16, signals=()), Worker(), flush_interval=3600.0)
+    small = [[Sample("plc.temp", T0 + k, float(k), Quality.GOOD)] for k in range(FLUSH_BATCH - 1)]
+    for chunk in small:
+        recorder.accept(chunk)
+    recorder.accept([Sample("plc.temp", T0 + FLUSH_BATCH, -1.0, Quality.GOOD)] * 190_000)
+    over = FLUSH_BATCH - 1 + 190_000 - MAX_WAITING_SAMPLES
+    assert recorder.dropped == over and recorder.waiting == MAX_WAITING_SAMPLES
+    assert recorder.pending[0] is small[over]  # the oldest kept is the next in arrival order
+    recorder.worker.close()
+    store.close()
