@@ -12,10 +12,13 @@ reconnects. On connect the sink publishes a retained ``online`` status; a retain
 ``offline`` last will covers a lost link, and a clean exit publishes ``offline``
 itself (a will is not sent on a normal disconnect).
 
-Known limit: an MQTT 5 PUBACK with a failure reason code (e.g. 0x87 not authorised
-by an ACL) reaches paho's ``on_publish`` but aiomqtt 2.5 does not surface it, so
-such a message counts as delivered; MQTT 3.1.1 cannot signal it at all. Grant the
-gateway's user publish rights on its topics.
+A broker may refuse a publish in an MQTT 5 PUBACK (reason code >= 0x80, e.g. 0x87 Not
+authorized by an ACL). aiomqtt 2.5 returns from ``publish`` regardless, so the sink
+watches paho's callback itself (:mod:`edge_agent.forward.puback`): a batch during which
+a refusal came fails with a DeliveryError naming the code and topic, its rows stay in
+the outbox and are sent again after the backoff, like a broker that is down. MQTT 3.1.1
+cannot signal a refusal (mosquitto answers it with a plain PUBACK): there a denied
+publish still counts as delivered.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from edge_agent.forward.brokers import Broker, BrokerWalk
 from edge_agent.forward.config import MqttSinkConfig
 from edge_agent.forward.encode import encode_status
 from edge_agent.forward.outbox_rows import Record
+from edge_agent.forward.puback import PubackWatch
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -97,6 +101,8 @@ class MqttSink:
         self.commands: Executor | None = None
         """Set by the agent when ``commands: on``: commands are read and answered."""
         self._inbox: asyncio.Task[None] | None = None
+        self._refusals = PubackWatch(config.name)
+        self._status_refused = False
 
     @property
     def name(self) -> str:
@@ -149,6 +155,7 @@ class MqttSink:
         )
         # Two whole batches are awaited at once by design: no warning per publish.
         client.pending_calls_threshold = 2 * cfg.batch_size + 10
+        self._refusals.attach(client)
         return client
 
     async def __aenter__(self) -> Self:
@@ -242,26 +249,36 @@ class MqttSink:
         if self._client is None:
             raise DeliveryError(f"{self.name}: send() outside 'async with'")
         try:
-            await self._client.publish(topic, payload, qos=1, retain=retain)
+            with self._refusals.window() as window:
+                await self._client.publish(topic, payload, qos=1, retain=retain)
         except aiomqtt.MqttError as exc:
             raise DeliveryError(f"{self.name}: publish failed: {exc}") from exc
+        if window.refusals and not self._status_refused:
+            # The status is no outbox row: alerts still go; said once, not per connect.
+            self._status_refused = True
+            log.warning("%s: broker refused the status: %s", self.name, window.refusals[0])
 
     async def send(self, batch: Sequence[Record]) -> None:
         """Publish the batch at QoS 1; returns once every message has its PUBACK.
 
         Raises:
-            DeliveryError: a publish failed or timed out; the whole batch is kept
-                (redelivery may duplicate: consumers dedupe on ``event_id``).
+            DeliveryError: a publish failed, timed out or was refused (MQTT 5 PUBACK
+                >= 0x80); the whole batch is kept (redelivery may duplicate: consumers
+                dedupe on ``event_id``).
         """
         import aiomqtt
 
         client = self._client
         if client is None:
             raise DeliveryError(f"{self.name}: send() outside 'async with'")
-        results = await asyncio.gather(
-            *(client.publish(self._topic(r), r.body, qos=1) for r in batch),
-            return_exceptions=True,
-        )
+        with self._refusals.window() as window:
+            publishes = asyncio.gather(
+                *(client.publish(self._topic(r), r.body, qos=1) for r in batch),
+                return_exceptions=True,
+            )
+            results = await window.unless_refused(publishes)
+        if results is None:  # the refusal, not the timeouts it may cause, says what is wrong
+            raise DeliveryError(f"{self.name}: broker refused the publish: {window.refusals[0]}")
         for result in results:
             if isinstance(result, aiomqtt.MqttError):
                 raise DeliveryError(f"{self.name}: publish failed: {result}") from result

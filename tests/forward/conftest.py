@@ -72,6 +72,11 @@ class Mosquitto:
             self.proc.wait(10)
         self.proc = None
 
+    def reload(self) -> None:
+        """Make the running broker read its password and ACL files again (SIGHUP)."""
+        assert self.proc is not None and self.proc.poll() is None
+        self.proc.send_signal(signal.SIGHUP)
+
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
@@ -201,6 +206,38 @@ def auth_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     )
     passwords.chmod(0o644)
     mosquitto = Mosquitto(folder, free_port(), f"password_file {passwords}\n", anonymous=False)
+    mosquitto.start()
+    yield mosquitto
+    mosquitto.stop()
+
+
+# Anonymous clients (the tests' subscribers) read everything; user ``gateway`` may publish
+# its status only, so every other publish of the sink is refused.
+ACL_STATUS_ONLY = "topic read #\nuser gateway\ntopic readwrite edge-agent/+/status\n"
+ACL_ALL = "topic read #\nuser gateway\ntopic readwrite #\n"
+
+
+@pytest.fixture
+def acl_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A mosquitto where ``gateway``/``s3cret`` may publish on its status topic only.
+
+    Write ``folder / "acl"`` and call ``reload()`` to change the rules.
+    """
+    folder = tmp_path / "acl-broker"
+    folder.mkdir()
+    passwords, acl = folder / "passwords", folder / "acl"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "gateway", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    passwords.chmod(0o644)
+    acl.write_text(ACL_STATUS_ONLY)
+    acl.chmod(0o644)
+    # Debian's 2.0.11 (its CVE-2023-28366 patch) also drops a client after a refusal
+    # when max_queued_messages is 0, as Mosquitto.start sets it: keep its default here.
+    extra = f"password_file {passwords}\nacl_file {acl}\nmax_queued_messages 1000\nlog_type all\n"
+    mosquitto = Mosquitto(folder, free_port(), extra)
     mosquitto.start()
     yield mosquitto
     mosquitto.stop()

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiomqtt
 
-from edge_agent.forward.delivery import Sink, deliver_forever
+from edge_agent.forward.delivery import LinkState, Sink, deliver_forever
 from edge_agent.forward.outbox import Outbox
 
 
@@ -84,8 +84,13 @@ async def subscriber(
 
 
 @contextlib.asynccontextmanager
-async def delivering(outbox: Outbox, sink: Sink, name: str) -> AsyncIterator[asyncio.Event]:
-    """Run deliver_forever for ``sink`` with a single DB thread; yields its wake event."""
+async def delivering(
+    outbox: Outbox, sink: Sink, name: str, state: LinkState | None = None
+) -> AsyncIterator[asyncio.Event]:
+    """Run deliver_forever for ``sink`` with a single DB thread; yields its wake event.
+
+    ``state``, if given, gets the link's state as the site view would see it.
+    """
     executor = ThreadPoolExecutor(1)
     loop = asyncio.get_running_loop()
 
@@ -93,7 +98,7 @@ async def delivering(outbox: Outbox, sink: Sink, name: str) -> AsyncIterator[asy
         return await loop.run_in_executor(executor, fn, *args)
 
     wake = asyncio.Event()
-    task = asyncio.create_task(deliver_forever(outbox, sink, name, run, wake))
+    task = asyncio.create_task(deliver_forever(outbox, sink, name, run, wake, state))
     try:
         yield wake
     finally:
