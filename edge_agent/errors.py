@@ -50,6 +50,11 @@ class RejectedError(DeliveryError):
     """Upstream refused the payload itself: drop it and count it."""
 
 
+class RefusedError(DeliveryError):
+    """Upstream refuses to take messages from us (e.g. a broker's ACL): keep them, retry,
+    and say so at ERROR: unlike an outage, it ends only when someone changes upstream."""
+
+
 class StorageError(AgentError):
     """The twin or the outbox could not read or write its file (SQLite error, disk full, EIO)."""
 

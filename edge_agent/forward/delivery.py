@@ -4,8 +4,9 @@ One :func:`deliver_forever` task per sink. It connects (``async with sink``), dr
 the outbox while the link holds, sleeps on ``wake`` when there is nothing to send,
 and on a :class:`~edge_agent.errors.DeliveryError` leaves the connection, backs off
 exponentially with jitter up to a cap, and connects again. The link's state is
-logged once per transition: "unavailable" once (WARNING), "delivering again after
-N s" once (INFO).
+logged once per transition: "unavailable" once (WARNING; "refuses our messages" at
+ERROR for a :class:`~edge_agent.errors.RefusedError`, which waits for someone to change
+upstream), "delivering again after N s" once (INFO).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Protocol, Self
 
 from edge_agent.backoff import Backoff
 from edge_agent.cancel import cancel_was_swallowed
-from edge_agent.errors import DeliveryError, RejectedError
+from edge_agent.errors import DeliveryError, RefusedError, RejectedError
 from edge_agent.forward.config import SinkSettings
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.outbox_rows import Record
@@ -82,7 +83,11 @@ class _Link:
         self.state.last_error_at = time.time()
         if self.down_since is None:
             self.down_since = time.monotonic()
-            log.warning("%s: upstream unavailable, keeping the backlog: %s", self.name, exc)
+            if isinstance(exc, RefusedError):  # waits for an operator, not for time
+                log.error("%s: upstream refuses our messages, keeping the backlog: %s",
+                          self.name, exc)  # fmt: skip
+            else:
+                log.warning("%s: upstream unavailable, keeping the backlog: %s", self.name, exc)
 
     def up(self) -> None:
         self.state.connected = True

@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, Self
 
-from edge_agent.errors import DeliveryError
+from edge_agent.errors import DeliveryError, RefusedError
 from edge_agent.forward.brokers import Broker, BrokerWalk
 from edge_agent.forward.config import MqttSinkConfig
 from edge_agent.forward.encode import encode_status
@@ -278,7 +278,7 @@ class MqttSink:
             )
             results = await window.unless_refused(publishes)
         if results is None:  # the refusal, not the timeouts it may cause, says what is wrong
-            raise DeliveryError(f"{self.name}: broker refused the publish: {window.refusals[0]}")
+            raise RefusedError(f"{self.name}: broker refused the publish: {window.refusals[0]}")
         for result in results:
             if isinstance(result, aiomqtt.MqttError):
                 raise DeliveryError(f"{self.name}: publish failed: {result}") from result

@@ -70,7 +70,9 @@ async def test_mqtt5_refused_alerts_stay_in_the_outbox_until_the_acl_allows_them
         assert outbox.status().rows("cloud", "alert") == 5
         assert "0x87 Not authorized on topic " + ALERTS in state.last_error
         [line] = _lines(caplog, "0x87")  # once for the outage, not once per attempt
-        assert "upstream unavailable" in line and ALERTS in line
+        assert "upstream refuses our messages" in line and ALERTS in line
+        # ERROR, not an outage's WARNING: only a change upstream ends it.
+        assert [r.levelno for r in caplog.records if "0x87" in r.getMessage()] == [logging.ERROR]
 
         (acl_broker.folder / "acl").write_text(ACL_ALL)
         acl_broker.reload()
