@@ -113,13 +113,22 @@ def test_check_config_says_which_engine_runs_the_model(
     assert "1 model(s) loaded (onnxruntime 1)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        ("gone.onnx", "model file not found: "),
+        ("/", "model file not found: /"),  # a path without a name: the fuzzer's find
+        ("9" * 400 + ".onnx", "model file cannot be opened: "),  # longer than a name can be
+    ],
+    ids=["missing", "root", "name-too-long"],
+)
 def test_check_config_missing_model_exits_78_with_its_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str, says: str
 ) -> None:
-    config = _model_config(tmp_path, "gone.onnx")
+    config = _model_config(tmp_path, model)
     assert main(["check-config", "-c", str(config)]) == EX_CONFIG
     err = capsys.readouterr().err
-    assert f"{config}:4: detect.assets[0].model: model file not found: " in err
+    assert f"{config}:4: detect.assets[0].model: {says}" in err
 
 
 def test_check_config_names_the_asset_whose_model_fails_among_several(
