@@ -17,7 +17,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -157,7 +157,7 @@ def _mutation(draw: st.DrawFn, text: str) -> bytes:
     lines = text.splitlines()
     for _ in range(draw(st.integers(1, 4))):
         n = draw(st.integers(0, len(lines) - 1))
-        lines = draw(_edit(lines, n)) or [""]
+        lines = _edit(draw, lines, n) or [""]
     data = "\n".join(lines).encode("utf-8", "surrogatepass")
     if data and draw(st.integers(0, 19)) == 0:  # a flipped byte, as on a failing SD card
         at = draw(st.integers(0, len(data) - 1))
@@ -165,23 +165,41 @@ def _mutation(draw: st.DrawFn, text: str) -> bytes:
     return data
 
 
-def _edit(lines: list[str], n: int) -> st.SearchStrategy[list[str]]:
+# The strategies an edit draws from, built once: a strategy built at each draw is
+# validated and labelled at each draw, which took most of the fuzzer's time.
+_VALUES = st.sampled_from(NASTY) | st.text(max_size=12)
+_NEW_KEYS = st.sampled_from([*KEYS, "<<", "x-a", "? [a]"])
+_INDENTS = st.sampled_from(["  ", " ", "\t"])
+_TAILS = st.text(max_size=20)
+_EDITS = st.sampled_from(
+    ["value", "key", "drop", "double", "indent", "dedent", "uncomment", "cut", "garble"]
+)
+
+
+def _edit(draw: st.DrawFn, lines: list[str], n: int) -> list[str]:
+    """``lines`` with line ``n`` edited one way of nine, drawn with ``draw``."""
     line = lines[n]
-    head, sep, _ = line.partition(": ")
     indent = line[: len(line) - len(line.lstrip())]
-    value = st.sampled_from(NASTY) | st.text(max_size=12)
-    key = st.sampled_from([*KEYS, "<<", "x-a", "? [a]"])
-    return st.one_of(
-        value.map(lambda v: _set(lines, n, f"{head}: {v}" if sep else f"{line} {v}")),
-        key.map(lambda k: _set(lines, n, f"{indent}{k}: {line.partition(':')[2].strip()}")),
-        st.just(lines[:n] + lines[n + 1 :]),
-        st.just([*lines[: n + 1], line, *lines[n + 1 :]]),
-        st.sampled_from(["  ", " ", "\t"]).map(lambda s: _set(lines, n, s + line)),
-        st.just(_set(lines, n, line[2:] if line.startswith("  ") else line)),
-        st.just(_set(lines, n, line.replace("# ", "", 1))),  # a documented key uncommented
-        st.just(lines[:n]),
-        st.text(max_size=20).map(lambda t: _set(lines, n, line[: len(line) // 2] + t)),
-    )
+    edits: dict[str, Callable[[], list[str]]] = {
+        "value": lambda: _set(lines, n, _valued(line, draw(_VALUES))),
+        "key": lambda: _set(
+            lines, n, f"{indent}{draw(_NEW_KEYS)}: {line.partition(':')[2].strip()}"
+        ),
+        "drop": lambda: lines[:n] + lines[n + 1 :],
+        "double": lambda: [*lines[: n + 1], line, *lines[n + 1 :]],
+        "indent": lambda: _set(lines, n, draw(_INDENTS) + line),
+        "dedent": lambda: _set(lines, n, line[2:] if line.startswith("  ") else line),
+        "uncomment": lambda: _set(lines, n, line.replace("# ", "", 1)),  # a documented key
+        "cut": lambda: lines[:n],
+        "garble": lambda: _set(lines, n, line[: len(line) // 2] + draw(_TAILS)),
+    }
+    return edits[draw(_EDITS)]()
+
+
+def _valued(line: str, value: str) -> str:
+    """``line`` with ``value`` for its value (after it, on a line without ``: ``)."""
+    head, sep, _ = line.partition(": ")
+    return f"{head}: {value}" if sep else f"{line} {value}"
 
 
 def _set(lines: list[str], n: int, line: str) -> list[str]:
