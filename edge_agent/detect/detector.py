@@ -321,7 +321,6 @@ def load_asset(
     from edge_agent.detect.prognosis import PrognosticAsset
     from edge_agent.detect.prognostic import load_prognostic, model_kind
 
-    _check_model_file(path)
     wanted = asset.prognosis.type if asset.prognosis else "auto"
     kind = model_kind(path)
     if wanted != "auto" and (kind == "prognostic") != (wanted == "model"):
@@ -335,16 +334,6 @@ def load_asset(
     who = f"asset {asset.name}"
     slot = ModelSlot.load(path, asset.threads, asset.signals, who, asset.engine, loaded)
     return AssetDetector(asset, slot)
-
-
-def _check_model_file(path: Path) -> None:
-    """A ModelError unless ``path`` is a file: "/" (no name) and a name too long included."""
-    try:
-        found = path.is_file()
-    except OSError as exc:  # is_file() answers False for a missing file, raises for a long name
-        raise ModelError(f"model file cannot be opened: {path}: {exc.strerror}") from exc
-    if not found:
-        raise ModelError(f"model file not found: {path}")
 
 
 def _cleared(raised: Alert, now: float, reason: str) -> Alert:

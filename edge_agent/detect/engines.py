@@ -30,6 +30,20 @@ def check_dims(dims: Sequence[Any], want: Sequence[int | None], what: str) -> No
             raise ModelError(f"{what} has shape {list(dims)}, expected {list(want)}")
 
 
+def check_model_file(path: Path) -> None:
+    """A ModelError unless ``path`` is a file: "/" (no name) and a name too long included.
+
+    Raises:
+        ModelError: ``model file not found`` or ``model file cannot be opened``.
+    """
+    try:
+        found = path.is_file()
+    except OSError as exc:  # is_file() answers False for a missing file, raises for a long name
+        raise ModelError(f"model file cannot be opened: {path}: {exc.strerror}") from exc
+    if not found:
+        raise ModelError(f"model file not found: {path}")
+
+
 def open_onnx(path: Path, threads: int, engine: str = "auto") -> tuple[Any, str | None, str]:
     """A session of ``path``, the card text embedded in it (or None), and its engine name.
 

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge_agent.detect.card import CARD_KEY, ModelCard, read_sidecar
-from edge_agent.detect.engines import check_dims, open_onnx, open_tflite, tfl_dims
+from edge_agent.detect.engines import check_dims, check_model_file, open_onnx, open_tflite, tfl_dims
 from edge_agent.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -153,8 +153,7 @@ def load_model(
             shapes, dtypes, signals or window, each named in the message.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
+    check_model_file(path)
     if threads < 1:
         raise ModelError(f"{path.name}: threads must be >= 1, got {threads}")
     suffix = path.suffix.lower()

@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from edge_agent.detect.card import CARD_KEY, card_kind, sidecar_text
-from edge_agent.detect.engines import check_dims, embedded_card, open_onnx, open_tflite, tfl_dims
+from edge_agent.detect.engines import (
+    check_dims,
+    check_model_file,
+    embedded_card,
+    open_onnx,
+    open_tflite,
+    tfl_dims,
+)
 from edge_agent.detect.prognostic_card import KIND, OUTPUT, PrognosticCard
 from edge_agent.errors import ModelError
 
@@ -65,6 +72,7 @@ def model_kind(path: Path) -> str:
     Raises:
         ModelError: the file is missing or not a valid model.
     """
+    check_model_file(path)  # before the card's paths are derived from its name
     beside = sidecar_text(path)
     if beside is not None:
         return card_kind(beside[0])
@@ -83,8 +91,7 @@ def load_prognostic(path: Path | str, threads: int = 1, engine: str = "auto") ->
         ModelError: missing or corrupt file, no prognostic card, wrong tensors.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
+    check_model_file(path)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         session, text, backend = open_onnx(path, threads, engine)
