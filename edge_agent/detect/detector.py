@@ -40,7 +40,7 @@ from edge_agent.detect.requests import Request
 from edge_agent.detect.rule_batch import RuleBatch
 from edge_agent.detect.rules import Rule
 from edge_agent.detect.runstate import RunState
-from edge_agent.detect.slot import Loaded, ModelSlot
+from edge_agent.detect.slot import Loaded, LoadedPrognostic, ModelSlot, file_key, watched
 from edge_agent.errors import ModelError
 from edge_agent.types import Alert, AlertState, Quality, Sample, Severity, SignalInfo
 
@@ -118,9 +118,10 @@ class Detector:
         """
         assets, prognostic = [], []
         models: Loaded = {}  # assets that name one file share its model
+        prognostic_models: LoadedPrognostic = {}
         for index, asset in enumerate(config.assets):
             try:
-                loaded = load_asset(asset, resolve(asset.model), models)
+                loaded = load_asset(asset, resolve(asset.model), models, prognostic_models)
             except ModelError as exc:
                 if locate is None:
                     raise
@@ -307,12 +308,17 @@ class Detector:
 
 
 def load_asset(
-    asset: AssetConfig, path: Path, loaded: Loaded | None = None
+    asset: AssetConfig,
+    path: Path,
+    loaded: Loaded | None = None,
+    prognostic_loaded: LoadedPrognostic | None = None,
 ) -> AssetDetector | PrognosticAsset:
     """Load an asset's model: an anomaly asset, or a prognostic one (by the card's kind).
 
     ``loaded``: the anomaly models loaded so far at this start, shared by the assets
-    that name the same file (:meth:`ModelSlot.load`).
+    that name the same file (:meth:`ModelSlot.load`); ``prognostic_loaded`` the same
+    for prognostic models (a fleet of identical machines names one RUL model: one
+    session, not one per asset).
 
     Raises:
         ModelError: the model does not load, does not fit the asset, or is not of the
@@ -330,7 +336,12 @@ def load_asset(
             f"{path.name} is {kind}"
         )
     if kind == "prognostic":
-        return PrognosticAsset(asset, load_prognostic(path, asset.threads, asset.engine))
+        memo = (str(path), asset.threads, asset.engine, file_key(watched(path)))
+        shared = prognostic_loaded.get(memo) if prognostic_loaded is not None else None
+        model = shared or load_prognostic(path, asset.threads, asset.engine)
+        if prognostic_loaded is not None:
+            prognostic_loaded[memo] = model
+        return PrognosticAsset(asset, model)
     who = f"asset {asset.name}"
     slot = ModelSlot.load(path, asset.threads, asset.signals, who, asset.engine, loaded)
     return AssetDetector(asset, slot)

@@ -34,6 +34,7 @@ from edge_agent.errors import ModelError
 
 if TYPE_CHECKING:
     from edge_agent.detect.model import AnomalyModel
+    from edge_agent.detect.prognostic import PrognosticModel
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ CHECK_EVERY = 1.0
 
 Loaded = dict[tuple[str, int, str, FileKey], "AnomalyModel"]
 """Models loaded at one start, by file, threads, engine and the files' (mtime, size)."""
+
+LoadedPrognostic = dict[tuple[str, int, str, FileKey], "PrognosticModel"]
+"""The same for prognostic models (no hot swap: a reload loads them afresh)."""
 
 
 def _norm(name: str) -> str:

@@ -125,6 +125,18 @@ def test_loaders_refuse_the_other_kind(tmp_path: Path, rul_model: Path) -> None:
         load_prognostic(anomaly)
 
 
+def test_assets_naming_one_prognostic_model_share_it(tmp_path: Path, rul_model: Path) -> None:
+    path = _config(tmp_path, rul_model)
+    twin = ENGINE_SIGNALS.replace("engine.", "engine2.")
+    with path.open("a") as out:  # a second engine of the same type: the same RUL model
+        out.write(f"    - name: engine2\n      model: {rul_model}\n      signals: [{twin}]\n")
+    config = load_config(path)
+    det = Detector.load(config.detect, config.config_path)
+    first, second = det.prognostic["engine"], det.prognostic["engine2"]
+    assert first.model is second.model  # one session for the fleet
+    assert second.signals == [s.replace("engine.", "engine2.") for s in first.signals]
+
+
 @pytest.mark.parametrize(
     ("kind", "wanted", "message"),
     [("prognostic", "trend", "needs an anomaly model"), ("anomaly", "model", "needs a prognostic")],
