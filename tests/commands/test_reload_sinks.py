@@ -6,6 +6,7 @@ A reload that adds a source gives its device a DBIRTH with the ``Command/*`` met
 and a DCMD to it writes that source's server. A reload that changes the Sparkplug sink
 itself restarts it: NDEATH (bdSeq N) on a clean disconnect, then NBIRTH (bdSeq N + 1)
 and DBIRTHs that carry the values the old session knew; DCMD works on the new session.
+A DCMD to a device a reload removed is refused.
 A reload that turns ``commands: on`` for an MQTT sink (none took any before) restarts
 it with a new executor: its commands are answered.
 """
@@ -109,11 +110,22 @@ async def test_sparkplug_dcmd_follows_a_reload_of_the_sources_and_of_the_sink(
             again = await _dcmd(host, "plc", "plc/sp_multi", 66.0)
             # The new sink sees the samples: the written value is polled and published.
             await host.until(lambda h: bool(_polled_data(h, "plc/sp_multi", 66.0)), 30)
+            _write_spark(path, broker.port, [one_source], data_interval="200ms")
+            await _reload(caplog, 3)
+            await host.until(lambda h: bool(_births(h, "DDEATH", "plc2")), 30)
+            removed = await _dcmd(host, "plc2", "plc2/sp_multi", 77.0)
     assert added.device == "plc2" and added.metric("Command/Status")["value"] == "done"
     assert await server_words(two, 3, 40, 1) == [55]
     assert _births(host, "DBIRTH", "plc2")[0].metric("Command/Status").get("is_null")
     assert again.device == "plc" and again.metric("Command/Status")["value"] == "done"
     assert await server_words(one, 3, 40, 1) == [66]
+    # A DCMD to a device the reload removed: refused, as any metric not born (on the node).
+    assert (removed.kind, removed.metric("Command/Status")["value"]) == ("NDATA", "refused")
+    assert (
+        removed.metric("Command/Reason")["value"]
+        == "no metric 'plc2/sp_multi' is born on device plc2"
+    )
+    assert await server_words(two, 3, 40, 1) == [55]
     # The restart: NDEATH of the old session, then the next bdSeq's births.
     first, restarted = _births(host, "NBIRTH")[:2]
     death = _births(host, "NDEATH")[0]  # (the second: the agent's stop)
