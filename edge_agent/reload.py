@@ -10,8 +10,8 @@ detector gets its windows from the twin (on the worker thread, between two
 flushes) and takes over the open alerts with their ids, those the outbox refused so far
 and the detector loop holds in memory included, so an alert open across a reload is
 neither raised twice nor lost. Sections opened once at start (agent,
-twin, outbox, web, metrics, writes) need a restart: such a reload is refused whole,
-and the log says what to do.
+twin, outbox, web, metrics) need a restart: such a reload is refused whole, and the
+log says what to do; the ``writes:`` section applies to the next command.
 
 Commands follow the sources: the executor shared by the sinks that take commands is
 routed to the new sources before the old ones stop (a removed source's signals are
@@ -63,7 +63,7 @@ its read-back; OPC UA: two calls); this bounds a config with huge ones. Past it 
 source stops anyway: its connection closes under the write, which ends ``failed``.
 """
 
-RESTART_SECTIONS = ("agent", "twin", "outbox", "web", "metrics", "writes")
+RESTART_SECTIONS = ("agent", "twin", "outbox", "web", "metrics")
 """Sections whose parts are opened once at start: a change needs ``systemctl restart``."""
 
 
@@ -109,11 +109,14 @@ class ReloadPlan:
     sinks: Changes
     detector: bool
     needs_restart: list[str]
+    writes: bool = False
+    """The ``writes:`` section changed: the commands' policy takes it at once."""
 
     def describe(self) -> str:
         """One phrase per restarted part, for the log line."""
         parts = self.sources.describe("source") + self.sinks.describe("sink")
-        return ", ".join(parts + (["detector restarted"] if self.detector else [])) or "no change"
+        parts += ["detector restarted"] if self.detector else []
+        return ", ".join(parts + (["writes changed"] if self.writes else [])) or "no change"
 
 
 def plan_reload(old: AgentConfig, new: AgentConfig) -> ReloadPlan:
@@ -121,7 +124,7 @@ def plan_reload(old: AgentConfig, new: AgentConfig) -> ReloadPlan:
     restart = [s for s in RESTART_SECTIONS if getattr(old, s) != getattr(new, s)]
     sources = Changes.between(old.sources, new.sources)
     sinks = Changes.between(old.sinks, new.sinks)
-    return ReloadPlan(sources, sinks, old.detect != new.detect, restart)
+    return ReloadPlan(sources, sinks, old.detect != new.detect, restart, old.writes != new.writes)
 
 
 def one_line(exc: BaseException) -> str:
@@ -298,7 +301,7 @@ class Running:
         running = {source.config.name: source for source, _ in self.polls}
         starting = set(plan.sources.starting)
         after = [built[c.name] if c.name in starting else running[c.name] for c in new.sources]
-        retarget_commands(self.commands, after, every)
+        retarget_commands(self.commands, after, every, new.writes)
         stopping = [running[name] for name in plan.sources.stopping]
         if writing := self.commands.writing(stopping):
             log.info("SIGHUP: waiting for the write(s) in flight to %s before restarting "

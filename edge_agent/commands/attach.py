@@ -74,9 +74,16 @@ def attach_commands(
 
 
 def retarget_commands(
-    executor: Executor, sources: Sequence[Any], infos: Sequence[SignalInfo]
+    executor: Executor, sources: Sequence[Any], infos: Sequence[SignalInfo], config: WritesConfig
 ) -> None:
-    """After a reload: commands go to ``sources``, audits name the assets of ``infos``."""
+    """After a reload: commands go to ``sources`` under ``config`` (the ``writes:`` section);
+    audit events name the assets of ``infos``."""
+    if config.mode != executor.policy.config.mode:
+        level, tail = (
+            (logging.INFO, "") if config.mode == "on" else (logging.WARNING, ": all refused")
+        )
+        log.log(level, "commands: writes.mode is now %s%s", config.mode, tail)
+    executor.policy.config = config
     executor.retarget(sources, {info.signal for info in infos})
     if isinstance(executor.audit, OutboxAudit):
         executor.audit.recatalogue(infos)

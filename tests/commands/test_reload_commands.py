@@ -3,7 +3,8 @@
 The whole agent (``run_agent``) polls pymodbus servers and takes JSON commands from
 mosquitto. A reload that adds a second source makes its registers writable at once
 (the value is read back from that server's memory); a reload that removes a source
-makes its signals unknown to commands, refused with the usual message; a write in
+makes its signals unknown to commands, refused with the usual message; ``writes.mode:
+off`` by reload refuses every command from then on; a write in
 flight on a source that a reload restarts ends on it, done, before the source stops.
 """
 
@@ -37,13 +38,14 @@ def _source(name: str, port: int, **extra: Any) -> dict[str, Any]:
             "interval": "200ms", "registers": REGISTERS, **extra}  # fmt: skip
 
 
-def _write(path: Path, broker: int, sources: list[dict[str, Any]]) -> None:
+def _write(path: Path, broker: int, sources: list[dict[str, Any]], **more: Any) -> None:
     data: dict[str, Any] = {
         "agent": {"id": "gw1", "data_dir": str(path.parent / "data")},
         "sources": sources,
         "sinks": [{"type": "mqtt", "name": "cloud", "host": "127.0.0.1", "port": broker,
                    "tls": "off", "commands": "on", "backoff": "100ms"}],
         "writes": {"mode": "on", "min_interval": "0s"},
+        **more,
     }  # fmt: skip
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
@@ -133,11 +135,18 @@ async def test_a_source_added_by_reload_takes_commands_and_a_removed_one_refuses
             _write(path, broker.port, [_source("plc2", second)])
             await _reload(caplog, 2)
             removed = await requester.command("removed", "plc.sp_multi", 77)
+            off = [_source("plc2", second)]
+            _write(path, broker.port, off, writes={"mode": "off"})  # writes switched off
+            await _reload(caplog, 3)
+            refused = await requester.command("off", "plc2.sp_multi", 88)
     assert (before["status"], before["reason"]) == ("refused", "unknown signal 'plc2.sp_multi'")
     assert (added["status"], added["read_back"]) == ("done", 55.0)
     assert (kept["status"], kept["read_back"]) == ("done", 66.0)
     assert (removed["status"], removed["reason"]) == ("refused", "unknown signal 'plc.sp_multi'")
     assert await server_words(one, 3, 40, 1) == [66]  # nothing written after the removal
+    assert refused["reason"] == "writes are off in this agent's config (writes.mode)"
+    assert await server_words(two, 3, 40, 1) == [55]
+    assert "reloaded: writes changed" in caplog.text
     assert "reloaded: source plc2 added" in caplog.text
     assert "reloaded: source plc removed" in caplog.text
 
