@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -159,12 +160,47 @@ async def test_a_sink_that_takes_commands_after_a_reload_answers_them(
     assert "commands: writes on for" in caplog.text
 
 
-def _mqtt(path: Path, broker: int, modbus: int, commands: str) -> None:
+def _mqtt(path: Path, broker: int, modbus: int, commands: str, **more: Any) -> None:
+    """One Modbus source (``more``: its keys, ``backoff`` the sink's) and an MQTT sink."""
+    backoff = more.pop("backoff", "100ms")
     data: dict[str, Any] = {
         "agent": {"id": "gw1", "data_dir": str(path.parent / "data")},
-        "sources": [_source("plc", modbus)],
+        "sources": [_source("plc", modbus, **more)],
         "sinks": [{"type": "mqtt", "name": "cloud", "host": "127.0.0.1", "port": broker,
-                   "tls": "off", "commands": commands, "backoff": "100ms"}],
+                   "tls": "off", "commands": commands, "backoff": backoff},
+                  {"type": "jsonl", "name": "local", "path": "audit.jsonl"}],
         "writes": {"mode": "on", "min_interval": "0s"},
     }  # fmt: skip
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+async def test_a_command_running_when_its_sink_restarts_is_written_and_audited(
+    tmp_path: Path, port: int, broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The device holds the write while a reload restarts the MQTT sink that took it:
+    the write still ends on the device, and its audit event reaches the other sink."""
+    caplog.set_level(logging.INFO, logger="edge_agent")
+    path, seen = tmp_path / "agent.yaml", Seen()
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_write(fc: int, start: int, address: int, count: int, regs: Any,
+                         values: Any) -> None:  # fmt: skip
+        if values and address == 10:  # sp_u16
+            held.set()
+            await release.wait()
+
+    async with modbus_plant(port, slow_write) as (server, _):
+        _mqtt(path, broker.port, port, "on", timeout="20s")
+        async with _agent(path, broker, seen) as requester:
+            await requester.send("slow", "plc.sp_u16", 12.5)
+            async with asyncio.timeout(30):
+                await held.wait()
+            _mqtt(path, broker.port, port, "on", timeout="20s", backoff="200ms")
+            await _reload(caplog, 1)
+            release.set()
+            audit = tmp_path / "data" / "audit.jsonl"
+            await _until(lambda: "slow" in audit.read_text() if audit.exists() else False, 30)
+    (event,) = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert (event["id"], event["status"], event["read_back"]) == ("slow", "done", 12.5)
+    assert await server_words(server, 3, 10, 1) == [125]
+    assert "reloaded: sink cloud changed" in caplog.text
