@@ -31,7 +31,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from bench.forward_drain import mosquitto
 from bench.report import write_section
-from edge_agent.commands.attach import outbox_audit
+from edge_agent.commands.attach import OutboxAudit
 from edge_agent.commands.config import WritesConfig
 from edge_agent.commands.executor import Executor
 from edge_agent.forward.config import MqttSinkConfig, OutboxConfig
@@ -93,7 +93,7 @@ async def _agent_side(broker: int, modbus: int, folder: Path, count: int) -> lis
         "type": "mqtt", "name": "cloud", "host": "127.0.0.1", "port": broker, "tls": "off",
         "commands": "on", "command_topic": CMD, "reply_topic": REPLY,
     }), gateway="gw")  # fmt: skip
-    audit = outbox_audit(outbox, run, "gw", source.signals(), lambda: None)
+    audit = OutboxAudit(outbox, run, "gw", source.signals(), lambda: None)
     writes = WritesConfig.model_validate({"mode": "on", "min_interval": "0s"})
     sink.commands = Executor(writes, [source], {"plc.sp0", "plc.sp1", "plc.level"}, audit)
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent import gc_pause, heap
-from edge_agent.commands.attach import attach_commands, outbox_audit
+from edge_agent.commands.attach import OutboxAudit, attach_commands
 from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.loop import DetectorLoop
@@ -149,12 +149,13 @@ async def _supervise(
         spill=_spill_path(config),
         requests=config.data_path(config.outbox.path),
     )
-    audit = outbox_audit(outbox, worker.run, config.agent.id, infos, lambda: _wake_all(wakes))
-    attach_commands(config.writes, sources, sinks, infos, audit)
+    audit = OutboxAudit(outbox, worker.run, config.agent.id, infos, lambda: _wake_all(wakes))
+    commands = attach_commands(config.writes, sources, sinks, infos, audit)
     try:
         async with asyncio.TaskGroup() as tasks:
             running = Running(config, config.file, tasks, worker, store, outbox, recorder,
-                              detect, _make_sink, live_sinks(sinks), wakes=wakes)  # fmt: skip
+                              detect, _make_sink, live_sinks(sinks), wakes=wakes,
+                              commands=commands, audit=audit)  # fmt: skip
             view = AgentView(config.agent.id, running.polls, recorder, detect, outbox)
             site = _site_view(config, worker, view, running.links)
             for source in sources:

@@ -10,10 +10,17 @@ detector gets its windows from the twin (on the worker thread, between two
 flushes) and takes over the open alerts with their ids, those the outbox refused so far
 and the detector loop holds in memory included, so an alert open across a reload is
 neither raised twice nor lost. Sections opened once at start (agent,
-twin, outbox, web, metrics, writes), a Sparkplug sink itself and the writes' wiring
-(sources while a sink takes commands) need a restart: such a reload is refused whole,
-and the log says what to do. A Sparkplug sink is told the new signal catalogue: its
-new, changed and removed devices are born, born again or declared dead.
+twin, outbox, web, metrics) need a restart: such a reload is refused whole, and the
+log says what to do; the ``writes:`` section applies to the next command.
+
+Commands follow the sources: the executor shared by the sinks that take commands is
+routed to the new sources before the old ones stop (a removed source's signals are
+refused as unknown), and a write in flight on a source that stops ends on it first
+(:meth:`Running._retarget`). A Sparkplug sink is told the new signal catalogue: its
+new, changed and removed devices are born, born again or declared dead, and DCMD
+finds the new metrics. A changed Sparkplug sink or sink that takes commands restarts
+by name like any sink: a Sparkplug one ends its session with an NDEATH and opens the
+next (the next bdSeq, new births), keeping the values and alerts the old one knew.
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_agent.commands.attach import attach_commands, retarget_commands
 from edge_agent.config import AgentConfig
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.loop import DetectorLoop
 from edge_agent.errors import AgentError
 from edge_agent.forward.delivery import LinkState, deliver_forever
+from edge_agent.forward.live import LiveSink, with_live, without_live
 from edge_agent.forward.outbox import Outbox
 from edge_agent.forward.telemetry import telemetry_forever
 from edge_agent.sources.poll import PollStats, link_info, poll_forever
@@ -41,11 +50,20 @@ from edge_agent.wiring import catalogue, hand_over, warm_windows
 from edge_agent.worker import Worker
 
 if TYPE_CHECKING:
+    from edge_agent.commands.executor import Executor
     from edge_agent.preflight import Checked
 
 log = logging.getLogger(__name__)
 
-RESTART_SECTIONS = ("agent", "twin", "outbox", "web", "metrics", "writes")
+SETTLE = 30.0
+"""Seconds a reload waits for the writes in flight on a source it stops.
+
+A write ends by itself within its source's timeouts (Modbus: one tick, the write and
+its read-back; OPC UA: two calls); this bounds a config with huge ones. Past it the
+source stops anyway: its connection closes under the write, which ends ``failed``.
+"""
+
+RESTART_SECTIONS = ("agent", "twin", "outbox", "web", "metrics")
 """Sections whose parts are opened once at start: a change needs ``systemctl restart``."""
 
 
@@ -91,11 +109,14 @@ class ReloadPlan:
     sinks: Changes
     detector: bool
     needs_restart: list[str]
+    writes: bool = False
+    """The ``writes:`` section changed: the commands' policy takes it at once."""
 
     def describe(self) -> str:
         """One phrase per restarted part, for the log line."""
         parts = self.sources.describe("source") + self.sinks.describe("sink")
-        return ", ".join(parts + (["detector restarted"] if self.detector else [])) or "no change"
+        parts += ["detector restarted"] if self.detector else []
+        return ", ".join(parts + (["writes changed"] if self.writes else [])) or "no change"
 
 
 def plan_reload(old: AgentConfig, new: AgentConfig) -> ReloadPlan:
@@ -103,20 +124,7 @@ def plan_reload(old: AgentConfig, new: AgentConfig) -> ReloadPlan:
     restart = [s for s in RESTART_SECTIONS if getattr(old, s) != getattr(new, s)]
     sources = Changes.between(old.sources, new.sources)
     sinks = Changes.between(old.sinks, new.sinks)
-    configs = {c.name: c for c in [*old.sinks, *new.sinks]}
-    # Sparkplug sinks watch every recorded batch, and command-taking sinks share one
-    # executor bound to the sources: both are wired once, at start. A Sparkplug sink
-    # takes a new catalogue (Running.recatalogue); the executor does not.
-    wired = [n for n, c in configs.items() if c.type == "sparkplug" or _takes_commands(c)]
-    restart += [f"sinks.{n}" for n in wired if n in sinks.added + sinks.stopping]
-    writing = [n for n, c in configs.items() if _takes_commands(c)]
-    if writing and (sources.added or sources.stopping):
-        restart.append(f"sources (sinks {', '.join(writing)} write to them)")
-    return ReloadPlan(sources, sinks, old.detect != new.detect, restart)
-
-
-def _takes_commands(config: Any) -> bool:
-    return getattr(config, "commands", "off") == "on"
+    return ReloadPlan(sources, sinks, old.detect != new.detect, restart, old.writes != new.writes)
 
 
 def one_line(exc: BaseException) -> str:
@@ -141,11 +149,17 @@ class Running:
     make_sink: Callable[[AgentConfig, Any], Any]
     live: list[Any] = field(default_factory=list)
     """Sinks that keep the signal catalogue (Sparkplug): told of a new one."""
+    commands: Executor | None = None
+    """The executor of the sinks that take commands: routed to the new sources."""
+    audit: Any = None
+    """The commands' audit (:class:`~edge_agent.commands.attach.OutboxAudit`), for an
+    executor a reload builds when it starts the first sink that takes commands."""
     polls: list[tuple[Any, PollStats]] = field(default_factory=list)
     links: dict[str, LinkState] = field(default_factory=dict)
     wakes: dict[str, asyncio.Event] = field(default_factory=dict)
     _poll_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _sink_tasks: dict[str, list[asyncio.Task[None]]] = field(default_factory=dict)
+    _sinks: dict[str, Any] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def start_source(self, source: Any) -> None:
@@ -158,6 +172,7 @@ class Running:
     def start_sink(self, sink: Any) -> None:
         """Deliver the outbox's rows to ``sink`` (and its telemetry, if on)."""
         name = sink.config.name
+        self._sinks[name] = sink
         wake = self.wakes.setdefault(name, asyncio.Event())
         link = self.links.setdefault(name, LinkState())
         tasks = [self.tasks.create_task(
@@ -207,20 +222,18 @@ class Running:
         self, plan: ReloadPlan, new: AgentConfig, sources: list[Any], detector: Detector
     ) -> None:
         built = {s.config.name: s for s in sources}
+        # The same catalogue as at a start (link signals included): the swapped
+        # detector's windows are sized alike, and the live sinks see what runs now.
+        every = catalogue(sources, detector)
+        await self._retarget(plan, new, built, every)
         for name in plan.sources.stopping:
             await _stop(self._poll_tasks.pop(name))
             self.polls[:] = [p for p in self.polls if p[0].config.name != name]
-        for name in plan.sinks.stopping:
-            for task in self._sink_tasks.pop(name):
-                await _stop(task)
-            self.wakes.pop(name, None)
+        stopped = {name: await self._stop_sink(name) for name in plan.sinks.stopping}
         starting = [built[name] for name in plan.sources.starting]
         infos = [i for s in starting for i in s.signals()] + [link_info(s) for s in starting]
         await self.worker.run(self.store.register, infos)  # before their first samples
         self.config = new
-        # The same catalogue as at a start (link signals included): the swapped
-        # detector's windows are sized alike, and the live sinks see what runs now.
-        every = catalogue(sources, detector)
         if plan.detector:
             async with self.detect.stepping:
                 held = list(self.detect.unsent)
@@ -237,7 +250,66 @@ class Running:
         await self.worker.run(setattr, self.outbox, "sinks", [c.name for c in new.sinks])
         for config in new.sinks:
             if config.name in plan.sinks.starting:
-                self.start_sink(self.make_sink(new, config))
+                sink = self.make_sink(new, config)
+                self._wire(sink, every, stopped.get(config.name))
+                self.start_sink(sink)
+
+    async def _stop_sink(self, name: str) -> Any:
+        """Stop a sink (a Sparkplug one publishes its NDEATH); its rows stay in the outbox."""
+        sink = self._sinks.pop(name)
+        for task in self._sink_tasks.pop(name):
+            await _stop(task)
+        self.wakes.pop(name, None)
+        if sink in self.live:
+            self.live.remove(sink)
+            self._observe(without_live(self.recorder.observer, sink))
+        return sink
+
+    def _wire(self, sink: Any, every: list[SignalInfo], old: Any) -> None:
+        """Commands and live samples for a sink a reload starts, as at a start.
+
+        ``old``: the sink of the same name the reload stopped, if any; a live one hands
+        over what it learnt.
+        """
+        if getattr(sink.config, "commands", "off") == "on":
+            sources = [source for source, _ in self.polls]
+            self.commands = attach_commands(
+                self.config.writes, sources, [sink], every, self.audit, self.commands
+            )
+        if isinstance(sink, LiveSink):
+            sink.describe(every)
+            if type(old) is type(sink) and hasattr(sink, "take_over"):
+                sink.take_over(old)
+            self.live.append(sink)
+            self._observe(with_live(self.recorder.observer, sink))
+
+    def _observe(self, observer: Any) -> None:
+        """Who sees each recorded batch and each alert (the live sinks among them)."""
+        self.recorder.observer = self.detect.observer = observer
+
+    async def _retarget(
+        self, plan: ReloadPlan, new: AgentConfig, built: dict[str, Any], every: list[SignalInfo]
+    ) -> None:
+        """Commands go to the new sources before the old ones stop.
+
+        A command from now on finds the new source (not connected yet: it fails, said
+        so) or no source (refused, unknown signal); a write already in flight on a
+        stopping source ends on it first, within ``SETTLE`` seconds.
+        """
+        if self.commands is None:
+            return
+        running = {source.config.name: source for source, _ in self.polls}
+        starting = set(plan.sources.starting)
+        after = [built[c.name] if c.name in starting else running[c.name] for c in new.sources]
+        retarget_commands(self.commands, after, every, new.writes)
+        stopping = [running[name] for name in plan.sources.stopping]
+        if writing := self.commands.writing(stopping):
+            log.info("SIGHUP: waiting for the write(s) in flight to %s before restarting "
+                     "their source", ", ".join(sorted(set(writing.values()))))  # fmt: skip
+        left = await self.commands.settle(stopping, SETTLE)
+        if left:
+            log.warning("SIGHUP: %d write(s) still running after %.0f s on a source that "
+                        "restarts: it stops anyway, they end failed", left, SETTLE)  # fmt: skip
 
     def _swap_detector(
         self, detector: Detector, infos: list[SignalInfo], held: list[Alert], now: float

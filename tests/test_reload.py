@@ -163,7 +163,7 @@ def test_sighup_before_the_agent_runs_does_not_end_it(tmp_path: Path) -> None:
     assert "SIGHUP:" in err  # said what it did, in one line
 
 
-def test_sources_reload_under_a_sparkplug_sink_but_not_under_a_commands_sink(
+def test_sources_and_sinks_reload_under_sparkplug_and_commands(
     tmp_path: Path,
 ) -> None:
     modbus = {"type": "modbus", "name": "press", "url": "tcp://127.0.0.1:5020",
@@ -176,10 +176,14 @@ def test_sources_reload_under_a_sparkplug_sink_but_not_under_a_commands_sink(
     new["sources"].append(dict(modbus, name="pump"))
     plan = plan_reload(_parsed(tmp_path, old), _parsed(tmp_path, new))
     assert plan.sources.added == ["pump"] and not plan.needs_restart
-    # The executor of a command-taking sink is bound to the sources it started with.
+    # The commands' executor follows the sources (tests/commands/test_reload_commands.py).
     old["sinks"] = new["sinks"] = [dict(scada, commands="on")]
     plan = plan_reload(_parsed(tmp_path, old), _parsed(tmp_path, new))
-    assert plan.needs_restart == ["sources (sinks scada write to them)"]
+    assert plan.sources.added == ["pump"] and not plan.needs_restart
+    # The sink itself restarts by name (tests/commands/test_reload_sinks.py).
+    new["sinks"] = [dict(scada, commands="on", data_interval="2s")]
+    plan = plan_reload(_parsed(tmp_path, old), _parsed(tmp_path, new))
+    assert plan.sinks.changed == ["scada"] and not plan.needs_restart
 
 
 def _stored(folder: Path) -> list[dict[str, Any]]:

@@ -55,14 +55,51 @@ class Executor:
         self, config: WritesConfig, sources: Sequence[Any], known: set[str], audit: Audit
     ) -> None:
         self.owners: dict[str, Writer] = {}
+        self.policy = Policy(config, {}, set())
+        self.audit = audit
+        self._recent: OrderedDict[tuple[str, str], asyncio.Future[Reply]] = OrderedDict()
+        self._writes: dict[asyncio.Task[ReadBack], tuple[Writer, str]] = {}
+        """Writes in flight: the source each runs on and its signal (a reload waits)."""
+        self.retarget(sources, known)
+
+    def retarget(self, sources: Sequence[Any], known: set[str]) -> None:
+        """Route commands to ``sources`` from now on (at start, and when a reload changed them).
+
+        Synchronous, so no command sees half of it. A write in flight goes on on the
+        source it started on (:meth:`settle` waits for it); a signal no longer known
+        is refused as unknown, like any unknown name. The rate limits and the writes
+        in progress are kept for the signals that stay writable.
+        """
+        owners: dict[str, Writer] = {}
         targets: dict[str, Target] = {}
         for source in sources:
             for signal, (limits, boolean) in getattr(source, "writable", dict)().items():
-                self.owners[signal] = source
+                owners[signal] = source
                 targets[signal] = Target(limits, boolean)
-        self.policy = Policy(config, targets, known)
-        self.audit = audit
-        self._recent: OrderedDict[tuple[str, str], asyncio.Future[Reply]] = OrderedDict()
+        self.owners = owners
+        policy = self.policy
+        policy.targets, policy.known = targets, known
+        policy.last = {s: t for s, t in policy.last.items() if s in targets}
+
+    def writing(self, sources: Sequence[Any]) -> dict[asyncio.Task[ReadBack], str]:
+        """The writes in flight on ``sources``, and the signal of each."""
+        return {
+            task: signal
+            for task, (owner, signal) in self._writes.items()
+            if any(owner is source for source in sources)
+        }
+
+    async def settle(self, sources: Sequence[Any], within: float) -> int:
+        """Wait until the writes in flight on ``sources`` have ended, at most ``within`` s.
+
+        Returns:
+            How many are still running (each still ends with a reply of its own).
+        """
+        running = self.writing(sources)
+        if not running:
+            return 0
+        _, pending = await asyncio.wait(running, timeout=within)
+        return len(pending)
 
     async def execute(self, command: Command) -> Reply:
         """Run one command to its end; never raises for a refused or failed write."""
@@ -103,8 +140,11 @@ class Executor:
     async def _write(self, command: Command, start: float) -> Reply:
         signal = command.signal
         self.policy.begin(signal, time.time())
+        owner = self.owners[signal]
+        write = asyncio.ensure_future(owner.write(signal, command.value))
+        self._writes[write] = (owner, signal)
         try:
-            back = await self.owners[signal].write(signal, command.value)
+            back = await write
         except ValueError as exc:  # the device's type cannot hold it: nothing was sent
             self.policy.last.pop(signal, None)
             return _reply(command, "refused", str(exc), None, start)
@@ -114,6 +154,7 @@ class Executor:
             log.exception("command %s: unexpected error while writing %s", command.id, signal)
             return _reply(command, "failed", f"unexpected error: {exc!r}", None, start)
         finally:
+            self._writes.pop(write, None)
             self.policy.end(signal)
         if back.actual != back.expected:
             reason = f"read back {back.actual:g}, expected {back.expected:g}"

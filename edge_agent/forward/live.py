@@ -50,6 +50,21 @@ def attach_live(sinks: Sequence[Any], infos: Sequence[SignalInfo], observer: Any
     return Fanout([*([observer] if observer is not None else []), *live])
 
 
+def with_live(observer: Any, sink: LiveSink) -> Any:
+    """``observer`` that tells ``sink`` too (a live sink started by a reload)."""
+    if isinstance(observer, Fanout):
+        observer.targets.append(sink)
+        return observer
+    return Fanout([*([observer] if observer is not None else []), sink])
+
+
+def without_live(observer: Any, sink: LiveSink) -> Any:
+    """``observer`` that no longer tells ``sink`` (a live sink a reload stopped)."""
+    if isinstance(observer, Fanout):
+        observer.targets[:] = [target for target in observer.targets if target is not sink]
+    return observer
+
+
 class Fanout:
     """An observer that calls several (the demo's screen and the live sinks)."""
 

@@ -19,6 +19,10 @@ Primary Host's STATE online if one is configured, then NBIRTH (seq 0) and one DB
 device; then the backlog, then live data. An NCMD ``Node Control/Rebirth = true``
 repeats the births with the same bdSeq. A clean stop publishes NDEATH before DISCONNECT.
 
+A reload that changes the sink itself restarts it: NDEATH and DISCONNECT, then a new
+session (the next bdSeq, new births) that keeps what the old one learnt
+(:meth:`SparkplugSink.take_over`).
+
 Devices: a device whose sources are all down gets a DDEATH and no DDATA until it is
 reachable again, then a DBIRTH with the current values (see
 :mod:`edge_agent.forward.sparkplug_devices`); births skip dead devices. A reload
@@ -95,6 +99,22 @@ class SparkplugSink:
         self.namespace = Namespace(list(infos), self.config.deadband, self.config.deadbands)
         self.namespace.commands = self.config.commands == "on"
         self.devices = Devices(feeders(self.namespace, infos))
+
+    def take_over(self, old: SparkplugSink) -> None:
+        """A reload restarted this sink (its config changed): keep what ``old`` learnt.
+
+        Call after :meth:`describe`. Current values, the alert metrics, drop counts and
+        the sources known down carry over, so the new session's births tell the host
+        what the old session's would have; what was sent and born belonged to the old
+        session, which its NDEATH ended.
+        """
+        learnt = old.namespace.with_catalogue(self.namespace.infos)
+        learnt.deadband, learnt.deadbands = self.namespace.deadband, self.namespace.deadbands
+        learnt.commands, learnt.sent = self.namespace.commands, {}
+        self.namespace = learnt
+        self.devices = old.devices.with_feeds(self.devices.feeds, set())
+        self.devices.born.clear()
+        self.devices.retire.clear()
 
     async def recatalogue(self, infos: Sequence[SignalInfo]) -> None:
         """A reload changed the signals: new devices born, changed ones born again, gone ones dead.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator import DataType, SimAction, SimData, SimDevice
 
 from edge_agent.commands.config import WritesConfig
 from edge_agent.sources.modbus.config import ModbusSourceConfig
@@ -51,12 +51,12 @@ class Trace:
         return pdu
 
 
-async def _clamp(_fc: int, start: int, address: int, _count: int, _regs: Any, values: Any) -> None:
+async def clamp(_fc: int, start: int, address: int, _count: int, _regs: Any, values: Any) -> None:
     if values and address == CLAMPED and values[0] > CLAMP_AT:
         values[0] = CLAMP_AT  # the device takes the write and keeps its own limit
 
 
-def plant_device(unit: int = 1) -> SimDevice:
+def plant_device(unit: int = 1, action: SimAction = clamp) -> SimDevice:
     """Holding 0..299 writable, 400 read-only, 410 clamping; coils 0..63."""
     holding = [
         SimData(0, count=300, values=0, datatype=DataType.REGISTERS),
@@ -66,14 +66,20 @@ def plant_device(unit: int = 1) -> SimDevice:
     coils = [SimData(0, count=64, values=False, datatype=DataType.BITS)]
     inputs = [SimData(0, count=10, values=0, datatype=DataType.REGISTERS)]
     discrete = [SimData(0, count=16, values=False, datatype=DataType.BITS)]
-    return SimDevice(id=unit, simdata=(coils, discrete, holding, inputs), action=_clamp)
+    return SimDevice(id=unit, simdata=(coils, discrete, holding, inputs), action=action)
 
 
 @contextlib.asynccontextmanager
-async def modbus_plant(port: int) -> AsyncIterator[tuple[ModbusTcpServer, Trace]]:
-    """The server on ``127.0.0.1:port`` for the duration of the block."""
+async def modbus_plant(
+    port: int, action: SimAction = clamp
+) -> AsyncIterator[tuple[ModbusTcpServer, Trace]]:
+    """The server on ``127.0.0.1:port`` for the duration of the block.
+
+    ``action`` sees each write's values before they are stored (default: the clamp).
+    """
     trace = Trace()
-    server = ModbusTcpServer([plant_device()], address=("127.0.0.1", port), trace_pdu=trace.pdu)
+    device = plant_device(action=action)
+    server = ModbusTcpServer([device], address=("127.0.0.1", port), trace_pdu=trace.pdu)
     await server.serve_forever(background=True)
     try:
         yield server, trace

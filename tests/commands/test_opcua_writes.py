@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import struct
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -144,3 +145,38 @@ async def test_refusals_and_failures_say_why(server: TestServer) -> None:
         for i, (signal, value, status, reason) in enumerate(cases):
             reply = await executor.execute(Command(f"r{i}", signal, value, "test"))
             assert (reply.status, reason in reply.reason) == (status, True), reply
+
+
+async def test_a_write_held_by_the_server_ends_when_its_source_stops_under_it() -> None:
+    """What a reload does to an OPC UA source whose write outlasts ``reload.SETTLE``: the
+    source stops, its session closes under the write, and the write still gets its one
+    reply (failed, with the reason), instead of hanging or none."""
+    test_server = TestServer(free_port())
+    test_server.start()
+    test_server.run(_add_nodes, test_server)
+    held, release = threading.Event(), threading.Event()
+
+    def hold(node: Any, attr: Any, value: Any) -> None:  # on the server's thread: it stalls
+        held.set()
+        release.wait(30)
+        node.attributes[attr].value = value
+
+    try:
+        assert test_server.server is not None
+        test_server.server.set_attribute_value_setter(test_server.nodes["Double"].nodeid, hold)
+        source = OpcuaSource(_config(test_server.url))
+        poll = await start_polling(source, [], PollStats())
+        executor = Executor(WRITES_ON, [source], {i.signal for i in source.signals()}, Audit())
+        write = asyncio.create_task(executor.execute(Command("held", "ua.double", 42.0, "t")))
+        assert await asyncio.to_thread(held.wait, 30)
+        assert await executor.settle([source], 0.2) == 1  # still on the device
+        poll.cancel()  # the reload stops the source anyway
+        await asyncio.gather(poll, return_exceptions=True)
+        async with asyncio.timeout(30):
+            reply = await write
+    finally:
+        release.set()
+        test_server.close()
+    assert (reply.status, reply.read_back) == ("failed", None)
+    assert reply.reason.startswith(f"ua: cannot talk to {test_server.url}"), reply
+    assert await executor.settle([source], 0.2) == 0

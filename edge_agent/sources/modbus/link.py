@@ -124,8 +124,13 @@ class ModbusLink:
             raise SourceError(f"{self.name}: cannot connect to {self.endpoint}")
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection (idempotent).
+
+        A request still waiting for its reply (a write, when a reload stops the source)
+        ends at once as a lost connection, not after its whole timeout.
+        """
         if self._client is not None:
+            self._on_connect(False)
             self._client.close()
             self._client = None
         if self._line and self._serial_owners.get(self._line) == self.name:
