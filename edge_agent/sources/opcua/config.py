@@ -9,7 +9,8 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, model_validator
 
 from edge_agent.schema import ConfigPath, Duration, Secret, StrictModel
-from edge_agent.sources.opcua.nodes import OpcuaGroupConfig, OpcuaNodeConfig
+from edge_agent.sources.opcua.node_list import NodeRow, OpcuaNodeConfig
+from edge_agent.sources.opcua.nodes import OpcuaGroupConfig
 from edge_agent.sources.opcua.values import TimestampChoice
 
 Policy = Literal["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]
@@ -177,9 +178,14 @@ class OpcuaSourceConfig(StrictModel):
 
     def signal_names(self) -> list[str]:
         """Every signal of the source, without building it (the config's own checks)."""
-        return [signal_name(self.name, node) for group in self.groups for node in group.nodes]
+        return [signal_name(self.name, node) for group in self.groups for node in group.rows()]
+
+    def compact(self) -> None:
+        """Keep every group's nodes as a table (the agent's process: ``config_fork``)."""
+        for group in self.groups:
+            group.compact()
 
 
-def signal_name(source: str, node: OpcuaNodeConfig) -> str:
+def signal_name(source: str, node: OpcuaNodeConfig | NodeRow) -> str:
     """The signal a node feeds: ``<source>.<name>``, lowercase."""
     return f"{source}.{node.name}".lower()
