@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -187,5 +188,10 @@ class OpcuaSourceConfig(StrictModel):
 
 
 def signal_name(source: str, node: OpcuaNodeConfig | NodeRow) -> str:
-    """The signal a node feeds: ``<source>.<name>``, lowercase."""
-    return f"{source}.{node.name}".lower()
+    """The signal a node feeds: ``<source>.<name>``, lowercase.
+
+    Interned: the catalogue, the resolved nodes, the problems' labels and the last
+    timestamps each ask for it, and one string serves them all (about 120 bytes per
+    node less at 10,000 nodes than a copy each).
+    """
+    return sys.intern(f"{source}.{node.name}".lower())
