@@ -44,6 +44,7 @@ from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import ConfigError
 from edge_agent.registry import SINKS, SOURCES
 from edge_agent.sources.modbus.config import ModbusSourceConfig
+from edge_agent.sources.opcua.config import OpcuaSourceConfig
 
 APART_TIMEOUT_S = 120.0
 """A reload's child that takes longer is stopped and the config is loaded in-process."""
@@ -226,14 +227,15 @@ def for_running(config: AgentConfig) -> AgentConfig:
 
     The lines of the signals are dropped (:meth:`AgentConfig.forget_signal_lines`),
     a Modbus source's registers become columns (:meth:`ModbusSourceConfig.compact`:
-    about 690 bytes per register as models, 70 as a row), and models whose set
+    about 690 bytes per register as models, 70 as a row), so do an OPC UA source's
+    nodes (:meth:`OpcuaSourceConfig.compact`: about 480 bytes per node, 130), and models whose set
     fields are the same share one set, which pickles once (216 bytes each otherwise).
     Sharing is safe because every config model is frozen: pydantic changes the set
     only when a field is assigned, and ``model_copy`` copies it first.
     """
     config.forget_signal_lines()
     for source in config.sources:
-        if isinstance(source, ModbusSourceConfig):
+        if isinstance(source, (ModbusSourceConfig, OpcuaSourceConfig)):
             source.compact()
     _share_fields_sets(config, {})
     return config

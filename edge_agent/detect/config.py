@@ -6,6 +6,7 @@ Config models only: importing this module loads no numpy and no onnxruntime, so
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -183,8 +184,8 @@ class DetectConfig(StrictModel):
     @field_validator("assets")
     @classmethod
     def _assets_unique(cls, assets: list[AssetConfig]) -> list[AssetConfig]:
-        names = [a.name for a in assets]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        names = Counter(a.name for a in assets)
+        twice = sorted(n for n, times in names.items() if times > 1)
         if twice:
             raise ValueError(f"asset name(s) used twice: {twice}")
         return assets
@@ -192,9 +193,9 @@ class DetectConfig(StrictModel):
     @model_validator(mode="after")
     def _causes_unique(self) -> DetectConfig:
         # The cause keys the open alert: (asset, "model") is the asset's model.
-        keys = [(r.asset_name, r.name) for r in self.rules]
-        keys += [(a.name, "model") for a in self.assets]
-        twice = sorted({f"{a}/{n}" for a, n in keys if keys.count((a, n)) > 1})
+        keys = Counter((r.asset_name, r.name) for r in self.rules)
+        keys.update((a.name, "model") for a in self.assets)
+        twice = sorted({f"{a}/{n}" for (a, n), times in keys.items() if times > 1})
         if twice:
             raise ValueError(f"alert cause(s) used twice for one asset: {twice}")
         return self

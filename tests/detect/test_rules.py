@@ -172,6 +172,23 @@ def test_rule_names_unique_per_asset() -> None:
         DetectConfig.model_validate({"rules": model_named, "assets": [asset]})
 
 
+def test_repeated_causes_among_10000_rules_are_each_named_once_sorted() -> None:
+    rules = [
+        {"name": f"r{i}", "type": "threshold", "signal": SIG, "above": 1} for i in range(10_000)
+    ]
+    rules += [{"name": "r9", "type": "threshold", "signal": SIG, "above": 2}] * 2
+    rules += [{"name": "r10", "type": "threshold", "signal": SIG, "above": 3}]
+    with pytest.raises(ValidationError, match=r"\['press1/r10', 'press1/r9'\]"):
+        DetectConfig.model_validate({"rules": rules})
+
+
+def test_asset_names_used_twice_are_named_once_sorted() -> None:
+    assets = [{"name": f"a{i}", "model": "m.onnx", "signals": [SIG]} for i in range(500)]
+    assets += [assets[7], assets[3], assets[7]]
+    with pytest.raises(ValidationError, match=r"asset name\(s\) used twice: \['a3', 'a7'\]"):
+        DetectConfig.model_validate({"assets": assets})
+
+
 def test_threshold_needs_a_limit() -> None:
     with pytest.raises(ValidationError, match="needs `above`"):
         rule(type="threshold")

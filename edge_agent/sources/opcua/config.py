@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
 from edge_agent.schema import ConfigPath, Duration, Secret, StrictModel
-from edge_agent.sources.opcua.nodes import OpcuaGroupConfig, OpcuaNodeConfig
+from edge_agent.sources.opcua.node_list import NodeRow, OpcuaNodeConfig
+from edge_agent.sources.opcua.nodes import OpcuaGroupConfig
 from edge_agent.sources.opcua.values import TimestampChoice
 
 Policy = Literal["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]
@@ -139,8 +142,8 @@ class OpcuaSourceConfig(StrictModel):
     def _unique_names(self) -> Self:
         if self.backoff_max < self.backoff:
             raise ValueError("backoff_max must be at least backoff")
-        names = [node.name.lower() for group in self.groups for node in group.nodes]
-        repeated = sorted({n for n in names if names.count(n) > 1})
+        names = Counter(node.name.lower() for group in self.groups for node in group.nodes)
+        repeated = sorted(n for n, times in names.items() if times > 1)  # linear: 10,000 nodes
         if repeated:
             raise ValueError(f"node names repeat: {', '.join(repeated)}")
         for i, group in enumerate(self.groups):
@@ -176,9 +179,19 @@ class OpcuaSourceConfig(StrictModel):
 
     def signal_names(self) -> list[str]:
         """Every signal of the source, without building it (the config's own checks)."""
-        return [signal_name(self.name, node) for group in self.groups for node in group.nodes]
+        return [signal_name(self.name, node) for group in self.groups for node in group.rows()]
+
+    def compact(self) -> None:
+        """Keep every group's nodes as a table (the agent's process: ``config_fork``)."""
+        for group in self.groups:
+            group.compact()
 
 
-def signal_name(source: str, node: OpcuaNodeConfig) -> str:
-    """The signal a node feeds: ``<source>.<name>``, lowercase."""
-    return f"{source}.{node.name}".lower()
+def signal_name(source: str, node: OpcuaNodeConfig | NodeRow) -> str:
+    """The signal a node feeds: ``<source>.<name>``, lowercase.
+
+    Interned: the catalogue, the resolved nodes, the problems' labels and the last
+    timestamps each ask for it, and one string serves them all (about 120 bytes per
+    node less at 10,000 nodes than a copy each).
+    """
+    return sys.intern(f"{source}.{node.name}".lower())

@@ -1,7 +1,8 @@
-"""Which nodes to read: node and group config, and resolving them on a session.
+"""Which nodes to read: group config, and resolving the nodes on a session.
 
-A node is named by NodeId (``ns=2;s=Pump1.Temperature``, ``i=2258``) or by a
-browse path from the Root folder (``0:Objects/2:Plant/2:Pump1/2:Temperature``).
+A node (its model: :mod:`edge_agent.sources.opcua.node_list`) is named by NodeId
+(``ns=2;s=Pump1.Temperature``, ``i=2258``) or by a browse path from the Root folder
+(``0:Objects/2:Plant/2:Pump1/2:Temperature``).
 Browse paths are translated in one TranslateBrowsePathsToNodeIds request at
 every connect, because a server restart may give the same variable a new NodeId.
 """
@@ -9,78 +10,14 @@ every connect, because a server restart may give the same variable a new NodeId.
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from edge_agent.commands.config import WriteLimits
 from edge_agent.schema import Duration, StrictModel
-
-_NODE_ID_RE = re.compile(r"^(ns=\d+;|nsu=[^;]+;)?(i=\d+|s=.+|g=[0-9a-fA-F-]{36}|b=.+)$")
-PATH_ELEMENT_RE = re.compile(r"^(\d+):(.+)$")
-
-
-VariantName = Literal[
-    "Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64",
-    "Float", "Double",
-]  # fmt: skip
-
-
-class OpcuaWriteConfig(WriteLimits):
-    """A node's ``write:`` block (see :class:`WriteLimits`).
-
-    Attributes:
-        type: the node's DataType, which the written Variant must carry (a server
-            refuses a Double written to a Float node with BadTypeMismatch).
-    """
-
-    type: VariantName
-
-    def check(self) -> None:
-        """Numbers need a range; booleans none (Raises ValueError)."""
-        if self.type != "Boolean":
-            self.needs_range(self.type)
-
-
-class OpcuaNodeConfig(StrictModel):
-    """One variable to read.
-
-    Attributes:
-        name: signal name within the source (the signal is ``<source>.<name>``).
-        node: NodeId, e.g. ``ns=2;s=Pump1.Temperature`` or ``i=2258``.
-        path: browse path from Root, e.g. ``0:Objects/2:Plant/2:Pump1/2:Temperature``.
-        unit: engineering unit, for the catalogue.
-        asset: asset of this signal; defaults to the source's asset.
-        description: free text for people.
-        write: makes the node writable by commands, with its type and range.
-    """
-
-    name: str = Field(min_length=1)
-    node: str = ""
-    path: str = ""
-    unit: str = ""
-    asset: str = ""
-    description: str = ""
-    write: OpcuaWriteConfig | None = None
-
-    @model_validator(mode="after")
-    def _node_or_path(self) -> Self:
-        if self.write is not None:
-            self.write.check()
-        if bool(self.node) == bool(self.path):
-            raise ValueError("give exactly one of node (a NodeId) or path (a browse path)")
-        if self.node and not _NODE_ID_RE.match(self.node):
-            raise ValueError(f"node {self.node!r} is not a NodeId such as ns=2;s=Name or i=2258")
-        if self.path:
-            for element in self.path.strip("/").split("/"):
-                if not PATH_ELEMENT_RE.match(element):
-                    raise ValueError(
-                        f"path element {element!r} must be <namespace index>:<BrowseName>, "
-                        "e.g. 2:Pump1"
-                    )
-        return self
+from edge_agent.sources.opcua.node_list import NodeList, NodeRow, NodeTable
 
 
 class DeadbandConfig(StrictModel):
@@ -127,7 +64,19 @@ class OpcuaGroupConfig(StrictModel):
     sampling_interval: Duration | None = None
     queue_size: int | None = Field(default=None, ge=1, le=10_000)
     deadband: DeadbandConfig | None = None
-    nodes: list[OpcuaNodeConfig] = Field(min_length=1)
+    nodes: NodeList = Field(min_length=1)
+
+    def rows(self) -> Iterator[NodeRow]:
+        """Every node as a :class:`NodeRow`, from a list or a table, without building models."""
+        return NodeTable.of(self.nodes).rows()
+
+    def compact(self) -> None:
+        """Keep the nodes as a :class:`NodeTable` (the agent's process; see ``config_fork``).
+
+        The model is frozen: replacing the list by an equal, read-only table changes
+        nothing anyone can see but the memory it takes.
+        """
+        object.__setattr__(self, "nodes", NodeTable.of(self.nodes))
 
     @model_validator(mode="after")
     def _subscribe_keys(self) -> Self:

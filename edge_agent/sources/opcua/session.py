@@ -20,7 +20,8 @@ from asyncua.observer import Observer
 from edge_agent.errors import SourceError
 from edge_agent.sources.opcua.certs import default_application_uri
 from edge_agent.sources.opcua.counters import OpcuaCounts
-from edge_agent.sources.opcua.nodes import PATH_ELEMENT_RE, OpcuaNodeConfig, Resolved
+from edge_agent.sources.opcua.node_list import PATH_ELEMENT_RE, NodeRow
+from edge_agent.sources.opcua.nodes import Resolved
 from edge_agent.sources.opcua.security import apply_auth, apply_security
 from edge_agent.sources.poll import Schedule
 
@@ -286,9 +287,7 @@ def _status_only(status: int) -> Any:
     return ua.DataValue(StatusCode=ua.StatusCode(status or ua.StatusCodes.BadNodeIdUnknown))
 
 
-async def resolve(
-    client: Client, signals: list[str], nodes: list[OpcuaNodeConfig]
-) -> list[Resolved]:
+async def resolve(client: Client, signals: list[str], nodes: list[NodeRow]) -> list[Resolved]:
     """NodeIds for ``nodes``; browse paths translated in one request.
 
     A path the server cannot translate resolves to None with the server's status

@@ -32,12 +32,8 @@ from urllib.parse import urlsplit
 from edge_agent.errors import SourceError, WriteError
 from edge_agent.sources.opcua.config import OpcuaSourceConfig, signal_name
 from edge_agent.sources.opcua.counters import OpcuaCounts
-from edge_agent.sources.opcua.nodes import (
-    OpcuaGroupConfig,
-    OpcuaNodeConfig,
-    OpcuaWriteConfig,
-    Resolved,
-)
+from edge_agent.sources.opcua.node_list import NodeRow, OpcuaWriteConfig
+from edge_agent.sources.opcua.nodes import OpcuaGroupConfig, Resolved
 from edge_agent.sources.opcua.values import SampleMaker
 from edge_agent.types import ReadBack, Sample, SignalInfo
 
@@ -109,7 +105,7 @@ class OpcuaSource:
         infos = []
         for group in self.config.groups:
             interval = self._group_interval(group)
-            for node in group.nodes:
+            for node in group.rows():
                 infos.append(
                     SignalInfo(
                         signal=signal_name(self.config.name, node),
@@ -127,8 +123,8 @@ class OpcuaSource:
             return group.interval or self.config.interval
         return group.sampling_interval or group.publishing_interval or self.config.interval
 
-    def _nodes(self) -> dict[str, OpcuaNodeConfig]:
-        return {signal_name(self.config.name, n): n for g in self.config.groups for n in g.nodes}
+    def _nodes(self) -> dict[str, NodeRow]:
+        return {signal_name(self.config.name, n): n for g in self.config.groups for n in g.rows()}
 
     async def __aenter__(self) -> Self:
         """Open a session, resolve nodes, create subscriptions.
@@ -196,7 +192,7 @@ class OpcuaSource:
     async def _resolve(self, client: Client, groups: list[OpcuaGroupConfig]) -> list[Resolved]:
         from edge_agent.sources.opcua.session import resolve
 
-        nodes = [node for group in groups for node in group.nodes]
+        nodes = [node for group in groups for node in group.rows()]
         signals = [signal_name(self.config.name, node) for node in nodes]
         return await resolve(client, signals, nodes) if nodes else []
 

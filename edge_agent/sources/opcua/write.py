@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_agent.errors import WriteError
 from edge_agent.sources.opcua.config import OpcuaSourceConfig, signal_name
-from edge_agent.sources.opcua.nodes import OpcuaNodeConfig, OpcuaWriteConfig
+from edge_agent.sources.opcua.node_list import NodeRow, OpcuaWriteConfig
 from edge_agent.types import ReadBack
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def writable_nodes(config: OpcuaSourceConfig) -> dict[str, tuple[OpcuaWriteConfi
     return {
         signal_name(config.name, node): (node.write, node.write.type == "Boolean")
         for group in config.groups
-        for node in group.nodes
+        for node in group.rows()
         if node.write is not None
     }
 
@@ -103,9 +103,9 @@ def _actual(data: Any) -> float:
     return float(value)
 
 
-def _node(config: OpcuaSourceConfig, signal: str) -> OpcuaNodeConfig:
+def _node(config: OpcuaSourceConfig, signal: str) -> NodeRow:
     for group in config.groups:
-        for node in group.nodes:
+        for node in group.rows():
             if signal_name(config.name, node) == signal and node.write is not None:
                 return node
     raise WriteError(f"{signal} is not a writable signal of {config.name}")

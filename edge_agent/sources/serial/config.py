@@ -144,9 +144,10 @@ def _latin1(key: str, text: str) -> bytes:
 
 
 def _check_selectors(parse: ParseConfig, signals: list[SerialSignalConfig]) -> None:
+    groups = parse.selectors() if isinstance(parse, RegexParse) else set()  # once, not per signal
     for signal in signals:
         selector = signal.selector()
-        if isinstance(parse, RegexParse) and selector not in parse.selectors():
+        if isinstance(parse, RegexParse) and selector not in groups:
             raise ValueError(f"signal {signal.name!r}: the pattern has no group {selector!r}")
         if isinstance(parse, CsvParse) and not selector.isdigit():
             raise ValueError(f"signal {signal.name!r}: csv field must be a position (0, 1, ...)")

@@ -57,6 +57,17 @@ def test_config_errors_say_what_is_wrong(group: dict[str, Any], message: str) ->
         OpcuaSourceConfig.model_validate(source(**group))
 
 
+def test_repeated_names_among_10000_nodes_are_each_named_once_sorted() -> None:
+    nodes = [{"name": f"t{i}", "node": f"ns=2;s=T{i}"} for i in range(10_000)]
+    nodes += [{"name": "T9999", "node": "i=1"}, {"name": "t17", "node": "i=2"}]
+    nodes += [{"name": "t17", "node": "i=3"}]
+    config = source(nodes=nodes[:5_000])
+    config["groups"].append({"nodes": nodes[5_000:]})  # a repeat across groups counts too
+    with pytest.raises(ValidationError, match=r"node names repeat: t17, t9999 \[") as caught:
+        OpcuaSourceConfig.model_validate(config)
+    assert caught.value.error_count() == 1
+
+
 def test_auth_and_security_need_their_files() -> None:
     raw = source()
     with pytest.raises(ValidationError, match="type username needs username"):
