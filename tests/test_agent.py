@@ -24,6 +24,7 @@ from edge_agent.agent import run_agent
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError, StoreError
 from edge_agent.sim.plant import Plant
+from edge_agent.sim.scenario import Fault, Scenario
 from edge_agent.twin.store import SignalStore
 from edge_agent.types import Alert, Quality, Sample
 from tests.conftest import free_port
@@ -39,6 +40,15 @@ RULES = [
         "for": "1s",
     }
 ]
+
+WEAR = Scenario(
+    "wear",
+    (Fault("bearing_wear", start=8.0, end=28.0, ramp_s=6.0, release_s=1.0),),
+    40.0,
+    "the demo's bearing wear 12 s earlier: its 20 s of normal running before the fault are"
+    " 5 s of waiting at speed 4, and its other faults touch no signal RULES watches",
+)
+"""``bearing-hot`` raises about 4 s (wall clock, speed 4) after the plant starts, clears at 7 s."""
 
 
 class Seen:
@@ -82,7 +92,7 @@ async def _until(predicate: Any, within: float) -> None:
 
 async def test_rule_alert_raised_cleared_and_delivered(tmp_path: Path) -> None:
     seen = Seen()
-    async with Plant(scenario="demo", opcua=False, serial=False, speed=4.0) as plant:
+    async with Plant(scenario=WEAR, opcua=False, serial=False, speed=4.0) as plant:
         config = load_config(_config(tmp_path, plant.source_configs("250ms"), RULES))
         agent = asyncio.create_task(run_agent(config, seen))
         try:
