@@ -88,7 +88,7 @@ class _Quiet(BaseHTTPRequestHandler):
 
 def test_httpx_request_lines_never_reach_the_log(lines: io.StringIO) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook?key=TOPSECRET"
         assert httpx.get(url).status_code == 204
@@ -144,8 +144,9 @@ def _dead_modbus_config(folder: Path) -> Path:
     return path
 
 
-def _run_with_stderr_pipe(config: Path, journal: bool, seconds: float) -> list[str]:
-    """Run the agent with stderr on a pipe (JOURNAL_STREAM naming it if ``journal``)."""
+def _run_with_stderr_pipe(config: Path, journal: bool, until: str) -> list[str]:
+    """Run the agent with stderr on a pipe (JOURNAL_STREAM naming it if ``journal``), until
+    it has written every text of ``until`` ("|"-separated), then Ctrl-C it."""
     read_end, write_end = os.pipe()
     stat = os.fstat(write_end)
     env = dict(os.environ)
@@ -159,7 +160,12 @@ def _run_with_stderr_pipe(config: Path, journal: bool, seconds: float) -> list[s
         target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b""))
     )
     reader.start()
-    time.sleep(seconds)
+    deadline = time.monotonic() + 30
+    while not all(text.encode() in b"".join(chunks) for text in until.split("|")):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError(f"no {until!r} in {b''.join(chunks).decode()}")
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 0
     reader.join(timeout=10)
@@ -168,7 +174,8 @@ def _run_with_stderr_pipe(config: Path, journal: bool, seconds: float) -> list[s
 
 
 def test_under_journald_lines_carry_priorities_and_no_timestamp(tmp_path: Path) -> None:
-    out = _run_with_stderr_pipe(_dead_modbus_config(tmp_path), journal=True, seconds=3.0)
+    config = _dead_modbus_config(tmp_path)
+    out = _run_with_stderr_pipe(config, journal=True, until=" running: |connection lost")
     assert out and all(JOURNAL_LINE.match(line) for line in out), out
     assert not any(STAMP.search(line) for line in out), out
     priorities = {line[1] for line in out if "connection lost" in line or "running" in line}
@@ -177,7 +184,8 @@ def test_under_journald_lines_carry_priorities_and_no_timestamp(tmp_path: Path) 
 
 def test_elsewhere_lines_keep_their_timestamp(tmp_path: Path) -> None:
     # JOURNAL_STREAM inherited but naming another stream (stderr redirected): no prefixes.
-    out = _run_with_stderr_pipe(_dead_modbus_config(tmp_path), journal=False, seconds=2.0)
+    config = _dead_modbus_config(tmp_path)
+    out = _run_with_stderr_pipe(config, journal=False, until=" running: |connection lost")
     assert out and all(STAMP.match(line) for line in out), out
 
 

@@ -25,7 +25,7 @@ from edge_agent.config import parse_config
 from edge_agent.reload import plan_reload
 from edge_agent.sim.plant import Plant
 from edge_agent.twin.store import SignalStore
-from tests.test_agent import RULES, Seen, _lines, _until
+from tests.test_agent import RULES, WEAR, Seen, _lines, _until
 
 NEVER = {"name": "current-absurd", "type": "threshold", "signal": "pump1.motor_current",
          "asset": "pump1", "above": 1.0e6}  # fmt: skip
@@ -54,7 +54,7 @@ async def test_reload_under_load_loses_nothing(
 ) -> None:
     caplog.set_level(logging.INFO, logger="edge_agent")
     seen, path = Seen(), tmp_path / "agent.yaml"
-    async with Plant(scenario="demo", opcua=False, serial=False, speed=4.0) as plant:
+    async with Plant(scenario=WEAR, opcua=False, serial=False, speed=4.0) as plant:
         data = _base(tmp_path, plant.source_configs("250ms"))
         _write(path, data)
         from edge_agent.config import load_config

@@ -15,6 +15,9 @@ from typing import Any
 
 from tests.forward.conftest import Certs
 
+POLL = 0.02
+"""serve_forever's poll interval: its default (0.5 s) is what each shutdown() waits."""
+
 
 @dataclass
 class Receiver:
@@ -76,7 +79,7 @@ def http_receiver(path: str = "/alerts") -> Iterator[Receiver]:
     receiver = Receiver(scheme="http", host="127.0.0.1", path=path)
     server = _Server(("127.0.0.1", 0), _handler(receiver))
     receiver.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(POLL,), daemon=True)
     thread.start()
     try:
         yield receiver
@@ -94,7 +97,7 @@ def https_receiver(certs: Certs) -> Iterator[Receiver]:
     context.load_cert_chain(certs.server_cert, certs.server_key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     receiver.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(POLL,), daemon=True)
     thread.start()
     try:
         yield receiver

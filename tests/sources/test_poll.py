@@ -217,24 +217,30 @@ async def test_flapping_link_backs_off_and_logs_once(caplog: pytest.LogCaptureFi
     assert not any("reconnected" in m for m in messages), messages
 
 
-async def _accept_then_reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read(1)  # the first request arrives: reset the connection
-    writer.transport.abort()
-
-
 async def test_modbus_peer_that_resets_every_request(caplog: pytest.LogCaptureFixture) -> None:
     from edge_agent.registry import build_source
     from edge_agent.sources.modbus.config import ModbusSourceConfig
 
     caplog.set_level(logging.INFO, logger="edge_agent.sources.poll")
-    server = await asyncio.start_server(_accept_then_reset, "127.0.0.1", 0)
+    accepted = 0
+
+    async def accept_then_reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        await reader.read(1)  # the first request arrives: reset the connection
+        writer.transport.abort()
+
+    server = await asyncio.start_server(accept_then_reset, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     config = ModbusSourceConfig.model_validate(
         {"type": "modbus", "name": "m", "url": f"tcp://127.0.0.1:{port}", "timeout": "500ms",
-         "registers": [{"name": "x", "address": 0}]}
+         "backoff": "100ms", "backoff_max": "200ms", "registers": [{"name": "x", "address": 0}]}
     )  # fmt: skip
     task = asyncio.create_task(poll_forever(build_source(config), lambda s: None, PollStats()))
-    await asyncio.sleep(5.0)
+    deadline = time.monotonic() + 30
+    while accepted < 8:  # eight connections, each reset at its first request
+        assert time.monotonic() < deadline and not task.done(), accepted
+        await asyncio.sleep(0.05)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     server.close()
