@@ -11,7 +11,7 @@ While a link is down its signals are marked BAD at once (the twin, rules and
 live sinks see the outage within one interval), and then only every
 ``BAD_REPEAT`` seconds on the clock's grid, so every rollup minute of the outage
 holds a BAD sample of each signal: marking them every interval made a dead
-10,000-tag device at 100 ms cost 29 % of a core (BENCHMARKS.md). Each source also
+10,000-tag device at 100 ms cost 15-29 % of a core (BENCHMARKS.md). Each source also
 reports its link as a signal of its own, ``link.<source>`` (1 up, 0 down, every
 tick, up or down): the built-in "source down" rule watches it (see
 ``detect.source_down``), and the mean of its rollups is the link's availability.
