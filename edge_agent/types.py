@@ -17,6 +17,16 @@ class Quality(StrEnum):
     BAD = "bad"
 
 
+BAD_REPEAT = 30.0
+"""Seconds between the BAD marks of a down source's signals after the first.
+
+The poll loop marks them BAD once when the link is lost, then again every
+``BAD_REPEAT`` on the clock's grid (every rollup minute shows the outage), not
+every interval (a dead device must cost next to nothing). The twin lets a BAD
+latest value be this old before it calls it stale.
+"""
+
+
 class Sample(NamedTuple):
     """One reading of one signal.
 

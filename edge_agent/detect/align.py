@@ -134,7 +134,7 @@ class Aligner:
         held = held_block(*block, grid, since, fill_limit)
         end, self._end = self._end, float(grid[-1])
         if held is None:
-            return explain(self.signals, block, grid, since, fill_limit)
+            return explain(self.signals, block, grid, since, fill_limit, windows)
         # Worth following (about 10 us to start) only when the grid moves by one step.
         if twin is not None and grid.size > 1 and float(grid[-2]) == end:
             self._follow = _Follow.start(twin, self.signals, grid, fill_limit, *held)
@@ -274,10 +274,18 @@ def series_block(windows: SeriesSource, signals: Sequence[str], since: float) ->
 
 
 def explain(
-    signals: Sequence[str], block: Block, grid: np.ndarray, since: float, fill_limit: float
+    signals: Sequence[str],
+    block: Block,
+    grid: np.ndarray,
+    since: float,
+    fill_limit: float,
+    windows: SeriesSource | None = None,
 ) -> Aligned:
     """Each row held onto the grid alone (:func:`hold`, NaN where unknown), and the first
-    signal with an unknown cell described."""
+    signal with an unknown cell described.
+
+    A signal whose newest sample in ``windows`` up to the grid's end is BAD is described
+    as BAD however old that sample is (:func:`newest_is_bad`)."""
     ts, values, padding = block
     columns = []
     problem = ""
@@ -288,9 +296,33 @@ def explain(
         row_ts, row_values = row_ts[keep], row_values[keep]
         column = hold(row_ts, row_values, grid, fill_limit)
         if not problem and np.isnan(column).any():
-            problem = describe(signal, row_ts, row_values, grid, column, fill_limit)
+            if windows is not None and newest_is_bad(windows, signal, float(grid[-1])):
+                problem = BAD_TEXT.format(signal)
+            else:
+                problem = describe(signal, row_ts, row_values, grid, column, fill_limit)
         columns.append(column)
     return Aligned(grid, np.stack(columns, axis=1), problem)
+
+
+BAD_TEXT = "{}: BAD quality (or a NaN value)"
+
+
+def newest_is_bad(windows: SeriesSource, signal: str, end: float) -> bool:
+    """Whether the newest sample of ``signal`` at or before ``end`` is BAD (NaN).
+
+    A down source marks its signals BAD once and then only every ``BAD_REPEAT``
+    seconds (``sources.poll``): judged by the samples since ``fill_limit`` alone, the
+    reason of an unscored window (logged once per change) would flip between "BAD"
+    and "no sample" as each mark ages. Read only when a window has an unknown cell.
+    """
+    ts, values = windows.series(signal, -math.inf)
+    ts, values = np.asarray(ts, np.float64), np.asarray(values, np.float64)
+    inside = ts <= end
+    if not inside.any():
+        return False
+    ts, values = ts[inside], values[inside]
+    newest = ts.size - 1 - int(np.argmax(ts[::-1]))  # the last to arrive of the newest
+    return bool(np.isnan(values[newest]))
 
 
 def describe(
@@ -309,7 +341,7 @@ def describe(
         np.asarray(ts, np.float64), np.isnan(values).astype(np.float64), grid, fill_limit
     )
     if np.nansum(held_bad) > 0:
-        return f"{signal}: BAD quality (or a NaN value)"
+        return BAD_TEXT.format(signal)
     missing = np.isnan(column)
     leading = int(np.argmin(missing)) if not missing.all() else missing.size
     if not missing[leading:].any() and float(np.min(ts)) > float(grid[0]) - fill_limit:

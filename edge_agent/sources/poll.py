@@ -7,11 +7,14 @@ piling up memory). A lost link (``SourceError``) leaves the source's context,
 backs off with jitter and re-enters; the outage is logged once and the
 recovery once.
 
-While a link is down its signals are marked at once, and then every interval,
-with BAD samples, so the twin shows them stale within one interval and rules see
-the outage. Each source also reports its link as a signal of its own,
-``link.<source>`` (1 up, 0 down, every tick): the built-in "source down" rule
-watches it (see ``detect.source_down``).
+While a link is down its signals are marked BAD at once (the twin, rules and
+live sinks see the outage within one interval), and then only every
+``BAD_REPEAT`` seconds on the clock's grid, so every rollup minute of the outage
+holds a BAD sample of each signal: marking them every interval made a dead
+10,000-tag device at 100 ms cost 15-29 % of a core (BENCHMARKS.md). Each source also
+reports its link as a signal of its own, ``link.<source>`` (1 up, 0 down, every
+tick, up or down): the built-in "source down" rule watches it (see
+``detect.source_down``), and the mean of its rollups is the link's availability.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.cancel import cancel_was_swallowed
 from edge_agent.errors import SourceError
 from edge_agent.logs import RateLimitedLog
-from edge_agent.types import Quality, Sample, SignalInfo
+from edge_agent.types import BAD_REPEAT, Quality, Sample, SignalInfo
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +99,16 @@ async def poll_forever(
     """
     link = _Link(source.config.name, stats)
     backoff = _backoff(source.config, cap)
+    marks = _DownMarks(source)
+
+    def first_read() -> None:
+        link.up(backoff)
+        marks.slot = None  # the next outage is marked at once
+
     while True:
         try:
             async with source:
-                await _poll_ticks(source, emit, stats, lambda: link.up(backoff))
+                await _poll_ticks(source, emit, stats, first_read)
         except SourceError as exc:
             link.lost(exc)
         except Exception as exc:  # top of a *_forever loop: keep polling, say why loudly
@@ -108,7 +117,7 @@ async def poll_forever(
         stats.connected = False
         if cancel_was_swallowed():  # e.g. by the connect: the loop would back off forever
             raise asyncio.CancelledError
-        await _wait_down(source, emit, backoff.next_delay())
+        await _wait_down(source, emit, marks, backoff.next_delay())
 
 
 def _backoff(config: Any, cap: float) -> Backoff:
@@ -117,9 +126,11 @@ def _backoff(config: Any, cap: float) -> Backoff:
     return Backoff(initial=initial, cap=float(getattr(config, "backoff_max", cap)))
 
 
-async def _wait_down(source: Source, emit: Callable[[list[Sample]], None], delay: float) -> None:
-    """Wait before reconnecting, marking the source's signals BAD every interval meanwhile."""
-    marking = asyncio.create_task(_mark_down_forever(source, emit))
+async def _wait_down(
+    source: Source, emit: Callable[[list[Sample]], None], marks: _DownMarks, delay: float
+) -> None:
+    """Wait before reconnecting, reporting the link down every interval meanwhile."""
+    marking = asyncio.create_task(_mark_down_forever(source, emit, marks))
     try:
         await _pause(source, delay)
     finally:
@@ -127,14 +138,35 @@ async def _wait_down(source: Source, emit: Callable[[list[Sample]], None], delay
         await asyncio.gather(marking, return_exceptions=True)
 
 
-async def _mark_down_forever(source: Source, emit: Callable[[list[Sample]], None]) -> None:
+async def _mark_down_forever(
+    source: Source, emit: Callable[[list[Sample]], None], marks: _DownMarks
+) -> None:
     interval = float(source.config.interval)
-    signals = [info.signal for info in source.signals()]
-    link = link_signal(source.config.name)
     while True:
-        now = time.time()
-        emit([*(Sample.bad(s, now) for s in signals), Sample(link, now, 0.0, Quality.GOOD)])
+        emit(marks.due(time.time()))
         await asyncio.sleep(interval)
+
+
+class _DownMarks:
+    """What a down source emits at a tick: its link at 0, and its signals BAD when due.
+
+    They are due at the first tick of an outage and then at the first tick in each
+    ``BAD_REPEAT`` slot of the clock (a reconnect that fails again does not mark
+    them anew): the twin keeps them BAD, and each rollup minute counts the outage.
+    """
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.link = link_signal(source.config.name)
+        self.slot: int | None = None  # the BAD_REPEAT slot last marked; None: link up
+
+    def due(self, now: float) -> list[Sample]:
+        samples = [Sample(self.link, now, 0.0, Quality.GOOD)]
+        slot = math.floor(now / BAD_REPEAT)
+        if slot != self.slot:
+            self.slot = slot
+            samples[:0] = [Sample.bad(info.signal, now) for info in self.source.signals()]
+        return samples
 
 
 async def _pause(source: Source, delay: float) -> None:

@@ -65,7 +65,9 @@ class Rollup:
         mean: arithmetic mean of the values.
         last: value of the newest sample with a value.
         count: samples with a value (GOOD or UNCERTAIN).
-        bad: BAD samples.
+        bad: BAD samples. A down source marks its signals BAD at once and then once
+            per ``BAD_REPEAT`` (``sources.poll``), so in an outage this says the minute had
+            one, not how many polls it missed (``link.<source>``'s mean does).
     """
 
     ts: float

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edge_agent.types import Sample, SignalInfo
+from edge_agent.types import BAD_REPEAT, Quality, Sample, SignalInfo
 
 log = logging.getLogger("edge_agent.twin.store")
 
@@ -23,6 +23,8 @@ class SignalStatus:
         age: seconds since that sample's timestamp, or None.
         stale: no sample within ``stale_factor`` times the signal's interval
             (a signal with interval 0, unknown, is never stale once it has a sample).
+            A BAD latest sample may be ``stale_factor`` times ``BAD_REPEAT`` old (a
+            down source marks its signals BAD at that pace, see ``sources.poll``).
     """
 
     info: SignalInfo
@@ -39,9 +41,16 @@ def signal_status(
     for info in sorted(infos, key=lambda i: i.signal):
         sample = latest.get(info.signal)
         age = None if sample is None else now - sample.ts
-        stale = age is None or (info.interval > 0 and age > stale_factor * info.interval)
+        stale = age is None or (info.interval > 0 and age > stale_factor * _every(info, sample))
         result.append(SignalStatus(info, sample, age, stale))
     return result
+
+
+def _every(info: SignalInfo, sample: Sample | None) -> float:
+    """How often a sample of ``info`` is due: a BAD one is repeated only every BAD_REPEAT."""
+    if sample is not None and sample.quality == Quality.BAD:
+        return max(info.interval, BAD_REPEAT)
+    return info.interval
 
 
 class WriteHealth:

@@ -9,7 +9,16 @@ import random
 import numpy as np
 import pytest
 
-from edge_agent.detect.align import Aligned, Aligner, describe, grid_end, hold, make_grid
+from edge_agent.detect.align import (
+    BAD_TEXT,
+    Aligned,
+    Aligner,
+    describe,
+    grid_end,
+    hold,
+    make_grid,
+    newest_is_bad,
+)
 from edge_agent.twin.windows import Windows
 from edge_agent.types import Quality, Sample
 
@@ -37,8 +46,26 @@ def definition(windows: Windows, grid: np.ndarray, fill: float) -> Aligned:
         column = hold(ts, values, grid, fill)
         if not problem and np.isnan(column).any():
             problem = describe(signal, ts, values, grid, column, fill)
+            if newest_is_bad(windows, signal, float(grid[-1])):
+                problem = BAD_TEXT.format(signal)
         columns.append(column)
     return Aligned(grid, np.stack(columns, axis=1), problem)
+
+
+def test_a_signal_marked_bad_long_ago_and_silent_since_reads_bad_not_a_gap() -> None:
+    """A down source marks its signals BAD every BAD_REPEAT only: the reason stays put."""
+    windows = Windows(100)
+    windows.append([Sample(s, T0 + t, 1.0, Quality.GOOD) for t in range(10) for s in SIGNALS])
+    windows.append([Sample.bad("p.b", T0 + 10)])
+    windows.append(
+        [Sample(s, T0 + t, 1.0, Quality.GOOD) for t in range(10, 50) for s in ("p.a", "p.c")]
+    )
+    for end in (T0 + 12, T0 + 25, T0 + 39):  # the mark held, then aged past fill_limit
+        got = Aligner(list(SIGNALS)).align(windows, make_grid(end, 1.0, 5), 2.0)
+        assert got.problem == "p.b: BAD quality (or a NaN value)", end
+    windows.append([Sample("p.b", T0 + 40, 1.0, Quality.GOOD)])
+    got = Aligner(list(SIGNALS)).align(windows, make_grid(T0 + 46, 1.0, 5), 2.0)
+    assert got.problem == "p.b: no sample within 2s"  # good then silent: a gap
 
 
 def _batch(rng: random.Random, t: int, kinds: dict[str, str]) -> list[Sample]:

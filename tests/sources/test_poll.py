@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Self
@@ -12,8 +13,8 @@ from typing import Self
 import pytest
 
 from edge_agent.errors import SourceError
-from edge_agent.sources.poll import PollStats, on_the_grid, poll_forever
-from edge_agent.types import Quality, Sample, SignalInfo
+from edge_agent.sources.poll import PollStats, _DownMarks, on_the_grid, poll_forever
+from edge_agent.types import BAD_REPEAT, Quality, Sample, SignalInfo
 
 
 @dataclass(frozen=True)
@@ -82,14 +83,38 @@ async def test_polls_every_interval() -> None:
     assert source.connects == 1
 
 
-async def test_a_lost_link_marks_its_signals_bad_every_interval() -> None:
+async def test_a_lost_link_marks_its_signals_bad_at_once_then_every_bad_repeat() -> None:
     stats = PollStats()
     source = ScriptedSource(0.05, fail_connects=1000)
     got = await _run_for(0.5, source, stats)
     link = [s for s in got if s.signal == "link.dev"]
     assert len(link) >= 3 and {s.value for s in link} == {0.0}
     bad = [s for s in got if s.signal == "dev.x"]
-    assert len(bad) == len(link) and all(s.quality is Quality.BAD for s in bad)
+    assert all(s.quality is Quality.BAD for s in bad)
+    assert bad[0].ts == link[0].ts  # at the first tick of the outage
+    # then once per BAD_REPEAT slot of the clock, not every interval (nor every reconnect)
+    assert [s.ts for s in bad] == [s.ts for s in _first_in_each_slot(link)]
+
+
+def _first_in_each_slot(samples: list[Sample]) -> list[Sample]:
+    slots: dict[int, Sample] = {}
+    for sample in samples:
+        slots.setdefault(math.floor(sample.ts / BAD_REPEAT), sample)
+    return list(slots.values())
+
+
+def test_down_marks_put_one_bad_per_signal_in_every_slot_of_a_long_outage() -> None:
+    source = ScriptedSource(0.1)
+    marks = _DownMarks(source)
+    start = 1_800_000_000.0 + 12.3
+    ticks = [marks.due(start + 0.1 * i) for i in range(3000)]  # 5 minutes at 100 ms
+    bad = [s for batch in ticks for s in batch if s.signal == "dev.x"]
+    assert sum(len(batch) for batch in ticks) == 3000 + len(bad)  # a link sample every tick
+    minutes = {math.floor(s.ts / 60) for s in bad}
+    assert minutes == {math.floor((start + 0.1 * i) / 60) for i in range(3000)}
+    assert len(bad) == len({math.floor(s.ts / BAD_REPEAT) for s in bad}) == 11
+    marks.slot = None  # the link came back: the next outage is marked at once
+    assert [s.signal for s in marks.due(start + 300.05)] == ["dev.x", "link.dev"]
 
 
 async def test_overrun_skips_ticks_instead_of_queueing() -> None:

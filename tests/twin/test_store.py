@@ -9,7 +9,7 @@ import pytest
 from edge_agent.errors import StoreError
 from edge_agent.twin.config import TwinConfig
 from edge_agent.twin.store import SignalStore
-from edge_agent.types import Quality, Sample, SignalInfo
+from edge_agent.types import BAD_REPEAT, Quality, Sample, SignalInfo
 from tests.twin.conftest import T0, feed, open_store
 
 SIGNALS = ["press1.temp", "press1.pressure", "pump.flow"]
@@ -140,6 +140,23 @@ def test_status_marks_stale_signals(db: Path) -> None:
     assert status["a.never"].stale and status["a.never"].sample is None
     assert not status["x.auto"].stale  # interval unknown: never stale
     assert status["x.auto"].info.source == "x"
+    store.close()
+
+
+def test_a_bad_latest_value_is_stale_only_when_its_repeat_is_overdue(db: Path) -> None:
+    """A down source marks its signals BAD every BAD_REPEAT, not every interval."""
+    store = open_store(db, TwinConfig(stale_factor=3.0), T0 + 100)
+    names = ("a.marked", "a.overdue", "a.good")
+    store.register([SignalInfo(name, "a", 0.1) for name in names])
+    store.write(
+        [
+            Sample.bad("a.marked", T0 + 100 - 2.5 * BAD_REPEAT),
+            Sample.bad("a.overdue", T0 + 100 - 3.5 * BAD_REPEAT),
+            Sample("a.good", T0 + 99, 1.0, Quality.GOOD),
+        ]
+    )
+    status = {line.info.signal: line.stale for line in store.status()}
+    assert status == {"a.marked": False, "a.overdue": True, "a.good": True}
     store.close()
 
 

@@ -6,7 +6,8 @@ exception turns the signals of that request into BAD samples; "illegal data
 address" (or "value") on a block is bisected to find the refused addresses,
 which are then left out (their signals read BAD) and fenced off for later
 plans. A unit that stays silent is backed off on its own
-(:mod:`edge_agent.sources.modbus.health`);
+(:mod:`edge_agent.sources.modbus.health`); meanwhile its signals read BAD at once
+and then once per ``BAD_REPEAT`` seconds, not every tick;
 when every unit is silent, or the connection drops, ``read`` raises
 :class:`SourceError` and the agent's poll loop reconnects.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from array import array
 from typing import Self
@@ -44,7 +46,7 @@ from edge_agent.sources.modbus.link import (
 from edge_agent.sources.modbus.plan import Request, halves
 from edge_agent.sources.modbus.registers import ModbusRegisterConfig, RegisterTable
 from edge_agent.sources.modbus.schedule import Job, SourcePlan, unit_of
-from edge_agent.types import ReadBack, Sample, SignalInfo, signal_infos
+from edge_agent.types import BAD_REPEAT, ReadBack, Sample, SignalInfo, signal_infos
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ class ModbusSource:
         # The last reply of each register block: the site view shows the words behind a
         # value from it, on request only.
         self._replies: dict[tuple[Table, int, int], array[int]] = {}
+        # Per unit in an outage, per block: the BAD_REPEAT slot its signals were marked in.
+        self._outage_marks: dict[int, dict[tuple[Table, int, int], int]] = {}
 
     @functools.cached_property
     def _table(self) -> RegisterTable:
@@ -113,6 +117,7 @@ class ModbusSource:
         assert self._health is not None
         self._health.reset()
         self._deferred = []
+        self._outage_marks = {}
         link = ModbusLink(
             Endpoint.parse(config.url),
             SerialLine(**dict(config.serial)),  # model_dump would build a serializer
@@ -199,7 +204,7 @@ class ModbusSource:
         sent = False
         for request, slots in self._queue(jobs):
             if not self._health.available(request.unit, now):
-                samples.extend(_bad([s.signal for s in slots], time.time()))
+                samples.extend(self._outage_bad(request, slots))
             elif sent and now + usable - loop.time() < budget:
                 samples.extend(self._defer(request, slots))
             else:
@@ -234,6 +239,19 @@ class ModbusSource:
         others = [job for job in ordered if not self._health.trusted(job[0].unit)]
         return trusted + others
 
+    def _outage_bad(self, request: Request, slots: list[Slot]) -> list[Sample]:
+        """A block of a unit in its outage: BAD at its first due tick, then once per
+        ``BAD_REPEAT`` slot of the clock, as the poll loop marks a down source (a dead
+        unit among live ones must cost next to nothing too)."""
+        ts = time.time()
+        slot = math.floor(ts / BAD_REPEAT)
+        marks = self._outage_marks.setdefault(request.unit, {})
+        key = (request.table, request.start, request.count)
+        if marks.get(key) == slot:
+            return []
+        marks[key] = slot
+        return _bad([s.signal for s in slots], ts)
+
     def _defer(self, request: Request, slots: list[Slot]) -> list[Sample]:
         """Keep a try for the next tick; a unit in an outage reads BAD meanwhile."""
         assert self._health is not None
@@ -258,6 +276,8 @@ class ModbusSource:
             self._health.failed(request.unit, ended, reply.reason)
             return _bad([s.signal for s in slots], ts), False
         self._health.answered(request.unit, ended)
+        if self._outage_marks:  # its next outage is marked at once
+            self._outage_marks.pop(request.unit, None)
         if isinstance(reply, Refused):
             if reply.code in _BISECTED:
                 return await self._bisect(request, reply.code, now), False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import struct
 from typing import Any
@@ -13,7 +14,7 @@ from pymodbus.constants import ExcCodes
 from edge_agent.errors import SourceError
 from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.modbus.source import ModbusSource
-from edge_agent.types import Quality, Sample
+from edge_agent.types import BAD_REPEAT, Quality, Sample
 from tests.sources.modbus.server import Silence, device, start_tcp, tcp_peer
 
 
@@ -147,6 +148,28 @@ async def test_silent_unit_beside_answering_unit(port: int) -> None:
         by_name = {s.signal: s for s in samples}
         assert by_name["press1.alive"].value == 5.0
         assert by_name["press1.dead"].quality is Quality.BAD
+
+
+async def test_a_silent_unit_reads_bad_at_once_then_only_once_per_bad_repeat(port: int) -> None:
+    """A dead unit among live ones: its signals BAD at the failed try and at the first tick
+    of its outage, then once per BAD_REPEAT slot, not at every tick (the live one: every
+    tick). Counted over 20 reads, with the unit's backoff longer than the test."""
+    silence = Silence()
+    devices = [device(1), device(2, silence=silence)]
+    registers = [{"name": "alive", "address": 0}] + [
+        {"name": f"dead{i}", "address": i, "device_id": 2} for i in range(5)
+    ]
+    async with tcp_peer(devices, port, silence=silence) as peer:
+        await peer.set(1, "holding", 0, [5])
+        source = ModbusSource(config(port, registers, backoff="60s", backoff_max="60s"))
+        async with source:
+            reads = [await source.read() for _ in range(20)]
+    assert all(values(r)["press1.alive"] == 5.0 for r in reads)
+    dead = [s for r in reads for s in r if s.signal.startswith("press1.dead")]
+    assert all(s.quality is Quality.BAD for s in dead)
+    assert {s.signal for s in reads[0]} == {"press1.alive", *(f"press1.dead{i}" for i in range(5))}
+    slots = {math.floor(s.ts / BAD_REPEAT) for r in reads[1:] for s in r}
+    assert len(dead) <= 5 * (1 + len(slots)) <= 15  # not 5 x 20
 
 
 async def test_every_unit_silent_raises_source_error(port: int) -> None:
@@ -362,7 +385,9 @@ async def test_gateway_without_its_target_backs_that_unit_off(port: int) -> None
         source = ModbusSource(config(port, regs, backoff="1m"))
         async with source:
             ticks = [values(await source.read()) for _ in range(3)]
-    assert ticks == [{"press1.alive": 10.0, "press1.gone": None}] * 3
+    assert ticks[0] == {"press1.alive": 10.0, "press1.gone": None}
+    # Later ticks: marked BAD again only once per BAD_REPEAT slot, never a value.
+    assert all(t["press1.alive"] == 10.0 and t.get("press1.gone") is None for t in ticks)
     assert [unit for unit, *_ in peer.wire.requests].count(3) == 1
 
 
