@@ -35,6 +35,7 @@ from edge_agent.errors import DeliveryError, RefusedError
 from edge_agent.forward.brokers import Broker, BrokerWalk
 from edge_agent.forward.config import MqttSinkConfig
 from edge_agent.forward.encode import encode_status
+from edge_agent.forward.mqtt_connect import connect
 from edge_agent.forward.outbox_rows import Record
 from edge_agent.forward.puback import PubackWatch
 
@@ -196,7 +197,7 @@ class MqttSink:
 
         client = self._make_client(broker)
         try:
-            await client.__aenter__()
+            await connect(client)  # not client.__aenter__(): a stop must not cut it in half
         except aiomqtt.MqttError as exc:
             raise DeliveryError(self._explain(exc, broker)) from exc
         return client

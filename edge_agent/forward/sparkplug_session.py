@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from edge_agent.errors import DeliveryError
 from edge_agent.forward.brokers import Broker
 from edge_agent.forward.mqtt import tls_context
+from edge_agent.forward.mqtt_connect import connect
 from edge_agent.forward.sparkplug_config import SparkplugSinkConfig
 from edge_agent.forward.sparkplug_payload import INT64, MetricValue, encode
 from edge_agent.logs import RateLimitedLog
@@ -148,7 +149,7 @@ class Session:
 
         client = self._make_client(broker)
         try:
-            await client.__aenter__()
+            await connect(client)  # not client.__aenter__(): a stop must not cut it in half
         except aiomqtt.MqttError as exc:
             raise DeliveryError(f"{self.config.name}: cannot connect to {broker}: {exc}") from exc
         self._client = client
