@@ -33,8 +33,8 @@ INTERVAL = 0.1
 SCENARIOS = ("raw-poll", "ours-poll", "raw-sub", "ours-sub")
 
 
-async def serve(port: int) -> None:
-    """The server: NODES variables, all rewritten every second."""
+async def bench_server(port: int, count: int) -> tuple[Any, list[Any]]:
+    """An asyncua server, not yet started, of ``count`` Double variables ``ns=2;s=Tag<i>`` (i)."""
     from asyncua import ua
     from asyncua.server.server import Server
 
@@ -45,15 +45,24 @@ async def serve(port: int) -> None:
     idx = await server.register_namespace("urn:edge-agent:bench")
     folder = await server.nodes.objects.add_folder(u.NodeId("Bench", idx), "Bench")
     nodes = [
-        await folder.add_variable(u.NodeId(f"Tag{i}", idx), f"Tag{i}", 0.0) for i in range(NODES)
+        await folder.add_variable(u.NodeId(f"Tag{i}", idx), f"Tag{i}", float(i))
+        for i in range(count)
     ]
+    return server, nodes
+
+
+async def serve(port: int) -> None:
+    """The server: NODES variables, all rewritten every second."""
+    from asyncua import ua
+
+    server, nodes = await bench_server(port, NODES)
     async with server:
         print("ready", flush=True)
         tick = 0
         while True:
             tick += 1
             for i, node in enumerate(nodes):
-                await server.write_attribute_value(node.nodeid, _value(u, tick + i))
+                await server.write_attribute_value(node.nodeid, _value(ua, tick + i))
             await asyncio.sleep(1.0)
 
 

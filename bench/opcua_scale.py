@@ -35,7 +35,6 @@ import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -146,17 +145,9 @@ def agent_runs(nodes: int, url: str, starts: int) -> tuple[float, float]:
 
 async def serve(port: int, nodes: int) -> None:
     """An asyncua server of ``nodes`` Double variables ``ns=2;s=Tag<i>``, values fixed."""
-    from asyncua import ua
-    from asyncua.server.server import Server
+    from bench.opcua_read import bench_server
 
-    u: Any = ua
-    server = Server()
-    await server.init()
-    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/bench")
-    idx = await server.register_namespace("urn:edge-agent:bench")
-    folder = await server.nodes.objects.add_folder(u.NodeId("Bench", idx), "Bench")
-    for i in range(nodes):
-        await folder.add_variable(u.NodeId(f"Tag{i}", idx), f"Tag{i}", float(i))
+    server, _ = await bench_server(port, nodes)
     async with server:
         print("ready", flush=True)
         await asyncio.Event().wait()

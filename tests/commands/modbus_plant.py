@@ -6,6 +6,7 @@ tell FC5 from FC15 and FC6 from FC16.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -54,6 +55,18 @@ class Trace:
 async def clamp(_fc: int, start: int, address: int, _count: int, _regs: Any, values: Any) -> None:
     if values and address == CLAMPED and values[0] > CLAMP_AT:
         values[0] = CLAMP_AT  # the device takes the write and keeps its own limit
+
+
+def held_at(address: int, held: asyncio.Event, release: asyncio.Event) -> SimAction:
+    """An action that holds a write to ``address`` (``held`` set) until ``release``."""
+
+    async def hold(fc: int, start: int, at: int, count: int, regs: Any, values: Any) -> None:
+        if values and at == address:
+            held.set()
+            await release.wait()
+        await clamp(fc, start, at, count, regs, values)
+
+    return hold
 
 
 def plant_device(unit: int = 1, action: SimAction = clamp) -> SimDevice:

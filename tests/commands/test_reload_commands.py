@@ -27,7 +27,7 @@ import yaml
 from edge_agent.agent import run_agent
 from edge_agent.config import load_config
 from edge_agent.types import Quality
-from tests.commands.modbus_plant import REGISTERS, clamp, modbus_plant, server_words
+from tests.commands.modbus_plant import REGISTERS, held_at, modbus_plant, server_words
 from tests.conftest import free_port
 from tests.forward.conftest import Mosquitto
 from tests.test_agent import Seen, _until
@@ -160,14 +160,7 @@ async def test_a_write_in_flight_ends_on_its_source_before_a_reload_restarts_it(
     path, seen = tmp_path / "agent.yaml", Seen()
     held, release = asyncio.Event(), asyncio.Event()
 
-    async def slow_write(fc: int, start: int, address: int, count: int, regs: Any,
-                         values: Any) -> None:  # fmt: skip
-        if values and address == 10:  # sp_u16
-            held.set()
-            await release.wait()
-        await clamp(fc, start, address, count, regs, values)
-
-    async with modbus_plant(port, slow_write) as (server, _):
+    async with modbus_plant(port, held_at(10, held, release)) as (server, _):
         _write(path, broker.port, [_source("plc", port, timeout="20s")])
         async with _agent(path, broker, seen) as requester:
             await requester.send("slow", "plc.sp_u16", 12.5)
@@ -202,13 +195,7 @@ async def test_a_write_still_running_when_the_wait_ends_is_answered_failed(
     path, seen = tmp_path / "agent.yaml", Seen()
     held, never = asyncio.Event(), asyncio.Event()
 
-    async def stuck_write(fc: int, start: int, address: int, count: int, regs: Any,
-                          values: Any) -> None:  # fmt: skip
-        if values and address == 10:
-            held.set()
-            await never.wait()
-
-    async with modbus_plant(port, stuck_write):
+    async with modbus_plant(port, held_at(10, held, never)):
         _write(path, broker.port, [_source("plc", port, timeout="20s")])
         async with _agent(path, broker, seen) as requester:
             await requester.send("stuck", "plc.sp_u16", 12.5)

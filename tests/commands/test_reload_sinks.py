@@ -27,7 +27,7 @@ import yaml
 
 from edge_agent.agent import run_agent
 from edge_agent.config import load_config
-from tests.commands.modbus_plant import modbus_plant, server_words
+from tests.commands.modbus_plant import held_at, modbus_plant, server_words
 from tests.commands.test_reload_commands import _agent, _reload, _source
 from tests.conftest import free_port
 from tests.forward.conftest import Mosquitto
@@ -183,13 +183,7 @@ async def test_a_command_running_when_its_sink_restarts_is_written_and_audited(
     path, seen = tmp_path / "agent.yaml", Seen()
     held, release = asyncio.Event(), asyncio.Event()
 
-    async def slow_write(fc: int, start: int, address: int, count: int, regs: Any,
-                         values: Any) -> None:  # fmt: skip
-        if values and address == 10:  # sp_u16
-            held.set()
-            await release.wait()
-
-    async with modbus_plant(port, slow_write) as (server, _):
+    async with modbus_plant(port, held_at(10, held, release)) as (server, _):
         _mqtt(path, broker.port, port, "on", timeout="20s")
         async with _agent(path, broker, seen) as requester:
             await requester.send("slow", "plc.sp_u16", 12.5)
