@@ -6,6 +6,11 @@ length or idle gap)::
 
     edge-agent serial-monitor /dev/ttyUSB0 --baud 9600 --delimiter '\\r\\n'
 
+A sensor behind a serial device server in raw TCP mode is watched the same way
+at ``tcp://host:port`` (the line settings are then the server's, not ``--baud``)::
+
+    edge-agent serial-monitor tcp://10.0.0.7:4001 --delimiter '\\r\\n'
+
 With a config it opens that source exactly as the agent would and shows each
 frame followed by the samples decoded from it, then the line's counters::
 
@@ -44,7 +49,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="print the frames a serial sensor sends and the samples decoded from them",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
-    p.add_argument("port", nargs="?", help="the port, e.g. /dev/ttyUSB0 (without --config)")
+    p.add_argument(
+        "port",
+        nargs="?",
+        help="the port, e.g. /dev/ttyUSB0 or tcp://10.0.0.7:4001 (without --config)",
+    )
     p.add_argument("--config", "-c", type=Path, help="take the port and parsing from a config")
     p.add_argument("--source", help="name of the serial source in --config")
     p.add_argument("--seconds", type=float, default=10.0, help="how long to watch (default 10)")

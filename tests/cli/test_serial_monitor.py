@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,48 @@ def test_samples_of_a_configured_source_are_shown(
     assert "vib1.rms = 0.31 (good)" in out
     assert "vib1.temp = 41.8 (good)" in out
     assert "counters: frames=" in out and "good=" in out
+
+
+@pytest.fixture
+def device_server() -> Iterator[str]:
+    """A device server in raw TCP mode whose sensor sends a VIB line every 20 ms; its URL."""
+    stop = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0.1)
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    client, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                with client:
+                    while not stop.wait(0.02):
+                        try:
+                            client.sendall(b"VIB,rms=0.31,peak=1.2,temp=41.8\r\n")
+                        except OSError:
+                            break  # the monitor is done: wait for the next one
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        finally:
+            stop.set()
+            thread.join()
+
+
+def test_frames_from_a_device_server_are_shown(
+    device_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run([device_server, "--delimiter", r"\r\n", "--seconds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "b'VIB,rms=0.31,peak=1.2,temp=41.8'" in out
+
+
+def test_an_unsupported_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["rfc2217://10.0.0.7:4001", "--seconds", "0.1"]) == EX_USAGE
+    assert "RFC 2217 is not supported" in capsys.readouterr().err
 
 
 def test_missing_port_exits_unavailable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

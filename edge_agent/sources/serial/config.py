@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import re
 from typing import TYPE_CHECKING, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
@@ -49,7 +50,8 @@ class SerialSourceConfig(StrictModel):
     """How often the agent takes what arrived (and sends ``request``, if any)."""
     asset: str = ""
     port: str = Field(min_length=1)
-    """Device path; prefer a stable ``/dev/serial/by-id/...`` link."""
+    """Device path (prefer a stable ``/dev/serial/by-id/...`` link), or ``tcp://host:port``
+    of a serial device server in raw TCP mode (``socket://`` too, pyserial's spelling)."""
     baud: int = Field(default=9600, gt=0)
     parity: Literal["none", "even", "odd", "mark", "space"] = "none"
     data_bits: Literal[5, 6, 7, 8] = 8
@@ -90,6 +92,12 @@ class SerialSourceConfig(StrictModel):
             raise ValueError(f"not a valid regular expression: {exc}") from None
         return value
 
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: str) -> str:
+        tcp_address(value)
+        return value
+
     @field_validator("stop_bits")
     @classmethod
     def _stop_bits(cls, value: float) -> float:
@@ -119,6 +127,17 @@ class SerialSourceConfig(StrictModel):
         _check_selectors(self.parse, signals)
         return self
 
+    def warnings(self) -> list[str]:
+        """What ``check-config`` should say about this source although it loads."""
+        line_keys = ("baud", "parity", "data_bits", "stop_bits", "flow_control")
+        given = [key for key in line_keys if key in self.model_fields_set]
+        if not given or tcp_address(self.port) is None:
+            return []
+        return [
+            f"{self.name}: {', '.join(given)} ignored for {self.port}: set the line"
+            " (baud, parity, ...) in the device server's own port settings"
+        ]
+
     def signal_configs(self) -> list[SerialSignalConfig]:
         """The signals; for a regex without a list, one per named group."""
         return list(self.signals or self._implied)
@@ -134,6 +153,38 @@ class SerialSourceConfig(StrictModel):
     def on_open_bytes(self) -> bytes:
         """The ``on_open`` string as bytes."""
         return _latin1("on_open", self.on_open)
+
+
+_TCP_SCHEMES = ("tcp", "socket")  # socket://: pyserial's name for the same raw TCP
+
+
+def tcp_address(port: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``tcp://host:port`` endpoint; None for a device path.
+
+    Raises:
+        ValueError: a URL this source cannot open (another scheme, no host or port).
+    """
+    if "://" not in port:
+        return None
+    parts = urlsplit(port)
+    scheme = parts.scheme.lower()
+    example = "tcp://10.0.0.7:4001"
+    if scheme == "rfc2217":
+        raise ValueError(
+            f"{port!r}: RFC 2217 is not supported; set the device server to raw TCP"
+            f" (TCP server) mode and use {example}"
+        )
+    if scheme not in _TCP_SCHEMES:
+        raise ValueError(f"{port!r}: expected a device path such as /dev/ttyUSB0 or {example}")
+    try:
+        number = parts.port
+    except ValueError:
+        number = None  # out of range or not a number: said below
+    if not parts.hostname or number is None or number == 0:
+        raise ValueError(f"{port!r}: expected a host and a port, such as {example}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{port!r}: takes no path or options, only {example}")
+    return parts.hostname, number
 
 
 def _latin1(key: str, text: str) -> bytes:

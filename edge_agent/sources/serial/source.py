@@ -1,53 +1,47 @@
-"""Serial line sensors (pyserial): frames from a port, values from frames.
+"""Serial line sensors: frames from a port or a device server, values from frames.
 
-The port is opened non-blocking and watched with ``loop.add_reader`` on its file
-descriptor, so reading never blocks the event loop and needs no thread. Bytes go
-through a framer (:mod:`serial_framing`) and a decoder (:mod:`serial_decode`);
-the samples wait in a bounded buffer until :meth:`SerialSource.read` takes them.
+A local port is opened non-blocking and watched with ``loop.add_reader`` on its
+file descriptor; a ``tcp://host:port`` endpoint is an asyncio connection
+(:mod:`link`). Either way reading never blocks the event loop and needs no
+thread, and the bytes take the same path: through a framer (:mod:`framing`) and
+a decoder (:mod:`decode`); the samples wait in a bounded buffer until
+:meth:`SerialSource.read` takes them.
 
 ``read()`` returns every sample parsed since the last call, each stamped with the
 time its frame arrived (``keep: all``): sensors often push faster than the poll
 interval and the detector's windows want the whole waveform, not one value per
 tick. ``keep: latest`` returns only the newest sample per signal, for chatty
 devices whose every line the twin need not store.
-
-pyserial is imported here only, and only when a port is opened.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Self
+from typing import Self
 
 from edge_agent.errors import SourceError
 from edge_agent.logs import RateLimitedLog
+from edge_agent.sources.serial.config import SerialSourceConfig
 from edge_agent.sources.serial.decode import FrameDecoder, build_decoder
 from edge_agent.sources.serial.framing import (
     Frame,
     Framer,
     IdleFraming,
 )
+from edge_agent.sources.serial.link import Link, describe, open_link
 from edge_agent.types import Sample, SignalInfo
 
-if TYPE_CHECKING:
-    import serial
-from edge_agent.sources.serial.config import SerialSourceConfig
-
 log = logging.getLogger(__name__)
-
-_PARITY = {"none": "N", "even": "E", "odd": "O", "mark": "M", "space": "S"}
-_READ_SIZE = 65536
 
 
 class SerialSource:
     """Reads frames from a serial port and turns them into samples.
 
-    Link failures (port missing, unplugged, not answering) raise
+    Link failures (port missing, unplugged, server gone, not answering) raise
     :class:`SourceError`; the agent's poll loop leaves the context and re-enters,
     which reopens the port when it is back. Unreadable data never raises: it
     gives BAD samples and counts in :attr:`counters`.
@@ -55,7 +49,7 @@ class SerialSource:
 
     def __init__(self, config: SerialSourceConfig) -> None:
         self.config = config
-        self._serial: serial.Serial | None = None
+        self._link: Link | None = None
         self._decoder: FrameDecoder | None = None
         self._framer: Framer | None = None
         self._pending: deque[Sample] = deque()
@@ -94,22 +88,22 @@ class SerialSource:
         ]
 
     async def __aenter__(self) -> Self:
-        """Open the port and start watching it.
+        """Open the port (or connect to the device server) and start watching it.
 
         Raises:
-            SourceError: the port does not exist, is busy or refuses the settings.
+            SourceError: the port does not exist, is busy or refuses the settings;
+                the server refuses, does not answer or cannot be resolved.
         """
         cfg = self.config
         if self._decoder is None:
             self._decoder = build_decoder(cfg)
-        self._serial = _open_port(cfg)
         self._framer = cfg.framing.build()
-        self._lost = None
+        self._lost = None  # before the open: a server may close as soon as it accepts
         self._last_bytes = asyncio.get_running_loop().time()
         if not cfg.request:
             self._decoder.expect_partial()  # we may join a streaming device mid-frame
-        asyncio.get_running_loop().add_reader(self._serial.fileno(), self._on_readable)
-        log.info("%s: opened %s", cfg.name, _describe(cfg))
+        self._link = await open_link(cfg, self._on_data, self._lose)
+        log.info("%s: opened %s", cfg.name, describe(cfg))
         try:
             self._write(cfg.on_open_bytes())
         except SourceError:
@@ -118,11 +112,11 @@ class SerialSource:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        """Stop watching and close the port."""
+        """Stop watching and close the port or connection."""
         self._stop_watching()
-        if self._serial is not None:
-            port, self._serial = self._serial, None
-            _close_port(port)
+        if self._link is not None:
+            link, self._link = self._link, None
+            link.close()
 
     async def read(self) -> list[Sample]:
         """Samples parsed since the last call; with a request, ask first and await the answer.
@@ -173,18 +167,9 @@ class SerialSource:
         self._check_link()
 
     def _write(self, data: bytes) -> None:
-        assert self._serial is not None
-        if not data:
-            return
-        try:
-            written = os.write(self._serial.fileno(), data)
-        except BlockingIOError:
-            written = 0
-        except OSError as exc:
-            self._lose(f"write failed: {exc}")
-            raise SourceError(f"{self.config.name}: lost {self.config.port}: {exc}") from exc
-        if written < len(data):
-            raise SourceError(f"{self.config.name}: {self.config.port} does not accept output")
+        assert self._link is not None
+        if data:
+            self._link.write(data)  # a failed write reports the loss through _lose too
 
     def _check_link(self) -> None:
         if self._lost is not None:
@@ -200,15 +185,8 @@ class SerialSource:
                 f"{self.config.name}: nothing received on {self.config.port} for {quiet:.1f} s"
             )
 
-    def _on_readable(self) -> None:
-        assert self._serial is not None and self._framer is not None
-        try:
-            data = self._serial.read(_READ_SIZE)
-        except OSError as exc:  # pyserial's SerialException is an OSError
-            self._lose(str(exc))
-            return
-        if not data:
-            return
+    def _on_data(self, data: bytes) -> None:
+        assert self._framer is not None
         self._last_rx = time.time()
         self._last_bytes = asyncio.get_running_loop().time()
         for frame in self._framer.feed(data):
@@ -245,43 +223,5 @@ class SerialSource:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-        if self._serial is not None and self._serial.fd is not None:
-            asyncio.get_running_loop().remove_reader(self._serial.fileno())
-
-
-def _open_port(cfg: SerialSourceConfig) -> serial.Serial:
-    import serial
-
-    options: dict[str, Any] = {
-        "baudrate": cfg.baud,
-        "bytesize": cfg.data_bits,
-        "parity": _PARITY[cfg.parity],
-        "stopbits": cfg.stop_bits,
-        "xonxoff": cfg.flow_control == "xonxoff",
-        "rtscts": cfg.flow_control == "rtscts",
-        "timeout": 0,  # non-blocking: the loop tells us when bytes are there
-        "write_timeout": 0,
-        "exclusive": True,  # a second reader would steal bytes and break frames
-    }
-    try:
-        port = serial.Serial(cfg.port, **options)
-    except (OSError, ValueError) as exc:  # SerialException is an OSError
-        raise SourceError(f"{cfg.name}: cannot open {cfg.port}: {exc}") from exc
-    try:
-        port.reset_input_buffer()  # stale bytes from before we opened
-    except OSError as exc:
-        _close_port(port)
-        raise SourceError(f"{cfg.name}: cannot use {cfg.port}: {exc}") from exc
-    return port
-
-
-def _close_port(port: serial.Serial) -> None:
-    try:
-        port.close()
-    except OSError as exc:  # SerialException included
-        log.debug("closing %s: %s", port.port, exc)  # the port is gone already
-
-
-def _describe(cfg: SerialSourceConfig) -> str:
-    stop = f"{cfg.stop_bits:g}"
-    return f"{cfg.port} at {cfg.baud} {cfg.data_bits}{_PARITY[cfg.parity]}{stop}"
+        if self._link is not None:
+            self._link.stop()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.sources.serial.link import _PortLink
 from edge_agent.sources.serial.parse import with_nmea_checksum
 from edge_agent.types import Quality
 from tests.sources.serial.pty_pair import Device, PtyPair, collect, make, values
@@ -97,8 +98,9 @@ async def test_nmea_checksum_failures_are_bad_and_counted(pair: PtyPair) -> None
 async def test_port_settings_are_applied(pair: PtyPair) -> None:
     source = make(pair, baud=19200, parity="even", data_bits=7, stop_bits=2)
     async with source:
-        port = source._serial
-        assert port is not None
+        link = source._link
+        assert isinstance(link, _PortLink) and link._port is not None
+        port = link._port
         attrs = termios.tcgetattr(port.fileno())
         # The Linux pty driver keeps speed and stop bits but forces 8 bits without
         # parity, so those two are checked on the port object pyserial configured.
