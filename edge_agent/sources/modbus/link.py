@@ -26,7 +26,7 @@ from edge_agent.errors import SourceError
 from edge_agent.sources.modbus.codec import Table
 from edge_agent.sources.modbus.endpoint import Endpoint
 from edge_agent.sources.modbus.health import UnitCounts
-from edge_agent.sources.modbus.replies import word_responses
+from edge_agent.sources.modbus.replies import ascii_framer, word_responses
 
 # Modbus exceptions that mean "the unit behind the gateway did not answer":
 # treated as silence, not as a refusal (gateway path unavailable / target failed).
@@ -177,6 +177,8 @@ class ModbusLink:
             client = AsyncModbusTcpClient(
                 self.endpoint.host, port=self.endpoint.port, framer=framer, **common
             )
+        if framer is FramerType.ASCII:
+            client.ctx.framer = ascii_framer()(client.ctx.framer.decoder)
         client.set_max_no_responses(1 << 30)  # silence is judged per unit by the source
         for response in word_responses():
             client.register(response)  # replaces the stock fc 3 and 4 replies, this client only

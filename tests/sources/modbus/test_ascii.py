@@ -6,8 +6,11 @@ The peers are pymodbus servers with the ASCII framer: they decode nothing but
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import struct
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +145,73 @@ async def test_rtu_and_ascii_on_one_serial_line_are_one_source(line: tuple[str, 
         with pytest.raises(SourceError, match="already polled by source 'bus'"):
             async with second:
                 pass
+
+
+NOISE = b":Z\x85"  # line noise holding a ':' (an ASCII frame's start), then bytes that are not hex
+
+
+def noisy_answer(line: bytes, words: list[int]) -> bytes:
+    """Noise, then a correct ASCII reply to the fc 3 request ``line`` (an independent peer)."""
+    request = bytes.fromhex(line[1:-4].decode())  # unit, fc, address, count; LRC and CR LF cut
+    count = int.from_bytes(request[4:6], "big")
+    payload = request[:2] + bytes([2 * count]) + struct.pack(f">{count}H", *words[:count])
+    lrc = -sum(payload) & 0xFF
+    return NOISE + b":" + payload.hex().upper().encode() + f"{lrc:02X}\r\n".encode()
+
+
+@contextlib.asynccontextmanager
+async def noisy_line_peer(tty: str, words: list[int]) -> AsyncIterator[None]:
+    """A device on a pty that puts noise before each of its replies."""
+    fd = os.open(tty, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    heard = bytearray()
+
+    def on_read() -> None:
+        with contextlib.suppress(BlockingIOError):
+            heard.extend(os.read(fd, 1024))
+        while (end := heard.find(b"\r\n")) >= 0:
+            os.write(fd, noisy_answer(bytes(heard[: end + 2]), words))
+            del heard[: end + 2]
+
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, on_read)
+    try:
+        yield
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+@contextlib.asynccontextmanager
+async def noisy_tcp_peer(port: int, words: list[int]) -> AsyncIterator[None]:
+    """A serial device server whose line puts noise before each reply."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                writer.write(noisy_answer(await reader.readuntil(b"\r\n"), words))
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", port)
+    try:
+        yield
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("kind", ["ascii", "ascii+tcp"])
+async def test_noise_before_a_reply_does_not_lose_it(
+    kind: str, line: tuple[str, str], port: int
+) -> None:
+    """A ':' in noise starts a frame that is not hex: pymodbus raised and lost the reply."""
+    server_tty, client_tty = line
+    if kind == "ascii":
+        peer, url = noisy_line_peer(server_tty, [7, 8]), f"ascii://{client_tty}"
+    else:
+        peer, url = noisy_tcp_peer(port, [7, 8]), f"ascii+tcp://127.0.0.1:{port}"
+    regs = [{"name": "a", "address": 0}, {"name": "b", "address": 1}]
+    async with peer:
+        source = ModbusSource(config(url, regs))
+        async with source:
+            ticks = [await source.read() for _ in range(3)]
+    assert [values(samples) for samples in ticks] == [{"bus.a": 7.0, "bus.b": 8.0}] * 3
