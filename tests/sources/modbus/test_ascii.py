@@ -215,3 +215,28 @@ async def test_noise_before_a_reply_does_not_lose_it(
         async with source:
             ticks = [await source.read() for _ in range(3)]
     assert [values(samples) for samples in ticks] == [{"bus.a": 7.0, "bus.b": 8.0}] * 3
+
+
+@pytest.mark.parametrize("kind", ["ascii", "ascii+tcp"])
+async def test_writes_a_register_and_a_coil(kind: str, line: tuple[str, str], port: int) -> None:
+    server_tty, client_tty = line
+    if kind == "ascii":
+        peer = await start_rtu([device(1)], server_tty, framer=FramerType.ASCII)
+        url = f"ascii://{client_tty}"
+    else:
+        peer = await start_tcp([device(1)], port, FramerType.ASCII)
+        url = f"ascii+tcp://127.0.0.1:{port}"
+    regs = [
+        {"name": "sp", "address": 10, "scale": 0.1, "write": {"min": 0, "max": 100}},
+        {"name": "run", "table": "coil", "address": 5, "data_type": "bool", "write": {}},
+    ]
+    try:
+        source = ModbusSource(config(url, regs))
+        async with source:
+            setpoint = await source.write("bus.sp", 42.5)
+            run = await source.write("bus.run", True)
+            samples = await source.read()
+    finally:
+        await peer.stop()
+    assert setpoint.actual == pytest.approx(42.5) and run.actual == 1.0  # read back
+    assert values(samples) == {"bus.sp": pytest.approx(42.5), "bus.run": 1.0}
