@@ -62,7 +62,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="read a Modbus register range and print every type and byte order side by side",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
-    p.add_argument("url", help="tcp://host:502, rtu+tcp://host:4001 or rtu:///dev/ttyUSB0")
+    p.add_argument(
+        "url",
+        help="tcp://host:502, rtu:///dev/ttyUSB0, rtu+tcp://host:4001, ascii:///dev/ttyUSB0"
+        " or ascii+tcp://host:4001",
+    )
     p.add_argument("--device-id", type=int, default=1, help="Modbus unit id (slave id), default 1")
     renamed(p, "--unit", "--device-id")
     where = p.add_mutually_exclusive_group(required=True)

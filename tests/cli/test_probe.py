@@ -7,6 +7,7 @@ import asyncio
 import struct
 
 import pytest
+from pymodbus import FramerType
 
 from edge_agent.cli import probe
 from tests.sources.modbus.server import device, tcp_peer
@@ -61,6 +62,17 @@ async def test_probe_scales(port: int, capsys: pytest.CaptureFixture[str]) -> No
         assert await asyncio.to_thread(args.func, args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert row(lines, 7, "uint16")[0] == "123.4"
+
+
+async def test_probe_over_ascii_tcp(port: int, capsys: pytest.CaptureFixture[str]) -> None:
+    async with tcp_peer([device(3)], port, framer=FramerType.ASCII) as peer:
+        await peer.set(3, "holding", 40, [0xFFFE])
+        url = f"ascii+tcp://127.0.0.1:{port}"
+        args = parse(["probe", url, "--device-id", "3", "--holding", "40", "--count", "1"])
+        assert await asyncio.to_thread(args.func, args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{url} unit 3 holding 40..40"
+    assert row(lines, 40, "int16")[0] == "-2"
 
 
 async def test_probe_bits(port: int, capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,10 +21,18 @@ _TIMEOUT_MOST = 1.0
 _TIMEOUT_LEAST = 0.1
 _RTU_REQUEST = 8  # unit, function, start, count, CRC
 _RTU_REPLY_OVERHEAD = 5  # unit, function, byte count, CRC
+# ASCII sends each byte as two hex characters, CRC's 2 bytes become a 1-byte LRC,
+# and ':' and CR LF frame it: 1 + 2 x (bytes - 1) + 2 characters for RTU's bytes.
+_ASCII_REQUEST = 1 + 2 * (_RTU_REQUEST - 1) + 2
+_ASCII_REPLY_OVERHEAD = 1 + 2 * (_RTU_REPLY_OVERHEAD - 1) + 2
 
 
 class SerialConfig(StrictModel):
-    """Serial line settings for ``rtu://`` URLs."""
+    """Serial line settings for ``rtu://`` and ``ascii://`` URLs.
+
+    For ``rtu+tcp://`` and ``ascii+tcp://`` they are the line behind the device
+    server, used only to size the default timeout.
+    """
 
     baud: int = PydanticField(default=19200, gt=0)
     parity: Literal["none", "even", "odd"] = "none"
@@ -98,7 +106,7 @@ class ModbusSourceConfig(StrictModel):
 
         The default is ``interval / (units x (retries + 1))``, at most 1 s, and at
         least 100 ms plus the time the largest request and reply take on the
-        serial line (``rtu`` and ``rtu+tcp``), so a device that answers is not
+        serial line (every scheme but ``tcp``), so a device that answers is not
         cut off mid-reply.
         """
         if self.timeout is not None:
@@ -108,12 +116,17 @@ class ModbusSourceConfig(StrictModel):
 
     def _wire_time(self) -> float:
         """Seconds the longest request and reply allowed take on the serial line."""
-        if not self.url.lower().startswith("rtu"):
+        framing = Endpoint.parse(self.url).framing
+        if framing == "socket":
             return 0.0
         line = self.serial
         char = 1 + line.data_bits + (line.parity != "none") + line.stop_bits
         payload = max(2 * self.max_registers, math.ceil(self.max_bits / 8))
-        return (_RTU_REQUEST + _RTU_REPLY_OVERHEAD + payload) * char / line.baud
+        if framing == "ascii":
+            chars = _ASCII_REQUEST + _ASCII_REPLY_OVERHEAD + 2 * payload
+        else:
+            chars = _RTU_REQUEST + _RTU_REPLY_OVERHEAD + payload
+        return chars * char / line.baud
 
     def warnings(self) -> list[str]:
         """What ``check-config`` should say about this source although it loads."""

@@ -1,4 +1,4 @@
-"""One Modbus connection (TCP, RTU on a serial port, RTU over TCP) and its reads.
+"""One Modbus connection (TCP; RTU or ASCII on a serial port or over TCP) and its reads.
 
 The only module that talks to pymodbus's client. It translates the library's
 outcomes once: data comes back as a list, a Modbus exception response as a
@@ -26,7 +26,7 @@ from edge_agent.errors import SourceError
 from edge_agent.sources.modbus.codec import Table
 from edge_agent.sources.modbus.endpoint import Endpoint
 from edge_agent.sources.modbus.health import UnitCounts
-from edge_agent.sources.modbus.replies import word_responses
+from edge_agent.sources.modbus.replies import ascii_framer, word_responses
 
 # Modbus exceptions that mean "the unit behind the gateway did not answer":
 # treated as silence, not as a refusal (gateway path unavailable / target failed).
@@ -35,7 +35,7 @@ _GATEWAY_SILENCE = frozenset({0x0A, 0x0B})
 
 @dataclass(frozen=True, slots=True)
 class SerialLine:
-    """Serial line settings for ``rtu://`` (a pty ignores them)."""
+    """Serial line settings for ``rtu://`` and ``ascii://`` (a pty refuses parity, 7 bits)."""
 
     baud: int = 19200
     parity: Literal["none", "even", "odd"] = "none"
@@ -138,7 +138,7 @@ class ModbusLink:
         self._line = ""
 
     def _claim_line(self) -> None:
-        if self.endpoint.scheme != "rtu":
+        if not self.endpoint.serial_port:
             return
         line = os.path.realpath(self.endpoint.host)
         owner = self._serial_owners.setdefault(line, self.name)
@@ -160,23 +160,25 @@ class ModbusLink:
             "reconnect_delay": 0,  # the agent's poll loop owns reconnection
             "trace_connect": self._on_connect,
         }
+        framer = FramerType(self.endpoint.framing)  # "socket", "rtu", "ascii": its values
         client: Any
-        if self.endpoint.scheme == "rtu":
+        if self.endpoint.serial_port:
             line = self.serial
             client = AsyncModbusSerialClient(
                 self.endpoint.host,
-                framer=FramerType.RTU,
+                framer=framer,
                 baudrate=line.baud,
                 parity=line.parity[0].upper(),
                 bytesize=line.data_bits,
                 stopbits=line.stop_bits,
                 **common,
             )
-        else:
-            framer = FramerType.RTU if self.endpoint.scheme == "rtu+tcp" else FramerType.SOCKET
+        else:  # tcp, and rtu+tcp or ascii+tcp: a serial device server passes the frames on
             client = AsyncModbusTcpClient(
                 self.endpoint.host, port=self.endpoint.port, framer=framer, **common
             )
+        if framer is FramerType.ASCII:
+            client.ctx.framer = ascii_framer()(client.ctx.framer.decoder)
         client.set_max_no_responses(1 << 30)  # silence is judged per unit by the source
         for response in word_responses():
             client.register(response)  # replaces the stock fc 3 and 4 replies, this client only

@@ -1,8 +1,9 @@
-"""Register replies decoded with one ``struct`` call each, for the Modbus link's client.
+"""How the Modbus link's client reads replies, where pymodbus's stock parts fall short.
 
 pymodbus decodes a register reply word by word and builds its debug text on
 every reply; the classes here replace its stock fc 3 and fc 4 replies on our
-client only (:meth:`edge_agent.sources.modbus.link.ModbusLink`).
+client only (:meth:`edge_agent.sources.modbus.link.ModbusLink`). Its ASCII
+framer raises on line noise; :func:`ascii_framer` skips the noise instead.
 """
 
 from __future__ import annotations
@@ -65,3 +66,29 @@ def short_str(pdu: Any) -> str:
         f"{type(pdu).__name__}(dev_id={pdu.dev_id}, transaction_id={pdu.transaction_id}, "
         f"{len(pdu.registers)} registers)"
     )
+
+
+@functools.cache
+def ascii_framer() -> type[Any]:
+    """pymodbus's ASCII framer, but a frame whose unit id is not hex is skipped as noise.
+
+    A ':' in line noise starts a frame; pymodbus (3.16) parses the two characters
+    after it with ``int(..., 16)`` outside its own guard, so the ValueError escapes
+    from ``data_received``: on a serial port the reply behind the noise is lost (the
+    unit looks silent and is backed off), over TCP asyncio closes the connection,
+    and each time asyncio logs a traceback. Skipping that ':' finds the real frame.
+    """
+    from pymodbus.framer import FramerAscii
+
+    class Ascii(FramerAscii):
+        def decode(self, data: bytes) -> tuple[int, int, int, bytes]:
+            skipped = 0
+            while True:
+                try:
+                    used, unit, tid, pdu = super().decode(data[skipped:])
+                except ValueError:
+                    skipped += 1  # past the ':' of the frame that is not one
+                    continue
+                return skipped + used, unit, tid, pdu
+
+    return Ascii

@@ -1,4 +1,4 @@
-"""Modbus source: TCP, RTU and RTU over TCP, the four tables, every common type.
+"""Modbus source: TCP, RTU and ASCII (serial or over TCP), the four tables, every common type.
 
 Each tick reads exactly the signals that are due, in the fewest requests the
 planner can make (see :mod:`edge_agent.sources.modbus.plan`). A Modbus

@@ -107,7 +107,7 @@ async def start_tcp(
     devices: list[SimDevice], port: int, framer: FramerType = FramerType.SOCKET,
     silence: Silence | None = None,
 ) -> Peer:  # fmt: skip
-    """Start a TCP server on loopback (``framer=RTU`` gives RTU over TCP)."""
+    """Start a TCP server on loopback (``framer=RTU`` or ``ASCII``: those frames over TCP)."""
     wire = Wire()
     server = ModbusTcpServer(
         devices, address=("127.0.0.1", port), framer=framer, trace_pdu=wire.trace
@@ -116,11 +116,14 @@ async def start_tcp(
     return Peer(server, wire, silence)
 
 
-async def start_rtu(devices: list[SimDevice], tty: str, silence: Silence | None = None) -> Peer:
-    """Start an RTU server on one end of a pty pair."""
+async def start_rtu(
+    devices: list[SimDevice], tty: str, silence: Silence | None = None,
+    framer: FramerType = FramerType.RTU,
+) -> Peer:  # fmt: skip
+    """Start an RTU server (``framer=ASCII``: an ASCII one) on one end of a pty pair."""
     wire = Wire()
     server = ModbusSerialServer(
-        devices, port=tty, framer=FramerType.RTU, baudrate=19200, trace_pdu=wire.trace
+        devices, port=tty, framer=framer, baudrate=19200, trace_pdu=wire.trace
     )
     await server.serve_forever(background=True)
     return Peer(server, wire, silence)

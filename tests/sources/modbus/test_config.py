@@ -86,6 +86,9 @@ def test_duplicate_names_differing_in_case() -> None:
         ("tcp://plc.local:1502", Endpoint("tcp", "plc.local", 1502)),
         ("rtu+tcp://10.0.0.9:4001", Endpoint("rtu+tcp", "10.0.0.9", 4001)),
         ("rtu:///dev/ttyUSB0", Endpoint("rtu", "/dev/ttyUSB0", 0)),
+        ("ascii:///dev/ttyUSB1", Endpoint("ascii", "/dev/ttyUSB1", 0)),
+        ("ASCII+TCP://10.0.0.9:4002", Endpoint("ascii+tcp", "10.0.0.9", 4002)),
+        ("ascii+tcp://10.0.0.9", Endpoint("ascii+tcp", "10.0.0.9", 502)),
     ],
 )
 def test_urls(url: str, expected: Endpoint) -> None:
@@ -96,9 +99,11 @@ def test_urls(url: str, expected: Endpoint) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("udp://h:502", "unknown scheme"),
+        ("udp://h:502", "unknown scheme.*expected one of tcp, rtu, rtu\\+tcp, ascii, ascii\\+tcp"),
         ("tcp://:502", "expected a host"),
         ("rtu://", "serial device"),
+        ("ascii://", "expected a serial device such as ascii:///dev/ttyUSB0"),
+        ("ascii+tcp://:4001", "expected a host, such as ascii\\+tcp://"),
     ],
 )
 def test_bad_urls(url: str, message: str) -> None:
@@ -126,6 +131,9 @@ def test_bad_source_settings_are_explained(extra: dict[str, Any], message: str) 
         make([{"name": "a", "address": 0}], **extra)
 
 
+SEVEN_E1 = {"data_bits": 7, "parity": "even"}
+
+
 def _units(count: int) -> list[dict[str, Any]]:
     return [{"name": f"u{u}", "address": 0, "device_id": u} for u in range(1, count + 1)]
 
@@ -141,6 +149,17 @@ def _units(count: int) -> list[dict[str, Any]]:
         # 100 ms + a request and a 125-register reply (263 bytes of 10 bits) at 19200 baud
         ("rtu:///dev/ttyUSB0", 10, {}, 0.1 + 263 * 10 / 19200),
         ("rtu+tcp://h:4001", 10, {"serial": {"baud": 9600}}, 0.1 + 263 * 10 / 9600),
+        # ASCII: 2 characters a byte, LRC, ':' and CR LF: 17 for the request, 11 + 2 x 250
+        # for the reply, 10 bits each at 7E1
+        ("ascii:///dev/ttyUSB0", 10, {"serial": SEVEN_E1}, 0.1 + 528 * 10 / 19200),
+        ("ascii+tcp://h:4001", 10, {"serial": {"baud": 9600, **SEVEN_E1}}, 0.1 + 528 * 10 / 9600),
+        # 8N2 (11 bits) and max_registers 10: a 2000-bit reply (250 bytes) is still the longest
+        (
+            "ascii:///dev/ttyUSB0",
+            10,
+            {"serial": {"stop_bits": 2}, "max_registers": 10},
+            0.1 + 528 * 11 / 19200,
+        ),
         ("tcp://h", 10, {"timeout": "2s"}, 2.0),  # a timeout set is kept
     ],
 )

@@ -9,9 +9,9 @@ interval, every signal of a unit that answers must get at least 95 % of its
 samples, GOOD and with its own unit's values (no reply taken for another's);
 the dead units' signals read BAD; each dead unit is tried at most once per
 backoff period (1 s doubling, jitter down to half); one log line per
-transition and no traceback. The same on TCP, RTU (a socat pty pair) and RTU
-over TCP, with the default timeout and with one whose worst case nearly fills
-a tick.
+transition and no traceback. The same on TCP, RTU and ASCII (a socat pty pair),
+and RTU and ASCII over TCP, with the default timeout and with one whose worst
+case nearly fills a tick.
 """
 
 from __future__ import annotations
@@ -42,6 +42,15 @@ RUN = 20.0  # seconds of polling at a 1 s interval: 20 samples due per signal
 MOST_TRIES = 6
 
 
+FRAMERS = {
+    "tcp": FramerType.SOCKET,
+    "rtu": FramerType.RTU,
+    "rtu+tcp": FramerType.RTU,
+    "ascii": FramerType.ASCII,
+    "ascii+tcp": FramerType.ASCII,
+}
+
+
 def registers() -> list[dict[str, Any]]:
     """Two signals per unit, in two tables: two requests per unit and tick."""
     return [
@@ -57,7 +66,7 @@ def registers() -> list[dict[str, Any]]:
 def source(url: str, **extra: Any) -> ModbusSource:
     raw = {"type": "modbus", "name": "line", "url": url, "interval": "1s"}
     serial = {"serial": {"baud": 19200, "stop_bits": 2}}  # a pty refuses parity
-    raw |= (serial if url.startswith("rtu") else {}) | extra
+    raw |= (serial if url.startswith(("rtu", "ascii")) else {}) | extra
     return ModbusSource(ModbusSourceConfig.model_validate({**raw, "registers": registers()}))
 
 
@@ -77,11 +86,12 @@ async def line(
     silence = Silence()
     devices = [device(u, silence=silence if u in dead else None) for u in UNITS]
     with contextlib.ExitStack() as stack:
-        if kind == "rtu":
+        framer = FRAMERS[kind]
+        if kind in ("rtu", "ascii"):
             server_tty, client_tty = stack.enter_context(pty_pair(tmp_path))
-            peer, url = await start_rtu(devices, server_tty, silence), f"rtu://{client_tty}"
+            peer = await start_rtu(devices, server_tty, silence, framer)
+            url = f"{kind}://{client_tty}"
         else:
-            framer = FramerType.RTU if kind == "rtu+tcp" else FramerType.SOCKET
             peer = await start_tcp(devices, port, framer, silence)
             url = f"{kind}://127.0.0.1:{port}"
         try:
@@ -136,6 +146,12 @@ CASES = [
     # tick (without the tick budget, the first tick alone would cost 2.4 s)
     pytest.param(
         "rtu+tcp", {8, 9, 10}, {"timeout": "400ms", "retries": 1}, id="rtu+tcp-3-dead-long"
+    ),
+    # the default timeout at 19200 8N2 is 0.4 s (ASCII's frames take twice RTU's):
+    # three dead units' first tries do not fit in one tick
+    pytest.param("ascii", {1, 6, 7}, {}, id="ascii-3-dead-default-timeout"),
+    pytest.param(
+        "ascii+tcp", {8, 9, 10}, {"timeout": "400ms", "retries": 1}, id="ascii+tcp-3-dead-long"
     ),
 ]
 
