@@ -10,8 +10,7 @@ import asyncio
 import contextlib
 import os
 import struct
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from edge_agent.errors import SourceError
 from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.modbus.source import ModbusSource
 from edge_agent.types import Quality, Sample
-from tests.sources.modbus.server import Peer, Silence, device, pty_pair, start_rtu, start_tcp
+from tests.sources.modbus.server import Peer, Silence, device, start_rtu, start_tcp
 
 REGISTERS = [
     {"name": "f", "address": 10, "data_type": "float32", "device_id": 1},
@@ -29,12 +28,6 @@ REGISTERS = [
     {"name": "stop", "table": "coil", "address": 4, "data_type": "bool", "device_id": 1},
     {"name": "count", "address": 0, "data_type": "uint16", "device_id": 7},
 ]
-
-
-@pytest.fixture
-def line(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    with pty_pair(tmp_path) as pair:
-        yield pair
 
 
 def config(url: str, registers: list[dict[str, Any]], **extra: Any) -> ModbusSourceConfig:

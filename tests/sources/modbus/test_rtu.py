@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +13,7 @@ from edge_agent.errors import SourceError
 from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.modbus.source import ModbusSource
 from edge_agent.types import Quality
-from tests.sources.modbus.server import Silence, device, pty_pair, start_rtu, tcp_peer
-
-
-@pytest.fixture
-def line(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    with pty_pair(tmp_path) as pair:
-        yield pair
+from tests.sources.modbus.server import Silence, device, start_rtu, tcp_peer
 
 
 def config(url: str, registers: list[dict[str, Any]], **extra: Any) -> ModbusSourceConfig:
