@@ -62,6 +62,7 @@ class SerialSource:
         self._dropped_seen = 0
         self._dropping = False
         self._drop_log = RateLimitedLog(log, config.name)
+        self._opened_before = False
         self.tap: Callable[[float, Frame], None] | None = None
         """Called with every frame as it is cut (``serial-monitor`` prints them)."""
 
@@ -103,7 +104,11 @@ class SerialSource:
         if not cfg.request:
             self._decoder.expect_partial()  # we may join a streaming device mid-frame
         self._link = await open_link(cfg, self._on_data, self._lose)
-        log.info("%s: opened %s", cfg.name, describe(cfg))
+        # Said once at INFO: a reopen is the poll loop's "reconnected" line, and a device
+        # server that accepts and closes at once would repeat this at every retry.
+        log.log(logging.DEBUG if self._opened_before else logging.INFO,
+                "%s: opened %s", cfg.name, describe(cfg))  # fmt: skip
+        self._opened_before = True
         try:
             self._write(cfg.on_open_bytes())
         except SourceError:

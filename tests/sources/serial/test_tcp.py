@@ -38,6 +38,19 @@ async def test_lines_from_a_device_server(caplog: pytest.LogCaptureFixture) -> N
     assert f"vib1: opened {server.url}" in caplog.messages  # no baud: the server sets the line
 
 
+async def test_opened_is_said_once_at_info_however_often_it_reopens(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="edge_agent.sources.serial.source")
+    async with DeviceServer() as server:
+        source = make_tcp(server)
+        for _ in range(3):  # as the poll loop reopens after each loss
+            async with source:
+                await server.client()
+    opened = [r for r in caplog.records if r.getMessage().startswith("vib1: opened")]
+    assert [r.levelno for r in opened] == [logging.INFO, logging.DEBUG, logging.DEBUG]
+
+
 async def test_socket_url_is_pyserials_spelling_of_the_same() -> None:
     async with DeviceServer() as server:
         source = make_tcp(server, port=f"socket://127.0.0.1:{server.port}")
