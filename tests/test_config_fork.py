@@ -107,15 +107,13 @@ def test_read_without_the_signals_lines_as_trimmed_after() -> None:
 
 def test_a_fault_in_a_signal_names_its_own_line(tmp_path: Path) -> None:
     # Read without the items' lines, a fault would name the list's: read again with them.
-    bad = tmp_path / "agent.yaml"
-    bad.write_text(
-        EXAMPLE.read_text().replace(
-            "address: 3002, data_type: float32", "address: 3002, data_type: float33"
-        )
-    )
+    bad, faulty = tmp_path / "agent.yaml", "address: 3002, data_type: float32"
+    lines = EXAMPLE.read_text().splitlines(keepends=True)
+    (line,) = [n for n, text in enumerate(lines, 1) if faulty in text]
+    bad.write_text(EXAMPLE.read_text().replace(faulty, "address: 3002, data_type: float33"))
     with pytest.raises(ConfigError) as direct:
         load_config(bad)
-    assert f"{bad}:115:" in str(direct.value)
+    assert f"{bad}:{line}:" in str(direct.value)
     for load in (load_for_running, load_config_forked, load_config_apart):
         with pytest.raises(ConfigError) as other:
             load(bad)
