@@ -148,8 +148,11 @@ CASES = [
         "rtu+tcp", {8, 9, 10}, {"timeout": "400ms", "retries": 1}, id="rtu+tcp-3-dead-long"
     ),
     # the default timeout at 19200 8N2 is 0.4 s (ASCII's frames take twice RTU's):
-    # three dead units' first tries do not fit in one tick
-    pytest.param("ascii", {1, 6, 7}, {}, id="ascii-3-dead-default-timeout"),
+    # three dead units' first tries do not fit in one tick. The dead units come last:
+    # at start no unit has answered yet, so the units are tried in id order and each
+    # dead one ahead of a live one costs it a tick (with {1, 6, 7}: 18 of 20 under
+    # load in CI; README "Modbus" says so)
+    pytest.param("ascii", {8, 9, 10}, {}, id="ascii-3-dead-default-timeout"),
     pytest.param(
         "ascii+tcp", {8, 9, 10}, {"timeout": "400ms", "retries": 1}, id="ascii+tcp-3-dead-long"
     ),
