@@ -13,13 +13,13 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from typing import Annotated, Any, Literal, NamedTuple, Self, overload
+from typing import Annotated, Any, Literal, NamedTuple, Self
 
 from pydantic import Field as PydanticField
-from pydantic import GetCoreSchemaHandler, GetPydanticSchema, model_validator
-from pydantic_core import CoreSchema, core_schema
+from pydantic import GetPydanticSchema, model_validator
 
 from edge_agent.commands.config import WriteLimits
+from edge_agent.model_table import ModelTable, list_schema
 from edge_agent.schema import Duration, StrictModel
 from edge_agent.sources.modbus.codec import (
     BIT_TABLES,
@@ -155,7 +155,7 @@ class RegisterRow(NamedTuple):
     shape: RegisterShape
 
 
-class RegisterTable(Sequence[ModbusRegisterConfig]):
+class RegisterTable(ModelTable[ModbusRegisterConfig]):
     """A source's registers as columns: name, address and a shape number per register.
 
     A :class:`ModbusRegisterConfig` costs about 690 bytes per register in the agent's
@@ -233,30 +233,12 @@ class RegisterTable(Sequence[ModbusRegisterConfig]):
     def __len__(self) -> int:
         return len(self._names)
 
-    @overload
-    def __getitem__(self, index: int) -> ModbusRegisterConfig: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[ModbusRegisterConfig]: ...
-
-    def __getitem__(self, index: int | slice) -> ModbusRegisterConfig | list[ModbusRegisterConfig]:
-        if isinstance(index, slice):
-            return [self._model(i) for i in range(len(self))[index]]
-        return self._model(range(len(self))[index])
-
-    def __iter__(self) -> Iterator[ModbusRegisterConfig]:
-        return (self._model(i) for i in range(len(self)))
-
     def __eq__(self, other: object) -> bool:
         if isinstance(other, RegisterTable):
             if self._names != other._names or self._addresses != other._addresses:
                 return False
             return all(map(operator.eq, self._each_shape(), other._each_shape()))
-        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
-            return len(self) == len(other) and all(map(operator.eq, self, other))
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # like the list it stands for
+        return self._equals_sequence(other)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (RegisterTable, (self._names, self._addresses, self._shape_ids, self._shapes))
@@ -275,14 +257,7 @@ class RegisterTable(Sequence[ModbusRegisterConfig]):
         )
 
 
-def _register_list_schema(_type: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-    """The schema of a list (errors say "list"), dumping any sequence as one."""
-    schema = handler(list[ModbusRegisterConfig])
-    as_list = core_schema.wrap_serializer_function_ser_schema(
-        lambda value, serialize: serialize(list(value)), schema=dict(schema)
-    )
-    return {**schema, "serialization": as_list}
-
-
 # A list when validated, a RegisterTable in the running agent (ModbusSourceConfig.compact).
-RegisterList = Annotated[Sequence[ModbusRegisterConfig], GetPydanticSchema(_register_list_schema)]
+RegisterList = Annotated[
+    Sequence[ModbusRegisterConfig], GetPydanticSchema(list_schema(ModbusRegisterConfig))
+]

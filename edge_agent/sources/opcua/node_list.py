@@ -14,12 +14,12 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from typing import Annotated, Any, Literal, NamedTuple, Self, overload
+from typing import Annotated, Any, Literal, NamedTuple, Self
 
-from pydantic import Field, GetCoreSchemaHandler, GetPydanticSchema, model_validator
-from pydantic_core import CoreSchema, core_schema
+from pydantic import Field, GetPydanticSchema, model_validator
 
 from edge_agent.commands.config import WriteLimits
+from edge_agent.model_table import ModelTable, list_schema
 from edge_agent.schema import StrictModel
 
 _NODE_ID_RE = re.compile(r"^(ns=\d+;|nsu=[^;]+;)?(i=\d+|s=.+|g=[0-9a-fA-F-]{36}|b=.+)$")
@@ -120,7 +120,7 @@ class NodeRow(NamedTuple):
     write: OpcuaWriteConfig | None
 
 
-class NodeTable(Sequence[OpcuaNodeConfig]):
+class NodeTable(ModelTable[OpcuaNodeConfig]):
     """A group's nodes as columns: name, NodeId or browse path, and a shape number.
 
     An :class:`OpcuaNodeConfig` costs about 350 bytes beyond its strings in the
@@ -187,28 +187,10 @@ class NodeTable(Sequence[OpcuaNodeConfig]):
     def __len__(self) -> int:
         return len(self._names)
 
-    @overload
-    def __getitem__(self, index: int) -> OpcuaNodeConfig: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[OpcuaNodeConfig]: ...
-
-    def __getitem__(self, index: int | slice) -> OpcuaNodeConfig | list[OpcuaNodeConfig]:
-        if isinstance(index, slice):
-            return [self._model(i) for i in range(len(self))[index]]
-        return self._model(range(len(self))[index])
-
-    def __iter__(self) -> Iterator[OpcuaNodeConfig]:
-        return (self._model(i) for i in range(len(self)))
-
     def __eq__(self, other: object) -> bool:
         if isinstance(other, NodeTable):
             return list(self.rows()) == list(other.rows())
-        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
-            return len(self) == len(other) and all(map(operator.eq, self, other))
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # like the list it stands for
+        return self._equals_sequence(other)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (NodeTable, (self._names, self._targets, self._shape_ids, self._shapes))
@@ -222,14 +204,5 @@ class NodeTable(Sequence[OpcuaNodeConfig]):
         return OpcuaNodeConfig.model_construct(fields_set, **row._asdict())
 
 
-def _node_list_schema(_type: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-    """The schema of a list (errors say "list"), dumping any sequence as one."""
-    schema = handler(list[OpcuaNodeConfig])
-    as_list = core_schema.wrap_serializer_function_ser_schema(
-        lambda value, serialize: serialize(list(value)), schema=dict(schema)
-    )
-    return {**schema, "serialization": as_list}
-
-
 # A list when validated, a NodeTable in the running agent (OpcuaGroupConfig.compact).
-NodeList = Annotated[Sequence[OpcuaNodeConfig], GetPydanticSchema(_node_list_schema)]
+NodeList = Annotated[Sequence[OpcuaNodeConfig], GetPydanticSchema(list_schema(OpcuaNodeConfig))]
