@@ -47,7 +47,7 @@ def attach_live(sinks: Sequence[Any], infos: Sequence[SignalInfo], observer: Any
         return observer
     for sink in live:
         sink.describe(infos)
-    return Fanout([*([observer] if observer is not None else []), *live])
+    return _fanout(observer, live)
 
 
 def with_live(observer: Any, sink: LiveSink) -> Any:
@@ -55,7 +55,12 @@ def with_live(observer: Any, sink: LiveSink) -> Any:
     if isinstance(observer, Fanout):
         observer.targets.append(sink)
         return observer
-    return Fanout([*([observer] if observer is not None else []), sink])
+    return _fanout(observer, [sink])
+
+
+def _fanout(observer: Any, sinks: Sequence[LiveSink]) -> Fanout:
+    """``observer`` (when given), then each of ``sinks``."""
+    return Fanout([*([observer] if observer is not None else []), *sinks])
 
 
 def without_live(observer: Any, sink: LiveSink) -> Any:
